@@ -1,0 +1,15 @@
+//! agent-iam: identity and access for AI agents at the API gateway.
+//!
+//! Everything outside [`filter`] is plain Rust with no proxy-wasm calls, testable natively; the filter is
+//! the thin glue that reads a request from Envoy, asks [`engine::Engine`] for a decision and applies it.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+#![warn(missing_docs)]
+
+pub mod b64;
+pub mod json;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod mint;
+pub mod token;

@@ -1,0 +1,135 @@
+//! Agent token verification: decide, for any bytes a client sends, whether they are a valid token of a
+//! trusted issuer for this audience, and who the agent is.
+//!
+//! Order matters: the size cap comes before any parsing; the issuer is chosen by `iss` before a key is;
+//! the signature is checked before any claim is believed.
+
+pub mod claims;
+pub mod crypto;
+pub mod error;
+pub mod jwk;
+pub mod jws;
+
+pub use crypto::{Algorithm, CryptoBackend, PureRust};
+pub use error::TokenError;
+pub use jwk::{KeySet, PublicKey};
+
+use serde_json::{Map, Value};
+
+/// Default cap on a token's length in bytes, checked before anything else (CVE-2025-30204).
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// A trusted token issuer, validated.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    /// The exact `iss` value.
+    pub issuer: String,
+    /// Accepted `aud` values; at least one.
+    pub audiences: Vec<String>,
+    /// Allowed algorithms; at least one. Never taken from the token.
+    pub algorithms: Vec<Algorithm>,
+    /// The issuer's keys.
+    pub keys: KeySet,
+    /// Tolerated clock difference, seconds.
+    pub clock_skew: i64,
+    /// Longest accepted `exp - iat`, seconds.
+    pub max_lifetime: Option<i64>,
+}
+
+/// A token that passed every check.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    /// The issuer that vouched for it.
+    pub issuer: String,
+    /// `sub`: the subject, who the token is about (a human or the originating service).
+    pub subject: String,
+    /// The current actor: the outermost `act.sub` when the token carries delegation (RFC 8693 §4.1),
+    /// otherwise the subject itself. This is the agent presenting the token.
+    pub agent: String,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: i64,
+    /// Every claim, for policy conditions and forwarding.
+    pub claims: Map<String, Value>,
+}
+
+/// Verifies tokens against a fixed set of issuers.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    issuers: Vec<Issuer>,
+    max_token_bytes: usize,
+}
+
+impl Verifier {
+    /// A verifier for these issuers (already validated: non-empty audiences and algorithms).
+    pub fn new(issuers: Vec<Issuer>, max_token_bytes: usize) -> Verifier {
+        Verifier {
+            issuers,
+            max_token_bytes,
+        }
+    }
+
+    /// The configured issuers.
+    pub fn issuers(&self) -> &[Issuer] {
+        &self.issuers
+    }
+
+    /// Verifies `token` at `now` (seconds since the epoch).
+    pub fn verify(
+        &self,
+        token: &[u8],
+        now: i64,
+        crypto: &dyn CryptoBackend,
+    ) -> Result<VerifiedToken, TokenError> {
+        if token.len() > self.max_token_bytes {
+            return Err(TokenError::TooLarge);
+        }
+        let jws = jws::parse(token)?;
+        let iss = claims::required_string(&jws.claims, "iss")?;
+        let issuer = self
+            .issuers
+            .iter()
+            .find(|i| i.issuer == iss)
+            .ok_or(TokenError::UnknownIssuer)?;
+        if !issuer.algorithms.contains(&jws.alg) {
+            return Err(TokenError::AlgorithmNotAllowed);
+        }
+        let mut candidates = issuer
+            .keys
+            .candidates(jws.kid.as_deref(), jws.alg)
+            .peekable();
+        if candidates.peek().is_none() {
+            return Err(TokenError::UnknownKey);
+        }
+        if !candidates.any(|k| crypto.verify(jws.alg, &k.key, jws.signing_input, &jws.signature)) {
+            return Err(TokenError::BadSignature);
+        }
+        let expires_at =
+            claims::check_times(&jws.claims, now, issuer.clock_skew, issuer.max_lifetime)?;
+        claims::check_audience(&jws.claims, &issuer.audiences)?;
+        let subject = claims::required_string(&jws.claims, "sub")?.to_owned();
+        let agent = current_actor(&jws.claims)?.unwrap_or(&subject).to_owned();
+        Ok(VerifiedToken {
+            issuer: issuer.issuer.clone(),
+            subject,
+            agent,
+            expires_at,
+            claims: jws.claims,
+        })
+    }
+}
+
+/// The outermost `act.sub`, if the token carries `act` (RFC 8693 §4.1). Nested (earlier) actors are
+/// deliberately not read here: they never grant access.
+fn current_actor(claims: &Map<String, Value>) -> Result<Option<&str>, TokenError> {
+    match claims.get("act") {
+        None => Ok(None),
+        Some(Value::Object(act)) => match act.get("sub") {
+            Some(Value::String(sub)) if !sub.is_empty() => Ok(Some(sub)),
+            _ => Err(TokenError::InvalidClaim("act")),
+        },
+        Some(_) => Err(TokenError::InvalidClaim("act")),
+    }
+}
+
+#[cfg(test)]
+mod tests;
