@@ -45,12 +45,7 @@ pub fn parse_object(bytes: &[u8], max_depth: usize) -> Result<Map<String, Value>
 /// Parses any JSON value with the same strictness as [`parse_object`].
 pub fn parse_value(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = StrictValue {
-        depth: 0,
-        max_depth,
-    }
-    .deserialize(&mut de)
-    .map_err(classify)?;
+    let value = StrictValue { depth: 0, max_depth }.deserialize(&mut de).map_err(classify)?;
     de.end().map_err(|_| JsonError::Syntax)?;
     Ok(value)
 }
@@ -81,10 +76,7 @@ impl StrictValue {
         if self.depth >= self.max_depth {
             return Err(E::custom(TOO_DEEP));
         }
-        Ok(StrictValue {
-            depth: self.depth + 1,
-            ..self
-        })
+        Ok(StrictValue { depth: self.depth + 1, ..self })
     }
 }
 
@@ -111,9 +103,7 @@ impl<'de> Visitor<'de> for StrictValue {
         Ok(Value::from(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("non-finite number"))
+        serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("non-finite number"))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))
@@ -159,23 +149,14 @@ mod tests {
 
     #[test]
     fn rejects_duplicates_at_any_depth() {
-        assert_eq!(
-            parse_object(br#"{"a":1,"a":2}"#, 4),
-            Err(JsonError::DuplicateMember)
-        );
-        assert_eq!(
-            parse_object(br#"{"x":{"a":1,"a":1}}"#, 4),
-            Err(JsonError::DuplicateMember)
-        );
+        assert_eq!(parse_object(br#"{"a":1,"a":2}"#, 4), Err(JsonError::DuplicateMember));
+        assert_eq!(parse_object(br#"{"x":{"a":1,"a":1}}"#, 4), Err(JsonError::DuplicateMember));
     }
 
     #[test]
     fn caps_depth_without_recursing_further() {
         assert!(parse_object(br#"{"a":{"b":{}}}"#, 3).is_ok());
-        assert_eq!(
-            parse_object(br#"{"a":{"b":{"c":{}}}}"#, 3),
-            Err(JsonError::TooDeep)
-        );
+        assert_eq!(parse_object(br#"{"a":{"b":{"c":{}}}}"#, 3), Err(JsonError::TooDeep));
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
         assert_eq!(parse_object(deep.as_bytes(), 32), Err(JsonError::TooDeep));
     }
@@ -184,10 +165,7 @@ mod tests {
     fn rejects_bom_invalid_utf8_trailing_data_and_non_objects() {
         assert_eq!(parse_object(b"\xef\xbb\xbf{}", 4), Err(JsonError::Syntax));
         assert_eq!(parse_object(b"{\"a\":\"\xff\"}", 4), Err(JsonError::Syntax));
-        assert_eq!(
-            parse_object(br#"{"a":"\ud800"}"#, 4),
-            Err(JsonError::Syntax)
-        );
+        assert_eq!(parse_object(br#"{"a":"\ud800"}"#, 4), Err(JsonError::Syntax));
         assert_eq!(parse_object(b"{} {}", 4), Err(JsonError::Syntax));
         assert_eq!(parse_object(b"[1]", 4), Err(JsonError::NotAnObject));
         assert_eq!(parse_object(b"1e400", 4), Err(JsonError::Syntax));

@@ -2,14 +2,18 @@
 //!
 //! Everything outside [`filter`] is plain Rust with no proxy-wasm calls, testable natively; the filter is
 //! the thin glue that reads a request from Envoy, asks [`engine::Engine`] for a decision and applies it.
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![warn(missing_docs)]
 
 pub mod b64;
+pub mod config;
+pub mod engine;
 pub mod json;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
+pub mod policy;
+pub mod request;
 pub mod token;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;

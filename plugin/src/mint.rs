@@ -20,12 +20,10 @@ impl SigningKey {
     /// negligible set of seeds that are not a valid P-256 scalar.
     pub fn from_seed(alg: Algorithm, seed: [u8; 32]) -> Option<SigningKey> {
         match alg {
-            Algorithm::ES256 => p256::ecdsa::SigningKey::from_slice(&seed)
-                .ok()
-                .map(SigningKey::Es256),
-            Algorithm::EdDSA => Some(SigningKey::Ed25519(ed25519_compact::KeyPair::from_seed(
-                ed25519_compact::Seed::new(seed),
-            ))),
+            Algorithm::ES256 => p256::ecdsa::SigningKey::from_slice(&seed).ok().map(SigningKey::Es256),
+            Algorithm::EdDSA => {
+                Some(SigningKey::Ed25519(ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed))))
+            }
         }
     }
 
@@ -83,11 +81,8 @@ impl SigningKey {
 
     /// A compact JWS with exactly this header (for tests of hostile headers).
     pub fn sign_jwt_with_header(&self, header: &Value, claims: &Value) -> String {
-        let input = format!(
-            "{}.{}",
-            b64::encode(header.to_string().as_bytes()),
-            b64::encode(claims.to_string().as_bytes())
-        );
+        let input =
+            format!("{}.{}", b64::encode(header.to_string().as_bytes()), b64::encode(claims.to_string().as_bytes()));
         let sig = self.sign(input.as_bytes());
         format!("{input}.{}", b64::encode(&sig))
     }

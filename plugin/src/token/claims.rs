@@ -9,10 +9,7 @@ const MAX_NUMERIC_DATE: i64 = 1 << 40;
 
 /// Reads a NumericDate claim: a JSON number of seconds, integer or finite fraction (truncated), in
 /// `0..=2^40`.
-pub fn numeric_date(
-    claims: &Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<i64>, TokenError> {
+pub fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
     let Some(value) = claims.get(name) else {
         return Ok(None);
     };
@@ -55,10 +52,10 @@ pub fn check_times(
     if iat.is_some_and(|iat| iat > now + skew) {
         return Err(TokenError::IssuedInFuture);
     }
-    if let Some(max) = max_lifetime {
-        if exp - iat.unwrap_or(now) > max {
-            return Err(TokenError::LifetimeTooLong);
-        }
+    if let Some(max) = max_lifetime
+        && exp - iat.unwrap_or(now) > max
+    {
+        return Err(TokenError::LifetimeTooLong);
     }
     Ok(exp)
 }
@@ -86,21 +83,14 @@ pub fn check_audience(claims: &Map<String, Value>, accepted: &[String]) -> Resul
                     _ => return Err(TokenError::InvalidClaim("aud")),
                 }
             }
-            if found {
-                Ok(())
-            } else {
-                Err(TokenError::WrongAudience)
-            }
+            if found { Ok(()) } else { Err(TokenError::WrongAudience) }
         }
         Some(_) => Err(TokenError::InvalidClaim("aud")),
     }
 }
 
 /// A required string claim.
-pub fn required_string<'a>(
-    claims: &'a Map<String, Value>,
-    name: &'static str,
-) -> Result<&'a str, TokenError> {
+pub fn required_string<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, TokenError> {
     match claims.get(name) {
         None => Err(TokenError::MissingClaim(name)),
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
@@ -128,53 +118,24 @@ mod tests {
 
     #[test]
     fn exp_of_wrong_type_or_range_is_invalid_not_absent() {
-        for bad in [
-            json!("1000"),
-            json!(-1),
-            json!(1e300),
-            json!(u64::MAX),
-            json!(null),
-            json!([1]),
-        ] {
+        for bad in [json!("1000"), json!(-1), json!(1e300), json!(u64::MAX), json!(null), json!([1])] {
             let c = claims(json!({ "exp": bad }));
-            assert_eq!(
-                check_times(&c, 0, 0, None),
-                Err(TokenError::InvalidClaim("exp")),
-                "{bad}"
-            );
+            assert_eq!(check_times(&c, 0, 0, None), Err(TokenError::InvalidClaim("exp")), "{bad}");
         }
-        assert_eq!(
-            check_times(&claims(json!({})), 0, 0, None),
-            Err(TokenError::MissingClaim("exp"))
-        );
-        assert_eq!(
-            check_times(&claims(json!({"exp": 0})), 0, 0, None),
-            Err(TokenError::Expired)
-        );
-        assert_eq!(
-            check_times(&claims(json!({"exp": 1000.9})), 999, 0, None),
-            Ok(1000)
-        );
+        assert_eq!(check_times(&claims(json!({})), 0, 0, None), Err(TokenError::MissingClaim("exp")));
+        assert_eq!(check_times(&claims(json!({"exp": 0})), 0, 0, None), Err(TokenError::Expired));
+        assert_eq!(check_times(&claims(json!({"exp": 1000.9})), 999, 0, None), Ok(1000));
     }
 
     #[test]
     fn nbf_and_iat_in_the_future() {
         let c = claims(json!({"exp": 5000, "nbf": 2000}));
-        assert_eq!(
-            check_times(&c, 1969, 30, None),
-            Err(TokenError::NotYetValid)
-        );
+        assert_eq!(check_times(&c, 1969, 30, None), Err(TokenError::NotYetValid));
         assert_eq!(check_times(&c, 1970, 30, None), Ok(5000));
         let c = claims(json!({"exp": 5000, "nbf": (1i64 << 40)}));
-        assert_eq!(
-            check_times(&c, 1970, 30, None),
-            Err(TokenError::NotYetValid)
-        );
+        assert_eq!(check_times(&c, 1970, 30, None), Err(TokenError::NotYetValid));
         let c = claims(json!({"exp": 5000, "iat": 2000}));
-        assert_eq!(
-            check_times(&c, 1900, 30, None),
-            Err(TokenError::IssuedInFuture)
-        );
+        assert_eq!(check_times(&c, 1900, 30, None), Err(TokenError::IssuedInFuture));
     }
 
     #[test]
@@ -182,39 +143,18 @@ mod tests {
         let c = claims(json!({"exp": 4600, "iat": 1000}));
         assert_eq!(check_times(&c, 1000, 0, Some(3600)), Ok(4600));
         let c = claims(json!({"exp": 4601, "iat": 1000}));
-        assert_eq!(
-            check_times(&c, 1000, 0, Some(3600)),
-            Err(TokenError::LifetimeTooLong)
-        );
+        assert_eq!(check_times(&c, 1000, 0, Some(3600)), Err(TokenError::LifetimeTooLong));
     }
 
     #[test]
     fn audience_rules() {
         let ok = vec!["api".to_owned()];
         assert_eq!(check_audience(&claims(json!({"aud": "api"})), &ok), Ok(()));
-        assert_eq!(
-            check_audience(&claims(json!({"aud": ["x", "api"]})), &ok),
-            Ok(())
-        );
-        assert_eq!(
-            check_audience(&claims(json!({"aud": "x"})), &ok),
-            Err(TokenError::WrongAudience)
-        );
-        assert_eq!(
-            check_audience(&claims(json!({})), &ok),
-            Err(TokenError::MissingClaim("aud"))
-        );
-        for bad in [
-            json!(""),
-            json!([]),
-            json!(["api", 1]),
-            json!(7),
-            json!([""]),
-        ] {
-            assert_eq!(
-                check_audience(&claims(json!({ "aud": bad })), &ok),
-                Err(TokenError::InvalidClaim("aud"))
-            );
+        assert_eq!(check_audience(&claims(json!({"aud": ["x", "api"]})), &ok), Ok(()));
+        assert_eq!(check_audience(&claims(json!({"aud": "x"})), &ok), Err(TokenError::WrongAudience));
+        assert_eq!(check_audience(&claims(json!({})), &ok), Err(TokenError::MissingClaim("aud")));
+        for bad in [json!(""), json!([]), json!(["api", 1]), json!(7), json!([""])] {
+            assert_eq!(check_audience(&claims(json!({ "aud": bad })), &ok), Err(TokenError::InvalidClaim("aud")));
         }
     }
 }

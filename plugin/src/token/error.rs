@@ -67,9 +67,7 @@ impl fmt::Display for TokenError {
             TokenError::TooLarge => f.write_str("token is larger than allowed"),
             TokenError::Malformed(what) => write!(f, "malformed token: {what}"),
             TokenError::UnsupportedAlgorithm => f.write_str("unsupported signing algorithm"),
-            TokenError::AlgorithmNotAllowed => {
-                f.write_str("signing algorithm not allowed for this issuer")
-            }
+            TokenError::AlgorithmNotAllowed => f.write_str("signing algorithm not allowed for this issuer"),
             TokenError::ForbiddenHeader(name) => {
                 write!(f, "token header member \"{name}\" is not accepted")
             }
@@ -79,9 +77,7 @@ impl fmt::Display for TokenError {
             TokenError::Expired => f.write_str("token has expired"),
             TokenError::NotYetValid => f.write_str("token is not yet valid"),
             TokenError::IssuedInFuture => f.write_str("token was issued in the future"),
-            TokenError::LifetimeTooLong => {
-                f.write_str("token lifetime exceeds the allowed maximum")
-            }
+            TokenError::LifetimeTooLong => f.write_str("token lifetime exceeds the allowed maximum"),
             TokenError::WrongAudience => f.write_str("token audience not accepted"),
             TokenError::MissingClaim(name) => write!(f, "required claim \"{name}\" is missing"),
             TokenError::InvalidClaim(name) => write!(f, "claim \"{name}\" is invalid"),

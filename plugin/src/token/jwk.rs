@@ -50,55 +50,38 @@ pub struct JwksError {
 
 impl fmt::Display for JwksError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
+        if self.path.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.path, self.message) }
     }
 }
 
 impl std::error::Error for JwksError {}
 
 fn err(path: impl Into<String>, message: impl Into<String>) -> JwksError {
-    JwksError {
-        path: path.into(),
-        message: message.into(),
-    }
+    JwksError { path: path.into(), message: message.into() }
 }
 
 impl KeySet {
     /// Parses and validates a JWKS document. Keys whose `use` is not `sig` are skipped (a set may carry
     /// encryption keys too); every other problem rejects the whole set, so a half-understood set is never used.
     pub fn from_value(doc: &Value) -> Result<KeySet, JwksError> {
-        let obj = doc
-            .as_object()
-            .ok_or_else(|| err("", "a JWKS must be a JSON object"))?;
+        let obj = doc.as_object().ok_or_else(|| err("", "a JWKS must be a JSON object"))?;
         let keys = match obj.get("keys") {
             Some(Value::Array(keys)) => keys,
             Some(_) => return Err(err("keys", "must be an array")),
             None => return Err(err("keys", "is required")),
         };
         if keys.len() > MAX_KEYS {
-            return Err(err(
-                "keys",
-                format!("has {} keys; at most {MAX_KEYS} are allowed", keys.len()),
-            ));
+            return Err(err("keys", format!("has {} keys; at most {MAX_KEYS} are allowed", keys.len())));
         }
         let mut out: Vec<Jwk> = Vec::with_capacity(keys.len());
         for (i, key) in keys.iter().enumerate() {
             let path = format!("keys[{i}]");
-            let key = key
-                .as_object()
-                .ok_or_else(|| err(&path, "must be an object"))?;
+            let key = key.as_object().ok_or_else(|| err(&path, "must be an object"))?;
             if let Some(jwk) = parse_key(key, &path)? {
-                if let Some(kid) = &jwk.kid {
-                    if out.iter().any(|k| k.kid.as_deref() == Some(kid)) {
-                        return Err(err(
-                            format!("{path}.kid"),
-                            format!("duplicate kid \"{kid}\""),
-                        ));
-                    }
+                if let Some(kid) = &jwk.kid
+                    && out.iter().any(|k| k.kid.as_deref() == Some(kid))
+                {
+                    return Err(err(format!("{path}.kid"), format!("duplicate kid \"{kid}\"")));
                 }
                 out.push(jwk);
             }
@@ -111,22 +94,15 @@ impl KeySet {
 
     /// Parses a JWKS from bytes with strict JSON rules.
     pub fn from_bytes(bytes: &[u8]) -> Result<KeySet, JwksError> {
-        let doc =
-            crate::json::parse_value(bytes, 8).map_err(|e| err("", format!("JWKS is {e}")))?;
+        let doc = crate::json::parse_value(bytes, 8).map_err(|e| err("", format!("JWKS is {e}")))?;
         KeySet::from_value(&doc)
     }
 
     /// The keys that may verify a token with this `kid` (or none given) and `alg`.
     ///
     /// With a `kid`, only the key with that exact id; without, every key of that algorithm.
-    pub fn candidates<'a>(
-        &'a self,
-        kid: Option<&'a str>,
-        alg: Algorithm,
-    ) -> impl Iterator<Item = &'a Jwk> + 'a {
-        self.keys
-            .iter()
-            .filter(move |k| k.alg == alg && (kid.is_none() || k.kid.as_deref() == kid))
+    pub fn candidates<'a>(&'a self, kid: Option<&'a str>, alg: Algorithm) -> impl Iterator<Item = &'a Jwk> + 'a {
+        self.keys.iter().filter(move |k| k.alg == alg && (kid.is_none() || k.kid.as_deref() == kid))
     }
 
     /// Number of keys.
@@ -140,11 +116,7 @@ impl KeySet {
     }
 }
 
-fn str_member<'a>(
-    key: &'a Map<String, Value>,
-    name: &str,
-    path: &str,
-) -> Result<Option<&'a str>, JwksError> {
+fn str_member<'a>(key: &'a Map<String, Value>, name: &str, path: &str) -> Result<Option<&'a str>, JwksError> {
     match key.get(name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -156,20 +128,11 @@ fn required<'a>(key: &'a Map<String, Value>, name: &str, path: &str) -> Result<&
     str_member(key, name, path)?.ok_or_else(|| err(format!("{path}.{name}"), "is required"))
 }
 
-fn coordinate(
-    key: &Map<String, Value>,
-    name: &str,
-    path: &str,
-    len: usize,
-) -> Result<Vec<u8>, JwksError> {
+fn coordinate(key: &Map<String, Value>, name: &str, path: &str, len: usize) -> Result<Vec<u8>, JwksError> {
     let text = required(key, name, path)?;
-    let bytes = b64::decode(text.as_bytes())
-        .map_err(|_| err(format!("{path}.{name}"), "is not strict base64url"))?;
+    let bytes = b64::decode(text.as_bytes()).map_err(|_| err(format!("{path}.{name}"), "is not strict base64url"))?;
     if bytes.len() != len {
-        return Err(err(
-            format!("{path}.{name}"),
-            format!("must be {len} bytes, found {}", bytes.len()),
-        ));
+        return Err(err(format!("{path}.{name}"), format!("must be {len} bytes, found {}", bytes.len())));
     }
     Ok(bytes)
 }
@@ -180,25 +143,17 @@ fn parse_key(key: &Map<String, Value>, path: &str) -> Result<Option<Jwk>, JwksEr
         Some(_) => return Ok(None),
     }
     if let Some(ops) = key.get("key_ops") {
-        let ops = ops
-            .as_array()
-            .ok_or_else(|| err(format!("{path}.key_ops"), "must be an array"))?;
+        let ops = ops.as_array().ok_or_else(|| err(format!("{path}.key_ops"), "must be an array"))?;
         if !ops.iter().any(|op| op.as_str() == Some("verify")) {
             return Ok(None);
         }
     }
     if key.contains_key("d") {
-        return Err(err(
-            format!("{path}.d"),
-            "private key material must not be configured",
-        ));
+        return Err(err(format!("{path}.d"), "private key material must not be configured"));
     }
     let kid = match str_member(key, "kid", path)? {
         Some(kid) if kid.is_empty() || kid.len() > MAX_KID_BYTES => {
-            return Err(err(
-                format!("{path}.kid"),
-                format!("must be 1 to {MAX_KID_BYTES} bytes"),
-            ));
+            return Err(err(format!("{path}.kid"), format!("must be 1 to {MAX_KID_BYTES} bytes")));
         }
         kid => kid.map(str::to_owned),
     };
@@ -221,43 +176,27 @@ fn parse_key(key: &Map<String, Value>, path: &str) -> Result<Option<Jwk>, JwksEr
             let pk = ed25519_compact::PublicKey::from_slice(&x)
                 .map_err(|_| err(format!("{path}.x"), "invalid Ed25519 key"))?;
             if is_weak_ed25519(&pk) {
-                return Err(err(
-                    format!("{path}.x"),
-                    "Ed25519 key is not a valid point of large order",
-                ));
+                return Err(err(format!("{path}.x"), "Ed25519 key is not a valid point of large order"));
             }
             (Algorithm::EdDSA, PublicKey::Ed25519(pk))
         }
         ("EC", Some(other)) | ("OKP", Some(other)) => {
-            return Err(err(
-                format!("{path}.crv"),
-                format!("unsupported curve \"{other}\""),
-            ));
+            return Err(err(format!("{path}.crv"), format!("unsupported curve \"{other}\"")));
         }
         ("EC", None) | ("OKP", None) => return Err(err(format!("{path}.crv"), "is required")),
         (other, _) => {
-            return Err(err(
-                format!("{path}.kty"),
-                format!("unsupported key type \"{other}\""),
-            ));
+            return Err(err(format!("{path}.kty"), format!("unsupported key type \"{other}\"")));
         }
     };
-    if let Some(declared) = str_member(key, "alg", path)? {
-        if Algorithm::from_name(declared) != Some(alg) {
-            return Err(err(
-                format!("{path}.alg"),
-                format!(
-                    "\"{declared}\" does not match the key type (expected \"{}\")",
-                    alg.name()
-                ),
-            ));
-        }
+    if let Some(declared) = str_member(key, "alg", path)?
+        && Algorithm::from_name(declared) != Some(alg)
+    {
+        return Err(err(
+            format!("{path}.alg"),
+            format!("\"{declared}\" does not match the key type (expected \"{}\")", alg.name()),
+        ));
     }
-    Ok(Some(Jwk {
-        kid,
-        alg,
-        key: public,
-    }))
+    Ok(Some(Jwk { kid, alg, key: public }))
 }
 
 /// ed25519-compact checks the key on every verification; asking it once at load time lets a bad key be
@@ -323,35 +262,12 @@ mod tests {
 
     #[test]
     fn rejects_wrong_lengths_unsupported_curves_and_private_keys() {
-        assert_eq!(
-            KeySet::from_value(&ec(json!({"x": "AAAA"})))
-                .unwrap_err()
-                .path,
-            "keys[0].x"
-        );
-        assert_eq!(
-            KeySet::from_value(&ec(json!({"crv": "P-521"})))
-                .unwrap_err()
-                .path,
-            "keys[0].crv"
-        );
-        assert_eq!(
-            KeySet::from_value(&ec(json!({"d": "AAAA"})))
-                .unwrap_err()
-                .path,
-            "keys[0].d"
-        );
-        assert_eq!(
-            KeySet::from_value(&ec(json!({"kid": 7}))).unwrap_err().path,
-            "keys[0].kid"
-        );
+        assert_eq!(KeySet::from_value(&ec(json!({"x": "AAAA"}))).unwrap_err().path, "keys[0].x");
+        assert_eq!(KeySet::from_value(&ec(json!({"crv": "P-521"}))).unwrap_err().path, "keys[0].crv");
+        assert_eq!(KeySet::from_value(&ec(json!({"d": "AAAA"}))).unwrap_err().path, "keys[0].d");
+        assert_eq!(KeySet::from_value(&ec(json!({"kid": 7}))).unwrap_err().path, "keys[0].kid");
         let long = "k".repeat(MAX_KID_BYTES + 1);
-        assert_eq!(
-            KeySet::from_value(&ec(json!({ "kid": long })))
-                .unwrap_err()
-                .path,
-            "keys[0].kid"
-        );
+        assert_eq!(KeySet::from_value(&ec(json!({ "kid": long }))).unwrap_err().path, "keys[0].kid");
     }
 
     #[test]
@@ -366,10 +282,7 @@ mod tests {
     #[test]
     fn skips_encryption_keys_but_never_returns_an_empty_set() {
         let doc = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": GX, "y": GY, "use": "enc"}]});
-        assert_eq!(
-            KeySet::from_value(&doc).unwrap_err().message,
-            "no signature verification keys"
-        );
+        assert_eq!(KeySet::from_value(&doc).unwrap_err().message, "no signature verification keys");
         assert!(KeySet::from_value(&json!({"keys": []})).is_err());
         assert!(KeySet::from_bytes(b"<html>").is_err());
     }

@@ -40,27 +40,22 @@ pub fn parse(token: &[u8]) -> Result<Jws<'_>, TokenError> {
     if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
         return Err(TokenError::Malformed("empty segment"));
     }
-    let header_bytes =
-        b64::decode(header_b64).map_err(|_| TokenError::Malformed("header is not base64url"))?;
-    let header = json::parse_object(&header_bytes, 4)
-        .map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
+    let header_bytes = b64::decode(header_b64).map_err(|_| TokenError::Malformed("header is not base64url"))?;
+    let header =
+        json::parse_object(&header_bytes, 4).map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
     for name in FORBIDDEN_HEADERS {
         if header.contains_key(name) {
             return Err(TokenError::ForbiddenHeader(name));
         }
     }
     let alg = match header.get("alg") {
-        Some(Value::String(name)) => {
-            Algorithm::from_name(name).ok_or(TokenError::UnsupportedAlgorithm)?
-        }
+        Some(Value::String(name)) => Algorithm::from_name(name).ok_or(TokenError::UnsupportedAlgorithm)?,
         Some(_) => return Err(TokenError::UnsupportedAlgorithm),
         None => return Err(TokenError::Malformed("header has no alg")),
     };
     let kid = match header.get("kid") {
         None => None,
-        Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= MAX_KID_BYTES => {
-            Some(kid.clone())
-        }
+        Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= MAX_KID_BYTES => Some(kid.clone()),
         // A kid we could never have configured names no key.
         Some(_) => return Err(TokenError::UnknownKey),
     };
@@ -69,22 +64,13 @@ pub fn parse(token: &[u8]) -> Result<Jws<'_>, TokenError> {
         Some(Value::String(t)) => Some(t.clone()),
         Some(_) => return Err(TokenError::Malformed("header typ is not a string")),
     };
-    let payload_bytes =
-        b64::decode(payload_b64).map_err(|_| TokenError::Malformed("payload is not base64url"))?;
+    let payload_bytes = b64::decode(payload_b64).map_err(|_| TokenError::Malformed("payload is not base64url"))?;
     let claims = json::parse_object(&payload_bytes, MAX_JSON_DEPTH).map_err(|e| match e {
         json::JsonError::TooDeep => TokenError::Malformed("payload is nested too deeply"),
         _ => TokenError::Malformed("payload is not a JSON object"),
     })?;
-    let signature = b64::decode(signature_b64)
-        .map_err(|_| TokenError::Malformed("signature is not base64url"))?;
-    Ok(Jws {
-        signing_input: &token[..second],
-        alg,
-        kid,
-        typ,
-        claims,
-        signature,
-    })
+    let signature = b64::decode(signature_b64).map_err(|_| TokenError::Malformed("signature is not base64url"))?;
+    Ok(Jws { signing_input: &token[..second], alg, kid, typ, claims, signature })
 }
 
 /// Positions of exactly two dots; a third is refused at once, without scanning for more of them.

@@ -62,10 +62,7 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier for these issuers (already validated: non-empty audiences and algorithms).
     pub fn new(issuers: Vec<Issuer>, max_token_bytes: usize) -> Verifier {
-        Verifier {
-            issuers,
-            max_token_bytes,
-        }
+        Verifier { issuers, max_token_bytes }
     }
 
     /// The configured issuers.
@@ -74,47 +71,28 @@ impl Verifier {
     }
 
     /// Verifies `token` at `now` (seconds since the epoch).
-    pub fn verify(
-        &self,
-        token: &[u8],
-        now: i64,
-        crypto: &dyn CryptoBackend,
-    ) -> Result<VerifiedToken, TokenError> {
+    pub fn verify(&self, token: &[u8], now: i64, crypto: &dyn CryptoBackend) -> Result<VerifiedToken, TokenError> {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
         let jws = jws::parse(token)?;
         let iss = claims::required_string(&jws.claims, "iss")?;
-        let issuer = self
-            .issuers
-            .iter()
-            .find(|i| i.issuer == iss)
-            .ok_or(TokenError::UnknownIssuer)?;
+        let issuer = self.issuers.iter().find(|i| i.issuer == iss).ok_or(TokenError::UnknownIssuer)?;
         if !issuer.algorithms.contains(&jws.alg) {
             return Err(TokenError::AlgorithmNotAllowed);
         }
-        let mut candidates = issuer
-            .keys
-            .candidates(jws.kid.as_deref(), jws.alg)
-            .peekable();
+        let mut candidates = issuer.keys.candidates(jws.kid.as_deref(), jws.alg).peekable();
         if candidates.peek().is_none() {
             return Err(TokenError::UnknownKey);
         }
         if !candidates.any(|k| crypto.verify(jws.alg, &k.key, jws.signing_input, &jws.signature)) {
             return Err(TokenError::BadSignature);
         }
-        let expires_at =
-            claims::check_times(&jws.claims, now, issuer.clock_skew, issuer.max_lifetime)?;
+        let expires_at = claims::check_times(&jws.claims, now, issuer.clock_skew, issuer.max_lifetime)?;
         claims::check_audience(&jws.claims, &issuer.audiences)?;
         let subject = claims::required_string(&jws.claims, "sub")?.to_owned();
         let agent = current_actor(&jws.claims)?.unwrap_or(&subject).to_owned();
-        Ok(VerifiedToken {
-            issuer: issuer.issuer.clone(),
-            subject,
-            agent,
-            expires_at,
-            claims: jws.claims,
-        })
+        Ok(VerifiedToken { issuer: issuer.issuer.clone(), subject, agent, expires_at, claims: jws.claims })
     }
 }
 

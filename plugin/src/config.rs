@@ -1,0 +1,224 @@
+//! The plugin configuration: one JSON document (Envoy's `configuration` string, Istio's `pluginConfig`),
+//! validated completely before anything uses it. Any problem rejects the whole document with the exact path
+//! and reason, so Envoy keeps serving the last good configuration.
+
+use crate::engine::Engine;
+use crate::policy::{Policy, PolicyDocument};
+use crate::token::{self, Algorithm, Issuer, KeySet, Verifier};
+use serde::Deserialize;
+use std::fmt;
+
+/// Largest clock skew an issuer may tolerate, seconds.
+pub const MAX_CLOCK_SKEW_SECONDS: u32 = 300;
+/// Default tolerated clock skew, seconds.
+pub const DEFAULT_CLOCK_SKEW_SECONDS: u32 = 30;
+
+/// A configuration that was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// JSON path of the problem, e.g. `issuers[0].jwks.keys[1].crv` (empty for the whole document).
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.path, self.message) }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { path: path.into(), message: message.into() }
+}
+
+/// The configuration document as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigDocument {
+    /// Realm in `WWW-Authenticate` challenges.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// Longest token accepted, bytes.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// Trusted token issuers.
+    pub issuers: Vec<IssuerDocument>,
+    /// The access policy.
+    pub policy: PolicyDocument,
+}
+
+fn default_realm() -> String {
+    "agent-iam".to_owned()
+}
+
+fn default_max_token_bytes() -> usize {
+    token::DEFAULT_MAX_TOKEN_BYTES
+}
+
+fn default_skew() -> u32 {
+    DEFAULT_CLOCK_SKEW_SECONDS
+}
+
+/// One trusted issuer as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerDocument {
+    /// Exact `iss` value.
+    pub issuer: String,
+    /// Accepted `aud` values.
+    pub audiences: Vec<String>,
+    /// Allowed JWS algorithms.
+    pub algorithms: Vec<String>,
+    /// Inline JWKS.
+    pub jwks: serde_json::Value,
+    /// Tolerated clock difference, seconds.
+    #[serde(default = "default_skew")]
+    pub clock_skew_seconds: u32,
+    /// Longest accepted `exp - iat`, seconds.
+    #[serde(default)]
+    pub max_lifetime_seconds: Option<u32>,
+}
+
+/// Parses and validates a configuration document into a ready [`Engine`].
+pub fn parse(bytes: &[u8]) -> Result<Engine, ConfigError> {
+    // Strict first (duplicate keys are as dangerous in config as in tokens), then typed with paths.
+    let value =
+        crate::json::parse_value(bytes, 64).map_err(|e| match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Err(syntax) => err("", format!("configuration is not valid JSON: {syntax}")),
+            Ok(_) => err("", format!("configuration JSON has a {e}")),
+        })?;
+    if !value.is_object() {
+        return Err(err("", "configuration must be a JSON object"));
+    }
+    let doc: ConfigDocument = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        err(if path == "." { String::new() } else { path }, e.into_inner().to_string())
+    })?;
+    build(&doc)
+}
+
+/// Validates a typed document into a ready [`Engine`].
+pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
+    if doc.realm.is_empty() || !doc.realm.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+        return Err(err("realm", "must be non-empty printable ASCII without '\"' or '\\'"));
+    }
+    if !(256..=64 * 1024).contains(&doc.max_token_bytes) {
+        return Err(err("max_token_bytes", "must be between 256 and 65536"));
+    }
+    if doc.issuers.is_empty() {
+        return Err(err("issuers", "at least one issuer is required"));
+    }
+    let mut issuers = Vec::with_capacity(doc.issuers.len());
+    for (i, d) in doc.issuers.iter().enumerate() {
+        let at = |field: &str| format!("issuers[{i}].{field}");
+        if d.issuer.is_empty() {
+            return Err(err(at("issuer"), "must not be empty"));
+        }
+        if doc.issuers[..i].iter().any(|prev| prev.issuer == d.issuer) {
+            return Err(err(at("issuer"), format!("duplicate issuer \"{}\"", d.issuer)));
+        }
+        if d.audiences.is_empty() || d.audiences.iter().any(String::is_empty) {
+            return Err(err(at("audiences"), "must list at least one non-empty audience"));
+        }
+        if d.algorithms.is_empty() {
+            return Err(err(at("algorithms"), "must list at least one algorithm"));
+        }
+        let mut algorithms = Vec::with_capacity(d.algorithms.len());
+        for (j, name) in d.algorithms.iter().enumerate() {
+            let alg = Algorithm::from_name(name).ok_or_else(|| {
+                let known: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+                err(
+                    format!("issuers[{i}].algorithms[{j}]"),
+                    format!("unsupported algorithm \"{name}\" (supported: {})", known.join(", ")),
+                )
+            })?;
+            algorithms.push(alg);
+        }
+        let keys = KeySet::from_value(&d.jwks).map_err(|e| {
+            err(if e.path.is_empty() { at("jwks") } else { format!("issuers[{i}].jwks.{}", e.path) }, e.message)
+        })?;
+        if d.clock_skew_seconds > MAX_CLOCK_SKEW_SECONDS {
+            return Err(err(at("clock_skew_seconds"), format!("must be at most {MAX_CLOCK_SKEW_SECONDS}")));
+        }
+        if d.max_lifetime_seconds == Some(0) {
+            return Err(err(at("max_lifetime_seconds"), "must be positive"));
+        }
+        issuers.push(Issuer {
+            issuer: d.issuer.clone(),
+            audiences: d.audiences.clone(),
+            algorithms,
+            keys,
+            clock_skew: i64::from(d.clock_skew_seconds),
+            max_lifetime: d.max_lifetime_seconds.map(i64::from),
+        });
+    }
+    let policy = Policy::compile(&doc.policy).map_err(|e| err(format!("policy.{}", e.path), e.message))?;
+    Ok(Engine::new(Verifier::new(issuers, doc.max_token_bytes), policy, doc.realm.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mint::SigningKey;
+    use serde_json::{Value, json};
+
+    fn valid() -> Value {
+        let key = SigningKey::from_seed(Algorithm::ES256, [3; 32]).unwrap();
+        json!({
+            "issuers": [{"issuer": "https://issuer.example", "audiences": ["api"], "algorithms": ["ES256"],
+                         "jwks": {"keys": [key.public_jwk(Some("k1"))]}}],
+            "policy": {"rules": [{"id": "r", "effect": "allow", "agents": ["*"]}]}
+        })
+    }
+
+    fn error_of(doc: &Value) -> String {
+        parse(doc.to_string().as_bytes()).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn accepts_a_valid_document() {
+        assert!(parse(valid().to_string().as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn errors_carry_exact_paths() {
+        let mut d = valid();
+        d["issuers"][0]["algorithms"] = json!(["ES256", "none"]);
+        assert!(
+            error_of(&d).starts_with("issuers[0].algorithms[1]: unsupported algorithm \"none\""),
+            "{}",
+            error_of(&d)
+        );
+
+        let mut d = valid();
+        d["issuers"][0]["jwks"]["keys"][0]["crv"] = json!("P-384");
+        assert!(error_of(&d).starts_with("issuers[0].jwks.keys[0].crv:"), "{}", error_of(&d));
+
+        let mut d = valid();
+        d["issuers"][0]["audience"] = json!("api");
+        assert!(error_of(&d).starts_with("issuers[0].audience: unknown field `audience`"), "{}", error_of(&d));
+
+        let mut d = valid();
+        d["policy"]["rules"][0]["agents"] = json!([]);
+        assert!(error_of(&d).starts_with("policy.rules[0].agents:"), "{}", error_of(&d));
+
+        let mut d = valid();
+        d["issuers"][0]["clock_skew_seconds"] = json!(-1);
+        assert!(error_of(&d).starts_with("issuers[0].clock_skew_seconds:"), "{}", error_of(&d));
+
+        let mut d = valid();
+        d["issuers"] = json!([]);
+        assert!(error_of(&d).starts_with("issuers: at least one"), "{}", error_of(&d));
+    }
+
+    #[test]
+    fn rejects_non_json_duplicates_and_non_objects() {
+        assert!(parse(b"{").unwrap_err().message.starts_with("configuration is not valid JSON"));
+        assert!(parse(b"[]").unwrap_err().message.contains("must be a JSON object"));
+        let dup = br#"{"realm":"a","realm":"b","issuers":[],"policy":{"rules":[]}}"#;
+        assert!(parse(dup).unwrap_err().message.contains("duplicate member"));
+    }
+}

@@ -1,0 +1,230 @@
+//! The decision: from a request's headers to allow (with the identity to forward) or a precise denial.
+//!
+//! This is the whole per-request path except reading from and writing to Envoy, which the filter does.
+
+use crate::policy::{Policy, PolicyDecision};
+use crate::request::{self, RequestError};
+use crate::token::{CryptoBackend, TokenError, Verifier};
+use serde_json::json;
+
+/// Every header the plugin sets starts with this prefix; every client-sent header that does (in any case,
+/// with `_` for `-`) is removed before the plugin sets its own (CVE-2023-27487 class).
+pub const IDENTITY_HEADER_PREFIX: &str = "x-agent-iam-";
+/// The verified agent: the current actor.
+pub const AGENT_HEADER: &str = "x-agent-iam-agent";
+/// The verified subject (`sub`).
+pub const SUBJECT_HEADER: &str = "x-agent-iam-subject";
+/// The issuer that vouched for the token.
+pub const ISSUER_HEADER: &str = "x-agent-iam-issuer";
+/// The rule that allowed the request.
+pub const RULE_HEADER: &str = "x-agent-iam-rule";
+
+/// A request's headers as the proxy hands them over: names lower-case, values raw bytes, pseudo-headers
+/// (`:method`, `:path`, `:authority`) included, repeated headers repeated.
+pub type Headers = [(String, Vec<u8>)];
+
+/// The gateway's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward the request after removing `remove` and setting `set`.
+    Allow {
+        /// Client-sent header names to remove (as they appear in the request).
+        remove: Vec<String>,
+        /// Headers to set, values already safe for a header.
+        set: Vec<(&'static str, String)>,
+        /// The allowing rule.
+        rule: String,
+    },
+    /// Answer locally.
+    Deny(Denial),
+}
+
+/// A local reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// 400, 401 or 403.
+    pub status: u16,
+    /// Response headers (the challenge and the content type).
+    pub headers: Vec<(&'static str, String)>,
+    /// `{"error", "error_description", "request_id", "rule"?}`.
+    pub body: String,
+    /// Envoy response-code details: `agent_iam.<reason>`, no spaces.
+    pub details: String,
+    /// The metric/audit label of the reason.
+    pub reason: &'static str,
+}
+
+/// A ready decision engine: verifier, policy and response settings, built by [`crate::config::parse`].
+#[derive(Debug, Clone)]
+pub struct Engine {
+    verifier: Verifier,
+    policy: Policy,
+    realm: String,
+}
+
+enum Failure {
+    BadRequest(RequestError),
+    TwoCredentials,
+    NoToken,
+    Token(TokenError),
+    Forbidden { rule: Option<String> },
+}
+
+impl Engine {
+    /// Assembles an engine from validated parts.
+    pub fn new(verifier: Verifier, policy: Policy, realm: String) -> Engine {
+        Engine { verifier, policy, realm }
+    }
+
+    /// The token verifier.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// Decides for one request at `now` (seconds since the epoch).
+    pub fn decide(&self, headers: &Headers, now: i64, crypto: &dyn CryptoBackend) -> Verdict {
+        let request_id = request_id(headers);
+        match self.evaluate(headers, now, crypto) {
+            Ok(verdict) => verdict,
+            Err(failure) => Verdict::Deny(self.denial(failure, request_id)),
+        }
+    }
+
+    fn evaluate(&self, headers: &Headers, now: i64, crypto: &dyn CryptoBackend) -> Result<Verdict, Failure> {
+        let method = single_text(headers, ":method").ok_or(Failure::BadRequest(RequestError::MissingMethod))?;
+        let method = request::canonical_method(method).map_err(Failure::BadRequest)?;
+        let raw_path = single_text(headers, ":path").ok_or(Failure::BadRequest(RequestError::MissingPath))?;
+        let (path, _query) = request::canonical_path(raw_path).map_err(Failure::BadRequest)?;
+
+        let mut credentials = headers.iter().filter(|(n, _)| n == "authorization");
+        let token = match (credentials.next(), credentials.next()) {
+            (None, _) => return Err(Failure::NoToken),
+            (Some(_), Some(_)) => return Err(Failure::TwoCredentials),
+            (Some((_, value)), None) => bearer_token(value).ok_or(Failure::NoToken)?,
+        };
+        let verified = self.verifier.verify(token, now, crypto).map_err(Failure::Token)?;
+
+        match self.policy.evaluate(&verified.agent, &method, &path) {
+            PolicyDecision::Allow { rule } => {
+                let remove = headers.iter().filter(|(n, _)| is_identity_header(n)).map(|(n, _)| n.clone()).fold(
+                    Vec::new(),
+                    |mut acc, n| {
+                        if !acc.contains(&n) {
+                            acc.push(n);
+                        }
+                        acc
+                    },
+                );
+                let set = vec![
+                    (AGENT_HEADER, header_safe(&verified.agent)),
+                    (SUBJECT_HEADER, header_safe(&verified.subject)),
+                    (ISSUER_HEADER, header_safe(&verified.issuer)),
+                    (RULE_HEADER, rule.to_owned()),
+                ];
+                Ok(Verdict::Allow { remove, set, rule: rule.to_owned() })
+            }
+            PolicyDecision::DenyByRule { rule } => Err(Failure::Forbidden { rule: Some(rule.to_owned()) }),
+            PolicyDecision::NoRuleAllows => Err(Failure::Forbidden { rule: None }),
+        }
+    }
+
+    fn denial(&self, failure: Failure, request_id: String) -> Denial {
+        let (status, error, description, reason, rule): (u16, Option<&str>, String, &'static str, Option<String>) =
+            match failure {
+                Failure::BadRequest(e) => (400, Some("invalid_request"), e.to_string(), e.label(), None),
+                Failure::TwoCredentials => (
+                    400,
+                    Some("invalid_request"),
+                    "more than one credential in the request".into(),
+                    "multiple_credentials",
+                    None,
+                ),
+                Failure::NoToken => (401, None, "a bearer token is required".into(), "missing_token", None),
+                Failure::Token(e) => (401, Some("invalid_token"), e.to_string(), e.metric_label(), None),
+                Failure::Forbidden { rule: Some(rule) } => (
+                    403,
+                    Some("insufficient_scope"),
+                    format!("denied by rule \"{rule}\""),
+                    "denied_by_rule",
+                    Some(rule),
+                ),
+                Failure::Forbidden { rule: None } => {
+                    (403, Some("insufficient_scope"), "no rule allows this request".into(), "no_rule_allows", None)
+                }
+            };
+        let mut headers = vec![("content-type", "application/json".to_owned())];
+        if status == 401 || status == 403 {
+            // RFC 6750 §3: no error attributes when the request carried no token.
+            let challenge = match error {
+                Some(error) => format!(
+                    "Bearer realm=\"{}\", error=\"{error}\", error_description=\"{}\"",
+                    self.realm,
+                    challenge_safe(&description)
+                ),
+                None => format!("Bearer realm=\"{}\"", self.realm),
+            };
+            headers.push(("www-authenticate", challenge));
+        }
+        let mut body = json!({
+            "error": error.unwrap_or("missing_token"),
+            "error_description": description,
+            "request_id": request_id,
+        });
+        if let (Some(rule), Some(obj)) = (rule, body.as_object_mut()) {
+            obj.insert("rule".into(), rule.into());
+        }
+        Denial { status, headers, body: body.to_string(), details: format!("agent_iam.{reason}"), reason }
+    }
+}
+
+/// The value of a header that must appear exactly once, as text.
+fn single_text<'h>(headers: &'h Headers, name: &str) -> Option<&'h str> {
+    let mut values = headers.iter().filter(|(n, _)| n == name);
+    match (values.next(), values.next()) {
+        (Some((_, v)), None) => std::str::from_utf8(v).ok(),
+        _ => None,
+    }
+}
+
+/// `Bearer <token>` with a case-insensitive scheme and exactly one space (RFC 6750 §2.1).
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = value.split_at_checked(7)?;
+    (scheme.eq_ignore_ascii_case(b"bearer ") && !token.is_empty()).then_some(token)
+}
+
+fn is_identity_header(name: &str) -> bool {
+    name.len() >= IDENTITY_HEADER_PREFIX.len()
+        && name.bytes().zip(IDENTITY_HEADER_PREFIX.bytes()).all(|(a, p)| {
+            let a = a.to_ascii_lowercase();
+            a == p || (a == b'_' && p == b'-')
+        })
+}
+
+fn request_id(headers: &Headers) -> String {
+    single_text(headers, "x-request-id")
+        .filter(|id| id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Percent-encodes `%` and every byte outside visible ASCII and space, so CR, LF and NUL can never reach a
+/// forwarded header (CVE-2023-27493) and the encoding is reversible.
+pub fn header_safe(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// RFC 6750 §3: `error_description` may not contain `"` or `\`.
+fn challenge_safe(description: &str) -> String {
+    description.chars().map(|c| if c == '"' || c == '\\' || !(' '..='~').contains(&c) { '\'' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests;

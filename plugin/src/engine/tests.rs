@@ -1,0 +1,168 @@
+use super::*;
+use crate::config;
+use crate::mint::SigningKey;
+use crate::token::{Algorithm, PureRust};
+use serde_json::{Value, json};
+
+const NOW: i64 = 1_800_000_000;
+const TRADER: &str = "spiffe://trading.example/agent/trader";
+
+struct Fixture {
+    key: SigningKey,
+    engine: Engine,
+}
+
+fn fixture() -> Fixture {
+    let key = SigningKey::from_seed(Algorithm::ES256, [5; 32]).unwrap();
+    let doc = json!({
+        "realm": "trading",
+        "issuers": [{"issuer": "https://issuer.example", "audiences": ["trading-api"], "algorithms": ["ES256"],
+                     "jwks": {"keys": [key.public_jwk(Some("k1"))]}}],
+        "policy": {"rules": [
+            {"id": "trader-orders", "effect": "allow", "agents": [TRADER], "methods": ["POST"], "path_prefix": "/orders"},
+            {"id": "no-admin", "effect": "deny", "agents": ["*"], "path_prefix": "/orders/admin"}
+        ]}
+    });
+    let engine = config::parse(doc.to_string().as_bytes()).unwrap();
+    Fixture { key, engine }
+}
+
+impl Fixture {
+    fn token(&self, agent: &str) -> String {
+        self.key.sign_jwt(
+            Some("k1"),
+            &json!({"iss": "https://issuer.example", "sub": agent, "aud": "trading-api", "exp": NOW + 60}),
+        )
+    }
+
+    fn decide(&self, headers: &[(&str, &str)]) -> Verdict {
+        let headers: Vec<(String, Vec<u8>)> =
+            headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+        self.engine.decide(&headers, NOW, &PureRust)
+    }
+}
+
+fn request<'a>(method: &'a str, path: &'a str, auth: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    let mut h = vec![(":method", method), (":path", path), (":authority", "api.example"), ("x-request-id", "req-1")];
+    if let Some(a) = auth {
+        h.push(("authorization", a));
+    }
+    h
+}
+
+fn denial(v: Verdict) -> Denial {
+    match v {
+        Verdict::Deny(d) => d,
+        Verdict::Allow { .. } => panic!("expected a denial"),
+    }
+}
+
+fn body(d: &Denial) -> Value {
+    serde_json::from_str(&d.body).unwrap()
+}
+
+fn header<'d>(d: &'d Denial, name: &str) -> Option<&'d str> {
+    d.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn allows_and_forwards_the_verified_identity() {
+    let f = fixture();
+    let auth = format!("Bearer {}", f.token(TRADER));
+    let mut h = request("POST", "/orders", Some(&auth));
+    h.push(("x-agent-iam-agent", "spiffe://trading.example/agent/admin"));
+    h.push(("X_Agent_Iam_Subject", "forged"));
+    match f.decide(&h) {
+        Verdict::Allow { remove, set, rule } => {
+            assert_eq!(rule, "trader-orders");
+            assert_eq!(remove, vec!["x-agent-iam-agent".to_owned(), "X_Agent_Iam_Subject".to_owned()]);
+            assert!(set.contains(&(AGENT_HEADER, TRADER.to_owned())));
+            assert!(set.contains(&(SUBJECT_HEADER, TRADER.to_owned())));
+        }
+        Verdict::Deny(d) => panic!("denied: {}", d.body),
+    }
+}
+
+#[test]
+fn no_token_gets_a_challenge_without_error() {
+    let d = denial(fixture().decide(&request("POST", "/orders", None)));
+    assert_eq!(d.status, 401);
+    assert_eq!(header(&d, "www-authenticate"), Some("Bearer realm=\"trading\""));
+    assert_eq!(body(&d)["request_id"], "req-1");
+    assert_eq!(d.details, "agent_iam.missing_token");
+    // A non-Bearer scheme is no bearer token either.
+    let d = denial(fixture().decide(&request("POST", "/orders", Some("Basic dXNlcjpwYXNz"))));
+    assert_eq!(d.status, 401);
+}
+
+#[test]
+fn bad_token_gets_invalid_token() {
+    let f = fixture();
+    let forged = format!("Bearer {}", f.token(TRADER).replace("eyJ", "eyK"));
+    let d = denial(f.decide(&request("POST", "/orders", Some(&forged))));
+    assert_eq!(d.status, 401);
+    let challenge = header(&d, "www-authenticate").unwrap();
+    assert!(challenge.starts_with("Bearer realm=\"trading\", error=\"invalid_token\", error_description=\""));
+    assert!(!challenge[8..].contains("\\"), "{challenge}");
+    assert_eq!(body(&d)["error"], "invalid_token");
+}
+
+#[test]
+fn policy_denials_are_403_with_the_rule() {
+    let f = fixture();
+    let auth = format!("Bearer {}", f.token(TRADER));
+    let d = denial(f.decide(&request("GET", "/orders", Some(&auth))));
+    assert_eq!((d.status, d.reason), (403, "no_rule_allows"));
+    assert!(header(&d, "www-authenticate").unwrap().contains("error=\"insufficient_scope\""));
+    assert!(body(&d).get("rule").is_none());
+
+    let d = denial(f.decide(&request("POST", "/orders/admin/x", Some(&auth))));
+    assert_eq!((d.status, d.reason), (403, "denied_by_rule"));
+    assert_eq!(body(&d)["rule"], "no-admin");
+
+    // Traversal reaches the same deny rule.
+    let d = denial(f.decide(&request("post", "/orders/x/..//admin/%2e/y?q=1", Some(&auth))));
+    assert_eq!(body(&d)["rule"], "no-admin");
+}
+
+#[test]
+fn malformed_requests_are_400() {
+    let f = fixture();
+    let auth = format!("Bearer {}", f.token(TRADER));
+    for (method, path) in
+        [("POST", "/orders%2Fadmin"), ("POST", "/orders\\admin"), ("CONNECT", "/orders"), ("POST", "*")]
+    {
+        let d = denial(f.decide(&request(method, path, Some(&auth))));
+        assert_eq!(d.status, 400, "{method} {path}");
+        assert_eq!(body(&d)["error"], "invalid_request");
+    }
+    let d = denial(f.decide(&[(":method", "GET")]));
+    assert_eq!((d.status, d.reason), (400, "missing_path"));
+}
+
+#[test]
+fn two_credentials_are_refused() {
+    let f = fixture();
+    let auth = format!("Bearer {}", f.token(TRADER));
+    let mut h = request("POST", "/orders", Some(&auth));
+    h.push(("authorization", &auth));
+    let d = denial(f.decide(&h));
+    assert_eq!((d.status, d.reason), (400, "multiple_credentials"));
+}
+
+#[test]
+fn forwarded_values_cannot_inject_headers() {
+    assert_eq!(header_safe("spiffe://a/b"), "spiffe://a/b");
+    assert_eq!(header_safe("x\r\nx-admin: 1\0%"), "x%0D%0Ax-admin: 1%00%25");
+    assert_eq!(header_safe("é"), "%C3%A9");
+}
+
+#[test]
+fn identity_header_detection() {
+    for name in ["x-agent-iam-agent", "X-Agent-IAM-Rule", "x_agent_iam_agent", "x-agent_iam-whatever"] {
+        assert!(is_identity_header(name), "{name}");
+    }
+    for name in ["x-agent-ia", "x-agent-iamx", "agent-iam-agent", "authorization"] {
+        assert!(!is_identity_header(name), "{name}");
+    }
+}
