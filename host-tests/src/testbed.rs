@@ -6,6 +6,7 @@
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -227,7 +228,16 @@ impl Envoy {
         std::fs::write(&config_path, config_yaml)?;
         let log_path = work_dir.join("envoy.log");
         let log = std::fs::File::create(&log_path)?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        // If this process dies without running destructors (SIGTERM, a crash), Envoy must not outlive it.
+        // SAFETY: runs in the forked child before exec; prctl is async-signal-safe and affects only the child.
+        unsafe {
+            command.pre_exec(|| match libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            });
+        }
+        let child = command
             .arg("-c")
             .arg(&config_path)
             .args(["--concurrency", "1", "--log-level", "info", "--disable-hot-restart"])
