@@ -36,6 +36,8 @@ pub enum TokenError {
     MissingClaim(&'static str),
     /// A claim is present with the wrong type or an invalid value (never treated as absent).
     InvalidClaim(&'static str),
+    /// More nested `act` actors than the issuer allows.
+    DelegationTooDeep,
 }
 
 impl TokenError {
@@ -57,6 +59,7 @@ impl TokenError {
             TokenError::WrongAudience => "wrong_audience",
             TokenError::MissingClaim(_) => "missing_claim",
             TokenError::InvalidClaim(_) => "invalid_claim",
+            TokenError::DelegationTooDeep => "delegation_too_deep",
         }
     }
 }
@@ -81,6 +84,7 @@ impl fmt::Display for TokenError {
             TokenError::WrongAudience => f.write_str("token audience not accepted"),
             TokenError::MissingClaim(name) => write!(f, "required claim \"{name}\" is missing"),
             TokenError::InvalidClaim(name) => write!(f, "claim \"{name}\" is invalid"),
+            TokenError::DelegationTooDeep => f.write_str("delegation chain is longer than allowed"),
         }
     }
 }
