@@ -2,7 +2,7 @@
 //! validated completely before anything uses it. Any problem rejects the whole document with the exact path
 //! and reason, so Envoy keeps serving the last good configuration.
 
-use crate::engine::Engine;
+use crate::engine::{CryptoPreference, Engine};
 use crate::policy::{Policy, PolicyDocument};
 use crate::token::{self, Algorithm, Issuer, KeySet, Verifier};
 use serde::Deserialize;
@@ -46,6 +46,12 @@ pub struct ConfigDocument {
     pub max_token_bytes: usize,
     /// Trusted token issuers.
     pub issuers: Vec<IssuerDocument>,
+    /// `auto` (Envoy's BoringSSL where its self-test passes, pure Rust elsewhere) or `pure-rust`.
+    #[serde(default = "default_crypto")]
+    pub crypto_backend: String,
+    /// Verified tokens kept per worker (0 disables the cache).
+    #[serde(default = "default_cache_size")]
+    pub token_cache_size: usize,
     /// The access policy.
     pub policy: PolicyDocument,
 }
@@ -57,6 +63,17 @@ fn default_realm() -> String {
 fn default_max_token_bytes() -> usize {
     token::DEFAULT_MAX_TOKEN_BYTES
 }
+
+fn default_crypto() -> String {
+    "auto".to_owned()
+}
+
+fn default_cache_size() -> usize {
+    crate::token::cache::DEFAULT_CAPACITY
+}
+
+/// Largest token cache, entries per worker.
+pub const MAX_TOKEN_CACHE_SIZE: usize = 1 << 20;
 
 fn default_skew() -> u32 {
     DEFAULT_CLOCK_SKEW_SECONDS
@@ -80,7 +97,17 @@ pub struct IssuerDocument {
     /// Longest accepted `exp - iat`, seconds.
     #[serde(default)]
     pub max_lifetime_seconds: Option<u32>,
+    /// Most nested `act` actors a token may carry (RFC 8693 delegation).
+    #[serde(default = "default_delegation_depth")]
+    pub max_delegation_depth: usize,
 }
+
+fn default_delegation_depth() -> usize {
+    crate::token::delegation::DEFAULT_MAX_DEPTH
+}
+
+/// Largest configurable delegation depth; the JSON depth cap of tokens bounds it anyway.
+pub const MAX_DELEGATION_DEPTH: usize = 16;
 
 /// Parses and validates a configuration document into a ready [`Engine`].
 pub fn parse(bytes: &[u8]) -> Result<Engine, ConfigError> {
@@ -107,6 +134,19 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
     }
     if !(256..=64 * 1024).contains(&doc.max_token_bytes) {
         return Err(err("max_token_bytes", "must be between 256 and 65536"));
+    }
+    let crypto = match doc.crypto_backend.as_str() {
+        "auto" => CryptoPreference::Auto,
+        "pure-rust" => CryptoPreference::PureRust,
+        other => {
+            return Err(err(
+                "crypto_backend",
+                format!("unknown backend \"{other}\" (expected \"auto\" or \"pure-rust\")"),
+            ));
+        }
+    };
+    if doc.token_cache_size > MAX_TOKEN_CACHE_SIZE {
+        return Err(err("token_cache_size", format!("must be at most {MAX_TOKEN_CACHE_SIZE}")));
     }
     if doc.issuers.is_empty() {
         return Err(err("issuers", "at least one issuer is required"));
@@ -143,6 +183,9 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
         if d.clock_skew_seconds > MAX_CLOCK_SKEW_SECONDS {
             return Err(err(at("clock_skew_seconds"), format!("must be at most {MAX_CLOCK_SKEW_SECONDS}")));
         }
+        if d.max_delegation_depth > MAX_DELEGATION_DEPTH {
+            return Err(err(at("max_delegation_depth"), format!("must be at most {MAX_DELEGATION_DEPTH}")));
+        }
         if d.max_lifetime_seconds == Some(0) {
             return Err(err(at("max_lifetime_seconds"), "must be positive"));
         }
@@ -153,10 +196,17 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
             keys,
             clock_skew: i64::from(d.clock_skew_seconds),
             max_lifetime: d.max_lifetime_seconds.map(i64::from),
+            max_delegation_depth: d.max_delegation_depth,
         });
     }
     let policy = Policy::compile(&doc.policy).map_err(|e| err(format!("policy.{}", e.path), e.message))?;
-    Ok(Engine::new(Verifier::new(issuers, doc.max_token_bytes), policy, doc.realm.clone()))
+    Ok(Engine::new(
+        Verifier::new(issuers, doc.max_token_bytes),
+        policy,
+        doc.realm.clone(),
+        crypto,
+        doc.token_cache_size,
+    ))
 }
 
 #[cfg(test)]
@@ -194,7 +244,7 @@ mod tests {
         );
 
         let mut d = valid();
-        d["issuers"][0]["jwks"]["keys"][0]["crv"] = json!("P-384");
+        d["issuers"][0]["jwks"]["keys"][0]["crv"] = json!("P-521");
         assert!(error_of(&d).starts_with("issuers[0].jwks.keys[0].crv:"), "{}", error_of(&d));
 
         let mut d = valid();

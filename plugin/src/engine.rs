@@ -4,8 +4,11 @@
 
 use crate::policy::{Policy, PolicyDecision};
 use crate::request::{self, RequestError};
-use crate::token::{CryptoBackend, TokenError, Verifier};
+use crate::token::cache::TokenCache;
+use crate::token::{CryptoBackend, TokenError, VerifiedToken, Verifier};
 use serde_json::json;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// Every header the plugin sets starts with this prefix; every client-sent header that does (in any case,
 /// with `_` for `-`) is removed before the plugin sets its own (CVE-2023-27487 class).
@@ -18,6 +21,9 @@ pub const SUBJECT_HEADER: &str = "x-agent-iam-subject";
 pub const ISSUER_HEADER: &str = "x-agent-iam-issuer";
 /// The rule that allowed the request.
 pub const RULE_HEADER: &str = "x-agent-iam-rule";
+/// The delegation chain, current actor first (see [`crate::token::DelegationChain::header_value`]); only set
+/// when the token carries `act`.
+pub const CHAIN_HEADER: &str = "x-agent-iam-chain";
 
 /// A request's headers as the proxy hands them over: names lower-case, values raw bytes, pseudo-headers
 /// (`:method`, `:path`, `:authority`) included, repeated headers repeated.
@@ -34,6 +40,9 @@ pub enum Verdict {
         set: Vec<(&'static str, String)>,
         /// The allowing rule.
         rule: String,
+        /// The canonical `:path` (with the raw query) to forward, when it differs from what the client sent,
+        /// so the upstream sees exactly the path that was authorised.
+        canonical_path: Option<String>,
     },
     /// Answer locally.
     Deny(Denial),
@@ -54,12 +63,26 @@ pub struct Denial {
     pub reason: &'static str,
 }
 
-/// A ready decision engine: verifier, policy and response settings, built by [`crate::config::parse`].
-#[derive(Debug, Clone)]
+/// Which signature backend the configuration asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CryptoPreference {
+    /// Envoy's BoringSSL (the `verify_signature` foreign function) for every algorithm that passes the
+    /// start-up self-test, pure Rust for the rest.
+    Auto,
+    /// Pure Rust inside the VM for everything.
+    PureRust,
+}
+
+/// A ready decision engine: verifier, policy, response settings and the verified-token cache, built by
+/// [`crate::config::parse`]. One per configuration per VM; a new configuration gets a new engine, so the
+/// cache never outlives the key set it was filled under.
+#[derive(Debug)]
 pub struct Engine {
     verifier: Verifier,
     policy: Policy,
     realm: String,
+    crypto: CryptoPreference,
+    cache: RefCell<TokenCache>,
 }
 
 enum Failure {
@@ -72,8 +95,36 @@ enum Failure {
 
 impl Engine {
     /// Assembles an engine from validated parts.
-    pub fn new(verifier: Verifier, policy: Policy, realm: String) -> Engine {
-        Engine { verifier, policy, realm }
+    pub fn new(
+        verifier: Verifier,
+        policy: Policy,
+        realm: String,
+        crypto: CryptoPreference,
+        cache_capacity: usize,
+    ) -> Engine {
+        Engine { verifier, policy, realm, crypto, cache: RefCell::new(TokenCache::new(cache_capacity)) }
+    }
+
+    /// The configured signature backend preference.
+    pub fn crypto_preference(&self) -> CryptoPreference {
+        self.crypto
+    }
+
+    /// Token cache hits and misses so far.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        self.cache.try_borrow().map(|c| c.stats()).unwrap_or_default()
+    }
+
+    /// Verifies a token, answering from the cache when these exact bytes verified before and are still valid.
+    fn verify(&self, token: &[u8], now: i64, crypto: &dyn CryptoBackend) -> Result<Rc<VerifiedToken>, TokenError> {
+        if let Some(hit) = self.cache.try_borrow_mut().ok().and_then(|mut c| c.get(token, now)) {
+            return Ok(hit);
+        }
+        let verified = Rc::new(self.verifier.verify(token, now, crypto)?);
+        if let Ok(mut cache) = self.cache.try_borrow_mut() {
+            cache.insert(token, verified.clone(), now, verified.valid_until);
+        }
+        Ok(verified)
     }
 
     /// The token verifier.
@@ -94,7 +145,7 @@ impl Engine {
         let method = single_text(headers, ":method").ok_or(Failure::BadRequest(RequestError::MissingMethod))?;
         let method = request::canonical_method(method).map_err(Failure::BadRequest)?;
         let raw_path = single_text(headers, ":path").ok_or(Failure::BadRequest(RequestError::MissingPath))?;
-        let (path, _query) = request::canonical_path(raw_path).map_err(Failure::BadRequest)?;
+        let (path, query) = request::canonical_path(raw_path).map_err(Failure::BadRequest)?;
 
         let mut credentials = headers.iter().filter(|(n, _)| n == "authorization");
         let token = match (credentials.next(), credentials.next()) {
@@ -102,7 +153,7 @@ impl Engine {
             (Some(_), Some(_)) => return Err(Failure::TwoCredentials),
             (Some((_, value)), None) => bearer_token(value).ok_or(Failure::NoToken)?,
         };
-        let verified = self.verifier.verify(token, now, crypto).map_err(Failure::Token)?;
+        let verified = self.verify(token, now, crypto).map_err(Failure::Token)?;
 
         match self.policy.evaluate(&verified.agent, &method, &path) {
             PolicyDecision::Allow { rule } => {
@@ -115,13 +166,21 @@ impl Engine {
                         acc
                     },
                 );
-                let set = vec![
+                let mut set = vec![
                     (AGENT_HEADER, header_safe(&verified.agent)),
                     (SUBJECT_HEADER, header_safe(&verified.subject)),
                     (ISSUER_HEADER, header_safe(&verified.issuer)),
                     (RULE_HEADER, rule.to_owned()),
                 ];
-                Ok(Verdict::Allow { remove, set, rule: rule.to_owned() })
+                if verified.chain.depth() > 0 {
+                    set.push((CHAIN_HEADER, verified.chain.header_value()));
+                }
+                let forwarded = match query {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path.clone(),
+                };
+                let canonical_path = (forwarded != raw_path).then_some(forwarded);
+                Ok(Verdict::Allow { remove, set, rule: rule.to_owned(), canonical_path })
             }
             PolicyDecision::DenyByRule { rule } => Err(Failure::Forbidden { rule: Some(rule.to_owned()) }),
             PolicyDecision::NoRuleAllows => Err(Failure::Forbidden { rule: None }),

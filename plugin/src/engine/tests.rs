@@ -73,13 +73,26 @@ fn allows_and_forwards_the_verified_identity() {
     h.push(("x-agent-iam-agent", "spiffe://trading.example/agent/admin"));
     h.push(("X_Agent_Iam_Subject", "forged"));
     match f.decide(&h) {
-        Verdict::Allow { remove, set, rule } => {
+        Verdict::Allow { remove, set, rule, canonical_path } => {
+            assert_eq!(canonical_path, None, "the path was already canonical");
             assert_eq!(rule, "trader-orders");
             assert_eq!(remove, vec!["x-agent-iam-agent".to_owned(), "X_Agent_Iam_Subject".to_owned()]);
             assert!(set.contains(&(AGENT_HEADER, TRADER.to_owned())));
             assert!(set.contains(&(SUBJECT_HEADER, TRADER.to_owned())));
         }
         Verdict::Deny(d) => panic!("denied: {}", d.body),
+    }
+}
+
+#[test]
+fn forwards_the_canonical_path_that_was_authorised() {
+    let f = fixture();
+    let auth = format!("Bearer {}", f.token(TRADER));
+    for (raw, want) in [("//orders/./7?x=1", "/orders/7?x=1"), ("/quotes/../orders/%41", "/orders/A")] {
+        match f.decide(&request("POST", raw, Some(&auth))) {
+            Verdict::Allow { canonical_path, .. } => assert_eq!(canonical_path.as_deref(), Some(want)),
+            Verdict::Deny(d) => panic!("{raw}: {}", d.body),
+        }
     }
 }
 

@@ -2,17 +2,20 @@
 //! [`Engine`] for a verdict and applies it. No decisions are made here.
 
 use crate::config;
-use crate::engine::{Engine, Verdict};
-use crate::token::PureRust;
+use crate::engine::{CryptoPreference, Engine, Verdict};
+use crate::token::host_crypto::{self, HostCallError, HostCrypto, SignatureHost};
+use crate::token::{Algorithm, CryptoBackend, PureRust};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
+mod local_reply;
+
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(Root { engine: None }));
+    proxy_wasm::set_root_context(|_| Box::new(Root { engine: None, crypto: Rc::new(PureRust), host_crypto: None }));
 }}
 
 fn log(level: LogLevel, message: &str) {
@@ -20,9 +23,50 @@ fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
-/// One per plugin per worker. Holds the last good configuration.
+/// Envoy's `verify_signature` foreign function (BoringSSL).
+struct EnvoyForeign;
+
+impl SignatureHost for EnvoyForeign {
+    fn verify_signature(&self, args: &[u8]) -> Result<Vec<u8>, HostCallError> {
+        match hostcalls::call_foreign_function(host_crypto::FOREIGN_FUNCTION, Some(args)) {
+            Ok(result) => Ok(result.unwrap_or_default()),
+            Err(_) => Err(HostCallError),
+        }
+    }
+}
+
+/// One per plugin per worker. Holds the last good configuration and the signature backend for it.
 struct Root {
     engine: Option<Rc<Engine>>,
+    crypto: Rc<dyn CryptoBackend>,
+    /// The host backend, self-tested once per VM on first use (the host does not change under us).
+    host_crypto: Option<Rc<HostCrypto<EnvoyForeign>>>,
+}
+
+impl Root {
+    fn choose_crypto(&mut self, preference: CryptoPreference) -> Rc<dyn CryptoBackend> {
+        match preference {
+            CryptoPreference::PureRust => {
+                log(LogLevel::Info, "agent-iam: signatures verified in the VM (pure-rust) for every algorithm");
+                Rc::new(PureRust)
+            }
+            CryptoPreference::Auto => {
+                let host = self.host_crypto.get_or_insert_with(|| Rc::new(HostCrypto::detect(EnvoyForeign))).clone();
+                let on_host: Vec<&str> = host.host_algorithms().iter().map(|a| a.name()).collect();
+                let in_vm: Vec<&str> =
+                    Algorithm::ALL.iter().filter(|a| !host.host_algorithms().contains(a)).map(|a| a.name()).collect();
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "agent-iam: signatures verified by Envoy host crypto for [{}], in the VM (pure-rust) for [{}]",
+                        on_host.join(", "),
+                        in_vm.join(", ")
+                    ),
+                );
+                host
+            }
+        }
+    }
 }
 
 impl Context for Root {}
@@ -33,6 +77,7 @@ impl RootContext for Root {
         match config::parse(&bytes) {
             Ok(engine) => {
                 let issuers = engine.verifier().issuers().len();
+                self.crypto = self.choose_crypto(engine.crypto_preference());
                 self.engine = Some(Rc::new(engine));
                 log(LogLevel::Info, &format!("agent-iam: configuration accepted ({issuers} issuer(s))"));
                 true
@@ -46,7 +91,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request { engine: self.engine.clone() }))
+        Some(Box::new(Request { engine: self.engine.clone(), crypto: self.crypto.clone() }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -57,6 +102,7 @@ impl RootContext for Root {
 /// One per HTTP stream.
 struct Request {
     engine: Option<Rc<Engine>>,
+    crypto: Rc<dyn CryptoBackend>,
 }
 
 impl Context for Request {}
@@ -65,7 +111,7 @@ impl Request {
     fn fail_closed(&self, why: &str) -> Action {
         log(LogLevel::Error, &format!("agent-iam: {why}; denying"));
         let body = br#"{"error":"temporarily_unavailable","error_description":"authorization is unavailable"}"#;
-        self.send_http_response(503, vec![("content-type", "application/json")], Some(body));
+        local_reply::send(503, "agent_iam.unavailable", &[("content-type", "application/json")], body);
         Action::Pause
     }
 }
@@ -83,20 +129,25 @@ impl HttpContext for Request {
         };
         // The byte variant: the String one unwraps UTF-8 and would trap on an obs-text header value.
         let headers = self.get_http_request_headers_bytes();
-        match engine.decide(&headers, now, &PureRust) {
-            Verdict::Allow { remove, set, .. } => {
+        match engine.decide(&headers, now, self.crypto.as_ref()) {
+            Verdict::Allow { remove, set, canonical_path, .. } => {
                 for name in &remove {
                     self.set_http_request_header(name, None);
                 }
                 for (name, value) in &set {
                     self.set_http_request_header(name, Some(value));
                 }
+                if let Some(path) = canonical_path {
+                    // Forward what was authorised. Envoy chose the route on the old path: recompute it.
+                    self.set_http_request_header(":path", Some(&path));
+                    let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+                }
                 Action::Continue
             }
             Verdict::Deny(denial) => {
                 log(LogLevel::Debug, &format!("agent-iam: {} {}", denial.status, denial.details));
                 let headers: Vec<(&str, &str)> = denial.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-                self.send_http_response(u32::from(denial.status), headers, Some(denial.body.as_bytes()));
+                local_reply::send(u32::from(denial.status), &denial.details, &headers, denial.body.as_bytes());
                 Action::Pause
             }
         }

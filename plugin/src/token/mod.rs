@@ -4,13 +4,18 @@
 //! Order matters: the size cap comes before any parsing; the issuer is chosen by `iss` before a key is;
 //! the signature is checked before any claim is believed.
 
+pub mod cache;
 pub mod claims;
 pub mod crypto;
+pub mod delegation;
 pub mod error;
+pub mod host_crypto;
 pub mod jwk;
 pub mod jws;
+pub mod spiffe;
 
 pub use crypto::{Algorithm, CryptoBackend, PureRust};
+pub use delegation::DelegationChain;
 pub use error::TokenError;
 pub use jwk::{KeySet, PublicKey};
 
@@ -34,6 +39,8 @@ pub struct Issuer {
     pub clock_skew: i64,
     /// Longest accepted `exp - iat`, seconds.
     pub max_lifetime: Option<i64>,
+    /// Most `act` actors a token may carry.
+    pub max_delegation_depth: usize,
 }
 
 /// A token that passed every check.
@@ -46,8 +53,12 @@ pub struct VerifiedToken {
     /// The current actor: the outermost `act.sub` when the token carries delegation (RFC 8693 §4.1),
     /// otherwise the subject itself. This is the agent presenting the token.
     pub agent: String,
+    /// Every actor, current first, and `may_act`.
+    pub chain: DelegationChain,
     /// `exp`, seconds since the epoch.
     pub expires_at: i64,
+    /// `exp + skew`: the first second at which this token is refused. Caches must not outlive it.
+    pub valid_until: i64,
     /// Every claim, for policy conditions and forwarding.
     pub claims: Map<String, Value>,
 }
@@ -90,22 +101,16 @@ impl Verifier {
         }
         let expires_at = claims::check_times(&jws.claims, now, issuer.clock_skew, issuer.max_lifetime)?;
         claims::check_audience(&jws.claims, &issuer.audiences)?;
-        let subject = claims::required_string(&jws.claims, "sub")?.to_owned();
-        let agent = current_actor(&jws.claims)?.unwrap_or(&subject).to_owned();
-        Ok(VerifiedToken { issuer: issuer.issuer.clone(), subject, agent, expires_at, claims: jws.claims })
-    }
-}
-
-/// The outermost `act.sub`, if the token carries `act` (RFC 8693 §4.1). Nested (earlier) actors are
-/// deliberately not read here: they never grant access.
-fn current_actor(claims: &Map<String, Value>) -> Result<Option<&str>, TokenError> {
-    match claims.get("act") {
-        None => Ok(None),
-        Some(Value::Object(act)) => match act.get("sub") {
-            Some(Value::String(sub)) if !sub.is_empty() => Ok(Some(sub)),
-            _ => Err(TokenError::InvalidClaim("act")),
-        },
-        Some(_) => Err(TokenError::InvalidClaim("act")),
+        let chain = DelegationChain::from_claims(&jws.claims, issuer.max_delegation_depth)?;
+        Ok(VerifiedToken {
+            issuer: issuer.issuer.clone(),
+            subject: chain.subject().to_owned(),
+            agent: chain.agent().to_owned(),
+            chain,
+            expires_at,
+            valid_until: expires_at + issuer.clock_skew,
+            claims: jws.claims,
+        })
     }
 }
 

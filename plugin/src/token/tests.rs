@@ -21,6 +21,7 @@ fn issuer_with(keys: &[(&SigningKey, Option<&str>)]) -> Issuer {
         keys: KeySet::from_value(&jwks).unwrap(),
         clock_skew: 30,
         max_lifetime: None,
+        max_delegation_depth: delegation::DEFAULT_MAX_DEPTH,
     }
 }
 
@@ -146,7 +147,7 @@ fn rejects_r_or_s_out_of_range() {
 #[test]
 fn rejects_alg_none_in_any_case_and_unknown_algorithms() {
     let f = fixture();
-    for alg in ["none", "None", "NONE", "nOnE", "HS256", "RS256", "es256", ""] {
+    for alg in ["none", "None", "NONE", "nOnE", "es256", "Hs256", "ES256K", ""] {
         let header = json!({"alg": alg, "kid": "es"});
         let mut t = f.es.sign_jwt_with_header(&header, &claims());
         assert_eq!(f.check(&t).unwrap_err(), TokenError::UnsupportedAlgorithm, "{alg}");
@@ -154,6 +155,11 @@ fn rejects_alg_none_in_any_case_and_unknown_algorithms() {
         t.truncate(t.rfind('.').unwrap() + 1);
         t.push('A');
         assert!(f.check(&t).is_err());
+    }
+    // Known algorithms this issuer does not allow (HMAC needs an explicit secret; no RSA keys here).
+    for alg in ["HS256", "RS256", "PS256"] {
+        let t = f.es.sign_jwt_with_header(&json!({"alg": alg, "kid": "es"}), &claims());
+        assert_eq!(f.check(&t).unwrap_err(), TokenError::AlgorithmNotAllowed, "{alg}");
     }
     let t = f.es.sign_jwt_with_header(&json!({"alg": 256}), &claims());
     assert_eq!(f.check(&t).unwrap_err(), TokenError::UnsupportedAlgorithm);
@@ -269,4 +275,231 @@ fn audience_and_subject_are_required() {
     c["aud"] = "trading-api".into();
     c.as_object_mut().unwrap().remove("sub");
     assert_eq!(f.check(&f.es.sign_jwt(Some("es"), &c)).unwrap_err(), TokenError::MissingClaim("sub"));
+}
+
+// ---- RS*/PS*/ES384/HS* (added with those algorithms) ----
+
+/// One RSA key per test binary: generation takes a while. Every RS*/PS* test key is this key bound to an
+/// algorithm (the JWKS lists it once per algorithm, under different kids).
+static RSA_KEY: std::sync::LazyLock<SigningKey> =
+    std::sync::LazyLock::new(|| SigningKey::from_seed(Algorithm::RS256, [0x52; 32]).unwrap());
+
+fn rsa_key(alg: Algorithm) -> SigningKey {
+    RSA_KEY.with_rsa_alg(alg).unwrap()
+}
+
+const RSA_ALGS: [Algorithm; 6] =
+    [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512];
+const HMAC_ALGS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
+
+/// A signing key for every algorithm, with its kid (the algorithm's name).
+fn every_key() -> Vec<SigningKey> {
+    let mut keys = vec![key(Algorithm::ES256, 1), key(Algorithm::ES384, 3), key(Algorithm::EdDSA, 2)];
+    keys.extend(RSA_ALGS.map(rsa_key));
+    keys.extend(HMAC_ALGS.map(|alg| key(alg, 4)));
+    keys
+}
+
+/// An issuer that allows every algorithm and holds every key of [`every_key`]: public keys from a JWKS,
+/// HMAC secrets added from configuration.
+fn issuer_with_every_key(keys: &[SigningKey]) -> Issuer {
+    let public: Vec<(&SigningKey, Option<&str>)> =
+        keys.iter().filter(|k| !k.alg().is_hmac()).map(|k| (k, Some(k.alg().name()))).collect();
+    let mut issuer = issuer_with(&public);
+    for k in keys.iter().filter(|k| k.alg().is_hmac()) {
+        issuer.keys.add_secret(Some(k.alg().name()), k.hmac_key().unwrap().clone()).unwrap();
+    }
+    issuer.algorithms = Algorithm::ALL.to_vec();
+    issuer
+}
+
+#[test]
+fn every_algorithm_accepts_a_valid_token() {
+    let keys = every_key();
+    let v = Verifier::new(vec![issuer_with_every_key(&keys)], DEFAULT_MAX_TOKEN_BYTES);
+    assert_eq!(keys.len(), Algorithm::ALL.len());
+    for k in &keys {
+        let t = v.verify(k.sign_jwt(Some(k.alg().name()), &claims()).as_bytes(), NOW, &PureRust);
+        assert_eq!(t.map(|t| t.agent), Ok("spiffe://trading.example/agent/trader".to_owned()), "{:?}", k.alg());
+        // Without a kid, every key of the algorithm is a candidate.
+        assert!(v.verify(k.sign_jwt(None, &claims()).as_bytes(), NOW, &PureRust).is_ok(), "{:?}", k.alg());
+        // Another algorithm's kid finds no key.
+        let other = if k.alg() == Algorithm::ES256 { "ES384" } else { "ES256" };
+        assert_eq!(
+            v.verify(k.sign_jwt(Some(other), &claims()).as_bytes(), NOW, &PureRust).unwrap_err(),
+            TokenError::UnknownKey
+        );
+    }
+}
+
+#[test]
+fn new_algorithms_reject_any_single_byte_change_in_the_signature_and_wrong_lengths() {
+    let keys = every_key();
+    let v = Verifier::new(vec![issuer_with_every_key(&keys)], DEFAULT_MAX_TOKEN_BYTES);
+    for k in keys.iter().filter(|k| !matches!(k.alg(), Algorithm::ES256 | Algorithm::EdDSA)) {
+        let t = k.sign_jwt(Some(k.alg().name()), &claims());
+        let (input, sig) = t.rsplit_once('.').unwrap();
+        let sig = b64::decode(sig.as_bytes()).unwrap();
+        let forge = |s: &[u8]| v.verify(format!("{input}.{}", b64::encode(s)).as_bytes(), NOW, &PureRust);
+        assert!(forge(&sig).is_ok());
+        for i in (0..sig.len()).step_by(7).chain([sig.len() - 1]) {
+            let mut s = sig.clone();
+            s[i] ^= 0x01;
+            assert_eq!(forge(&s).unwrap_err(), TokenError::BadSignature, "{:?} byte {i}", k.alg());
+        }
+        // One byte short or long, with or without a leading zero, and empty-ish.
+        let short = &sig[..sig.len() - 1];
+        let long = [sig.as_slice(), &[0]].concat();
+        let zero_led = [&[0u8][..], &sig].concat();
+        for s in [short, &sig[1..], &long, &zero_led, &[0u8][..]] {
+            assert_eq!(forge(s).unwrap_err(), TokenError::BadSignature, "{:?} length {}", k.alg(), s.len());
+        }
+    }
+}
+
+#[test]
+fn es384_rejects_r_or_s_out_of_range() {
+    let es = key(Algorithm::ES384, 3);
+    let mut issuer = issuer_with(&[(&es, Some("p384"))]);
+    issuer.algorithms = vec![Algorithm::ES384];
+    let v = Verifier::new(vec![issuer], DEFAULT_MAX_TOKEN_BYTES);
+    let t = es.sign_jwt(Some("p384"), &claims());
+    let (input, sig) = t.rsplit_once('.').unwrap();
+    let sig = b64::decode(sig.as_bytes()).unwrap();
+    assert_eq!(sig.len(), 96);
+    // n, the P-384 group order.
+    let n = [
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc7, 0x63, 0x4d, 0x81, 0xf4, 0x37, 0x2d, 0xdf, 0x58, 0x1a, 0x0d, 0xb2,
+        0x48, 0xb0, 0xa7, 0x7a, 0xec, 0xec, 0x19, 0x6a, 0xcc, 0xc5, 0x29, 0x73,
+    ];
+    let forge = |s: &[u8]| v.verify(format!("{input}.{}", b64::encode(s)).as_bytes(), NOW, &PureRust);
+    let (r, s) = sig.split_at(48);
+    for forged in [[&n[..], s].concat(), [r, &n[..]].concat(), [&[0u8; 48][..], s].concat(), [r, &[0u8; 48]].concat()] {
+        assert_eq!(forge(&forged).unwrap_err(), TokenError::BadSignature);
+    }
+    // DER instead of raw R || S, and the ES256 length.
+    let der = [0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01];
+    assert_eq!(forge(&der).unwrap_err(), TokenError::BadSignature);
+    assert_eq!(forge(&sig[..64]).unwrap_err(), TokenError::BadSignature);
+    assert!(forge(&sig).is_ok());
+}
+
+#[test]
+fn rsa_signature_equal_to_or_above_the_modulus_is_rejected() {
+    let rs = rsa_key(Algorithm::RS256);
+    let ps = rsa_key(Algorithm::PS256);
+    let v = Verifier::new(vec![issuer_with_every_key(&[rs.clone(), ps.clone()])], DEFAULT_MAX_TOKEN_BYTES);
+    let n = b64::decode(rs.public_jwk(None)["n"].as_str().unwrap().as_bytes()).unwrap();
+    for k in [&rs, &ps] {
+        let t = k.sign_jwt(Some(k.alg().name()), &claims());
+        let input = t.rsplit_once('.').unwrap().0;
+        for s in [n.clone(), vec![0xff; n.len()]] {
+            let forged = format!("{input}.{}", b64::encode(&s));
+            assert_eq!(v.verify(forged.as_bytes(), NOW, &PureRust).unwrap_err(), TokenError::BadSignature);
+        }
+    }
+}
+
+#[test]
+fn ps_tokens_never_verify_as_rs_and_vice_versa() {
+    let rs = rsa_key(Algorithm::RS256);
+    let ps = rsa_key(Algorithm::PS256);
+    let v = Verifier::new(vec![issuer_with_every_key(&[rs.clone(), ps.clone()])], DEFAULT_MAX_TOKEN_BYTES);
+    let check = |t: String| v.verify(t.as_bytes(), NOW, &PureRust);
+    // Honest tokens pass.
+    assert!(check(rs.sign_jwt(Some("RS256"), &claims())).is_ok());
+    assert!(check(ps.sign_jwt(Some("PS256"), &claims())).is_ok());
+    // A PS256 signature under an RS256 header (same RSA key, RS256 kid), and the reverse: bad signature.
+    let as_rs = json!({"alg": "RS256", "kid": "RS256"});
+    let as_ps = json!({"alg": "PS256", "kid": "PS256"});
+    assert_eq!(check(ps.sign_jwt_with_header(&as_rs, &claims())).unwrap_err(), TokenError::BadSignature);
+    assert_eq!(check(rs.sign_jwt_with_header(&as_ps, &claims())).unwrap_err(), TokenError::BadSignature);
+    // Naming the other algorithm's kid finds no key: each kid is bound to one algorithm.
+    assert_eq!(check(ps.sign_jwt(Some("RS256"), &claims())).unwrap_err(), TokenError::UnknownKey);
+    assert_eq!(check(rs.sign_jwt(Some("PS256"), &claims())).unwrap_err(), TokenError::UnknownKey);
+    // The same hash family but another size: RS384 signature under an RS256 header.
+    let rs384 = rsa_key(Algorithm::RS384);
+    assert_eq!(check(rs384.sign_jwt_with_header(&as_rs, &claims())).unwrap_err(), TokenError::BadSignature);
+    // And the backend itself refuses a key used with another algorithm, even if a caller got that wrong.
+    let set = KeySet::from_value(&json!({"keys": [rs.public_jwk(Some("k"))]})).unwrap();
+    let rs_key = &set.candidates(Some("k"), Algorithm::RS256).next().unwrap().key;
+    let sig = rs.sign(b"m");
+    assert!(PureRust.verify(Algorithm::RS256, rs_key, b"m", &sig));
+    for alg in Algorithm::ALL.into_iter().filter(|a| *a != Algorithm::RS256) {
+        assert!(!PureRust.verify(alg, rs_key, b"m", &sig), "{alg:?}");
+    }
+}
+
+#[test]
+fn hs256_signed_with_the_issuers_public_key_is_rejected() {
+    let es = key(Algorithm::ES256, 1);
+    let rs = rsa_key(Algorithm::RS256);
+    // Every byte string an HMAC-confusion attacker might use as "the key" (CVE-2016-10555).
+    let mut candidates: Vec<Vec<u8>> = Vec::new();
+    for k in [&es, &rs] {
+        let jwk = k.public_jwk(Some(k.alg().name()));
+        candidates.push(jwk.to_string().into_bytes());
+        candidates.push(json!({"keys": [jwk.clone()]}).to_string().into_bytes());
+        for member in ["n", "x"] {
+            if let Some(v) = jwk[member].as_str() {
+                candidates.push(b64::decode(v.as_bytes()).unwrap());
+                candidates.push(v.as_bytes().to_vec());
+            }
+        }
+    }
+    let point = b64::decode(es.public_jwk(None)["x"].as_str().unwrap().as_bytes()).unwrap();
+    let y = b64::decode(es.public_jwk(None)["y"].as_str().unwrap().as_bytes()).unwrap();
+    candidates.push([&[4u8][..], &point, &y].concat());
+
+    let public = [(&es, Some("ES256")), (&rs, Some("RS256"))];
+    // (a) HS256 not allowed; (b) allowed but no secret configured; (c) allowed with a (different) secret.
+    let mut not_allowed = issuer_with(&public);
+    not_allowed.algorithms = vec![Algorithm::ES256, Algorithm::RS256];
+    let mut no_secret = issuer_with(&public);
+    no_secret.algorithms = vec![Algorithm::ES256, Algorithm::RS256, Algorithm::HS256];
+    let mut with_secret = issuer_with(&public);
+    with_secret.algorithms = no_secret.algorithms.clone();
+    let real = key(Algorithm::HS256, 4);
+    with_secret.keys.add_secret(Some("HS256"), real.hmac_key().unwrap().clone()).unwrap();
+    let cases = [
+        (not_allowed, TokenError::AlgorithmNotAllowed, TokenError::AlgorithmNotAllowed),
+        (no_secret, TokenError::UnknownKey, TokenError::UnknownKey),
+        (with_secret, TokenError::UnknownKey, TokenError::BadSignature),
+    ];
+    for (issuer, with_public_kid, without_kid) in cases {
+        let v = Verifier::new(vec![issuer], DEFAULT_MAX_TOKEN_BYTES);
+        for secret in &candidates {
+            let forger = SigningKey::hmac(Algorithm::HS256, secret).unwrap();
+            for kid in ["ES256", "RS256"] {
+                let t = forger.sign_jwt(Some(kid), &claims());
+                assert_eq!(v.verify(t.as_bytes(), NOW, &PureRust).unwrap_err(), with_public_kid, "kid {kid}");
+            }
+            let t = forger.sign_jwt(None, &claims());
+            assert_eq!(v.verify(t.as_bytes(), NOW, &PureRust).unwrap_err(), without_kid);
+        }
+    }
+}
+
+#[test]
+fn hmac_secret_must_be_configured_and_long_enough() {
+    use crypto::{HmacKey, SecretError};
+    for (alg, min) in [(Algorithm::HS256, 32), (Algorithm::HS384, 48), (Algorithm::HS512, 64)] {
+        assert_eq!(HmacKey::new(alg, b"").unwrap_err(), SecretError::TooShort { min, found: 0 });
+        assert_eq!(HmacKey::new(alg, b"secret").unwrap_err(), SecretError::TooShort { min, found: 6 });
+        assert!(SigningKey::hmac(alg, &vec![1; min - 1]).is_none());
+    }
+    // An HS384 secret is not an HS256 key, even with the same bytes.
+    let hs384 = key(Algorithm::HS384, 4);
+    let es = key(Algorithm::ES256, 1);
+    let mut issuer = issuer_with(&[(&es, None)]);
+    issuer.keys = KeySet::from_secret(Some("h"), hs384.hmac_key().unwrap().clone()).unwrap();
+    issuer.algorithms = HMAC_ALGS.to_vec();
+    let v = Verifier::new(vec![issuer], DEFAULT_MAX_TOKEN_BYTES);
+    assert!(v.verify(hs384.sign_jwt(Some("h"), &claims()).as_bytes(), NOW, &PureRust).is_ok());
+    let hs256 = SigningKey::hmac(Algorithm::HS256, hs384.hmac_secret().unwrap()).unwrap();
+    assert_eq!(
+        v.verify(hs256.sign_jwt(Some("h"), &claims()).as_bytes(), NOW, &PureRust).unwrap_err(),
+        TokenError::UnknownKey
+    );
 }

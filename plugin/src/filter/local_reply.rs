@@ -1,0 +1,58 @@
+//! Local replies with response-code details. The SDK's `send_http_response` always passes empty details,
+//! which leaves Envoy's `%RESPONSE_CODE_DETAILS%` access-log field blank for every denial; operators need it
+//! to tell an expired token from a policy denial without reading bodies. So this calls the ABI directly.
+
+use proxy_wasm::types::Status;
+
+#[link(wasm_import_module = "env")]
+unsafe extern "C" {
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> Status;
+}
+
+/// Header pairs in the proxy-wasm map serialization: count, then (key length, value length) pairs, then each
+/// key and value followed by a NUL.
+fn serialize(headers: &[(&str, &str)]) -> Vec<u8> {
+    let size = 4 + headers.iter().map(|(n, v)| n.len() + v.len() + 10).sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+    for (n, v) in headers {
+        out.extend_from_slice(&(n.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (n, v) in headers {
+        out.extend_from_slice(n.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// Sends a local reply; Envoy applies it when the current callback returns. `false` if the host refused.
+pub fn send(status: u32, details: &str, headers: &[(&str, &str)], body: &[u8]) -> bool {
+    let headers = serialize(headers);
+    // SAFETY: every pointer/length pair describes a live buffer owned by this frame for the whole call; the
+    // host copies what it needs before returning. -1 means "not a gRPC reply".
+    let status = unsafe {
+        proxy_send_local_response(
+            status,
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        )
+    };
+    matches!(status, Status::Ok)
+}

@@ -1,0 +1,455 @@
+//! The Envoy host crypto backend: signatures checked by Envoy's own BoringSSL through the `verify_signature`
+//! foreign function, instead of in the wasm VM. Measured on Envoy 1.40 this is several times faster than
+//! pure-Rust ECDSA inside V8 (see `../shared/design.md`).
+//!
+//! Envoy's side (`source/extensions/common/wasm/foreign.cc`) parses a `VerifySignatureArguments` protobuf
+//! (`hash_function` = 1, `public_key` = 2 as DER SubjectPublicKeyInfo, `signature` = 3, `text` = 4), runs
+//! `EVP_DigestVerify` with that digest and answers `VerifySignatureResult` (`result` = 1, `error` = 2). With a
+//! digest set, BoringSSL does RSA PKCS#1 v1.5 and ECDSA (DER signatures) but neither PSS nor Ed25519, so
+//! which algorithms go to the host is decided per algorithm by [`self_test`] at start-up, never assumed.
+//! Everything else falls back to [`PureRust`], and both must accept and reject exactly the same inputs: the
+//! raw `R || S` length is checked here before the DER conversion, as the pure backend checks it.
+//!
+//! This module is plain Rust; the filter supplies the actual foreign-function call through [`SignatureHost`].
+
+use super::crypto::{Algorithm, CryptoBackend, PureRust};
+use super::jwk::PublicKey;
+
+/// The name Envoy registers the foreign function under.
+pub const FOREIGN_FUNCTION: &str = "verify_signature";
+
+/// Calls the host's `verify_signature` with serialized arguments and returns the serialized result.
+pub trait SignatureHost {
+    /// `Err` when the host has no such function or refuses the arguments.
+    fn verify_signature(&self, args: &[u8]) -> Result<Vec<u8>, HostCallError>;
+}
+
+/// The foreign function could not be called or did not answer in the expected form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostCallError;
+
+/// Verifies with the host for the algorithms that passed the self-test, and with [`PureRust`] otherwise.
+pub struct HostCrypto<H> {
+    host: H,
+    on_host: Vec<Algorithm>,
+}
+
+impl<H: SignatureHost> HostCrypto<H> {
+    /// A backend that sends exactly `on_host` algorithms to the host (normally those [`self_test`] passed).
+    pub fn new(host: H, on_host: Vec<Algorithm>) -> HostCrypto<H> {
+        HostCrypto { host, on_host }
+    }
+
+    /// Runs the self-test for every algorithm the host might support and keeps those that pass.
+    pub fn detect(host: H) -> HostCrypto<H> {
+        let on_host = HOST_CAPABLE.iter().copied().filter(|&alg| self_test(&host, alg)).collect();
+        HostCrypto { host, on_host }
+    }
+
+    /// The algorithms verified by the host.
+    pub fn host_algorithms(&self) -> &[Algorithm] {
+        &self.on_host
+    }
+}
+
+impl<H: SignatureHost> CryptoBackend for HostCrypto<H> {
+    fn name(&self) -> &'static str {
+        "envoy-host"
+    }
+
+    fn verify(&self, alg: Algorithm, key: &PublicKey, message: &[u8], signature: &[u8]) -> bool {
+        if !self.on_host.contains(&alg) {
+            return PureRust.verify(alg, key, message, signature);
+        }
+        host_verify(&self.host, alg, key, message, signature)
+    }
+}
+
+/// Algorithms Envoy's `verify_signature` can possibly check (a digest-based `EVP_DigestVerify`).
+pub const HOST_CAPABLE: [Algorithm; 1] = [Algorithm::ES256];
+
+fn digest_name(alg: Algorithm) -> Option<&'static str> {
+    match alg {
+        Algorithm::ES256 => Some("sha256"),
+        _ => None,
+    }
+}
+
+/// One verification through the host. Inputs the pure backend would refuse by shape are refused here the
+/// same way, before anything is sent.
+pub fn host_verify<H: SignatureHost>(
+    host: &H,
+    alg: Algorithm,
+    key: &PublicKey,
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    let (Some(digest), Some(spki)) = (digest_name(alg), spki_der(alg, key)) else { return false };
+    let signature = match alg {
+        Algorithm::ES256 if signature.len() == 64 => ecdsa_der(&signature[..32], &signature[32..]),
+        Algorithm::ES256 => return false,
+        _ => return false,
+    };
+    let args = verify_args(digest, &spki, &signature, message);
+    match host.verify_signature(&args) {
+        Ok(result) => decode_result(&result) == Some(true),
+        Err(HostCallError) => false,
+    }
+}
+
+/// A fixed, known-good ES256 vector: the key derived from seed `[0x5e; 32]` signing this message with
+/// RFC 6979 deterministic ECDSA. A unit test re-derives it with the pure backend.
+mod vectors {
+    pub const MESSAGE: &[u8] = b"agent-iam host crypto self-test";
+    pub const ES256_X: &str = "ri9YXiS3dXDjHJEILjxz9ANfH-Syl0RLGhuUaZZo6Q8";
+    pub const ES256_Y: &str = "NiKED6aecl06K-YWimd5roNLPPkvhmNw8HUwYEGIAa0";
+    pub const ES256_SIG: &str =
+        "Dtd0wpjceBd5bdcLvBlFUkfoaNalStLl7JRF_gRBfgmxfCb9S1_2gea9Q4RgiPNeGkkLkqhA7l2FtPVzuRA_Eg";
+}
+
+fn self_test_vector(alg: Algorithm) -> Option<(PublicKey, Vec<u8>)> {
+    use crate::b64::decode;
+    match alg {
+        Algorithm::ES256 => {
+            let mut sec1 = vec![0x04];
+            sec1.extend(decode(vectors::ES256_X.as_bytes()).ok()?);
+            sec1.extend(decode(vectors::ES256_Y.as_bytes()).ok()?);
+            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?;
+            Some((PublicKey::P256(key), decode(vectors::ES256_SIG.as_bytes()).ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// Whether the host verifies `alg` correctly: a known-good signature must verify and the same signature
+/// over a changed message must not. A host without the function, or one that accepts everything, fails.
+pub fn self_test<H: SignatureHost>(host: &H, alg: Algorithm) -> bool {
+    let Some((key, signature)) = self_test_vector(alg) else { return false };
+    let mut tampered = vectors::MESSAGE.to_vec();
+    tampered[0] ^= 1;
+    host_verify(host, alg, &key, vectors::MESSAGE, &signature) && !host_verify(host, alg, &key, &tampered, &signature)
+}
+
+/// DER SubjectPublicKeyInfo of a key, as BoringSSL's `EVP_parse_public_key` reads it.
+pub fn spki_der(alg: Algorithm, key: &PublicKey) -> Option<Vec<u8>> {
+    match (alg, key) {
+        (Algorithm::ES256, PublicKey::P256(key)) => {
+            // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING { 0x04 || X || Y } }
+            const PREFIX: [u8; 26] = [
+                0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86,
+                0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+            ];
+            let point = key.to_sec1_point(false);
+            let mut der = Vec::with_capacity(PREFIX.len() + 65);
+            der.extend_from_slice(&PREFIX);
+            der.extend_from_slice(point.as_bytes());
+            (der.len() == 91).then_some(der)
+        }
+        _ => None,
+    }
+}
+
+/// `Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` from the big-endian scalars of a JWS signature.
+pub fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
+    fn integer(out: &mut Vec<u8>, scalar: &[u8]) {
+        let start = scalar.iter().position(|&b| b != 0).unwrap_or(scalar.len());
+        let digits = &scalar[start..];
+        let pad = digits.first().is_none_or(|&b| b & 0x80 != 0);
+        out.push(0x02);
+        out.push((digits.len() + usize::from(pad)) as u8);
+        if pad {
+            out.push(0x00);
+        }
+        out.extend_from_slice(digits);
+    }
+    let mut body = Vec::with_capacity(r.len() + s.len() + 6);
+    integer(&mut body, r);
+    integer(&mut body, s);
+    let mut der = Vec::with_capacity(body.len() + 3);
+    der.push(0x30);
+    if body.len() >= 0x80 {
+        der.push(0x81);
+    }
+    der.push(body.len() as u8);
+    der.extend_from_slice(&body);
+    der
+}
+
+/// The raw `R || S` (each left-padded to `scalar_len`) of a strict, minimal DER `Ecdsa-Sig-Value`, as
+/// BoringSSL's `ECDSA_SIG_from_bytes` accepts it; `None` for anything else.
+pub fn ecdsa_raw_from_der(der: &[u8], scalar_len: usize) -> Option<Vec<u8>> {
+    fn integer(bytes: &[u8], scalar_len: usize) -> Option<(&[u8], &[u8])> {
+        let (&tag, rest) = bytes.split_first()?;
+        let (&len, rest) = rest.split_first()?;
+        let len = usize::from(len);
+        if tag != 0x02 || len == 0 || len >= 0x80 || rest.len() < len {
+            return None;
+        }
+        let (value, rest) = rest.split_at(len);
+        // Positive and minimal: no sign bit, no redundant leading zero.
+        if value[0] & 0x80 != 0 || (len > 1 && value[0] == 0 && value[1] & 0x80 == 0) {
+            return None;
+        }
+        let digits = if value[0] == 0 && len > 1 { &value[1..] } else { value };
+        (digits.len() <= scalar_len).then_some((digits, rest))
+    }
+    let (&tag, rest) = der.split_first()?;
+    let (len, body) = match rest.split_first()? {
+        (&0x81, rest) => {
+            let (&len, body) = rest.split_first()?;
+            if len < 0x80 {
+                return None;
+            }
+            (usize::from(len), body)
+        }
+        (&len, body) if len < 0x80 => (usize::from(len), body),
+        _ => return None,
+    };
+    if tag != 0x30 || body.len() != len {
+        return None;
+    }
+    let (r, rest) = integer(body, scalar_len)?;
+    let (s, rest) = integer(rest, scalar_len)?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let mut raw = vec![0u8; 2 * scalar_len];
+    raw[scalar_len - r.len()..scalar_len].copy_from_slice(r);
+    raw[2 * scalar_len - s.len()..].copy_from_slice(s);
+    Some(raw)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
+    out.push(field << 3 | 2);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Serialized `VerifySignatureArguments`.
+pub fn verify_args(digest: &str, spki: &[u8], signature: &[u8], text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(digest.len() + spki.len() + signature.len() + text.len() + 16);
+    put_bytes(&mut out, 1, digest.as_bytes());
+    put_bytes(&mut out, 2, spki);
+    put_bytes(&mut out, 3, signature);
+    put_bytes(&mut out, 4, text);
+    out
+}
+
+fn get_varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// `VerifySignatureResult.result`; `None` if the bytes are not a well-formed message.
+pub fn decode_result(bytes: &[u8]) -> Option<bool> {
+    let mut pos = 0;
+    let mut result = false;
+    while pos < bytes.len() {
+        let key = get_varint(bytes, &mut pos)?;
+        match (key >> 3, key & 7) {
+            (1, 0) => result = get_varint(bytes, &mut pos)? != 0,
+            (_, 0) => {
+                get_varint(bytes, &mut pos)?;
+            }
+            (_, 1) => pos = pos.checked_add(8)?,
+            (_, 2) => {
+                let len = usize::try_from(get_varint(bytes, &mut pos)?).ok()?;
+                pos = pos.checked_add(len)?;
+            }
+            (_, 5) => pos = pos.checked_add(4)?,
+            _ => return None,
+        }
+        if pos > bytes.len() {
+            return None;
+        }
+    }
+    Some(result)
+}
+
+/// Serialized `VerifySignatureResult` (used by hosts that emulate Envoy, and tests).
+pub fn encode_result(result: bool, error: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    if result {
+        out.extend_from_slice(&[0x08, 0x01]);
+    }
+    if !error.is_empty() {
+        put_bytes(&mut out, 2, error.as_bytes());
+    }
+    out
+}
+
+/// Parsed `VerifySignatureArguments` (for hosts that emulate Envoy, and tests).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct VerifyArgs {
+    /// `hash_function`.
+    pub hash_function: String,
+    /// `public_key` (DER).
+    pub public_key: Vec<u8>,
+    /// `public_key_pem`.
+    pub public_key_pem: String,
+    /// `signature`.
+    pub signature: Vec<u8>,
+    /// `text`.
+    pub text: Vec<u8>,
+}
+
+/// Parses `VerifySignatureArguments`; `None` if malformed.
+pub fn decode_args(bytes: &[u8]) -> Option<VerifyArgs> {
+    let mut args = VerifyArgs::default();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let key = get_varint(bytes, &mut pos)?;
+        if key & 7 != 2 {
+            return None;
+        }
+        let len = usize::try_from(get_varint(bytes, &mut pos)?).ok()?;
+        let value = bytes.get(pos..pos.checked_add(len)?)?;
+        pos += len;
+        match key >> 3 {
+            1 => args.hash_function = String::from_utf8(value.to_vec()).ok()?,
+            2 => args.public_key = value.to_vec(),
+            3 => args.signature = value.to_vec(),
+            4 => args.text = value.to_vec(),
+            5 => args.public_key_pem = String::from_utf8(value.to_vec()).ok()?,
+            _ => {}
+        }
+    }
+    Some(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mint::SigningKey;
+
+    /// A stand-in for Envoy that decodes the real wire format and checks with RustCrypto, the way BoringSSL
+    /// would: SPKI DER for the key, DER for the signature.
+    struct EmulatedEnvoy;
+
+    impl SignatureHost for EmulatedEnvoy {
+        fn verify_signature(&self, args: &[u8]) -> Result<Vec<u8>, HostCallError> {
+            use p256::ecdsa::signature::Verifier;
+            let args = decode_args(args).ok_or(HostCallError)?;
+            if args.hash_function != "sha256" || args.public_key.len() != 91 {
+                return Err(HostCallError);
+            }
+            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&args.public_key[26..]).map_err(|_| HostCallError)?;
+            let ok = ecdsa_raw_from_der(&args.signature, 32)
+                .and_then(|raw| p256::ecdsa::Signature::from_slice(&raw).ok())
+                .is_some_and(|s| key.verify(&args.text, &s).is_ok());
+            Ok(encode_result(ok, if ok { "" } else { "Failed to verify digest" }))
+        }
+    }
+
+    struct Absent;
+    impl SignatureHost for Absent {
+        fn verify_signature(&self, _: &[u8]) -> Result<Vec<u8>, HostCallError> {
+            Err(HostCallError)
+        }
+    }
+
+    struct AcceptsEverything;
+    impl SignatureHost for AcceptsEverything {
+        fn verify_signature(&self, _: &[u8]) -> Result<Vec<u8>, HostCallError> {
+            Ok(encode_result(true, ""))
+        }
+    }
+
+    #[test]
+    fn the_fixed_vector_is_what_the_seed_produces() {
+        let k = SigningKey::from_seed(Algorithm::ES256, [0x5e; 32]).unwrap();
+        assert_eq!(crate::b64::encode(&k.sign(vectors::MESSAGE)), vectors::ES256_SIG);
+        let (key, sig) = self_test_vector(Algorithm::ES256).unwrap();
+        assert!(PureRust.verify(Algorithm::ES256, &key, vectors::MESSAGE, &sig));
+    }
+
+    #[test]
+    fn self_test_needs_a_host_that_tells_good_from_bad() {
+        assert!(self_test(&EmulatedEnvoy, Algorithm::ES256));
+        assert!(!self_test(&Absent, Algorithm::ES256));
+        assert!(!self_test(&AcceptsEverything, Algorithm::ES256));
+        assert!(!self_test(&EmulatedEnvoy, Algorithm::EdDSA), "no host path for EdDSA");
+        assert_eq!(HostCrypto::detect(EmulatedEnvoy).host_algorithms(), &[Algorithm::ES256]);
+        assert!(HostCrypto::detect(Absent).host_algorithms().is_empty());
+    }
+
+    #[test]
+    fn host_and_pure_backends_agree() {
+        let k = SigningKey::from_seed(Algorithm::ES256, [9; 32]).unwrap();
+        let key = k_public(&k);
+        let host = HostCrypto::detect(EmulatedEnvoy);
+        let n: [u8; 32] = [
+            0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6,
+            0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+        ];
+        for i in 0..50u8 {
+            let msg = [i; 40];
+            let sig = k.sign(&msg);
+            let mut cases = vec![sig.clone(), sig[..63].to_vec(), [sig.clone(), vec![0]].concat(), vec![0; 64]];
+            let mut flipped = sig.clone();
+            flipped[usize::from(i) % 64] ^= 1;
+            cases.push(flipped);
+            cases.push([&n[..], &sig[32..]].concat());
+            cases.push([&sig[..32], &n[..]].concat());
+            cases.push(ecdsa_der(&sig[..32], &sig[32..]));
+            for case in cases {
+                assert_eq!(
+                    host.verify(Algorithm::ES256, &key, &msg, &case),
+                    PureRust.verify(Algorithm::ES256, &key, &msg, &case),
+                    "disagree on {case:02x?}"
+                );
+            }
+        }
+    }
+
+    fn k_public(k: &SigningKey) -> PublicKey {
+        let set = crate::token::KeySet::from_value(&serde_json::json!({"keys": [k.public_jwk(None)]})).unwrap();
+        set.candidates(None, k.alg()).next().unwrap().key.clone()
+    }
+
+    #[test]
+    fn der_integers_are_minimal_and_positive() {
+        assert_eq!(ecdsa_der(&[0, 0, 1], &[0x80]), vec![0x30, 0x07, 0x02, 0x01, 0x01, 0x02, 0x02, 0x00, 0x80]);
+        assert_eq!(ecdsa_der(&[0, 0], &[0x7f]), vec![0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x7f]);
+    }
+
+    #[test]
+    fn der_round_trip_and_strictness() {
+        let k = SigningKey::from_seed(Algorithm::ES256, [3; 32]).unwrap();
+        for i in 0..20u8 {
+            let sig = k.sign(&[i]);
+            assert_eq!(ecdsa_raw_from_der(&ecdsa_der(&sig[..32], &sig[32..]), 32), Some(sig));
+        }
+        // Non-minimal, negative, trailing data, wrong tag.
+        assert_eq!(ecdsa_raw_from_der(&[0x30, 0x07, 0x02, 0x02, 0x00, 0x01, 0x02, 0x01, 0x01], 32), None);
+        assert_eq!(ecdsa_raw_from_der(&[0x30, 0x06, 0x02, 0x01, 0x81, 0x02, 0x01, 0x01], 32), None);
+        assert_eq!(ecdsa_raw_from_der(&[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x00], 32), None);
+        assert_eq!(ecdsa_raw_from_der(&[0x31, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01], 32), None);
+    }
+
+    #[test]
+    fn result_decoding_is_strict() {
+        assert_eq!(decode_result(&encode_result(true, "")), Some(true));
+        assert_eq!(decode_result(&encode_result(false, "Failed")), Some(false));
+        assert_eq!(decode_result(&[]), Some(false));
+        assert_eq!(decode_result(&[0x08]), None);
+        assert_eq!(decode_result(&[0x12, 0x05, b'a']), None);
+        assert_eq!(decode_args(&verify_args("sha256", b"k", b"s", b"t")).unwrap().text, b"t");
+    }
+}
