@@ -2,10 +2,12 @@
 //!
 //! - [`host`]: a proxy-wasm ABI 0.2.1 host on wasmtime (the Envoy emulator).
 //! - [`testbed`]: real processes on loopback for end-to-end runs: an echo upstream, Envoy, an HTTP client.
+//! - [`vectors`]: signature edge cases shared by the host and Envoy tests.
 //! - [`demo`]: demo keys, tokens and the scripted gateway scenario shared by `make demo` and the tests.
 pub mod demo;
 pub mod host;
 pub mod testbed;
+pub mod vectors;
 
 use std::path::PathBuf;
 

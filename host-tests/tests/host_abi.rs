@@ -507,7 +507,7 @@ fn bad_guest_pointer_traps_instead_of_panicking() {
 }
 
 #[test]
-fn stdout_and_stderr_are_captured_and_foreign_functions_default_to_not_found() {
+fn stdout_and_stderr_are_captured_and_foreign_functions_behave_like_envoys() {
     let wasm = module(
         r#"
   (data (i32.const 0x1000) "hello stdout\n") (data (i32.const 0x1020) "verify_signature") (data (i32.const 0x1040) "ff")
@@ -526,11 +526,17 @@ fn stdout_and_stderr_are_captured_and_foreign_functions_default_to_not_found() {
     let vm = host.vm().start().unwrap();
     assert!(vm.logs().iter().any(|l| l.level == LogLevel::Info && l.message == "hello stdout"), "{}", vm.logs_text());
     assert!(vm.logs().iter().any(|l| l.level == LogLevel::Error && l.message == "oops"));
+    // Envoy's verify_signature is there by default and refuses empty arguments as Envoy does.
+    assert_eq!(rec(&host, "ff"), Some(Status::BadArgument as u32));
+
+    // A host without the function answers NotFound.
+    host.unregister_foreign_function("verify_signature");
+    let _vm2 = host.vm().start().unwrap();
     assert_eq!(rec(&host, "ff"), Some(Status::NotFound as u32));
 
     // A registered foreign function is called and its result copied into the guest.
     host.register_foreign_function("verify_signature", |args| Ok(args.to_vec()));
-    let _vm2 = host.vm().start().unwrap();
+    let _vm3 = host.vm().start().unwrap();
     assert_eq!(rec(&host, "ff"), Some(Status::Ok as u32));
 }
 

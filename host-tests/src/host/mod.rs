@@ -37,6 +37,7 @@
 //! ```
 
 mod abi;
+mod envoy_foreign;
 mod state;
 mod wasi;
 
@@ -289,7 +290,16 @@ impl Host {
             bail!("the module imports functions Envoy does not provide: {}", unknown.join(", "));
         }
         let pre = linker.instantiate_pre(&module).map_err(anyhow::Error::from).context("linking the wasm module")?;
-        Ok(Host { engine, pre, shared: Arc::new(Shared::default()) })
+        let host = Host { engine, pre, shared: Arc::new(Shared::default()) };
+        // The foreign functions Envoy 1.40 registers that agent-iam uses.
+        host.register_foreign_function("verify_signature", envoy_foreign::verify_signature);
+        host.register_foreign_function("clear_route_cache", envoy_foreign::clear_route_cache);
+        Ok(host)
+    }
+
+    /// Remove a foreign function, as on a host that lacks it (later VMs and calls get NotFound).
+    pub fn unregister_foreign_function(&self, name: &str) {
+        lock(&self.shared.foreign).remove(name);
     }
 
     /// Start building a VM (an Envoy worker).
