@@ -4,7 +4,9 @@
 
 use crate::engine::{CryptoPreference, Engine};
 use crate::policy::{Policy, PolicyDocument};
-use crate::token::{self, Algorithm, Issuer, KeySet, Verifier};
+use crate::token::crypto::HmacKey;
+use crate::token::spiffe::TrustDomain;
+use crate::token::{self, Algorithm, Issuer, KeySet, Profile, Verifier};
 use serde::Deserialize;
 use std::fmt;
 
@@ -83,14 +85,28 @@ fn default_skew() -> u32 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerDocument {
-    /// Exact `iss` value.
-    pub issuer: String,
+    /// Exact `iss` value (optional for `jwt-svid` issuers, which are found by `trust_domain`).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// `jwt` (default), `jwt-svid`, `at+jwt` or `txn-token`.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// SPIFFE trust domain (required for, and only for, `jwt-svid`).
+    #[serde(default)]
+    pub trust_domain: Option<String>,
     /// Accepted `aud` values.
     pub audiences: Vec<String>,
     /// Allowed JWS algorithms.
     pub algorithms: Vec<String>,
-    /// Inline JWKS.
-    pub jwks: serde_json::Value,
+    /// Inline JWKS (public keys).
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// Shared secrets for HS256/384/512.
+    #[serde(default)]
+    pub hmac_secrets: Vec<HmacSecretDocument>,
+    /// Claims every token must carry.
+    #[serde(default)]
+    pub required_claims: Vec<String>,
     /// Tolerated clock difference, seconds.
     #[serde(default = "default_skew")]
     pub clock_skew_seconds: u32,
@@ -100,6 +116,25 @@ pub struct IssuerDocument {
     /// Most nested `act` actors a token may carry (RFC 8693 delegation).
     #[serde(default = "default_delegation_depth")]
     pub max_delegation_depth: usize,
+}
+
+/// A shared HMAC secret as written. The secret never appears in `Debug` output or errors.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacSecretDocument {
+    /// `HS256`, `HS384` or `HS512`.
+    pub alg: String,
+    /// Key id tokens name it by, if any.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// The secret, base64url without padding.
+    pub secret: String,
+}
+
+impl fmt::Debug for HmacSecretDocument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HmacSecretDocument").field("alg", &self.alg).field("kid", &self.kid).finish_non_exhaustive()
+    }
 }
 
 fn default_delegation_depth() -> usize {
@@ -154,11 +189,33 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
     let mut issuers = Vec::with_capacity(doc.issuers.len());
     for (i, d) in doc.issuers.iter().enumerate() {
         let at = |field: &str| format!("issuers[{i}].{field}");
-        if d.issuer.is_empty() {
-            return Err(err(at("issuer"), "must not be empty"));
+        let profile = match &d.profile {
+            None => Profile::Jwt,
+            Some(name) => Profile::from_name(name).ok_or_else(|| {
+                err(at("profile"), format!("unknown profile \"{name}\" (expected jwt, jwt-svid, at+jwt or txn-token)"))
+            })?,
+        };
+        let trust_domain = match (&d.trust_domain, profile) {
+            (Some(td), Profile::JwtSvid) => {
+                Some(TrustDomain::parse(td).map_err(|e| err(at("trust_domain"), e.to_string()))?)
+            }
+            (None, Profile::JwtSvid) => return Err(err(at("trust_domain"), "is required for the jwt-svid profile")),
+            (Some(_), _) => return Err(err(at("trust_domain"), "applies only to the jwt-svid profile")),
+            (None, _) => None,
+        };
+        let (name, iss_required) = match (&d.issuer, &trust_domain) {
+            (Some(iss), _) if iss.is_empty() => return Err(err(at("issuer"), "must not be empty")),
+            (Some(iss), _) => (iss.clone(), true),
+            (None, Some(td)) => (td.id().as_str().to_owned(), false),
+            (None, None) => return Err(err(at("issuer"), "is required (or a trust_domain for jwt-svid)")),
+        };
+        if issuers.iter().any(|prev: &Issuer| prev.issuer == name) {
+            return Err(err(at("issuer"), format!("duplicate issuer \"{name}\"")));
         }
-        if doc.issuers[..i].iter().any(|prev| prev.issuer == d.issuer) {
-            return Err(err(at("issuer"), format!("duplicate issuer \"{}\"", d.issuer)));
+        if let Some(td) = &trust_domain
+            && issuers.iter().any(|prev: &Issuer| prev.trust_domain.as_ref() == Some(td))
+        {
+            return Err(err(at("trust_domain"), format!("duplicate trust domain \"{}\"", td.as_str())));
         }
         if d.audiences.is_empty() || d.audiences.iter().any(String::is_empty) {
             return Err(err(at("audiences"), "must list at least one non-empty audience"));
@@ -168,18 +225,42 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
         }
         let mut algorithms = Vec::with_capacity(d.algorithms.len());
         for (j, name) in d.algorithms.iter().enumerate() {
+            let path = format!("issuers[{i}].algorithms[{j}]");
             let alg = Algorithm::from_name(name).ok_or_else(|| {
                 let known: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
-                err(
-                    format!("issuers[{i}].algorithms[{j}]"),
-                    format!("unsupported algorithm \"{name}\" (supported: {})", known.join(", ")),
-                )
+                err(&path, format!("unsupported algorithm \"{name}\" (supported: {})", known.join(", ")))
             })?;
+            if profile == Profile::JwtSvid && (alg.is_hmac() || alg == Algorithm::EdDSA) {
+                return Err(err(&path, format!("JWT-SVIDs are signed with RS, ES or PS algorithms, not {name}")));
+            }
+            if alg.is_hmac() && !d.hmac_secrets.iter().any(|s| s.alg == *name) {
+                return Err(err(&path, format!("{name} needs a secret in hmac_secrets")));
+            }
             algorithms.push(alg);
         }
-        let keys = KeySet::from_value(&d.jwks).map_err(|e| {
-            err(if e.path.is_empty() { at("jwks") } else { format!("issuers[{i}].jwks.{}", e.path) }, e.message)
-        })?;
+        let mut keys = match &d.jwks {
+            Some(jwks) => KeySet::from_value(jwks).map_err(|e| {
+                err(if e.path.is_empty() { at("jwks") } else { format!("issuers[{i}].jwks.{}", e.path) }, e.message)
+            })?,
+            None if d.hmac_secrets.is_empty() => return Err(err(at("jwks"), "is required (or hmac_secrets)")),
+            None => KeySet::default(),
+        };
+        for (j, secret) in d.hmac_secrets.iter().enumerate() {
+            let at = |field: &str| format!("issuers[{i}].hmac_secrets[{j}].{field}");
+            let alg = Algorithm::from_name(&secret.alg)
+                .filter(|a| a.is_hmac())
+                .ok_or_else(|| err(at("alg"), "must be HS256, HS384 or HS512"))?;
+            if !algorithms.contains(&alg) {
+                return Err(err(at("alg"), format!("{} is not in this issuer's algorithms", alg.name())));
+            }
+            let bytes = crate::b64::decode(secret.secret.as_bytes())
+                .map_err(|_| err(at("secret"), "must be base64url without padding"))?;
+            let key = HmacKey::new(alg, &bytes).map_err(|e| err(at("secret"), e.to_string()))?;
+            keys.add_secret(secret.kid.as_deref(), key).map_err(|e| err(at(&e.path), e.message))?;
+        }
+        if d.required_claims.iter().any(String::is_empty) {
+            return Err(err(at("required_claims"), "claim names must not be empty"));
+        }
         if d.clock_skew_seconds > MAX_CLOCK_SKEW_SECONDS {
             return Err(err(at("clock_skew_seconds"), format!("must be at most {MAX_CLOCK_SKEW_SECONDS}")));
         }
@@ -190,7 +271,11 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
             return Err(err(at("max_lifetime_seconds"), "must be positive"));
         }
         issuers.push(Issuer {
-            issuer: d.issuer.clone(),
+            issuer: name,
+            iss_required,
+            profile,
+            trust_domain,
+            required_claims: d.required_claims.clone(),
             audiences: d.audiences.clone(),
             algorithms,
             keys,
@@ -262,6 +347,41 @@ mod tests {
         let mut d = valid();
         d["issuers"] = json!([]);
         assert!(error_of(&d).starts_with("issuers: at least one"), "{}", error_of(&d));
+    }
+
+    #[test]
+    fn profiles_trust_domains_and_secrets_are_validated() {
+        let svid = |extra: Value| {
+            let mut d = valid();
+            d["issuers"][0] = json!({"profile": "jwt-svid", "trust_domain": "trading.example", "audiences": ["api"],
+                                     "algorithms": ["ES256"], "jwks": d["issuers"][0]["jwks"].clone()});
+            if let (Some(i), Some(extra)) = (d["issuers"][0].as_object_mut(), extra.as_object()) {
+                for (k, v) in extra {
+                    i.insert(k.clone(), v.clone());
+                }
+            }
+            d
+        };
+        assert!(parse(svid(json!({})).to_string().as_bytes()).is_ok());
+        assert!(
+            error_of(&svid(json!({"algorithms": ["ES256", "EdDSA"]})))
+                .starts_with("issuers[0].algorithms[1]: JWT-SVIDs")
+        );
+        assert!(error_of(&svid(json!({"trust_domain": "Trading.Example"}))).starts_with("issuers[0].trust_domain:"));
+        assert!(error_of(&svid(json!({"profile": "jwt"}))).starts_with("issuers[0].trust_domain: applies only"));
+        assert!(error_of(&svid(json!({"profile": "oidc"}))).starts_with("issuers[0].profile: unknown profile"));
+
+        let mut d = valid();
+        d["issuers"][0]["algorithms"] = json!(["ES256", "HS256"]);
+        assert!(error_of(&d).starts_with("issuers[0].algorithms[1]: HS256 needs a secret"), "{}", error_of(&d));
+        d["issuers"][0]["hmac_secrets"] = json!([{"alg": "HS256", "kid": "h", "secret": "c2hvcnQ"}]);
+        assert!(error_of(&d).starts_with("issuers[0].hmac_secrets[0].secret:"), "{}", error_of(&d));
+        assert!(!error_of(&d).contains("c2hvcnQ"), "the secret must never be echoed");
+        d["issuers"][0]["hmac_secrets"][0]["secret"] = json!(crate::b64::encode(&[7u8; 32]));
+        assert!(parse(d.to_string().as_bytes()).is_ok(), "{}", error_of(&d));
+        let extra = json!({"alg": "HS512", "secret": crate::b64::encode(&[7u8; 64])});
+        d["issuers"][0]["hmac_secrets"].as_array_mut().unwrap().push(extra);
+        assert!(error_of(&d).starts_with("issuers[0].hmac_secrets[1].alg: HS512 is not in"), "{}", error_of(&d));
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub enum TokenError {
     InvalidClaim(&'static str),
     /// More nested `act` actors than the issuer allows.
     DelegationTooDeep,
+    /// A claim the issuer's configuration requires is absent or null.
+    MissingRequiredClaim,
+    /// The token breaks a rule of its issuer's profile (JWT-SVID, `at+jwt`, transaction token).
+    ProfileViolation(&'static str),
 }
 
 impl TokenError {
@@ -60,6 +64,8 @@ impl TokenError {
             TokenError::MissingClaim(_) => "missing_claim",
             TokenError::InvalidClaim(_) => "invalid_claim",
             TokenError::DelegationTooDeep => "delegation_too_deep",
+            TokenError::ProfileViolation(_) => "profile_violation",
+            TokenError::MissingRequiredClaim => "missing_required_claim",
         }
     }
 }
@@ -85,6 +91,8 @@ impl fmt::Display for TokenError {
             TokenError::MissingClaim(name) => write!(f, "required claim \"{name}\" is missing"),
             TokenError::InvalidClaim(name) => write!(f, "claim \"{name}\" is invalid"),
             TokenError::DelegationTooDeep => f.write_str("delegation chain is longer than allowed"),
+            TokenError::ProfileViolation(rule) => write!(f, "token profile violated: {rule}"),
+            TokenError::MissingRequiredClaim => f.write_str("a claim required by the issuer is missing"),
         }
     }
 }

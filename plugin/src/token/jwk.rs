@@ -212,7 +212,8 @@ fn big_uint(key: &Map<String, Value>, name: &str, path: &str) -> Result<Vec<u8>,
 
 fn parse_key(key: &Map<String, Value>, path: &str) -> Result<Option<Jwk>, JwksError> {
     match str_member(key, "use", path)? {
-        None | Some("sig") => {}
+        // SPIFFE trust bundles mark JWT authorities `jwt-svid` (and X.509 ones `x509-svid`, skipped).
+        None | Some("sig") | Some("jwt-svid") => {}
         Some(_) => return Ok(None),
     }
     if let Some(ops) = key.get("key_ops") {

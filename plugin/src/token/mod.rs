@@ -12,12 +12,15 @@ pub mod error;
 pub mod host_crypto;
 pub mod jwk;
 pub mod jws;
+pub mod profile;
 pub mod spiffe;
 
 pub use crypto::{Algorithm, CryptoBackend, PureRust};
 pub use delegation::DelegationChain;
 pub use error::TokenError;
 pub use jwk::{KeySet, PublicKey};
+pub use profile::Profile;
+use spiffe::{SpiffeId, TrustDomain};
 
 use serde_json::{Map, Value};
 
@@ -27,8 +30,18 @@ pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// A trusted token issuer, validated.
 #[derive(Debug, Clone)]
 pub struct Issuer {
-    /// The exact `iss` value.
+    /// The exact `iss` value. For a JWT-SVID issuer without one, `iss` is not checked and the trust domain's
+    /// SPIFFE ID (`spiffe://<trust domain>`) stands for the issuer in decisions and headers.
     pub issuer: String,
+    /// Whether tokens must carry `iss` equal to [`Issuer::issuer`] (always, except JWT-SVID issuers
+    /// configured by trust domain alone).
+    pub iss_required: bool,
+    /// The profile its tokens follow.
+    pub profile: Profile,
+    /// The SPIFFE trust domain (JWT-SVID issuers): keys are chosen by the trust domain of `sub`.
+    pub trust_domain: Option<TrustDomain>,
+    /// Claims every token must carry (any value but null).
+    pub required_claims: Vec<String>,
     /// Accepted `aud` values; at least one.
     pub audiences: Vec<String>,
     /// Allowed algorithms; at least one. Never taken from the token.
@@ -81,14 +94,42 @@ impl Verifier {
         &self.issuers
     }
 
+    /// The issuer whose keys may verify these (not yet verified) claims: by exact `iss` first; otherwise, for a
+    /// SPIFFE `sub`, the JWT-SVID issuer of its trust domain. A present `iss` of the wrong type, or one that a
+    /// trust-domain issuer does not expect, is refused rather than ignored.
+    fn select_issuer(&self, claims: &Map<String, Value>) -> Result<&Issuer, TokenError> {
+        let iss = match claims.get("iss") {
+            None => None,
+            Some(Value::String(s)) if !s.is_empty() => Some(s.as_str()),
+            Some(_) => return Err(TokenError::InvalidClaim("iss")),
+        };
+        if let Some(iss) = iss
+            && let Some(issuer) = self.issuers.iter().find(|i| i.iss_required && i.issuer == iss)
+        {
+            return Ok(issuer);
+        }
+        let td = match claims.get("sub") {
+            Some(Value::String(sub)) => SpiffeId::parse(sub).ok().map(|id| id.trust_domain().clone()),
+            _ => None,
+        };
+        let by_domain = td.and_then(|td| {
+            self.issuers.iter().find(|i| i.profile == Profile::JwtSvid && i.trust_domain.as_ref() == Some(&td))
+        });
+        match (by_domain, iss) {
+            // Configured by trust domain alone: SPIFFE makes `iss` optional, so whatever it says is not checked.
+            (Some(issuer), _) if !issuer.iss_required => Ok(issuer),
+            (_, None) => Err(TokenError::MissingClaim("iss")),
+            _ => Err(TokenError::UnknownIssuer),
+        }
+    }
+
     /// Verifies `token` at `now` (seconds since the epoch).
     pub fn verify(&self, token: &[u8], now: i64, crypto: &dyn CryptoBackend) -> Result<VerifiedToken, TokenError> {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
         let jws = jws::parse(token)?;
-        let iss = claims::required_string(&jws.claims, "iss")?;
-        let issuer = self.issuers.iter().find(|i| i.issuer == iss).ok_or(TokenError::UnknownIssuer)?;
+        let issuer = self.select_issuer(&jws.claims)?;
         if !issuer.algorithms.contains(&jws.alg) {
             return Err(TokenError::AlgorithmNotAllowed);
         }
@@ -101,6 +142,12 @@ impl Verifier {
         }
         let expires_at = claims::check_times(&jws.claims, now, issuer.clock_skew, issuer.max_lifetime)?;
         claims::check_audience(&jws.claims, &issuer.audiences)?;
+        issuer.profile.check(jws.typ.as_deref(), &jws.claims, issuer.trust_domain.as_ref())?;
+        for name in &issuer.required_claims {
+            if jws.claims.get(name).is_none_or(Value::is_null) {
+                return Err(TokenError::MissingRequiredClaim);
+            }
+        }
         let chain = DelegationChain::from_claims(&jws.claims, issuer.max_delegation_depth)?;
         Ok(VerifiedToken {
             issuer: issuer.issuer.clone(),

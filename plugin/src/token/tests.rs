@@ -3,6 +3,7 @@
 use super::*;
 use crate::b64;
 use crate::mint::SigningKey;
+use crate::token::profile::Profile;
 use serde_json::{Value, json};
 
 const NOW: i64 = 1_800_000_000;
@@ -22,6 +23,10 @@ fn issuer_with(keys: &[(&SigningKey, Option<&str>)]) -> Issuer {
         clock_skew: 30,
         max_lifetime: None,
         max_delegation_depth: delegation::DEFAULT_MAX_DEPTH,
+        iss_required: true,
+        profile: Profile::Jwt,
+        trust_domain: None,
+        required_claims: vec![],
     }
 }
 
@@ -502,4 +507,83 @@ fn hmac_secret_must_be_configured_and_long_enough() {
         v.verify(hs256.sign_jwt(Some("h"), &claims()).as_bytes(), NOW, &PureRust).unwrap_err(),
         TokenError::UnknownKey
     );
+}
+
+fn svid_issuer(key: &SigningKey, td: &str, iss: Option<&str>) -> Issuer {
+    let mut issuer = issuer_with(&[(key, None)]);
+    issuer.profile = Profile::JwtSvid;
+    issuer.trust_domain = Some(spiffe::TrustDomain::parse(td).unwrap());
+    issuer.algorithms = vec![Algorithm::ES256];
+    match iss {
+        Some(iss) => issuer.issuer = iss.into(),
+        None => {
+            issuer.issuer = format!("spiffe://{td}");
+            issuer.iss_required = false;
+        }
+    }
+    issuer
+}
+
+#[test]
+fn jwt_svids_are_matched_by_trust_domain_across_vendors() {
+    // The multi-vendor case: each vendor's agents from their own trust domain, each with its own keys.
+    let (a, b) = (key(Algorithm::ES256, 21), key(Algorithm::ES256, 22));
+    let v = Verifier::new(
+        vec![svid_issuer(&a, "vendor-a.example", None), svid_issuer(&b, "vendor-b.example", None)],
+        DEFAULT_MAX_TOKEN_BYTES,
+    );
+    let svid = |sub: &str| json!({"sub": sub, "aud": "trading-api", "exp": NOW + 60});
+    let t = v.verify(a.sign_jwt(None, &svid("spiffe://vendor-a.example/agent/x")).as_bytes(), NOW, &PureRust).unwrap();
+    assert_eq!(
+        (t.issuer.as_str(), t.agent.as_str()),
+        ("spiffe://vendor-a.example", "spiffe://vendor-a.example/agent/x")
+    );
+    assert!(v.verify(b.sign_jwt(None, &svid("spiffe://vendor-b.example/agent/y")).as_bytes(), NOW, &PureRust).is_ok());
+    // Vendor B's key cannot speak for vendor A's trust domain.
+    let cross = b.sign_jwt(None, &svid("spiffe://vendor-a.example/agent/x"));
+    assert_eq!(v.verify(cross.as_bytes(), NOW, &PureRust).unwrap_err(), TokenError::BadSignature);
+    // An unknown trust domain, or a sub that is no SPIFFE ID, finds no issuer.
+    let stranger = a.sign_jwt(None, &svid("spiffe://vendor-c.example/agent/z"));
+    assert_eq!(v.verify(stranger.as_bytes(), NOW, &PureRust).unwrap_err(), TokenError::MissingClaim("iss"));
+    let plain = a.sign_jwt(None, &svid("agent-x"));
+    assert_eq!(v.verify(plain.as_bytes(), NOW, &PureRust).unwrap_err(), TokenError::MissingClaim("iss"));
+    // SVID typ must be JWT or JOSE.
+    let typed = a.sign_jwt_with_header(&json!({"alg": "ES256", "typ": "at+jwt"}), &svid("spiffe://vendor-a.example/a"));
+    assert!(matches!(v.verify(typed.as_bytes(), NOW, &PureRust), Err(TokenError::ProfileViolation(_))));
+}
+
+#[test]
+fn jwt_svid_issuer_with_an_iss_requires_it_and_the_trust_domain() {
+    let a = key(Algorithm::ES256, 23);
+    let v =
+        Verifier::new(vec![svid_issuer(&a, "td.example", Some("https://spire.td.example"))], DEFAULT_MAX_TOKEN_BYTES);
+    let mut c = json!({"iss": "https://spire.td.example", "sub": "spiffe://td.example/w", "aud": "trading-api", "exp": NOW + 60});
+    assert!(v.verify(a.sign_jwt(None, &c).as_bytes(), NOW, &PureRust).is_ok());
+    c["sub"] = "spiffe://other.example/w".into();
+    assert!(matches!(v.verify(a.sign_jwt(None, &c).as_bytes(), NOW, &PureRust), Err(TokenError::ProfileViolation(_))));
+    c.as_object_mut().unwrap().remove("iss");
+    c["sub"] = "spiffe://td.example/w".into();
+    assert_eq!(v.verify(a.sign_jwt(None, &c).as_bytes(), NOW, &PureRust).unwrap_err(), TokenError::MissingClaim("iss"));
+}
+
+#[test]
+fn at_jwt_profile_and_required_claims() {
+    let f = fixture();
+    let mut issuer = issuer_with(&[(&f.es, Some("es"))]);
+    issuer.profile = Profile::AtJwt;
+    issuer.required_claims = vec!["scope".into()];
+    let v = Verifier::new(vec![issuer], DEFAULT_MAX_TOKEN_BYTES);
+    let mut c = claims();
+    c["client_id"] = "agent-app".into();
+    c["jti"] = "t-1".into();
+    c["scope"] = "orders:write".into();
+    let at = |c: &Value| f.es.sign_jwt_with_header(&json!({"alg": "ES256", "kid": "es", "typ": "at+jwt"}), c);
+    assert!(v.verify(at(&c).as_bytes(), NOW, &PureRust).is_ok());
+    // An ID token or plain JWT from the same issuer is not an access token.
+    assert!(matches!(
+        v.verify(f.es.sign_jwt(Some("es"), &c).as_bytes(), NOW, &PureRust),
+        Err(TokenError::ProfileViolation(_))
+    ));
+    c["scope"] = Value::Null;
+    assert_eq!(v.verify(at(&c).as_bytes(), NOW, &PureRust).unwrap_err(), TokenError::MissingRequiredClaim);
 }

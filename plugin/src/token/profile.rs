@@ -1,0 +1,137 @@
+//! Token profiles: the rules a kind of token adds on top of plain JWT verification.
+//!
+//! - `jwt`: no rules beyond the issuer's own (signature, issuer, audience, lifetime, required claims).
+//! - `jwt-svid` (SPIFFE JWT-SVID): RS/ES/PS algorithms only (checked at configuration), `sub` a SPIFFE ID in
+//!   the issuer's trust domain, `typ` if present `JWT` or `JOSE`. Keys are chosen by the trust domain of `sub`,
+//!   and `iss` is optional, as the SPIFFE spec has it.
+//! - `at+jwt` (RFC 9068 access tokens): `typ` must be `at+jwt` (or `application/at+jwt`), and `client_id`,
+//!   `iat` and `jti` are required (`iss`, `exp`, `aud`, `sub` already are).
+//! - `txn-token` (draft-ietf-oauth-transaction-tokens): `typ` must be `txntoken+jwt`, and `txn` and `iat` are
+//!   required.
+//!
+//! Explicit typing (RFC 8725 §3.11) is what stops a token minted for one purpose being replayed as another.
+
+use super::claims::required_string;
+use super::error::TokenError;
+use super::spiffe::{SpiffeId, TrustDomain};
+use serde_json::{Map, Value};
+
+/// Which profile an issuer's tokens follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Plain JWT.
+    Jwt,
+    /// SPIFFE JWT-SVID.
+    JwtSvid,
+    /// RFC 9068 JWT access token.
+    AtJwt,
+    /// Transaction token.
+    TxnToken,
+}
+
+impl Profile {
+    /// The configuration name.
+    pub fn from_name(name: &str) -> Option<Profile> {
+        match name {
+            "jwt" => Some(Profile::Jwt),
+            "jwt-svid" => Some(Profile::JwtSvid),
+            "at+jwt" => Some(Profile::AtJwt),
+            "txn-token" => Some(Profile::TxnToken),
+            _ => None,
+        }
+    }
+
+    /// Checks `typ` and the profile's claims. `trust_domain` is the issuer's (jwt-svid only).
+    pub fn check(
+        self,
+        typ: Option<&str>,
+        claims: &Map<String, Value>,
+        trust_domain: Option<&TrustDomain>,
+    ) -> Result<(), TokenError> {
+        // Media type names are case-insensitive (RFC 7515 §4.1.9), and "application/" may be omitted.
+        let typ = typ.map(|t| {
+            let t = t.to_ascii_lowercase();
+            t.strip_prefix("application/").map(str::to_owned).unwrap_or(t)
+        });
+        let typ = typ.as_deref();
+        match self {
+            Profile::Jwt => Ok(()),
+            Profile::JwtSvid => {
+                if !matches!(typ, None | Some("jwt") | Some("jose")) {
+                    return Err(TokenError::ProfileViolation("JWT-SVID typ must be JWT or JOSE"));
+                }
+                let sub = required_string(claims, "sub")?;
+                let id = SpiffeId::parse(sub).map_err(|_| TokenError::ProfileViolation("sub is not a SPIFFE ID"))?;
+                match trust_domain {
+                    Some(td) if id.is_in(td) => Ok(()),
+                    _ => Err(TokenError::ProfileViolation("sub is not in the issuer's trust domain")),
+                }
+            }
+            Profile::AtJwt => {
+                if typ != Some("at+jwt") {
+                    return Err(TokenError::ProfileViolation("typ must be at+jwt"));
+                }
+                required_string(claims, "client_id")?;
+                required_string(claims, "jti")?;
+                require_present(claims, "iat")
+            }
+            Profile::TxnToken => {
+                if typ != Some("txntoken+jwt") {
+                    return Err(TokenError::ProfileViolation("typ must be txntoken+jwt"));
+                }
+                required_string(claims, "txn")?;
+                require_present(claims, "iat")
+            }
+        }
+    }
+}
+
+fn require_present(claims: &Map<String, Value>, name: &'static str) -> Result<(), TokenError> {
+    if claims.contains_key(name) { Ok(()) } else { Err(TokenError::MissingClaim(name)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn c(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn jwt_svid_rules() {
+        let td = TrustDomain::parse("trading.example").unwrap();
+        let ok = c(json!({"sub": "spiffe://trading.example/agent/x"}));
+        assert_eq!(Profile::JwtSvid.check(None, &ok, Some(&td)), Ok(()));
+        assert_eq!(Profile::JwtSvid.check(Some("JWT"), &ok, Some(&td)), Ok(()));
+        assert_eq!(Profile::JwtSvid.check(Some("jose"), &ok, Some(&td)), Ok(()));
+        assert!(Profile::JwtSvid.check(Some("at+jwt"), &ok, Some(&td)).is_err());
+        let other = c(json!({"sub": "spiffe://evil.example/agent/x"}));
+        assert!(Profile::JwtSvid.check(None, &other, Some(&td)).is_err());
+        let not_spiffe = c(json!({"sub": "agent-x"}));
+        assert!(Profile::JwtSvid.check(None, &not_spiffe, Some(&td)).is_err());
+        assert!(Profile::JwtSvid.check(None, &ok, None).is_err());
+    }
+
+    #[test]
+    fn at_jwt_and_txn_token_need_explicit_typing() {
+        let at = c(json!({"client_id": "c", "jti": "j", "iat": 1}));
+        assert_eq!(Profile::AtJwt.check(Some("at+jwt"), &at, None), Ok(()));
+        assert_eq!(Profile::AtJwt.check(Some("application/AT+JWT"), &at, None), Ok(()));
+        assert!(Profile::AtJwt.check(Some("JWT"), &at, None).is_err());
+        assert!(Profile::AtJwt.check(None, &at, None).is_err());
+        assert_eq!(
+            Profile::AtJwt.check(Some("at+jwt"), &c(json!({"jti": "j", "iat": 1})), None),
+            Err(TokenError::MissingClaim("client_id"))
+        );
+        let txn = c(json!({"txn": "t-1", "iat": 1}));
+        assert_eq!(Profile::TxnToken.check(Some("txntoken+jwt"), &txn, None), Ok(()));
+        assert!(Profile::TxnToken.check(Some("at+jwt"), &txn, None).is_err());
+        assert_eq!(
+            Profile::TxnToken.check(Some("txntoken+jwt"), &c(json!({"iat": 1})), None),
+            Err(TokenError::MissingClaim("txn"))
+        );
+        assert_eq!(Profile::Jwt.check(Some("anything"), &c(json!({})), None), Ok(()));
+    }
+}
