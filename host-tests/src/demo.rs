@@ -167,12 +167,22 @@ pub struct Gateway {
 impl Gateway {
     /// Starts the demo gateway with these keys and ports; files go to `work_dir`.
     pub fn start(keys: &DemoKeys, ports: Ports, work_dir: &Path) -> Result<Gateway> {
+        Gateway::start_with(keys, ports, work_dir, |config| config)
+    }
+
+    /// Like [`Gateway::start`], with `edit` applied to the rendered Envoy config first.
+    pub fn start_with(
+        keys: &DemoKeys,
+        ports: Ports,
+        work_dir: &Path,
+        edit: impl FnOnce(String) -> String,
+    ) -> Result<Gateway> {
         let template = std::fs::read_to_string(template_path()).context("reading envoy/demo.yaml")?;
         let wasm = crate::plugin_wasm_path();
         if !wasm.exists() {
             bail!("{} not found (run `make wasm`)", wasm.display());
         }
-        let config = render_config(&template, &keys.jwks(), ports, &wasm)?;
+        let config = edit(render_config(&template, &keys.jwks(), ports, &wasm)?);
         let upstream = EchoUpstream::start(ports.upstream)?;
         let envoy = Envoy::start(&testbed::envoy_binary(), &config, ports.admin, work_dir)?;
         Ok(Gateway { envoy, upstream, ports })

@@ -4,6 +4,8 @@
 
 use agent_iam_host::demo::{self, DemoKeys, DemoTokens, Gateway, Ports};
 use agent_iam_host::testbed::{self, Envoy, HttpResponse};
+use agent_iam_host::vectors::es256_vectors;
+use serde_json::json;
 use std::path::PathBuf;
 
 fn work_dir(test: &str) -> PathBuf {
@@ -120,4 +122,31 @@ fn every_envoy_config_validates() {
 /// Istio and Envoy Gateway manifests live beside the Envoy configs but are not Envoy bootstrap files.
 fn is_kubernetes_manifest(path: &std::path::Path) -> bool {
     std::fs::read_to_string(path).is_ok_and(|t| t.lines().any(|l| l.starts_with("apiVersion:")))
+}
+
+#[test]
+#[ignore = "needs Envoy and the release .wasm: run `make e2e`"]
+fn boringssl_and_pure_rust_backends_decide_alike_in_real_envoy() {
+    let keys = DemoKeys::generate().unwrap();
+    let host = Gateway::start(&keys, Ports::free().unwrap(), &work_dir("backend-host")).unwrap();
+    let pure = Gateway::start_with(&keys, Ports::free().unwrap(), &work_dir("backend-pure"), |c| {
+        c.replacen(r#""realm": "trading-api","#, r#""realm": "trading-api", "crypto_backend": "pure-rust","#, 1)
+    })
+    .unwrap();
+    // Envoy's BoringSSL passed the self-test for ES256 in one gateway; the other was told to stay in the VM.
+    assert!(host.envoy.log().contains("Envoy host crypto for [ES256]"), "{}", host.envoy.log_tail(20));
+    assert!(pure.envoy.log().contains("pure-rust) for every algorithm"), "{}", pure.envoy.log_tail(20));
+    let now = demo::now();
+    let claims = json!({"iss": demo::ISSUER, "aud": demo::AUDIENCE, "sub": demo::TRADER, "iat": now, "exp": now + 600});
+    for v in es256_vectors(&keys.es256, "demo-es256", &claims) {
+        let auth = format!("Bearer {}", v.token);
+        let status = |g: &Gateway| {
+            testbed::http_request(g.ports.listener, "POST", "/orders", &[("authorization", &auth)], b"{}")
+                .unwrap()
+                .status
+        };
+        let (a, b) = (status(&host), status(&pure));
+        assert_eq!(a, b, "{}: BoringSSL {a}, pure Rust {b}", v.name);
+        assert_eq!(a, if v.valid { 200 } else { 401 }, "{}", v.name);
+    }
 }
