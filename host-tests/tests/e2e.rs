@@ -134,7 +134,11 @@ fn boringssl_and_pure_rust_backends_decide_alike_in_real_envoy() {
     })
     .unwrap();
     // Envoy's BoringSSL passed the self-test for ES256 in one gateway; the other was told to stay in the VM.
-    assert!(host.envoy.log().contains("Envoy host crypto for [ES256]"), "{}", host.envoy.log_tail(20));
+    assert!(
+        host.envoy.log().contains("Envoy host crypto for [ES256, ES384, RS256, RS384, RS512]"),
+        "{}",
+        host.envoy.log_tail(20)
+    );
     assert!(pure.envoy.log().contains("pure-rust) for every algorithm"), "{}", pure.envoy.log_tail(20));
     let now = demo::now();
     let claims = json!({"iss": demo::ISSUER, "aud": demo::AUDIENCE, "sub": demo::TRADER, "iat": now, "exp": now + 600});

@@ -65,12 +65,16 @@ impl<H: SignatureHost> CryptoBackend for HostCrypto<H> {
     }
 }
 
-/// Algorithms Envoy's `verify_signature` can possibly check (a digest-based `EVP_DigestVerify`).
-pub const HOST_CAPABLE: [Algorithm; 1] = [Algorithm::ES256];
+/// Algorithms Envoy's `verify_signature` can possibly check (a digest-based `EVP_DigestVerify`: ECDSA and
+/// RSA PKCS#1 v1.5; not PSS, not Ed25519, and HMAC is no signature).
+pub const HOST_CAPABLE: [Algorithm; 5] =
+    [Algorithm::ES256, Algorithm::ES384, Algorithm::RS256, Algorithm::RS384, Algorithm::RS512];
 
 fn digest_name(alg: Algorithm) -> Option<&'static str> {
     match alg {
-        Algorithm::ES256 => Some("sha256"),
+        Algorithm::ES256 | Algorithm::RS256 => Some("sha256"),
+        Algorithm::ES384 | Algorithm::RS384 => Some("sha384"),
+        Algorithm::RS512 => Some("sha512"),
         _ => None,
     }
 }
@@ -85,9 +89,14 @@ pub fn host_verify<H: SignatureHost>(
     signature: &[u8],
 ) -> bool {
     let (Some(digest), Some(spki)) = (digest_name(alg), spki_der(alg, key)) else { return false };
-    let signature = match alg {
-        Algorithm::ES256 if signature.len() == 64 => ecdsa_der(&signature[..32], &signature[32..]),
-        Algorithm::ES256 => return false,
+    let signature = match (alg, key) {
+        (Algorithm::ES256, _) if signature.len() == 64 => ecdsa_der(&signature[..32], &signature[32..]),
+        (Algorithm::ES384, _) if signature.len() == 96 => ecdsa_der(&signature[..48], &signature[48..]),
+        (Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512, PublicKey::Rsa(rsa))
+            if signature.len() == rsa.modulus_len() =>
+        {
+            signature.to_vec()
+        }
         _ => return false,
     };
     let args = verify_args(digest, &spki, &signature, message);
@@ -97,28 +106,47 @@ pub fn host_verify<H: SignatureHost>(
     }
 }
 
-/// A fixed, known-good ES256 vector: the key derived from seed `[0x5e; 32]` signing this message with
-/// RFC 6979 deterministic ECDSA. A unit test re-derives it with the pure backend.
+/// Fixed, known-good vectors: keys derived by [`crate::mint::SigningKey::from_seed`] from `[0x5e; 32]`
+/// signing [`vectors::MESSAGE`] (RFC 6979 deterministic ECDSA; PKCS#1 v1.5 is deterministic). A unit test
+/// re-derives every one of them.
 mod vectors {
     pub const MESSAGE: &[u8] = b"agent-iam host crypto self-test";
     pub const ES256_X: &str = "ri9YXiS3dXDjHJEILjxz9ANfH-Syl0RLGhuUaZZo6Q8";
     pub const ES256_Y: &str = "NiKED6aecl06K-YWimd5roNLPPkvhmNw8HUwYEGIAa0";
     pub const ES256_SIG: &str =
         "Dtd0wpjceBd5bdcLvBlFUkfoaNalStLl7JRF_gRBfgmxfCb9S1_2gea9Q4RgiPNeGkkLkqhA7l2FtPVzuRA_Eg";
+    pub const ES384_X: &str = "AOvcWayCjNnS1VceW4tQ4IwqS0jPgi3JVml5Pg_riBgIhkkYqWUTB4eHEVzaH7Zi";
+    pub const ES384_Y: &str = "D2X9wCWuHfDANN_rV4O-pRSt1D8vgv3mzUC_VGUntNZyfc-gYethYjraAgVdyUnx";
+    pub const ES384_SIG: &str = "IW_XVwiql8lmzKnsiOrirQIpLKsXbifQaWuNzEnCfEqzTD_875JOYoB0MbLgioOAGNSGnfNVx8ARZdJbj1Gkj-vxPjpzsPGsdTQuPnyxMNI6iBemlgrHOrOSQ_pPP0Lx";
+    pub const RSA_N: &str = "3LssJu62TkCrFXIl1imkf7zknO3Un9f9WdXg25EHu17EjmkSpcM8EI_y5B1Kh7_3nAhrSjDjJwvEIMQ1OQ7pK_Zux98vX-e3dH_Qm3z_ZY9LJNFxpIpZRMJQKryE00W6UYCJ0epoNV0dtv-26IFAuV3_iMSOcOEBcoFch843gVbsPvyRMwsyWvZ4_fvYcZOTKnADTp8J0Xs6EPwuaF4rm3XNvXzWRUv74UK_b7qJ5AJpAzCeFgB0ChILN-2DDVblcOnCZrhCRakC9inujHmOf51-ZFWKzg09p54pyJnXVhQCcl2gFNVxDX_MkLF2ph-GE6UOByTzf0qrvpMdN6OGYQ";
+    pub const RSA_E: &str = "AQAB";
+    pub const RS256_SIG: &str = "Xg-LlsNab5WqkDRTmPs8oYR4Zc72vPiXH-vIofJzocV1tD_AmMa8dVkhNlU6FvVIOnD272plq3GCdgRU_w9Um8QdxJsFEDubL2p672rkL3Z5qSSxsJDtf7TBEc-DePsJvCyFD3l33olwpkm85aXfMq0JoxRpesAaZTVTcdmlhwVi6pcPWqyWLTeT_KTjLDDhmNaTWtzIIewHzZ_gaI-ml-BJf1q9Y7lQngVSHwmL3rDKe7B3iYFGe1rmYhIxjhWHQPAxd2qteAI-Cn5Ob_VfOucLBYESKbbMJMSHJ1Z-tv-itaTLkyqEV67XkHvWGn5gqfkTgdg_B_0J9gaQICMKoA";
+    pub const RS384_SIG: &str = "VKB9rTII7IbcCCC-_SeRtgX24NNsv7ZL2veqfcG5oe8L7ijBNWnv5ljWU3V8tbMQs9b24tSsWHMcEPjQ2feEU4xfZ0LXnrxARVqk9fRyazTkEPtqqqfrb-UroWamA71gw48H07qGv1q35RGiUlRW_CPh3Qo4k2YOb_evYozyFuFI1BbTI3S4JPVIHyo1i6xfCr1iZt6pQdSp30c6cJGkoAiTAgP4JUti1XZUMTIu-vfR2-vNPvYFx2GXHDaPW43pgIxT6kPyM217YUlGJOD61-Sj3H5rxO1erbcpePUMk3Y6a0_ACta_fhcO0EXZTvkIxPT35LJKheUSvUT6YBt7hg";
+    pub const RS512_SIG: &str = "RkP_hZUa2PfdLqvKtcEW6AwRQGrcimIs9WXpG4reYrsddW03G9eLP_m-M47CS3JyvfkN10kWGGJ2N0Jm9dxHJUyJE1fpcPSB0VSnoTDDAv9SWvYlSObYSRHCLKpEOjKlLUZzjnY3eC6KUqNYwsZo_pqid0R19bjh_c-jXplmckxGFLzKa2AAq_5AzBQjU3fi1f1ga3efURzbDtI1d1knNqshTwpDUgYqUr_oKVmU2cD2FTfcMBIR5CXvjyowA6Ku_6AfBcYhYX8zWBbieuJpmr6YZqsGK1L2veWaVQX5Gl2RajOt-9ay6bhyyp_eHseku0bBbDh8lxSgkLDa1b0Cig";
 }
 
 fn self_test_vector(alg: Algorithm) -> Option<(PublicKey, Vec<u8>)> {
-    use crate::b64::decode;
-    match alg {
+    use serde_json::json;
+    let (jwk, sig) = match alg {
         Algorithm::ES256 => {
-            let mut sec1 = vec![0x04];
-            sec1.extend(decode(vectors::ES256_X.as_bytes()).ok()?);
-            sec1.extend(decode(vectors::ES256_Y.as_bytes()).ok()?);
-            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?;
-            Some((PublicKey::P256(key), decode(vectors::ES256_SIG.as_bytes()).ok()?))
+            (json!({"kty": "EC", "crv": "P-256", "x": vectors::ES256_X, "y": vectors::ES256_Y}), vectors::ES256_SIG)
         }
-        _ => None,
-    }
+        Algorithm::ES384 => {
+            (json!({"kty": "EC", "crv": "P-384", "x": vectors::ES384_X, "y": vectors::ES384_Y}), vectors::ES384_SIG)
+        }
+        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => {
+            let sig = match alg {
+                Algorithm::RS256 => vectors::RS256_SIG,
+                Algorithm::RS384 => vectors::RS384_SIG,
+                _ => vectors::RS512_SIG,
+            };
+            (json!({"kty": "RSA", "alg": alg.name(), "n": vectors::RSA_N, "e": vectors::RSA_E}), sig)
+        }
+        _ => return None,
+    };
+    let set = super::KeySet::from_value(&json!({"keys": [jwk]})).ok()?;
+    let key = set.candidates(None, alg).next()?.key.clone();
+    Some((key, crate::b64::decode(sig.as_bytes()).ok()?))
 }
 
 /// Whether the host verifies `alg` correctly: a known-good signature must verify and the same signature
@@ -133,6 +161,21 @@ pub fn self_test<H: SignatureHost>(host: &H, alg: Algorithm) -> bool {
 /// DER SubjectPublicKeyInfo of a key, as BoringSSL's `EVP_parse_public_key` reads it.
 pub fn spki_der(alg: Algorithm, key: &PublicKey) -> Option<Vec<u8>> {
     match (alg, key) {
+        (Algorithm::ES384, PublicKey::P384(key)) => {
+            // SEQUENCE { SEQUENCE { id-ecPublicKey, secp384r1 }, BIT STRING { 0x04 || X || Y } }
+            const PREFIX: [u8; 23] = [
+                0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81,
+                0x04, 0x00, 0x22, 0x03, 0x62, 0x00,
+            ];
+            let point = key.to_sec1_point(false);
+            let der = [&PREFIX[..], point.as_bytes()].concat();
+            (der.len() == 120).then_some(der)
+        }
+        (Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512, PublicKey::Rsa(key)) => {
+            use rsa::traits::PublicKeyParts;
+            let public = key.public_key();
+            Some(rsa_spki_der(&public.n().to_bytes_be(), &public.e().to_bytes_be()))
+        }
         (Algorithm::ES256, PublicKey::P256(key)) => {
             // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING { 0x04 || X || Y } }
             const PREFIX: [u8; 26] = [
@@ -147,6 +190,42 @@ pub fn spki_der(alg: Algorithm, key: &PublicKey) -> Option<Vec<u8>> {
         }
         _ => None,
     }
+}
+
+fn der_len(out: &mut Vec<u8>, len: usize) {
+    match len {
+        0..0x80 => out.push(len as u8),
+        0x80..0x100 => out.extend_from_slice(&[0x81, len as u8]),
+        _ => out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]),
+    }
+}
+
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + 4);
+    out.push(tag);
+    der_len(&mut out, content.len());
+    out.extend_from_slice(content);
+    out
+}
+
+fn der_uint(big_endian: &[u8]) -> Vec<u8> {
+    let start = big_endian.iter().position(|&b| b != 0).unwrap_or(big_endian.len());
+    let digits = &big_endian[start..];
+    let mut content = Vec::with_capacity(digits.len() + 1);
+    if digits.first().is_none_or(|&b| b & 0x80 != 0) {
+        content.push(0);
+    }
+    content.extend_from_slice(digits);
+    der(0x02, &content)
+}
+
+/// `SubjectPublicKeyInfo { rsaEncryption, NULL, BIT STRING { RSAPublicKey { n, e } } }`.
+pub fn rsa_spki_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    const ALGORITHM: [u8; 15] =
+        [0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00];
+    let rsa_public_key = der(0x30, &[der_uint(n), der_uint(e)].concat());
+    let bit_string = der(0x03, &[&[0u8][..], &rsa_public_key].concat());
+    der(0x30, &[&ALGORITHM[..], &bit_string].concat())
 }
 
 /// `Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` from the big-endian scalars of a JWS signature.
@@ -372,11 +451,27 @@ mod tests {
     }
 
     #[test]
-    fn the_fixed_vector_is_what_the_seed_produces() {
+    fn the_fixed_vectors_are_what_the_seeds_produce() {
         let k = SigningKey::from_seed(Algorithm::ES256, [0x5e; 32]).unwrap();
         assert_eq!(crate::b64::encode(&k.sign(vectors::MESSAGE)), vectors::ES256_SIG);
-        let (key, sig) = self_test_vector(Algorithm::ES256).unwrap();
-        assert!(PureRust.verify(Algorithm::ES256, &key, vectors::MESSAGE, &sig));
+        let k = SigningKey::from_seed(Algorithm::ES384, [0x5e; 32]).unwrap();
+        assert_eq!(crate::b64::encode(&k.sign(vectors::MESSAGE)), vectors::ES384_SIG);
+        for alg in HOST_CAPABLE {
+            let (key, sig) = self_test_vector(alg).unwrap();
+            assert!(PureRust.verify(alg, &key, vectors::MESSAGE, &sig), "{alg:?}");
+            assert!(spki_der(alg, &key).is_some(), "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn rsa_spki_is_the_standard_encoding() {
+        // RFC 8017 / X.509 shape: a 2048-bit modulus with the high bit set gets a leading zero and long-form
+        // lengths; e = 65537.
+        let n = [0xc0u8; 256];
+        let der = rsa_spki_der(&n, &[1, 0, 1]);
+        assert_eq!(&der[..4], &[0x30, 0x82, 0x01, 0x22]);
+        assert_eq!(der.len(), 0x122 + 4);
+        assert_eq!(&der[der.len() - 5..], &[0x02, 0x03, 0x01, 0x00, 0x01]);
     }
 
     #[test]
