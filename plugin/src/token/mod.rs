@@ -162,4 +162,6 @@ impl Verifier {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

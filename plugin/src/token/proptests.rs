@@ -1,0 +1,409 @@
+//! Property tests: the verifier and the parsers in front of it never panic on hostile input, forged or
+//! altered tokens are never accepted, and the canonical forms (base64url, request paths) are canonical.
+//!
+//! Case counts are kept modest so `cargo test` stays fast; the fuzz targets in `fuzz/` go further.
+
+use super::*;
+use crate::mint::SigningKey;
+use crate::{b64, config, json, request};
+use proptest::prelude::*;
+use proptest::sample::Index;
+use serde_json::json;
+use std::sync::LazyLock;
+
+const NOW: i64 = 1_800_000_000;
+const ISS: &str = "https://issuer.example";
+const AUD: &str = "trading-api";
+
+/// Every test's case count (RSA properties use fewer).
+const CASES: u32 = 256;
+const RSA_CASES: u32 = 64;
+
+struct Keys {
+    es: SigningKey,
+    ed: SigningKey,
+    rs: SigningKey,
+    verifier: Verifier,
+}
+
+/// One key per algorithm and a verifier trusting them, built once per test binary (RSA keygen is slow). The
+/// verifier comes from a configuration document, the way the gateway builds it.
+static KEYS: LazyLock<Keys> = LazyLock::new(|| {
+    let es = SigningKey::from_seed(Algorithm::ES256, [0x11; 32]).unwrap();
+    let ed = SigningKey::from_seed(Algorithm::EdDSA, [0x22; 32]).unwrap();
+    let rs = SigningKey::from_seed(Algorithm::RS256, [0x33; 32]).unwrap();
+    let doc = json!({
+        "issuers": [{"issuer": ISS, "audiences": [AUD], "algorithms": ["ES256", "EdDSA", "RS256"],
+                     "jwks": {"keys": [es.public_jwk(Some("es")), ed.public_jwk(Some("ed")), rs.public_jwk(Some("rs"))]}}],
+        "policy": {"rules": [{"id": "r", "effect": "allow", "agents": ["*"]}]}
+    });
+    let engine = config::parse(doc.to_string().as_bytes()).unwrap();
+    let verifier = engine.verifier().clone();
+    Keys { es, ed, rs, verifier }
+});
+
+fn verify(token: &[u8]) -> Result<VerifiedToken, TokenError> {
+    KEYS.verifier.verify(token, NOW, &PureRust)
+}
+
+fn valid_claims() -> Value {
+    json!({"iss": ISS, "sub": "spiffe://trading.example/agent/trader", "aud": AUD, "exp": NOW + 300, "iat": NOW})
+}
+
+// ---- strategies ----
+
+/// Any JSON value, a few levels deep.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        (NOW - 1000..NOW + 1000).prop_map(Value::from),
+        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f).map(Value::Number)),
+        ".{0,16}".prop_map(Value::String),
+        prop::sample::select(vec![
+            ISS,
+            AUD,
+            "es",
+            "ed",
+            "rs",
+            "ES256",
+            "EdDSA",
+            "RS256",
+            "JWT",
+            "spiffe://a.example/x"
+        ])
+        .prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(member_name(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Member names: the ones the verifier looks at, and anything else.
+fn member_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "alg",
+            "kid",
+            "typ",
+            "jku",
+            "jwk",
+            "x5u",
+            "x5c",
+            "zip",
+            "crit",
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "nbf",
+            "act",
+            "may_act",
+            "scope",
+            "client_id",
+            "jti",
+        ])
+        .prop_map(str::to_owned),
+        "[a-z_]{0,8}",
+    ]
+}
+
+/// A JOSE header: a usable `alg` and `kid` most of the time, plus arbitrary members.
+fn header() -> impl Strategy<Value = Value> {
+    let alg = prop_oneof![
+        4 => prop::sample::select(vec!["ES256", "EdDSA", "RS256", "HS256", "PS256", "ES384", "none"]).prop_map(Value::from),
+        1 => json_value(),
+    ];
+    let kid = prop_oneof![
+        Just(None),
+        prop::sample::select(vec!["es", "ed", "rs", "zz"]).prop_map(|k| Some(Value::from(k))),
+        json_value().prop_map(Some),
+    ];
+    let extra = prop::collection::btree_map(member_name(), json_value(), 0..3);
+    (prop::option::weighted(0.95, alg), kid, extra).prop_map(|(alg, kid, extra)| {
+        let mut h: Map<String, Value> = extra.into_iter().collect();
+        if let Some(alg) = alg {
+            h.insert("alg".into(), alg);
+        }
+        if let Some(kid) = kid {
+            h.insert("kid".into(), kid);
+        }
+        Value::Object(h)
+    })
+}
+
+/// Claims: mostly shaped like a real token of the configured issuer, with arbitrary changes and additions.
+fn payload() -> impl Strategy<Value = Value> {
+    let extra = prop::collection::btree_map(member_name(), json_value(), 0..4);
+    prop_oneof![
+        3 => extra.prop_map(|extra| {
+            let mut c = valid_claims();
+            if let Some(obj) = c.as_object_mut() {
+                obj.extend(extra);
+            }
+            c
+        }),
+        1 => json_value(),
+    ]
+}
+
+/// A signature: arbitrary bytes, sometimes of an algorithm's exact length.
+fn signature() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..80),
+        prop::collection::vec(any::<u8>(), 64),
+        prop::collection::vec(any::<u8>(), 256),
+    ]
+}
+
+/// Characters from which base64url-looking segments are made, with the near misses (`=`, `+`, `/`, space).
+const B64ISH: &str = "[A-Za-z0-9_=+/ -]{0,64}";
+
+// ---- (a) the verifier never panics and never accepts what it was not given a valid signature for ----
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn verify_rejects_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        prop_assert!(verify(&bytes).is_err());
+    }
+
+    #[test]
+    fn verify_rejects_arbitrary_three_segment_strings(
+        a in prop_oneof![Just("eyJhbGciOiJFUzI1NiIsImtpZCI6ImVzIn0".to_owned()), B64ISH.prop_map(String::from)],
+        b in B64ISH,
+        c in B64ISH,
+    ) {
+        let token = format!("{a}.{b}.{c}");
+        prop_assert!(verify(token.as_bytes()).is_err(), "accepted {:?}", token);
+    }
+
+    #[test]
+    fn verify_rejects_well_encoded_json_with_a_signature_it_did_not_make(
+        h in header(),
+        p in payload(),
+        sig in signature(),
+    ) {
+        let token = format!(
+            "{}.{}.{}",
+            b64::encode(h.to_string().as_bytes()),
+            b64::encode(p.to_string().as_bytes()),
+            b64::encode(&sig)
+        );
+        let result = verify(token.as_bytes());
+        prop_assert!(result.is_err(), "accepted {token}: {result:?}");
+    }
+
+    #[test]
+    fn verify_rejects_signatures_moved_between_tokens(p in payload()) {
+        // A real signature, but over other content.
+        let genuine = KEYS.es.sign_jwt(Some("es"), &valid_claims());
+        let (_, sig) = genuine.rsplit_once('.').unwrap();
+        let forged = KEYS.es.sign_jwt(Some("es"), &p);
+        let (input, _) = forged.rsplit_once('.').unwrap();
+        let token = format!("{input}.{sig}");
+        prop_assume!(token != genuine);
+        prop_assert!(verify(token.as_bytes()).is_err(), "accepted {token}");
+    }
+}
+
+// ---- (b) any single-byte change to a valid token is rejected ----
+
+fn assert_single_byte_change_rejected(token: &str, at: Index, new: u8) -> Result<(), TestCaseError> {
+    let mut bytes = token.as_bytes().to_vec();
+    let i = at.index(bytes.len());
+    prop_assume!(bytes[i] != new);
+    bytes[i] = new;
+    let result = verify(&bytes);
+    prop_assert!(
+        result.is_err(),
+        "byte {i} changed to {new:#04x} still verified: {:?} -> {result:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+    Ok(())
+}
+
+static ES_TOKEN: LazyLock<String> = LazyLock::new(|| KEYS.es.sign_jwt(Some("es"), &valid_claims()));
+static ED_TOKEN: LazyLock<String> = LazyLock::new(|| KEYS.ed.sign_jwt(Some("ed"), &valid_claims()));
+static RS_TOKEN: LazyLock<String> = LazyLock::new(|| KEYS.rs.sign_jwt(Some("rs"), &valid_claims()));
+
+#[test]
+fn the_unchanged_tokens_verify() {
+    for token in [&*ES_TOKEN, &*ED_TOKEN, &*RS_TOKEN] {
+        assert!(verify(token.as_bytes()).is_ok(), "{token}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn es256_single_byte_change_is_rejected(at in any::<Index>(), new in any::<u8>()) {
+        assert_single_byte_change_rejected(&ES_TOKEN, at, new)?;
+    }
+
+    #[test]
+    fn eddsa_single_byte_change_is_rejected(at in any::<Index>(), new in any::<u8>()) {
+        assert_single_byte_change_rejected(&ED_TOKEN, at, new)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(RSA_CASES))]
+
+    #[test]
+    fn rs256_single_byte_change_is_rejected(at in any::<Index>(), new in any::<u8>()) {
+        assert_single_byte_change_rejected(&RS_TOKEN, at, new)?;
+    }
+}
+
+// ---- (c) base64url ----
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn b64_round_trips(data in prop::collection::vec(any::<u8>(), 0..200)) {
+        let text = b64::encode(&data);
+        prop_assert_eq!(b64::decode(text.as_bytes()), Ok(data));
+    }
+
+    #[test]
+    fn b64_decode_is_canonical(text in prop_oneof![B64ISH.prop_map(String::from), "[A-Za-z0-9_-]{0,64}", ".{0,32}"]) {
+        if let Ok(bytes) = b64::decode(text.as_bytes()) {
+            prop_assert_eq!(b64::encode(&bytes), text);
+        }
+    }
+
+    #[test]
+    fn b64_decode_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..128)) {
+        if let Ok(decoded) = b64::decode(&bytes) {
+            let again = b64::encode(&decoded);
+            prop_assert_eq!(again.as_bytes(), &bytes[..]);
+        }
+    }
+}
+
+// ---- (d) strict JSON ----
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn json_parse_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256), depth in 0usize..40) {
+        let _ = json::parse_value(&bytes, depth);
+    }
+
+    #[test]
+    fn json_parse_never_panics_on_json_like_text(text in r#"[\[\]{}",:0-9a-z\\ .eE+\-]{0,128}"#, depth in 0usize..40) {
+        let _ = json::parse_value(text.as_bytes(), depth);
+    }
+
+    #[test]
+    fn json_parse_agrees_with_serde_json_on_what_it_writes(v in json_value()) {
+        // Generated objects never repeat a name, so a strict parse with room to spare reads what serde_json reads.
+        let text = v.to_string();
+        let lenient: Value = serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(json::parse_value(text.as_bytes(), 64), Ok(lenient));
+    }
+}
+
+// ---- (e) request paths ----
+
+/// Paths made of the characters canonicalisation cares about.
+const PATHISH: &str = r"/[/.%0-9a-fA-FzZ~_?#\\ \t\x00\x7f\u{e9}-]{0,40}";
+
+fn check_canonical_path(raw: &str) -> Result<(), TestCaseError> {
+    let Ok((path, query)) = request::canonical_path(raw) else { return Ok(()) };
+    prop_assert!(path.starts_with('/'), "{raw:?} -> {path:?}");
+    prop_assert!(!path.contains("//"), "{raw:?} -> {path:?}");
+    prop_assert!(!path.contains('?') && !path.contains('#'), "{raw:?} -> {path:?}");
+    for segment in path.split('/') {
+        prop_assert!(segment != "." && segment != "..", "{raw:?} -> {path:?}");
+    }
+    if let Some(q) = query {
+        prop_assert!(raw.ends_with(q), "{raw:?} -> query {q:?}");
+    }
+    let again = request::canonical_path(&path);
+    prop_assert_eq!(again, Ok((path.clone(), None)), "{:?} is not a fixed point", raw);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn canonical_path_properties_on_path_like_text(raw in PATHISH) {
+        check_canonical_path(&raw)?;
+    }
+
+    #[test]
+    fn canonical_path_properties_on_any_text(raw in ".{0,40}") {
+        check_canonical_path(&raw)?;
+    }
+
+    #[test]
+    fn canonical_path_properties_on_segments(
+        segments in prop::collection::vec(
+            prop_oneof![Just(""), Just("."), Just(".."), Just("%2e"), Just("%2E%2e"), Just(".%2e"), Just("a"), Just("%41"), Just("%7e"), Just("%3a"), Just("%25")],
+            0..8,
+        ),
+        trailing in any::<bool>(),
+    ) {
+        let mut raw = format!("/{}", segments.join("/"));
+        if trailing {
+            raw.push('/');
+        }
+        check_canonical_path(&raw)?;
+        prop_assert!(request::canonical_path(&raw).is_ok(), "{raw:?}");
+    }
+}
+
+// ---- (f) configuration ----
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn config_parse_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        let _ = config::parse(&bytes);
+    }
+
+    #[test]
+    fn config_parse_never_panics_on_json(v in json_value()) {
+        let _ = config::parse(v.to_string().as_bytes());
+    }
+
+    #[test]
+    fn config_parse_never_panics_on_a_valid_document_with_one_member_replaced(
+        which in 0usize..10,
+        replacement in json_value(),
+    ) {
+        let mut doc = json!({
+            "issuers": [{"issuer": ISS, "audiences": [AUD], "algorithms": ["ES256"],
+                         "jwks": {"keys": [KEYS.es.public_jwk(Some("es"))]}}],
+            "policy": {"rules": [{"id": "r", "effect": "allow", "agents": ["*"]}]}
+        });
+        let slot = match which {
+            0 => &mut doc["issuers"],
+            1 => &mut doc["issuers"][0]["issuer"],
+            2 => &mut doc["issuers"][0]["audiences"],
+            3 => &mut doc["issuers"][0]["algorithms"],
+            4 => &mut doc["issuers"][0]["jwks"],
+            5 => &mut doc["issuers"][0]["jwks"]["keys"][0],
+            6 => &mut doc["issuers"][0]["jwks"]["keys"][0]["x"],
+            7 => &mut doc["policy"],
+            8 => &mut doc["policy"]["rules"][0],
+            _ => &mut doc["max_token_bytes"],
+        };
+        *slot = replacement;
+        let _ = config::parse(doc.to_string().as_bytes());
+    }
+}
