@@ -37,7 +37,7 @@
 //! ```
 
 mod abi;
-mod envoy_foreign;
+pub mod envoy_foreign;
 mod state;
 mod wasi;
 
