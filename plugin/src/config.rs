@@ -107,6 +107,9 @@ pub struct IssuerDocument {
     /// Claims every token must carry.
     #[serde(default)]
     pub required_claims: Vec<String>,
+    /// Revoked token ids (`jti` values).
+    #[serde(default)]
+    pub revoked_jti: Vec<String>,
     /// Tolerated clock difference, seconds.
     #[serde(default = "default_skew")]
     pub clock_skew_seconds: u32,
@@ -276,6 +279,12 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
             profile,
             trust_domain,
             required_claims: d.required_claims.clone(),
+            revoked_jti: {
+                let mut ids = d.revoked_jti.clone();
+                ids.sort();
+                ids.dedup();
+                ids
+            },
             audiences: d.audiences.clone(),
             algorithms,
             keys,

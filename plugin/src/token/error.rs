@@ -40,6 +40,8 @@ pub enum TokenError {
     DelegationTooDeep,
     /// A claim the issuer's configuration requires is absent or null.
     MissingRequiredClaim,
+    /// The token's `jti` is on the issuer's revocation list.
+    Revoked,
     /// The token breaks a rule of its issuer's profile (JWT-SVID, `at+jwt`, transaction token).
     ProfileViolation(&'static str),
 }
@@ -66,6 +68,7 @@ impl TokenError {
             TokenError::DelegationTooDeep => "delegation_too_deep",
             TokenError::ProfileViolation(_) => "profile_violation",
             TokenError::MissingRequiredClaim => "missing_required_claim",
+            TokenError::Revoked => "revoked",
         }
     }
 }
@@ -93,6 +96,7 @@ impl fmt::Display for TokenError {
             TokenError::DelegationTooDeep => f.write_str("delegation chain is longer than allowed"),
             TokenError::ProfileViolation(rule) => write!(f, "token profile violated: {rule}"),
             TokenError::MissingRequiredClaim => f.write_str("a claim required by the issuer is missing"),
+            TokenError::Revoked => f.write_str("token has been revoked"),
         }
     }
 }

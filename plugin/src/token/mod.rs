@@ -42,6 +42,9 @@ pub struct Issuer {
     pub trust_domain: Option<TrustDomain>,
     /// Claims every token must carry (any value but null).
     pub required_claims: Vec<String>,
+    /// Revoked token ids (`jti`), sorted for binary search. Changing the list means a new configuration, and
+    /// so a new engine with an empty token cache: a revoked token is never answered from the cache.
+    pub revoked_jti: Vec<String>,
     /// Accepted `aud` values; at least one.
     pub audiences: Vec<String>,
     /// Allowed algorithms; at least one. Never taken from the token.
@@ -143,6 +146,12 @@ impl Verifier {
         let expires_at = claims::check_times(&jws.claims, now, issuer.clock_skew, issuer.max_lifetime)?;
         claims::check_audience(&jws.claims, &issuer.audiences)?;
         issuer.profile.check(jws.typ.as_deref(), &jws.claims, issuer.trust_domain.as_ref())?;
+        if !issuer.revoked_jti.is_empty()
+            && let Some(Value::String(jti)) = jws.claims.get("jti")
+            && issuer.revoked_jti.binary_search(jti).is_ok()
+        {
+            return Err(TokenError::Revoked);
+        }
         for name in &issuer.required_claims {
             if jws.claims.get(name).is_none_or(Value::is_null) {
                 return Err(TokenError::MissingRequiredClaim);

@@ -27,6 +27,7 @@ fn issuer_with(keys: &[(&SigningKey, Option<&str>)]) -> Issuer {
         profile: Profile::Jwt,
         trust_domain: None,
         required_claims: vec![],
+        revoked_jti: vec![],
     }
 }
 
@@ -586,4 +587,17 @@ fn at_jwt_profile_and_required_claims() {
     ));
     c["scope"] = Value::Null;
     assert_eq!(v.verify(at(&c).as_bytes(), NOW, &PureRust).unwrap_err(), TokenError::MissingRequiredClaim);
+}
+
+#[test]
+fn revoked_token_ids_are_refused() {
+    let f = fixture();
+    let mut issuer = issuer_with(&[(&f.es, Some("es"))]);
+    issuer.revoked_jti = vec!["t-13".into(), "t-7".into()];
+    let v = Verifier::new(vec![issuer], DEFAULT_MAX_TOKEN_BYTES);
+    let mut c = claims();
+    c["jti"] = "t-7".into();
+    assert_eq!(v.verify(f.es.sign_jwt(Some("es"), &c).as_bytes(), NOW, &PureRust).unwrap_err(), TokenError::Revoked);
+    c["jti"] = "t-8".into();
+    assert!(v.verify(f.es.sign_jwt(Some("es"), &c).as_bytes(), NOW, &PureRust).is_ok());
 }
