@@ -7,7 +7,7 @@ use crate::token::host_crypto::{self, HostCallError, HostCrypto, SignatureHost};
 use crate::token::{Algorithm, CryptoBackend, PureRust};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -73,7 +73,14 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        // The SDK's trait helpers unwrap host statuses; the hostcalls return them, so nothing here can trap.
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(status) => {
+                log(LogLevel::Error, &format!("agent-iam: cannot read the plugin configuration: {status:?}"));
+                return false;
+            }
+        };
         match config::parse(&bytes) {
             Ok(engine) => {
                 let issuers = engine.verifier().issuers().len();
@@ -121,25 +128,35 @@ impl HttpContext for Request {
         let Some(engine) = self.engine.clone() else {
             return self.fail_closed("no configuration");
         };
-        let Ok(now) = self.get_current_time().duration_since(UNIX_EPOCH) else {
-            return self.fail_closed("clock before the epoch");
+        // The SDK's trait helpers unwrap host statuses (a trap); the hostcalls below return them, and any
+        // failure denies with a logged reason instead.
+        let Ok(now) = hostcalls::get_current_time() else {
+            return self.fail_closed("the host clock is unavailable");
         };
-        let Ok(now) = i64::try_from(now.as_secs()) else {
-            return self.fail_closed("clock out of range");
+        let Some(now) = now.duration_since(UNIX_EPOCH).ok().and_then(|d| i64::try_from(d.as_secs()).ok()) else {
+            return self.fail_closed("the host clock is out of range");
         };
         // The byte variant: the String one unwraps UTF-8 and would trap on an obs-text header value.
-        let headers = self.get_http_request_headers_bytes();
+        let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
+            return self.fail_closed("the request headers are unavailable");
+        };
         match engine.decide(&headers, now, self.crypto.as_ref()) {
             Verdict::Allow { remove, set, canonical_path, .. } => {
-                for name in &remove {
-                    self.set_http_request_header(name, None);
+                let mut edits =
+                    remove.iter().map(|name| hostcalls::remove_map_value(MapType::HttpRequestHeaders, name));
+                if edits.any(|r| r.is_err()) {
+                    return self.fail_closed("a client-sent identity header could not be removed");
                 }
                 for (name, value) in &set {
-                    self.set_http_request_header(name, Some(value));
+                    if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).is_err() {
+                        return self.fail_closed("an identity header could not be set");
+                    }
                 }
                 if let Some(path) = canonical_path {
                     // Forward what was authorised. Envoy chose the route on the old path: recompute it.
-                    self.set_http_request_header(":path", Some(&path));
+                    if hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(&path)).is_err() {
+                        return self.fail_closed("the canonical path could not be set");
+                    }
                     let _ = hostcalls::call_foreign_function("clear_route_cache", None);
                 }
                 Action::Continue
