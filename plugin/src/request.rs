@@ -88,6 +88,14 @@ pub fn canonical_path(raw: &str) -> Result<(String, Option<&str>), RequestError>
         return Err(RequestError::InvalidPath);
     }
     let decoded = decode_path(path.as_bytes())?;
+    // `..;x` is a literal segment to us but `..` to servers that strip path parameters (Tomcat, Spring,
+    // Jetty): a dot segment with parameters is read differently by different parsers, so it is refused.
+    if decoded
+        .split('/')
+        .any(|segment| matches!(segment.split(';').next(), Some(".") | Some("..")) && segment.contains(';'))
+    {
+        return Err(RequestError::AmbiguousPath);
+    }
     Ok((remove_dot_segments(&decoded), query))
 }
 
@@ -211,6 +219,8 @@ mod tests {
             ("/..", "/"),
             ("/%41pi/%7euser", "/Api/~user"),
             ("/a%20b/%3a", "/a%20b/%3A"),
+            ("/items;v=2/7", "/items;v=2/7"),
+            ("/a/...;x", "/a/...;x"),
         ] {
             assert_eq!(path(raw).as_deref(), Ok(want), "{raw}");
         }
@@ -224,7 +234,21 @@ mod tests {
 
     #[test]
     fn refuses_ambiguous_encodings() {
-        for raw in ["/a%2Fb", "/a%2fb", "/a%5Cb", "/a\\b", "/a%00", "/a#frag", "/a%23b", "/a?x#y"] {
+        for raw in [
+            "/a%2Fb",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a\\b",
+            "/a%00",
+            "/a#frag",
+            "/a%23b",
+            "/a?x#y",
+            "/orders/..;/admin",
+            "/orders/..;x=1/admin",
+            "/orders/.;/admin",
+            "/orders/%2e%2e;/admin",
+            "/..;",
+        ] {
             assert_eq!(path(raw), Err(RequestError::AmbiguousPath), "{raw}");
         }
         for raw in ["/a%zz", "/a%2", "/a b", "/a\u{e9}", "/a\tb", "/x?a b"] {
