@@ -75,6 +75,9 @@ fn path_tricks_never_reach_a_denied_resource() {
         "/./admin/users",
         "/admin%2Fusers",
         "/ADMIN/../admin/users",
+        // The trader may POST /orders; a Tomcat-style upstream would read this as /admin/users.
+        "/orders/..;/admin/users",
+        "/orders/%2e%2e;x/admin/users",
     ] {
         let r = testbed::http_request(port, "GET", path, &[("authorization", &auth)], b"").unwrap();
         assert!(matches!(r.status, 400 | 403), "{path} -> {}: {}", r.status, String::from_utf8_lossy(&r.body));
