@@ -59,3 +59,23 @@ pub fn es256_vectors(key: &SigningKey, kid: &str, claims: &Value) -> Vec<Vector>
         with("all zero", vec![0; 64], false),
     ]
 }
+
+/// Tokens for `claims` signed by `key` (RS256) under `kid`, with the signature altered: one byte short or
+/// long, leading zero dropped, a bit flipped, all zero, and all 0xff (not below the modulus).
+pub fn rs256_vectors(key: &SigningKey, kid: &str, claims: &Value) -> Vec<Vector> {
+    let token = key.sign_jwt(Some(kid), claims);
+    let (input, sig) = token.rsplit_once('.').unwrap_or((&token, ""));
+    let sig = b64::decode(sig.as_bytes()).unwrap_or_default();
+    let with = |name, bytes: Vec<u8>| Vector { name, token: format!("{input}.{}", b64::encode(&bytes)), valid: false };
+    let mut flipped = sig.clone();
+    flipped[100] ^= 0x01;
+    vec![
+        Vector { name: "valid", token: token.clone(), valid: true },
+        with("bit flipped", flipped),
+        with("one byte short", sig[1..].to_vec()),
+        with("one byte long", [&[0u8][..], &sig[..]].concat()),
+        with("all zero", vec![0; sig.len()]),
+        with("all 0xff (>= n)", vec![0xff; sig.len()]),
+        with("ES256-sized", sig[..64].to_vec()),
+    ]
+}

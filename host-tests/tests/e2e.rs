@@ -2,9 +2,11 @@
 //! loopback. These need Envoy and the release `.wasm`, so they are `#[ignore]`d for a plain `cargo test`
 //! and run by `make e2e` (part of `make test`), which installs both first.
 
+use agent_iam::mint::SigningKey;
+use agent_iam::token::Algorithm;
 use agent_iam_host::demo::{self, DemoKeys, DemoTokens, Gateway, Ports};
 use agent_iam_host::testbed::{self, Envoy, HttpResponse};
-use agent_iam_host::vectors::es256_vectors;
+use agent_iam_host::vectors::{es256_vectors, rs256_vectors};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -131,9 +133,24 @@ fn is_kubernetes_manifest(path: &std::path::Path) -> bool {
 #[ignore = "needs Envoy and the release .wasm: run `make e2e`"]
 fn boringssl_and_pure_rust_backends_decide_alike_in_real_envoy() {
     let keys = DemoKeys::generate().unwrap();
-    let host = Gateway::start(&keys, Ports::free().unwrap(), &work_dir("backend-host")).unwrap();
+    // The demo issuer also gets an RSA key, so RS256 is compared too.
+    let rsa = SigningKey::from_seed(Algorithm::RS256, [0x42; 32]).unwrap();
+    let mut jwks = keys.jwks();
+    jwks["keys"].as_array_mut().unwrap().push(rsa.public_jwk(Some("demo-rs256")));
+    let with_rsa = |c: String| {
+        c.replacen(&keys.jwks().to_string(), &jwks.to_string(), 1).replacen(
+            r#""algorithms": ["ES256", "EdDSA"]"#,
+            r#""algorithms": ["ES256", "EdDSA", "RS256"]"#,
+            1,
+        )
+    };
+    let host = Gateway::start_with(&keys, Ports::free().unwrap(), &work_dir("backend-host"), with_rsa).unwrap();
     let pure = Gateway::start_with(&keys, Ports::free().unwrap(), &work_dir("backend-pure"), |c| {
-        c.replacen(r#""realm": "trading-api","#, r#""realm": "trading-api", "crypto_backend": "pure-rust","#, 1)
+        with_rsa(c).replacen(
+            r#""realm": "trading-api","#,
+            r#""realm": "trading-api", "crypto_backend": "pure-rust","#,
+            1,
+        )
     })
     .unwrap();
     // Envoy's BoringSSL passed the self-test for ES256 in one gateway; the other was told to stay in the VM.
@@ -145,7 +162,9 @@ fn boringssl_and_pure_rust_backends_decide_alike_in_real_envoy() {
     assert!(pure.envoy.log().contains("pure-rust) for every algorithm"), "{}", pure.envoy.log_tail(20));
     let now = demo::now();
     let claims = json!({"iss": demo::ISSUER, "aud": demo::AUDIENCE, "sub": demo::TRADER, "iat": now, "exp": now + 600});
-    for v in es256_vectors(&keys.es256, "demo-es256", &claims) {
+    let vectors = es256_vectors(&keys.es256, "demo-es256", &claims).into_iter().map(|v| ("ES256", v));
+    let vectors = vectors.chain(rs256_vectors(&rsa, "demo-rs256", &claims).into_iter().map(|v| ("RS256", v)));
+    for (alg, v) in vectors {
         let auth = format!("Bearer {}", v.token);
         let status = |g: &Gateway| {
             testbed::http_request(g.ports.listener, "POST", "/orders", &[("authorization", &auth)], b"{}")
@@ -153,7 +172,7 @@ fn boringssl_and_pure_rust_backends_decide_alike_in_real_envoy() {
                 .status
         };
         let (a, b) = (status(&host), status(&pure));
-        assert_eq!(a, b, "{}: BoringSSL {a}, pure Rust {b}", v.name);
-        assert_eq!(a, if v.valid { 200 } else { 401 }, "{}", v.name);
+        assert_eq!(a, b, "{alg} {}: BoringSSL {a}, pure Rust {b}", v.name);
+        assert_eq!(a, if v.valid { 200 } else { 401 }, "{alg} {}", v.name);
     }
 }
