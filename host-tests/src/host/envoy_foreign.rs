@@ -9,20 +9,10 @@
 //! - `clear_route_cache`: accepted, nothing to clear here.
 
 use super::Status;
-use agent_iam::token::host_crypto::{decode_args, ecdsa_raw_from_der, encode_result};
+use agent_iam::token::host_crypto::{
+    P256_SPKI_PREFIX, P384_SPKI_PREFIX, decode_args, ecdsa_raw_from_der, encode_result,
+};
 use rsa::pkcs8::DecodePublicKey;
-
-/// DER prefix of a P-384 SubjectPublicKeyInfo; the uncompressed point follows.
-const P384_SPKI_PREFIX: [u8; 23] = [
-    0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00,
-    0x22, 0x03, 0x62, 0x00,
-];
-
-/// DER prefix of a P-256 SubjectPublicKeyInfo; the uncompressed point follows.
-const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
-    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
 
 /// Envoy's `verify_signature`.
 pub fn verify_signature(arguments: &[u8]) -> Result<Vec<u8>, Status> {

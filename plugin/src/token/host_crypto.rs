@@ -158,35 +158,34 @@ pub fn self_test<H: SignatureHost>(host: &H, alg: Algorithm) -> bool {
     host_verify(host, alg, &key, vectors::MESSAGE, &signature) && !host_verify(host, alg, &key, &tampered, &signature)
 }
 
+/// DER prefix of a P-256 SubjectPublicKeyInfo: `SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 },
+/// BIT STRING {` and then the uncompressed point `0x04 || X || Y` follows.
+pub const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// DER prefix of a P-384 SubjectPublicKeyInfo (`secp384r1`); the uncompressed point follows.
+pub const P384_SPKI_PREFIX: [u8; 23] = [
+    0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00,
+    0x22, 0x03, 0x62, 0x00,
+];
+
 /// DER SubjectPublicKeyInfo of a key, as BoringSSL's `EVP_parse_public_key` reads it.
 pub fn spki_der(alg: Algorithm, key: &PublicKey) -> Option<Vec<u8>> {
     match (alg, key) {
+        (Algorithm::ES256, PublicKey::P256(key)) => {
+            let der = [&P256_SPKI_PREFIX[..], key.to_sec1_point(false).as_bytes()].concat();
+            (der.len() == 91).then_some(der)
+        }
         (Algorithm::ES384, PublicKey::P384(key)) => {
-            // SEQUENCE { SEQUENCE { id-ecPublicKey, secp384r1 }, BIT STRING { 0x04 || X || Y } }
-            const PREFIX: [u8; 23] = [
-                0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81,
-                0x04, 0x00, 0x22, 0x03, 0x62, 0x00,
-            ];
-            let point = key.to_sec1_point(false);
-            let der = [&PREFIX[..], point.as_bytes()].concat();
+            let der = [&P384_SPKI_PREFIX[..], key.to_sec1_point(false).as_bytes()].concat();
             (der.len() == 120).then_some(der)
         }
         (Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512, PublicKey::Rsa(key)) => {
             use rsa::traits::PublicKeyParts;
             let public = key.public_key();
             Some(rsa_spki_der(&public.n().to_bytes_be(), &public.e().to_bytes_be()))
-        }
-        (Algorithm::ES256, PublicKey::P256(key)) => {
-            // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING { 0x04 || X || Y } }
-            const PREFIX: [u8; 26] = [
-                0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86,
-                0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-            ];
-            let point = key.to_sec1_point(false);
-            let mut der = Vec::with_capacity(PREFIX.len() + 65);
-            der.extend_from_slice(&PREFIX);
-            der.extend_from_slice(point.as_bytes());
-            (der.len() == 91).then_some(der)
         }
         _ => None,
     }
@@ -230,28 +229,7 @@ pub fn rsa_spki_der(n: &[u8], e: &[u8]) -> Vec<u8> {
 
 /// `Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` from the big-endian scalars of a JWS signature.
 pub fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
-    fn integer(out: &mut Vec<u8>, scalar: &[u8]) {
-        let start = scalar.iter().position(|&b| b != 0).unwrap_or(scalar.len());
-        let digits = &scalar[start..];
-        let pad = digits.first().is_none_or(|&b| b & 0x80 != 0);
-        out.push(0x02);
-        out.push((digits.len() + usize::from(pad)) as u8);
-        if pad {
-            out.push(0x00);
-        }
-        out.extend_from_slice(digits);
-    }
-    let mut body = Vec::with_capacity(r.len() + s.len() + 6);
-    integer(&mut body, r);
-    integer(&mut body, s);
-    let mut der = Vec::with_capacity(body.len() + 3);
-    der.push(0x30);
-    if body.len() >= 0x80 {
-        der.push(0x81);
-    }
-    der.push(body.len() as u8);
-    der.extend_from_slice(&body);
-    der
+    der(0x30, &[der_uint(r), der_uint(s)].concat())
 }
 
 /// The raw `R || S` (each left-padded to `scalar_len`) of a strict, minimal DER `Ecdsa-Sig-Value`, as
