@@ -158,7 +158,8 @@ impl TrustDomain {
         if name.is_empty() {
             return Err(SpiffeIdError::MissingTrustDomain);
         }
-        if name.len() >= SCHEME_PREFIX.len() && name[..SCHEME_PREFIX.len()].eq_ignore_ascii_case(SCHEME_PREFIX) {
+        if name.as_bytes().get(..SCHEME_PREFIX.len()).is_some_and(|b| b.eq_ignore_ascii_case(SCHEME_PREFIX.as_bytes()))
+        {
             return Err(SpiffeIdError::TrustDomainHasScheme);
         }
         check_trust_domain(name, 0)?;
@@ -197,7 +198,12 @@ impl SpiffeId {
         }
         let Some(rest) = id.strip_prefix(SCHEME_PREFIX) else {
             return Err(
-                if id.len() >= SCHEME_PREFIX.len() && id[..SCHEME_PREFIX.len()].eq_ignore_ascii_case(SCHEME_PREFIX) {
+                // Compared as bytes: the first 9 bytes need not end on a character boundary.
+                if id
+                    .as_bytes()
+                    .get(..SCHEME_PREFIX.len())
+                    .is_some_and(|b| b.eq_ignore_ascii_case(SCHEME_PREFIX.as_bytes()))
+                {
                     SpiffeIdError::SchemeNotLowerCase
                 } else {
                     SpiffeIdError::WrongScheme
@@ -375,6 +381,14 @@ impl Serialize for TrustDomain {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_multibyte_character_across_the_scheme_boundary_is_an_error_not_a_panic() {
+        // Found by the token_verify fuzz target.
+        assert_eq!(SpiffeId::parse("spiffe:/\u{734}rading.example-!gent/trader"), Err(SpiffeIdError::WrongScheme));
+        assert_eq!(SpiffeId::parse("SPIFFE:/\u{e9}"), Err(SpiffeIdError::WrongScheme));
+        assert!(TrustDomain::parse("spiffe:/\u{734}x").is_err());
+    }
+
     use super::*;
 
     fn err(id: &str) -> SpiffeIdError {
