@@ -21,10 +21,10 @@ pub const TOKENS: &str = include_str!("../seeds/tokens.txt");
 /// The policy of the fixture configuration.
 pub const POLICY: &str = r#"{"rules": [
   {"id": "trader-places-orders", "effect": "allow", "agents": ["spiffe://trading.example/agent/trader"],
-   "methods": ["POST"], "path_prefix": "/orders"},
+   "methods": ["POST"], "paths": ["/orders/**"]},
   {"id": "agents-read-quotes", "effect": "allow", "agents": ["spiffe://trading.example/*"], "methods": ["GET"],
-   "path_prefix": "/quotes"},
-  {"id": "no-admin", "effect": "deny", "agents": ["*"], "path_prefix": "/admin"}
+   "paths": ["/quotes/**"]},
+  {"id": "no-admin", "effect": "deny", "agents": ["*"], "paths": ["/admin/**"]}
 ]}"#;
 
 /// The fixture configuration document.

@@ -68,11 +68,11 @@ fn config() -> Value {
         }],
         "policy": {"rules": [
             {"id": "trader-orders", "effect": "allow", "agents": [TRADER], "methods": ["GET", "POST"],
-             "path_prefix": "/orders"},
+             "paths": ["/orders/**"]},
             {"id": "agents-read-quotes", "effect": "allow", "agents": ["spiffe://trading.example/agent/*"],
-             "methods": ["GET"], "path_prefix": "/quotes"},
+             "methods": ["GET"], "paths": ["/quotes/**"]},
             {"id": "admin-everything", "effect": "allow", "agents": [ADMIN]},
-            {"id": "no-admin-console", "effect": "deny", "agents": ["*"], "path_prefix": "/admin"}
+            {"id": "no-admin-console", "effect": "deny", "agents": ["*"], "paths": ["/admin/**"]}
         ]}
     })
 }
@@ -530,12 +530,13 @@ fn rejected_reload_keeps_the_last_good_configuration() {
     let mut bad_alg = config();
     bad_alg["issuers"][0]["algorithms"] = json!(["ES256", "none"]);
     let mut bad_rule = config();
-    bad_rule["policy"]["rules"][1]["path_prefix"] = json!("/quotes/");
+    bad_rule["policy"]["rules"][1]["when"] =
+        json!({"time": {"zone": "America/NewYork", "from": "09:30", "to": "16:00"}});
     let mut bad_key = config();
     bad_key["issuers"][0]["jwks"]["keys"][1]["crv"] = json!("X448");
     for (doc, expected) in [
         (bad_alg.to_string(), r#"issuers[0].algorithms[1]: unsupported algorithm "none""#),
-        (bad_rule.to_string(), "policy.rules[1].path_prefix: must be a canonical path"),
+        (bad_rule.to_string(), r#"policy.rules[1].when.time.zone: unknown time zone "America/NewYork""#),
         (bad_key.to_string(), "issuers[0].jwks.keys[1].crv"),
         ("{".to_owned(), "configuration is not valid JSON"),
     ] {
@@ -559,7 +560,7 @@ fn accepted_reload_takes_effect() {
     let mut next = config();
     next["realm"] = json!("trading-api-v2");
     next["policy"]["rules"][0] = json!(
-        {"id": "trader-reads-orders", "effect": "allow", "agents": [TRADER], "methods": ["GET"], "path_prefix": "/orders"}
+        {"id": "trader-reads-orders", "effect": "allow", "agents": [TRADER], "methods": ["GET"], "paths": ["/orders/**"]}
     );
     assert!(vm.configure(next.to_string().as_bytes()), "rejected: {}", vm.logs_text());
     assert!(vm.logs_text().contains("agent-iam: configuration accepted (1 issuer(s))"), "{}", vm.logs_text());

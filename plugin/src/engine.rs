@@ -2,7 +2,7 @@
 //!
 //! This is the whole per-request path except reading from and writing to Envoy, which the filter does.
 
-use crate::policy::{Policy, PolicyDecision};
+use crate::policy::{Decision, Peer, Policy, Request};
 use crate::request::{self, RequestError};
 use crate::token::cache::TokenCache;
 use crate::token::{CryptoBackend, TokenError, VerifiedToken, Verifier};
@@ -90,7 +90,7 @@ enum Failure {
     TwoCredentials,
     NoToken,
     Token(TokenError),
-    Forbidden { rule: Option<String> },
+    Forbidden { rule: Option<String>, missing_scope: Option<String> },
 }
 
 impl Engine {
@@ -155,8 +155,14 @@ impl Engine {
         };
         let verified = self.verify(token, now, crypto).map_err(Failure::Token)?;
 
-        match self.policy.evaluate(&verified.agent, &method, &path) {
-            PolicyDecision::Allow { rule } => {
+        let host = match single_text(headers, ":authority") {
+            Some(h) => Some(request::canonical_host(h).map_err(Failure::BadRequest)?),
+            None => None,
+        };
+        let view =
+            Request { method: &method, path: &path, query, host: host.as_deref(), headers, now, peer: Peer::default() };
+        match self.policy.evaluate(&verified, &view) {
+            Decision::Allow { rule } => {
                 let remove = headers.iter().filter(|(n, _)| is_identity_header(n)).map(|(n, _)| n.clone()).fold(
                     Vec::new(),
                     |mut acc, n| {
@@ -182,12 +188,19 @@ impl Engine {
                 let canonical_path = (forwarded != raw_path).then_some(forwarded);
                 Ok(Verdict::Allow { remove, set, rule: rule.to_owned(), canonical_path })
             }
-            PolicyDecision::DenyByRule { rule } => Err(Failure::Forbidden { rule: Some(rule.to_owned()) }),
-            PolicyDecision::NoRuleAllows => Err(Failure::Forbidden { rule: None }),
+            Decision::Deny { rule } => Err(Failure::Forbidden { rule: Some(rule.to_owned()), missing_scope: None }),
+            Decision::NoRuleAllows { missing_scope } => {
+                Err(Failure::Forbidden { rule: None, missing_scope: missing_scope.map(str::to_owned) })
+            }
         }
     }
 
     fn denial(&self, failure: Failure, request_id: String) -> Denial {
+        // Scope tokens were checked at compile time to be visible ASCII without quotes or backslashes.
+        let scope = match &failure {
+            Failure::Forbidden { missing_scope: Some(s), .. } => Some(s.clone()),
+            _ => None,
+        };
         let (status, error, description, reason, rule): (u16, Option<&str>, String, &'static str, Option<String>) =
             match failure {
                 Failure::BadRequest(e) => (400, Some("invalid_request"), e.to_string(), e.label(), None),
@@ -200,21 +213,24 @@ impl Engine {
                 ),
                 Failure::NoToken => (401, None, "a bearer token is required".into(), "missing_token", None),
                 Failure::Token(e) => (401, Some("invalid_token"), e.to_string(), e.metric_label(), None),
-                Failure::Forbidden { rule: Some(rule) } => (
+                Failure::Forbidden { rule: Some(rule), .. } => (
                     403,
                     Some("insufficient_scope"),
                     format!("denied by rule \"{rule}\""),
                     "denied_by_rule",
                     Some(rule),
                 ),
-                Failure::Forbidden { rule: None } => {
+                Failure::Forbidden { rule: None, missing_scope: Some(s) } => {
+                    (403, Some("insufficient_scope"), format!("the token lacks scope \"{s}\""), "no_rule_allows", None)
+                }
+                Failure::Forbidden { rule: None, missing_scope: None } => {
                     (403, Some("insufficient_scope"), "no rule allows this request".into(), "no_rule_allows", None)
                 }
             };
         let mut headers = vec![("content-type", "application/json".to_owned())];
         if status == 401 || status == 403 {
             // RFC 6750 §3: no error attributes when the request carried no token.
-            let challenge = match error {
+            let mut challenge = match error {
                 Some(error) => format!(
                     "Bearer realm=\"{}\", error=\"{error}\", error_description=\"{}\"",
                     self.realm,
@@ -222,6 +238,9 @@ impl Engine {
                 ),
                 None => format!("Bearer realm=\"{}\"", self.realm),
             };
+            if let Some(scope) = scope {
+                challenge.push_str(&format!(", scope=\"{}\"", challenge_safe(&scope)));
+            }
             headers.push(("www-authenticate", challenge));
         }
         let mut body = json!({

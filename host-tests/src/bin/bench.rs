@@ -261,10 +261,10 @@ fn plugin_config(key: &SigningKey, backend: &str, cache_size: Option<usize>) -> 
         "issuers": [issuer],
         "policy": {"rules": [
             {"id": "trader-orders", "effect": "allow", "agents": [AGENT], "methods": ["GET", "POST"],
-             "path_prefix": "/orders"},
+             "paths": ["/orders/**"]},
             {"id": "agents-read-quotes", "effect": "allow", "agents": ["spiffe://bench.example/agent/*"],
-             "methods": ["GET"], "path_prefix": "/quotes"},
-            {"id": "no-admin", "effect": "deny", "agents": ["*"], "path_prefix": "/admin"}
+             "methods": ["GET"], "paths": ["/quotes/**"]},
+            {"id": "no-admin", "effect": "deny", "agents": ["*"], "paths": ["/admin/**"]}
         ]}
     });
     if let (Some(size), Some(obj)) = (cache_size, doc.as_object_mut()) {

@@ -19,8 +19,8 @@ fn fixture() -> Fixture {
         "issuers": [{"issuer": "https://issuer.example", "audiences": ["trading-api"], "algorithms": ["ES256"],
                      "jwks": {"keys": [key.public_jwk(Some("k1"))]}}],
         "policy": {"rules": [
-            {"id": "trader-orders", "effect": "allow", "agents": [TRADER], "methods": ["POST"], "path_prefix": "/orders"},
-            {"id": "no-admin", "effect": "deny", "agents": ["*"], "path_prefix": "/orders/admin"}
+            {"id": "trader-orders", "effect": "allow", "agents": [TRADER], "methods": ["POST"], "paths": ["/orders/**"]},
+            {"id": "no-admin", "effect": "deny", "agents": ["*"], "paths": ["/orders/admin/**"]}
         ]}
     });
     let engine = config::parse(doc.to_string().as_bytes()).unwrap();

@@ -1,0 +1,963 @@
+//! Conditions: compiled from the document's JSON into a compact form, evaluated per request to one of
+//! three answers. `Unknown` is "cannot be evaluated" (a missing claim, a header sent twice, a value of the
+//! wrong type): it never lets an allow rule match and always lets a deny rule apply.
+
+use super::fxhash::FxHashSet;
+use super::path::{Segments, Template};
+use super::pattern::{HostPattern, IdPattern};
+use super::time::TimeWindow;
+use super::{PolicyError, Request};
+use crate::token::VerifiedToken;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+
+/// A three-valued answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truth {
+    /// Holds.
+    True,
+    /// Does not hold.
+    False,
+    /// Cannot be evaluated: an attribute is missing, ambiguous or of the wrong type.
+    Unknown,
+}
+
+impl Truth {
+    fn from_bool(b: bool) -> Truth {
+        if b { Truth::True } else { Truth::False }
+    }
+
+    /// Kleene conjunction: false wins, then unknown.
+    pub fn and(self, other: Truth) -> Truth {
+        match (self, other) {
+            (Truth::False, _) | (_, Truth::False) => Truth::False,
+            (Truth::Unknown, _) | (_, Truth::Unknown) => Truth::Unknown,
+            _ => Truth::True,
+        }
+    }
+}
+
+/// What a condition reads from while it is evaluated.
+pub(crate) struct Ctx<'a> {
+    pub token: &'a VerifiedToken,
+    pub request: &'a Request<'a>,
+    pub segments: &'a Segments<'a>,
+    /// The template that matched, for path parameters; `None` when the rule has no paths.
+    pub template: Option<&'a Template>,
+    pub lists: &'a [FxHashSet<Box<str>>],
+    pub labels: &'a dyn Fn() -> u64,
+}
+
+/// One compiled condition with the document path it came from (for explanations).
+#[derive(Debug, Clone)]
+pub(crate) struct Cond {
+    pub at: Box<str>,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Kind {
+    Issuers(Vec<Box<str>>),
+    Subjects(Vec<IdPattern>),
+    Roles {
+        claim: ClaimPath,
+        any_of: Vec<Box<str>>,
+    },
+    Scopes(Vec<Box<str>>),
+    Hosts(Vec<HostPattern>),
+    /// Bit mask of route labels; the request must carry one of them.
+    Labels(u64),
+    Attr {
+        source: Source,
+        test: Vec<Op>,
+    },
+    Time(Vec<TimeWindow>),
+    Delegated(bool),
+    MaxDepth(usize),
+    Actors(Vec<IdPattern>),
+    Origin(Vec<IdPattern>),
+    MayAct,
+    ActorIsPeer,
+    CertificateBound,
+}
+
+/// Where an attribute comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Source {
+    Claim(ClaimPath),
+    Header(Box<str>),
+    Query(Box<str>),
+    Path(Box<str>),
+}
+
+/// A claim's place in the token: object keys from the top.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClaimPath(Vec<Box<str>>);
+
+impl ClaimPath {
+    /// `a.b.c`, or an RFC 6901 JSON pointer `/a/b` for names containing dots.
+    pub fn parse(text: &str) -> Result<ClaimPath, String> {
+        let keys: Vec<Box<str>> = if let Some(pointer) = text.strip_prefix('/') {
+            let mut keys = Vec::new();
+            for token in pointer.split('/') {
+                if token.contains('~') && !valid_pointer_escapes(token) {
+                    return Err(format!("bad JSON pointer escape in \"{token}\" (use ~0 for '~' and ~1 for '/')"));
+                }
+                keys.push(token.replace("~1", "/").replace("~0", "~").into());
+            }
+            keys
+        } else {
+            text.split('.').map(Box::from).collect()
+        };
+        if keys.iter().any(|k| k.is_empty()) {
+            return Err("claim name has an empty part (write a.b.c, or a JSON pointer starting with '/')".into());
+        }
+        Ok(ClaimPath(keys))
+    }
+
+    fn lookup<'v>(&self, claims: &'v Map<String, Value>) -> Option<&'v Value> {
+        let (first, rest) = self.0.split_first()?;
+        let mut at = claims.get(&**first)?;
+        for key in rest {
+            at = at.as_object()?.get(&**key)?;
+        }
+        (!at.is_null()).then_some(at)
+    }
+}
+
+fn valid_pointer_escapes(token: &str) -> bool {
+    let b = token.as_bytes();
+    b.iter().enumerate().all(|(i, &c)| c != b'~' || matches!(b.get(i + 1), Some(b'0' | b'1')))
+}
+
+/// One operator of a test.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Op {
+    Equals(Operand),
+    NotEquals(Operand),
+    In(Set),
+    NotIn(Set),
+    Contains(Operand),
+    StartsWith(Box<str>),
+    Exists(bool),
+    Number(Ordering, bool, f64),
+    Version(Ordering, bool, Vec<u64>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Operand {
+    Literal(Value),
+    Ref(Source),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Set {
+    Values(Vec<Value>),
+    List(usize, Box<str>),
+}
+
+pub(crate) const OPERATORS: &str = "equals, not_equals, in, not_in, contains, starts_with, exists, gt, gte, lt, lte, \
+                                    version_gt, version_gte, version_lt, version_lte";
+
+/// What compiling a test needs from the rest of the policy.
+pub(crate) struct Scope<'a> {
+    pub lists: &'a [(String, usize)],
+    /// Parameters present in every template of the rule (`None`: the rule has no templates).
+    pub path_params: Option<&'a [String]>,
+}
+
+impl Scope<'_> {
+    fn check_source(&self, source: &Source, at: &str) -> Result<(), PolicyError> {
+        match source {
+            Source::Path(name) => match self.path_params {
+                Some(params) if params.iter().any(|p| **p == **name) => Ok(()),
+                Some(_) => Err(PolicyError::new(
+                    at,
+                    format!("path parameter \"{name}\" is not captured by every path of this rule"),
+                )),
+                None => Err(PolicyError::new(
+                    at,
+                    format!("path parameter \"{name}\" needs `paths` (or `labels`) with {{{name}}} in every template"),
+                )),
+            },
+            Source::Header(name) if !valid_header_name(name) => {
+                Err(PolicyError::new(at, "header names are lower-case HTTP tokens"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+pub(crate) fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.!#$%&'*+^`|~".contains(&b))
+}
+
+/// Compiles `{"op": operand, ...}` found at `at`.
+pub(crate) fn compile_test(ops: &Map<String, Value>, at: &str, scope: &Scope<'_>) -> Result<Vec<Op>, PolicyError> {
+    if ops.is_empty() {
+        return Err(PolicyError::new(at, format!("needs at least one operator ({OPERATORS})")));
+    }
+    let mut out = Vec::with_capacity(ops.len());
+    for (name, arg) in ops {
+        let here = format!("{at}.{name}");
+        let op = match name.as_str() {
+            "equals" => Op::Equals(operand(arg, &here, scope)?),
+            "not_equals" => Op::NotEquals(operand(arg, &here, scope)?),
+            "in" => Op::In(set(arg, &here, scope)?),
+            "not_in" => Op::NotIn(set(arg, &here, scope)?),
+            "contains" => Op::Contains(operand(arg, &here, scope)?),
+            "starts_with" => match arg {
+                Value::String(s) if !s.is_empty() => Op::StartsWith(s.as_str().into()),
+                _ => return Err(PolicyError::new(&here, "must be a non-empty string")),
+            },
+            "exists" => match arg {
+                Value::Bool(b) => Op::Exists(*b),
+                _ => return Err(PolicyError::new(&here, "must be true or false")),
+            },
+            "gt" | "gte" | "lt" | "lte" => {
+                let n = arg
+                    .as_f64()
+                    .filter(|n| n.is_finite())
+                    .ok_or_else(|| PolicyError::new(&here, "must be a number"))?;
+                let (ord, or_equal) = ordering(name);
+                Op::Number(ord, or_equal, n)
+            }
+            "version_gt" | "version_gte" | "version_lt" | "version_lte" => {
+                let v = arg.as_str().and_then(parse_version).ok_or_else(|| {
+                    PolicyError::new(&here, "must be a version string of numbers and dots, e.g. \"2.1.0\"")
+                })?;
+                let (ord, or_equal) = ordering(&name["version_".len()..]);
+                Op::Version(ord, or_equal, v)
+            }
+            other => {
+                return Err(PolicyError::new(
+                    at,
+                    format!("unknown operator \"{other}\" (expected one of: {OPERATORS})"),
+                ));
+            }
+        };
+        out.push(op);
+    }
+    Ok(out)
+}
+
+fn ordering(name: &str) -> (Ordering, bool) {
+    match name {
+        "gt" => (Ordering::Greater, false),
+        "gte" => (Ordering::Greater, true),
+        "lt" => (Ordering::Less, false),
+        _ => (Ordering::Less, true),
+    }
+}
+
+fn operand(arg: &Value, at: &str, scope: &Scope<'_>) -> Result<Operand, PolicyError> {
+    match arg {
+        Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(Operand::Literal(arg.clone())),
+        Value::Object(o) => {
+            let source = reference(o, at)?;
+            scope.check_source(&source, at)?;
+            Ok(Operand::Ref(source))
+        }
+        Value::Null | Value::Array(_) => Err(PolicyError::new(
+            at,
+            "must be a string, number, true/false, or a reference {\"claim\"|\"header\"|\"query\"|\"path\": name}",
+        )),
+    }
+}
+
+fn reference(o: &Map<String, Value>, at: &str) -> Result<Source, PolicyError> {
+    let mut entries = o.iter();
+    let (Some((kind, Value::String(name))), None) = (entries.next(), entries.next()) else {
+        return Err(PolicyError::new(
+            at,
+            "a reference is one of {\"claim\": name}, {\"header\": name}, {\"query\": name}, {\"path\": name}",
+        ));
+    };
+    let here = format!("{at}.{kind}");
+    match kind.as_str() {
+        "claim" => Ok(Source::Claim(ClaimPath::parse(name).map_err(|m| PolicyError::new(&here, m))?)),
+        "header" => Ok(Source::Header(name.as_str().into())),
+        "query" if !name.is_empty() => Ok(Source::Query(name.as_str().into())),
+        "path" => Ok(Source::Path(name.as_str().into())),
+        _ => Err(PolicyError::new(at, format!("unknown reference \"{kind}\" (claim, header, query or path)"))),
+    }
+}
+
+fn set(arg: &Value, at: &str, scope: &Scope<'_>) -> Result<Set, PolicyError> {
+    match arg {
+        Value::Array(items) if items.is_empty() => Err(PolicyError::new(at, "must not be empty")),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if !matches!(item, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
+                    return Err(PolicyError::new(&format!("{at}[{i}]"), "must be a string, number or true/false"));
+                }
+            }
+            Ok(Set::Values(items.clone()))
+        }
+        Value::Object(o) => match (o.get("list"), o.len()) {
+            (Some(Value::String(name)), 1) => match scope.lists.iter().find(|(n, _)| n == name) {
+                Some((_, index)) => Ok(Set::List(*index, name.as_str().into())),
+                None => Err(PolicyError::new(&format!("{at}.list"), format!("unknown list \"{name}\""))),
+            },
+            _ => Err(PolicyError::new(at, "must be a list of values or {\"list\": name}")),
+        },
+        _ => Err(PolicyError::new(at, "must be a list of values or {\"list\": name}")),
+    }
+}
+
+/// `2`, `2.1`, `v2.1.0`: up to 8 numeric components. Anything else (pre-release tags included) is not a
+/// version this policy compares, so the test cannot be evaluated.
+fn parse_version(text: &str) -> Option<Vec<u64>> {
+    let text = text.strip_prefix('v').unwrap_or(text);
+    let mut out = Vec::new();
+    for part in text.split('.') {
+        if part.is_empty() || part.len() > 18 || !part.bytes().all(|b| b.is_ascii_digit()) || out.len() == 8 {
+            return None;
+        }
+        out.push(part.parse().ok()?);
+    }
+    Some(out)
+}
+
+/// Compares a version in text with a compiled one, without allocating; missing components are 0.
+fn compare_version(text: &str, want: &[u64]) -> Option<Ordering> {
+    let text = text.strip_prefix('v').unwrap_or(text);
+    let mut parts = text.split('.');
+    let mut i = 0;
+    let mut result = Ordering::Equal;
+    loop {
+        let part = parts.next();
+        if part.is_none() && i >= want.len() {
+            return Some(result);
+        }
+        let have = match part {
+            Some(p) if !p.is_empty() && p.len() <= 18 && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
+            Some(_) => return None,
+            None => 0,
+        };
+        if i >= 8 {
+            return None;
+        }
+        if result == Ordering::Equal {
+            result = have.cmp(want.get(i).unwrap_or(&0));
+        }
+        i += 1;
+    }
+}
+
+/// A number as request text carries it: JSON number syntax only (no `NaN`, `inf`, hex).
+fn parse_number(text: &str) -> Option<f64> {
+    let ok = !text.is_empty() && text.len() <= 64 && text.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+    ok.then(|| text.parse::<f64>().ok()).flatten().filter(|n| n.is_finite())
+}
+
+/// An attribute's value.
+#[derive(Debug)]
+enum Attr<'a> {
+    Json(&'a Value),
+    Text(Cow<'a, str>),
+}
+
+/// Fetching an attribute.
+enum Fetched<'a> {
+    Value(Attr<'a>),
+    Missing,
+    /// Sent more than once, not text, or a broken escape.
+    Ambiguous(&'static str),
+}
+
+fn fetch<'a>(source: &Source, ctx: &Ctx<'a>) -> Fetched<'a> {
+    match source {
+        Source::Claim(path) => {
+            path.lookup(&ctx.token.claims).map_or(Fetched::Missing, |v| Fetched::Value(Attr::Json(v)))
+        }
+        Source::Header(name) => {
+            let mut values = ctx.request.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
+            match (values.next(), values.next()) {
+                (None, _) => Fetched::Missing,
+                (Some(_), Some(_)) => Fetched::Ambiguous("sent more than once"),
+                (Some((_, v)), None) => match std::str::from_utf8(v) {
+                    Ok(text) => Fetched::Value(Attr::Text(Cow::Borrowed(text))),
+                    Err(_) => Fetched::Ambiguous("not text"),
+                },
+            }
+        }
+        Source::Query(name) => query_param(ctx.request.query, name),
+        Source::Path(name) => {
+            let segment = ctx.template.and_then(|t| t.param_index(name)).and_then(|i| ctx.segments.get(i));
+            match segment {
+                None => Fetched::Missing,
+                Some(raw) => match percent_decode(raw, false) {
+                    Some(text) => Fetched::Value(Attr::Text(text)),
+                    None => Fetched::Ambiguous("not UTF-8 after decoding"),
+                },
+            }
+        }
+    }
+}
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Fetched<'a> {
+    let Some(query) = query else { return Fetched::Missing };
+    let mut found = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(key) = percent_decode(key, true) else { return Fetched::Ambiguous("malformed query") };
+        if key == name {
+            if found.is_some() {
+                return Fetched::Ambiguous("sent more than once");
+            }
+            found = Some(value);
+        }
+    }
+    match found {
+        None => Fetched::Missing,
+        Some(raw) => match percent_decode(raw, true) {
+            Some(v) => Fetched::Value(Attr::Text(v)),
+            None => Fetched::Ambiguous("malformed query"),
+        },
+    }
+}
+
+/// Percent-decodes (and `+` as space in queries); borrows when there is nothing to decode.
+fn percent_decode(raw: &str, plus_is_space: bool) -> Option<Cow<'_, str>> {
+    if !(raw.contains('%') || plus_is_space && raw.contains('+')) {
+        return Some(Cow::Borrowed(raw));
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
+fn attr_str<'x>(a: &'x Attr<'_>) -> Option<&'x str> {
+    match a {
+        Attr::Json(Value::String(s)) => Some(s),
+        Attr::Json(_) => None,
+        Attr::Text(t) => Some(t),
+    }
+}
+
+/// Equality across JSON claims and request text: text equals a JSON number if it reads as the same number,
+/// a JSON boolean if it is `true`/`false`.
+fn attr_eq(a: &Attr<'_>, b: &Attr<'_>) -> bool {
+    match (a, b) {
+        (Attr::Json(x), Attr::Json(y)) => match (x, y) {
+            (Value::Number(m), Value::Number(n)) => m.as_f64() == n.as_f64(),
+            (Value::Array(_) | Value::Object(_), _) | (_, Value::Array(_) | Value::Object(_)) => false,
+            _ => x == y,
+        },
+        (Attr::Text(t), Attr::Text(u)) => t == u,
+        (Attr::Json(j), Attr::Text(t)) | (Attr::Text(t), Attr::Json(j)) => match j {
+            Value::String(s) => s == t,
+            Value::Number(n) => parse_number(t).is_some_and(|x| Some(x) == n.as_f64()),
+            Value::Bool(b) => *t == if *b { "true" } else { "false" },
+            _ => false,
+        },
+    }
+}
+
+fn words(s: &str, json: bool) -> impl Iterator<Item = &str> {
+    s.split(move |c: char| c.is_ascii_whitespace() || (!json && c == ',')).filter(|w| !w.is_empty())
+}
+
+fn resolve<'a, 'o>(operand: &'o Operand, ctx: &Ctx<'a>) -> Option<Attr<'o>>
+where
+    'a: 'o,
+{
+    match operand {
+        Operand::Literal(v) => Some(Attr::Json(v)),
+        Operand::Ref(source) => match fetch(source, ctx) {
+            Fetched::Value(a) => Some(a),
+            Fetched::Missing | Fetched::Ambiguous(_) => None,
+        },
+    }
+}
+
+fn in_set(a: &Attr<'_>, set: &Set, ctx: &Ctx<'_>) -> bool {
+    match set {
+        Set::Values(values) => values.iter().any(|v| attr_eq(a, &Attr::Json(v))),
+        Set::List(index, _) => attr_str(a).is_some_and(|s| ctx.lists.get(*index).is_some_and(|l| l.contains(s))),
+    }
+}
+
+fn eval_op(op: &Op, value: Option<&Attr<'_>>, ctx: &Ctx<'_>) -> Truth {
+    if let Op::Exists(want) = op {
+        return Truth::from_bool(value.is_some() == *want);
+    }
+    let Some(a) = value else { return Truth::Unknown };
+    match op {
+        Op::Equals(o) => resolve(o, ctx).map_or(Truth::Unknown, |b| Truth::from_bool(attr_eq(a, &b))),
+        Op::NotEquals(o) => resolve(o, ctx).map_or(Truth::Unknown, |b| Truth::from_bool(!attr_eq(a, &b))),
+        Op::In(set) => Truth::from_bool(in_set(a, set, ctx)),
+        Op::NotIn(set) => Truth::from_bool(!in_set(a, set, ctx)),
+        Op::Contains(o) => {
+            let Some(needle) = resolve(o, ctx) else { return Truth::Unknown };
+            match a {
+                Attr::Json(Value::Array(items)) => {
+                    Truth::from_bool(items.iter().any(|i| attr_eq(&Attr::Json(i), &needle)))
+                }
+                Attr::Json(Value::String(s)) => match attr_str(&needle) {
+                    Some(n) => Truth::from_bool(words(s, true).any(|w| w == n)),
+                    None => Truth::False,
+                },
+                Attr::Text(t) => match attr_str(&needle) {
+                    Some(n) => Truth::from_bool(words(t, false).any(|w| w == n)),
+                    None => Truth::False,
+                },
+                Attr::Json(_) => Truth::Unknown,
+            }
+        }
+        Op::StartsWith(prefix) => match attr_str(a) {
+            Some(s) => Truth::from_bool(s.starts_with(&**prefix)),
+            None => Truth::Unknown,
+        },
+        Op::Number(ord, or_equal, n) => {
+            let have = match a {
+                Attr::Json(Value::Number(x)) => x.as_f64(),
+                Attr::Json(_) => None,
+                Attr::Text(t) => parse_number(t),
+            };
+            match have.and_then(|h| h.partial_cmp(n)) {
+                Some(o) => Truth::from_bool(o == *ord || (*or_equal && o == Ordering::Equal)),
+                None => Truth::Unknown,
+            }
+        }
+        Op::Version(ord, or_equal, v) => {
+            let number_text;
+            let text = match a {
+                Attr::Json(Value::Number(n)) => {
+                    number_text = n.to_string();
+                    Some(number_text.as_str())
+                }
+                other => attr_str(other),
+            };
+            match text.and_then(|t| compare_version(t, v)) {
+                Some(o) => Truth::from_bool(o == *ord || (*or_equal && o == Ordering::Equal)),
+                None => Truth::Unknown,
+            }
+        }
+        Op::Exists(_) => Truth::Unknown,
+    }
+}
+
+fn roles_hold(value: &Value, any_of: &[Box<str>]) -> Truth {
+    match value {
+        Value::Array(items) => {
+            Truth::from_bool(items.iter().any(|i| i.as_str().is_some_and(|r| any_of.iter().any(|w| **w == *r))))
+        }
+        Value::String(s) => Truth::from_bool(words(s, true).any(|r| any_of.iter().any(|w| **w == *r))),
+        _ => Truth::Unknown,
+    }
+}
+
+/// The token's scopes: `scope` (RFC 8693 / RFC 9068, space-separated) or `scp` (an array).
+fn has_scope(claims: &Map<String, Value>, scope: &str) -> Option<bool> {
+    match (claims.get("scope"), claims.get("scp")) {
+        (Some(Value::String(s)), _) => Some(words(s, true).any(|w| w == scope)),
+        (_, Some(Value::Array(items))) => Some(items.iter().any(|i| i.as_str() == Some(scope))),
+        (_, Some(Value::String(s))) => Some(words(s, true).any(|w| w == scope)),
+        _ => None,
+    }
+}
+
+/// `cnf.x5t#S256` (base64url SHA-256) against Envoy's hex digest of the peer certificate.
+fn certificate_matches(claims: &Map<String, Value>, peer_hex: &str) -> Option<bool> {
+    let thumbprint = claims.get("cnf")?.as_object()?.get("x5t#S256")?.as_str()?;
+    let decoded = crate::b64::decode(thumbprint.as_bytes()).ok()?;
+    if decoded.len() != 32 || peer_hex.len() != 64 {
+        return Some(false);
+    }
+    let mut peer = [0u8; 32];
+    for (i, pair) in peer_hex.as_bytes().chunks_exact(2).enumerate() {
+        let hex = std::str::from_utf8(pair).ok()?;
+        peer[i] = u8::from_str_radix(hex, 16).ok()?;
+    }
+    Some(peer[..] == decoded[..])
+}
+
+impl Cond {
+    /// Evaluates the condition.
+    pub fn eval(&self, ctx: &Ctx<'_>) -> Truth {
+        let token = ctx.token;
+        let chain = &token.chain;
+        match &self.kind {
+            Kind::Issuers(list) => Truth::from_bool(list.iter().any(|i| **i == *token.issuer)),
+            Kind::Subjects(list) => Truth::from_bool(list.iter().any(|p| p.matches(&token.subject))),
+            Kind::Roles { claim, any_of } => {
+                claim.lookup(&token.claims).map_or(Truth::Unknown, |v| roles_hold(v, any_of))
+            }
+            Kind::Scopes(all) => all.iter().fold(Truth::True, |acc, s| {
+                acc.and(has_scope(&token.claims, s).map_or(Truth::Unknown, Truth::from_bool))
+            }),
+            Kind::Hosts(list) => match ctx.request.host {
+                Some(host) => Truth::from_bool(list.iter().any(|h| h.matches(host))),
+                None => Truth::Unknown,
+            },
+            Kind::Labels(mask) => Truth::from_bool((ctx.labels)() & mask != 0),
+            Kind::Attr { source, test } => {
+                let fetched = fetch(source, ctx);
+                let value = match &fetched {
+                    Fetched::Value(a) => Some(a),
+                    Fetched::Missing => None,
+                    Fetched::Ambiguous(_) => return Truth::Unknown,
+                };
+                test.iter().fold(
+                    Truth::True,
+                    |acc, op| if acc == Truth::False { acc } else { acc.and(eval_op(op, value, ctx)) },
+                )
+            }
+            Kind::Time(windows) => Truth::from_bool(windows.iter().any(|w| w.contains(ctx.request.now))),
+            Kind::Delegated(want) => Truth::from_bool((chain.depth() > 0) == *want),
+            Kind::MaxDepth(max) => Truth::from_bool(chain.depth() <= *max),
+            Kind::Actors(patterns) => {
+                Truth::from_bool(chain.actors().iter().all(|a| patterns.iter().any(|p| p.matches(a.sub()))))
+            }
+            Kind::Origin(patterns) => match chain.originating_actor() {
+                Some(a) => Truth::from_bool(patterns.iter().any(|p| p.matches(a.sub()))),
+                None => Truth::Unknown,
+            },
+            Kind::MayAct => match (chain.may_act(), chain.current_actor()) {
+                (Some(may), Some(actor)) => Truth::from_bool(may.permits(actor)),
+                _ => Truth::Unknown,
+            },
+            Kind::ActorIsPeer => match ctx.request.peer.uri_san {
+                Some(san) => Truth::from_bool(san == token.agent),
+                None => Truth::Unknown,
+            },
+            Kind::CertificateBound => match ctx.request.peer.certificate_sha256 {
+                Some(digest) => certificate_matches(&token.claims, digest).map_or(Truth::Unknown, Truth::from_bool),
+                None => Truth::Unknown,
+            },
+        }
+    }
+
+    /// Evaluates and says why, for explanations: `when.claims.purpose: "billing" is not equal to "treatment"`.
+    pub fn explain(&self, ctx: &Ctx<'_>) -> (Truth, String) {
+        let truth = self.eval(ctx);
+        let mut why = format!("{}: ", self.at);
+        let token = ctx.token;
+        let _ = match &self.kind {
+            Kind::Issuers(list) => write!(why, "issuer {} {} {}", quoted(&token.issuer), in_word(truth), join(list)),
+            Kind::Subjects(list) => {
+                write!(why, "subject {} {} {}", quoted(&token.subject), match_word(truth), join(list))
+            }
+            Kind::Roles { claim, any_of } => match claim.lookup(&token.claims) {
+                Some(v) => write!(why, "roles {} {} any of {}", short(v), holds_word(truth), join(any_of)),
+                None => write!(why, "the token has no roles claim"),
+            },
+            Kind::Scopes(all) => match all.iter().find(|s| has_scope(&token.claims, s) != Some(true)) {
+                Some(s) if has_scope(&token.claims, s).is_some() => write!(why, "missing scope {}", quoted(s)),
+                Some(_) => write!(why, "the token has no scope claim"),
+                None => write!(why, "all scopes {} present", join(all)),
+            },
+            Kind::Hosts(list) => match ctx.request.host {
+                Some(h) => write!(why, "host {} {} {}", quoted(h), match_word(truth), join(list)),
+                None => write!(why, "the request has no host"),
+            },
+            Kind::Labels(_) => write!(
+                why,
+                "the path's labels {} the rule's",
+                if truth == Truth::True { "include" } else { "do not include" }
+            ),
+            Kind::Attr { source, test } => {
+                let fetched = fetch(source, ctx);
+                match &fetched {
+                    Fetched::Missing if truth == Truth::True => write!(why, "absent, as required"),
+                    Fetched::Missing => write!(why, "missing"),
+                    Fetched::Ambiguous(reason) => write!(why, "cannot be evaluated: {reason}"),
+                    Fetched::Value(a) => {
+                        let failing = test.iter().find(|op| eval_op(op, Some(a), ctx) != Truth::True);
+                        match failing {
+                            None => write!(why, "{} satisfies {}", short_attr(a), ops_text(test)),
+                            Some(op) => {
+                                let t = eval_op(op, Some(a), ctx);
+                                let verb =
+                                    if t == Truth::Unknown { "cannot be compared with" } else { "does not satisfy" };
+                                write!(why, "{} {verb} {}", short_attr(a), op_text(op))
+                            }
+                        }
+                    }
+                }
+            }
+            Kind::Time(windows) => {
+                let shown: Vec<String> = windows.iter().map(|w| w.to_string()).collect();
+                let local = windows.first().map(|w| w.local_time(ctx.request.now)).unwrap_or_default();
+                write!(
+                    why,
+                    "{local} is {} {}",
+                    if truth == Truth::True { "inside" } else { "outside" },
+                    shown.join(" or ")
+                )
+            }
+            Kind::Delegated(want) => {
+                write!(
+                    why,
+                    "token {} delegated (required: {want})",
+                    if token.chain.depth() > 0 { "is" } else { "is not" }
+                )
+            }
+            Kind::MaxDepth(max) => write!(why, "delegation depth {} (at most {max})", token.chain.depth()),
+            Kind::Actors(patterns) => {
+                match token.chain.actors().iter().find(|a| !patterns.iter().any(|p| p.matches(a.sub()))) {
+                    Some(a) => write!(why, "actor {} does not match {}", quoted(a.sub()), join(patterns)),
+                    None => write!(why, "every actor matches {}", join(patterns)),
+                }
+            }
+            Kind::Origin(patterns) => match token.chain.originating_actor() {
+                Some(a) => {
+                    write!(why, "originating actor {} {} {}", quoted(a.sub()), match_word(truth), join(patterns))
+                }
+                None => write!(why, "the token is not delegated"),
+            },
+            Kind::MayAct => write!(
+                why,
+                "{}",
+                match truth {
+                    Truth::True => "may_act names the current actor",
+                    Truth::False => "may_act does not name the current actor",
+                    Truth::Unknown => "the token has no may_act or no actor",
+                }
+            ),
+            Kind::ActorIsPeer => match ctx.request.peer.uri_san {
+                Some(san) => write!(
+                    why,
+                    "peer certificate URI SAN {} {} agent",
+                    quoted(san),
+                    if truth == Truth::True { "is the" } else { "is not the" }
+                ),
+                None => write!(why, "no peer certificate URI SAN (not mutual TLS?)"),
+            },
+            Kind::CertificateBound => write!(
+                why,
+                "{}",
+                match truth {
+                    Truth::True => "cnf.x5t#S256 matches the peer certificate",
+                    Truth::False => "cnf.x5t#S256 does not match the peer certificate",
+                    Truth::Unknown => "no cnf.x5t#S256 in the token or no peer certificate",
+                }
+            ),
+        };
+        (truth, why)
+    }
+
+    /// The scope this condition finds missing, if it is a scope condition that fails only for that.
+    pub fn missing_scope<'c>(&'c self, ctx: &Ctx<'_>) -> Option<&'c str> {
+        match &self.kind {
+            Kind::Scopes(all) => all.iter().find(|s| has_scope(&ctx.token.claims, s) == Some(false)).map(|s| &**s),
+            _ => None,
+        }
+    }
+}
+
+fn in_word(t: Truth) -> &'static str {
+    if t == Truth::True { "is in" } else { "is not in" }
+}
+
+fn match_word(t: Truth) -> &'static str {
+    if t == Truth::True { "matches" } else { "does not match" }
+}
+
+fn holds_word(t: Truth) -> &'static str {
+    if t == Truth::True { "include" } else { "do not include" }
+}
+
+fn quoted(s: &str) -> String {
+    let mut out = String::new();
+    let _ = write!(out, "{:?}", truncate(s, 96));
+    out
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    let shown: Vec<String> = items.iter().take(8).map(|i| format!("\"{i}\"")).collect();
+    let more = if items.len() > 8 { format!(", ... ({} in all)", items.len()) } else { String::new() };
+    format!("[{}{more}]", shown.join(", "))
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 96 { format!("{}...", truncate(&s, 96)) } else { s }
+}
+
+fn short_attr(a: &Attr<'_>) -> String {
+    match a {
+        Attr::Json(v) => short(v),
+        Attr::Text(t) => quoted(t),
+    }
+}
+
+fn operand_text(o: &Operand) -> String {
+    match o {
+        Operand::Literal(v) => short(v),
+        Operand::Ref(Source::Claim(p)) => format!("claim {}", p.0.join(".")),
+        Operand::Ref(Source::Header(h)) => format!("header {h}"),
+        Operand::Ref(Source::Query(q)) => format!("query parameter {q}"),
+        Operand::Ref(Source::Path(p)) => format!("path parameter {p}"),
+    }
+}
+
+fn set_text(s: &Set) -> String {
+    match s {
+        Set::Values(v) => short(&Value::Array(v.clone())),
+        Set::List(_, name) => format!("list \"{name}\""),
+    }
+}
+
+fn op_text(op: &Op) -> String {
+    let cmp = |ord: &Ordering, eq: &bool| match (ord, eq) {
+        (Ordering::Greater, false) => "gt",
+        (Ordering::Greater, true) => "gte",
+        (_, false) => "lt",
+        (_, true) => "lte",
+    };
+    match op {
+        Op::Equals(o) => format!("equals {}", operand_text(o)),
+        Op::NotEquals(o) => format!("not_equals {}", operand_text(o)),
+        Op::In(s) => format!("in {}", set_text(s)),
+        Op::NotIn(s) => format!("not_in {}", set_text(s)),
+        Op::Contains(o) => format!("contains {}", operand_text(o)),
+        Op::StartsWith(p) => format!("starts_with {}", quoted(p)),
+        Op::Exists(b) => format!("exists {b}"),
+        Op::Number(o, e, n) => format!("{} {n}", cmp(o, e)),
+        Op::Version(o, e, v) => {
+            let v: Vec<String> = v.iter().map(u64::to_string).collect();
+            format!("version_{} {}", cmp(o, e), v.join("."))
+        }
+    }
+}
+
+fn ops_text(ops: &[Op]) -> String {
+    ops.iter().map(op_text).collect::<Vec<_>>().join(" and ")
+}
+
+/// Numeric bounds of a test that no value can satisfy (`gt 5` with `lt 3`): for the never-matches warning.
+pub(crate) fn contradictory(test: &[Op]) -> bool {
+    let mut low = f64::NEG_INFINITY;
+    let mut low_strict = false;
+    let mut high = f64::INFINITY;
+    let mut high_strict = false;
+    let mut must_exist = false;
+    let mut must_not_exist = false;
+    for op in test {
+        match op {
+            Op::Number(Ordering::Greater, eq, n) if *n > low || (*n == low && !eq) => {
+                low = *n;
+                low_strict = !eq;
+            }
+            Op::Number(Ordering::Less, eq, n) if *n < high || (*n == high && !eq) => {
+                high = *n;
+                high_strict = !eq;
+            }
+            Op::Exists(true) => must_exist = true,
+            Op::Exists(false) => must_not_exist = true,
+            _ => {}
+        }
+    }
+    let others = test.iter().any(|op| !matches!(op, Op::Exists(_)));
+    low > high
+        || (low == high && (low_strict || high_strict))
+        || (must_exist && must_not_exist)
+        || (must_not_exist && others)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_numerically() {
+        let v = |s| parse_version(s).unwrap();
+        assert_eq!(compare_version("2.1.0", &v("2.1.0")), Some(Ordering::Equal));
+        assert_eq!(compare_version("2.1", &v("2.1.0")), Some(Ordering::Equal));
+        assert_eq!(compare_version("2.10", &v("2.9")), Some(Ordering::Greater));
+        assert_eq!(compare_version("v3", &v("2.9.9")), Some(Ordering::Greater));
+        assert_eq!(compare_version("2.0.9", &v("2.1")), Some(Ordering::Less));
+        assert_eq!(compare_version("2.1.0-beta", &v("2.1")), None);
+        assert_eq!(compare_version("", &v("1")), None);
+        assert_eq!(compare_version("1..2", &v("1")), None);
+        assert_eq!(compare_version("1.2.3.4.5.6.7.8.9", &v("1")), None);
+        assert!(parse_version("2.x").is_none());
+    }
+
+    #[test]
+    fn numbers_from_text_are_json_numbers_only() {
+        assert_eq!(parse_number("42"), Some(42.0));
+        assert_eq!(parse_number("-1.5e2"), Some(-150.0));
+        for bad in ["NaN", "inf", "0x10", "", " 1", "1e999"] {
+            assert_eq!(parse_number(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn query_parameters() {
+        let q = |query: &str, name: &str| match query_param(Some(query), name) {
+            Fetched::Value(Attr::Text(t)) => Ok(t.into_owned()),
+            Fetched::Missing => Err("missing"),
+            Fetched::Ambiguous(why) => Err(why),
+            Fetched::Value(_) => Err("json"),
+        };
+        assert_eq!(q("symbol=ACME&qty=5", "symbol"), Ok("ACME".into()));
+        assert_eq!(q("a=1&symbol=AC%4DE", "symbol"), Ok("ACME".into()));
+        assert_eq!(q("note=a+b", "note"), Ok("a b".into()));
+        assert_eq!(q("sym%62ol=X", "symbol"), Ok("X".into()));
+        assert_eq!(q("flag", "flag"), Ok(String::new()));
+        assert_eq!(q("symbol=A&symbol=B", "symbol"), Err("sent more than once"));
+        assert_eq!(q("symbol=%ZZ", "symbol"), Err("malformed query"));
+        assert_eq!(q("other=1", "symbol"), Err("missing"));
+    }
+
+    #[test]
+    fn claim_paths() {
+        let claims: Map<String, Value> = serde_json::from_value(serde_json::json!({
+            "agent": {"version": "2.1.0"}, "https://x.example/roles": ["a"], "n": null
+        }))
+        .unwrap();
+        assert_eq!(ClaimPath::parse("agent.version").unwrap().lookup(&claims), Some(&Value::from("2.1.0")));
+        assert!(ClaimPath::parse("/https:~1~1x.example~1roles").unwrap().lookup(&claims).is_some());
+        assert_eq!(ClaimPath::parse("n").unwrap().lookup(&claims), None);
+        assert_eq!(ClaimPath::parse("agent.version.x").unwrap().lookup(&claims), None);
+        assert!(ClaimPath::parse("a..b").is_err());
+        assert!(ClaimPath::parse("/a~2").is_err());
+    }
+
+    #[test]
+    fn contradictions() {
+        use Ordering::*;
+        assert!(contradictory(&[Op::Number(Greater, false, 5.0), Op::Number(Less, false, 3.0)]));
+        assert!(contradictory(&[Op::Number(Greater, false, 5.0), Op::Number(Less, true, 5.0)]));
+        assert!(!contradictory(&[Op::Number(Greater, true, 5.0), Op::Number(Less, true, 5.0)]));
+        assert!(contradictory(&[Op::Exists(false), Op::Equals(Operand::Literal(Value::from(1)))]));
+        assert!(!contradictory(&[Op::Exists(false)]));
+    }
+}

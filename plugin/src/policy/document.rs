@@ -1,0 +1,159 @@
+//! The policy document as people write it (JSON; YAML where the host converts). Parsing is strict: an unknown
+//! field anywhere is an error with its path. Conditions are kept as JSON here and compiled by
+//! [`super::cond`], which knows the operators and reports a wrong one by its exact place.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// A policy document.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDocument {
+    /// Free text naming this version of the policy; reported with every decision (audit, explain).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Where roles are read from: a claim name, dotted for nested claims (`realm_access.roles`). Default
+    /// `roles`.
+    #[serde(default)]
+    pub roles_claim: Option<String>,
+    /// Named lists of strings, referred to as `{"in": {"list": "approved_symbols"}}`.
+    #[serde(default)]
+    pub lists: BTreeMap<String, Vec<String>>,
+    /// Labels attached to path templates (data classification such as `PHI`), selected by rules' `labels`.
+    #[serde(default)]
+    pub routes: Vec<RouteDocument>,
+    /// The rules, evaluated together: order does not change the decision (deny overrides allow).
+    pub rules: Vec<RuleDocument>,
+}
+
+/// Labels for the requests a path template matches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteDocument {
+    /// A path template (see [`RuleDocument::paths`]).
+    pub path: String,
+    /// Labels, e.g. `["PHI"]`.
+    pub labels: Vec<String>,
+}
+
+/// One rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDocument {
+    /// Unique id, reported in decisions, responses and metrics.
+    pub id: String,
+    /// Free text for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `allow` or `deny`.
+    pub effect: Effect,
+
+    /// Who, by the current actor's id: exact (`spiffe://td/agent/x`), a prefix ending in `/*`
+    /// (`spiffe://td/*` is every agent of trust domain `td`), or `*` for any verified agent. Required, so that
+    /// "everyone" is always written down.
+    pub agents: Vec<String>,
+    /// Token issuers (exact `iss`); absent means any configured issuer.
+    #[serde(default)]
+    pub issuers: Option<Vec<String>>,
+    /// The subject (`sub`: the human or service the agent acts for), with the same patterns as `agents`.
+    #[serde(default)]
+    pub subjects: Option<Vec<String>>,
+    /// Roles, any of which the token's roles claim must hold.
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    /// OAuth scopes, all of which the token must hold (`scope`, space-separated, or `scp`, an array).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+
+    /// Methods; absent means any.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Path templates: literal segments, `{name}` for one segment captured as a path parameter, and a final
+    /// `**` for any number of further segments (including none). Absent means any path.
+    #[serde(default)]
+    pub paths: Option<Vec<String>>,
+    /// Host names (`:authority` without port), exact or `*.example.com` for any sub-domain.
+    #[serde(default)]
+    pub hosts: Option<Vec<String>>,
+    /// Route labels (from `routes`); the rule applies to requests whose path carries any of them.
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+
+    /// Conditions, all of which must hold.
+    #[serde(default)]
+    pub when: Option<WhenDocument>,
+}
+
+/// What a matching rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// Grants access unless a deny rule also matches.
+    Allow,
+    /// Refuses access, whatever else matches.
+    Deny,
+}
+
+/// A rule's conditions. Each attribute maps to a test: an object of operators, all of which must hold, e.g.
+/// `{"gte": 1, "lte": 100}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhenDocument {
+    /// Token claims by name, dotted for nested claims (`agent.version`), or a JSON pointer (`/https:~1~1x`)
+    /// for names that contain dots.
+    #[serde(default)]
+    pub claims: BTreeMap<String, Map<String, Value>>,
+    /// Request headers by name (case-insensitive). A header sent more than once cannot be evaluated.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Map<String, Value>>,
+    /// Query parameters by name, percent-decoded. A parameter sent more than once cannot be evaluated.
+    #[serde(default)]
+    pub query: BTreeMap<String, Map<String, Value>>,
+    /// Path parameters captured by `{name}` in every one of the rule's path templates.
+    #[serde(default)]
+    pub path: BTreeMap<String, Map<String, Value>>,
+    /// Time windows ([`super::time::TimeWindowDocument`]): one, or a list the rule holds inside any of. Kept
+    /// as JSON so that an error inside a list names its index.
+    #[serde(default)]
+    pub time: Option<Value>,
+    /// Conditions on the delegation chain (RFC 8693 `act`, `may_act`).
+    #[serde(default)]
+    pub delegation: Option<DelegationDocument>,
+    /// Binding of the token to the mutual-TLS connection.
+    #[serde(default)]
+    pub mtls: Option<MtlsDocument>,
+}
+
+/// Delegation conditions. They can only narrow what `agents` (the current actor) grants.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegationDocument {
+    /// `true`: the token must carry `act`; `false`: it must not.
+    #[serde(default)]
+    pub delegated: Option<bool>,
+    /// Most actors in the chain.
+    #[serde(default)]
+    pub max_depth: Option<usize>,
+    /// Every actor in the chain (current and earlier) must match one of these patterns.
+    #[serde(default)]
+    pub actors: Option<Vec<String>>,
+    /// The first (originating) actor must match one of these patterns.
+    #[serde(default)]
+    pub origin: Option<Vec<String>>,
+    /// `true`: the token's `may_act` must name the current actor.
+    #[serde(default)]
+    pub may_act: Option<bool>,
+}
+
+/// Mutual-TLS binding.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsDocument {
+    /// The current actor (or `sub` without `act`) must equal the peer certificate's URI SAN.
+    #[serde(default)]
+    pub actor_is_peer: Option<bool>,
+    /// The token's `cnf.x5t#S256` must equal the peer certificate's SHA-256 digest (RFC 8705).
+    #[serde(default)]
+    pub certificate_bound: Option<bool>,
+}
