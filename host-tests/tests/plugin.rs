@@ -563,7 +563,7 @@ fn accepted_reload_takes_effect() {
         {"id": "trader-reads-orders", "effect": "allow", "agents": [TRADER], "methods": ["GET"], "paths": ["/orders/**"]}
     );
     assert!(vm.configure(next.to_string().as_bytes()), "rejected: {}", vm.logs_text());
-    assert!(vm.logs_text().contains("agent-iam: configuration accepted (1 issuer(s))"), "{}", vm.logs_text());
+    assert!(vm.logs_text().contains("agent-iam: configuration accepted (1 issuer(s), "), "{}", vm.logs_text());
 
     let o = send(&mut vm, "POST", "/orders", &trader);
     assert_eq!(o.status(), Some(403));
@@ -594,4 +594,139 @@ fn invalid_configuration_fails_the_start() {
 
     let e = HOST.vm().start().err().expect("no configuration must not start");
     assert!(format!("{e:#}").contains("configuration rejected: configuration is not valid JSON"), "{e:#}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policy conditions through the plugin boundary: what the request carries reaches the policy.
+// ---------------------------------------------------------------------------------------------
+
+/// A policy with a time window, a query-parameter list, a header condition, a host and a scope.
+fn conditional_config() -> Value {
+    let mut c = config();
+    c["policy"] = json!({
+        "version": "conditions-1",
+        "lists": {"approved_symbols": ["ACME", "GLOBEX"]},
+        "rules": [
+            {"id": "market-hours-orders", "effect": "allow", "agents": [TRADER], "methods": ["POST"], "paths": ["/orders"],
+             "hosts": ["api.trading.example"], "scopes": ["orders:write"],
+             "when": {"query": {"symbol": {"in": {"list": "approved_symbols"}}},
+                      "headers": {"x-desk": {"equals": "equities"}},
+                      "time": {"zone": "America/New_York", "days": ["mon", "tue", "wed", "thu", "fri"], "from": "09:30", "to": "16:00"}}},
+            {"id": "never", "effect": "allow", "agents": ["*"], "when": {"claims": {"n": {"gt": 5, "lt": 3}}}}
+        ]
+    });
+    c
+}
+
+/// 2030-03-18T14:00:00Z: a Monday, 10:00 in New York (EDT).
+const MONDAY_MORNING_NY: u64 = 1_900_072_800;
+
+fn order(vm: &mut Vm, token: &str, query: &str) -> Outcome {
+    request(vm).method("POST").path(&format!("/orders?{query}")).header("x-desk", "equities").bearer(token).send()
+}
+
+#[test]
+fn conditions_see_query_headers_host_scopes_and_the_vm_clock() {
+    let mut vm = HOST
+        .vm()
+        .plugin_config(conditional_config().to_string())
+        .time(UNIX_EPOCH + Duration::from_secs(MONDAY_MORNING_NY))
+        .start()
+        .unwrap();
+    let mut c = claims(TRADER);
+    c["iat"] = json!(MONDAY_MORNING_NY - 60);
+    c["exp"] = json!(MONDAY_MORNING_NY + 12 * 3600);
+    c["scope"] = json!("orders:read orders:write");
+    let token = es256(&c);
+    let o = order(&mut vm, &token, "symbol=ACME");
+    assert_forwarded(&o, TRADER, TRADER, "market-hours-orders");
+    assert_no_rule_allows(&order(&mut vm, &token, "symbol=EVIL"));
+    assert_no_rule_allows(&order(&mut vm, &token, "symbol=ACME&symbol=GLOBEX"));
+    let o = request(&mut vm).method("POST").path("/orders?symbol=ACME").bearer(&token).send();
+    assert_no_rule_allows(&o);
+    let o = vm
+        .request()
+        .authority("other.trading.example")
+        .header("x-request-id", REQUEST_ID)
+        .method("POST")
+        .path("/orders?symbol=ACME")
+        .header("x-desk", "equities")
+        .bearer(&token)
+        .send();
+    assert_no_rule_allows(&o);
+
+    // Six hours later the market is closed: the same token and request are refused.
+    vm.advance_clock(Duration::from_secs(6 * 3600));
+    assert_no_rule_allows(&order(&mut vm, &token, "symbol=ACME"));
+}
+
+#[test]
+fn a_missing_scope_is_named_in_the_challenge() {
+    let mut vm = HOST
+        .vm()
+        .plugin_config(conditional_config().to_string())
+        .time(UNIX_EPOCH + Duration::from_secs(MONDAY_MORNING_NY))
+        .start()
+        .unwrap();
+    let mut c = claims(TRADER);
+    c["iat"] = json!(MONDAY_MORNING_NY - 60);
+    c["exp"] = json!(MONDAY_MORNING_NY + 3600);
+    c["scope"] = json!("orders:read");
+    let o = order(&mut vm, &es256(&c), "symbol=ACME");
+    assert_eq!(o.status(), Some(403));
+    let challenge = o.header("www-authenticate").unwrap_or_default();
+    assert_eq!(
+        challenge,
+        format!(
+            "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", error_description=\"the token lacks scope \
+             'orders:write'\", scope=\"orders:write\""
+        )
+    );
+}
+
+#[test]
+fn debug_logging_explains_denials_and_warnings_are_logged() {
+    let mut vm = HOST
+        .vm()
+        .plugin_config(conditional_config().to_string())
+        .time(UNIX_EPOCH + Duration::from_secs(MONDAY_MORNING_NY + 8 * 3600))
+        .log_level(LogLevel::Debug)
+        .start()
+        .unwrap();
+    let logs = vm.logs_text();
+    assert!(logs.contains("agent-iam: policy warning: policy.rules[1].when.claims.n: no value can satisfy"), "{logs}");
+    assert!(logs.contains("2 rule(s), policy version conditions-1"), "{logs}");
+    let mut c = claims(TRADER);
+    c["iat"] = json!(MONDAY_MORNING_NY);
+    c["exp"] = json!(MONDAY_MORNING_NY + 9 * 3600);
+    c["scope"] = json!("orders:write");
+    assert_no_rule_allows(&order(&mut vm, &es256(&c), "symbol=ACME"));
+    let line = vm
+        .logs()
+        .iter()
+        .rev()
+        .find_map(|l| l.message.strip_prefix("agent-iam: explain "))
+        .unwrap_or_else(|| panic!("no explanation in {}", vm.logs_text()))
+        .to_owned();
+    let e: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(e["decision"], "deny");
+    assert_eq!(e["reason"], "no_rule_allows");
+    assert_eq!(e["policy_version"], "conditions-1");
+    assert_eq!(e["candidates"][0]["id"], "market-hours-orders");
+    assert_eq!(e["candidates"][0]["result"], "conditions_failed");
+    assert_eq!(
+        e["candidates"][0]["reasons"],
+        json!(["rules[0].when.time: Mon 18:00 America/New_York is outside Mon-Fri 09:30-16:00 America/New_York"])
+    );
+
+    // At info level (Envoy's default) no explanation is computed.
+    let mut quiet = HOST
+        .vm()
+        .plugin_config(conditional_config().to_string())
+        .time(UNIX_EPOCH + Duration::from_secs(MONDAY_MORNING_NY + 8 * 3600))
+        .log_level(LogLevel::Info)
+        .start()
+        .unwrap();
+    assert_no_rule_allows(&order(&mut quiet, &es256(&c), "symbol=ACME"));
+    assert!(!quiet.logs_text().contains("agent-iam: explain"), "{}", quiet.logs_text());
 }

@@ -2,7 +2,7 @@
 //!
 //! This is the whole per-request path except reading from and writing to Envoy, which the filter does.
 
-use crate::policy::{Decision, Peer, Policy, Request};
+use crate::policy::{Decision, Effect, Peer, Policy, Request, RuleResult};
 use crate::request::{self, RequestError};
 use crate::token::cache::TokenCache;
 use crate::token::{CryptoBackend, TokenError, VerifiedToken, Verifier};
@@ -127,6 +127,11 @@ impl Engine {
         Ok(verified)
     }
 
+    /// The compiled policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// The token verifier.
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
@@ -141,7 +146,8 @@ impl Engine {
         }
     }
 
-    fn evaluate(&self, headers: &Headers, now: i64, crypto: &dyn CryptoBackend) -> Result<Verdict, Failure> {
+    /// Canonicalises the request and verifies its token: everything before policy.
+    fn prepare<'h>(&self, headers: &'h Headers, now: i64, crypto: &dyn CryptoBackend) -> Result<Prepared<'h>, Failure> {
         let method = single_text(headers, ":method").ok_or(Failure::BadRequest(RequestError::MissingMethod))?;
         let method = request::canonical_method(method).map_err(Failure::BadRequest)?;
         let raw_path = single_text(headers, ":path").ok_or(Failure::BadRequest(RequestError::MissingPath))?;
@@ -159,9 +165,67 @@ impl Engine {
             Some(h) => Some(request::canonical_host(h).map_err(Failure::BadRequest)?),
             None => None,
         };
-        let view =
-            Request { method: &method, path: &path, query, host: host.as_deref(), headers, now, peer: Peer::default() };
-        match self.policy.evaluate(&verified, &view) {
+        Ok(Prepared { method, raw_path, path, query, host, verified })
+    }
+
+    /// Why this request gets its decision, as one line of JSON for logs and tools: the decision and, when
+    /// policy decided, every candidate rule with its result and reasons (see [`Policy::explain`]).
+    pub fn explain(&self, headers: &Headers, now: i64, crypto: &dyn CryptoBackend) -> String {
+        let p = match self.prepare(headers, now, crypto) {
+            Ok(p) => p,
+            Err(failure) => {
+                let denial = self.denial(failure, String::new());
+                return json!({"decision": "deny", "status": denial.status, "reason": denial.reason}).to_string();
+            }
+        };
+        let view = p.view(headers, now);
+        let e = self.policy.explain(&p.verified, &view);
+        let (decision, rule, reason, scope) = match e.decision {
+            Decision::Allow { rule } => ("allow", Some(rule), "allowed", None),
+            Decision::Deny { rule } => ("deny", Some(rule), "denied_by_rule", None),
+            Decision::NoRuleAllows { missing_scope } => ("deny", None, "no_rule_allows", missing_scope),
+        };
+        let result = |r: RuleResult| match r {
+            RuleResult::Matched => "matched",
+            RuleResult::Undetermined => "undetermined",
+            RuleResult::ConditionsFailed => "conditions_failed",
+            RuleResult::NotApplicable => "not_applicable",
+        };
+        let candidates: Vec<serde_json::Value> = e
+            .candidates()
+            .map(|t| {
+                json!({
+                    "id": t.id,
+                    "effect": if t.effect == Effect::Allow { "allow" } else { "deny" },
+                    "result": result(t.result),
+                    "reasons": t.reasons,
+                })
+            })
+            .collect();
+        json!({
+            "decision": decision,
+            "reason": reason,
+            "rule": rule,
+            "missing_scope": scope,
+            "agent": p.verified.agent,
+            "subject": p.verified.subject,
+            "issuer": p.verified.issuer,
+            "chain": p.verified.chain.actors().iter().map(|a| a.sub()).collect::<Vec<_>>(),
+            "method": p.method,
+            "path": p.path,
+            "policy_version": e.policy_version,
+            "labels": e.labels,
+            "candidates": candidates,
+            "not_applicable": e.rules.len() - e.candidates().count(),
+        })
+        .to_string()
+    }
+
+    fn evaluate(&self, headers: &Headers, now: i64, crypto: &dyn CryptoBackend) -> Result<Verdict, Failure> {
+        let p = self.prepare(headers, now, crypto)?;
+        let (verified, path, query, raw_path) = (&p.verified, &p.path, p.query, p.raw_path);
+        let view = p.view(headers, now);
+        match self.policy.evaluate(verified, &view) {
             Decision::Allow { rule } => {
                 let remove = headers.iter().filter(|(n, _)| is_identity_header(n)).map(|(n, _)| n.clone()).fold(
                     Vec::new(),
@@ -252,6 +316,30 @@ impl Engine {
             obj.insert("rule".into(), rule.into());
         }
         Denial { status, headers, body: body.to_string(), details: format!("agent_iam.{reason}"), reason }
+    }
+}
+
+/// A canonical request with a verified token.
+struct Prepared<'h> {
+    method: String,
+    raw_path: &'h str,
+    path: String,
+    query: Option<&'h str>,
+    host: Option<String>,
+    verified: Rc<VerifiedToken>,
+}
+
+impl<'h> Prepared<'h> {
+    fn view<'a>(&'a self, headers: &'a Headers, now: i64) -> Request<'a> {
+        Request {
+            method: &self.method,
+            path: &self.path,
+            query: self.query,
+            host: self.host.as_deref(),
+            headers,
+            now,
+            peer: Peer::default(),
+        }
     }
 }
 

@@ -84,9 +84,18 @@ impl RootContext for Root {
         match config::parse(&bytes) {
             Ok(engine) => {
                 let issuers = engine.verifier().issuers().len();
+                let policy = engine.policy();
+                for warning in policy.warnings() {
+                    log(LogLevel::Warn, &format!("agent-iam: policy warning: policy.{warning}"));
+                }
+                let summary = format!(
+                    "agent-iam: configuration accepted ({issuers} issuer(s), {} rule(s), policy version {})",
+                    policy.len(),
+                    policy.version().unwrap_or("unnamed")
+                );
                 self.crypto = self.choose_crypto(engine.crypto_preference());
                 self.engine = Some(Rc::new(engine));
-                log(LogLevel::Info, &format!("agent-iam: configuration accepted ({issuers} issuer(s))"));
+                log(LogLevel::Info, &summary);
                 true
             }
             Err(e) => {
@@ -163,6 +172,14 @@ impl HttpContext for Request {
             }
             Verdict::Deny(denial) => {
                 log(LogLevel::Debug, &format!("agent-iam: {} {}", denial.status, denial.details));
+                // Why, rule by rule: only when an operator turned debug logging on, as it re-evaluates
+                // every rule (`--component-log-level wasm:debug`).
+                if hostcalls::get_log_level().is_ok_and(|l| l as u32 <= LogLevel::Debug as u32) {
+                    log(
+                        LogLevel::Debug,
+                        &format!("agent-iam: explain {}", engine.explain(&headers, now, self.crypto.as_ref())),
+                    );
+                }
                 let headers: Vec<(&str, &str)> = denial.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
                 local_reply::send(u32::from(denial.status), &denial.details, &headers, denial.body.as_bytes());
                 Action::Pause
