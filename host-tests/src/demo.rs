@@ -149,6 +149,21 @@ pub fn render_config(template: &str, jwks: &Value, ports: Ports, wasm: &Path) ->
     )
 }
 
+/// The plugin configuration inside an `envoy/demo.yaml` (the JSON block scalar after `value: |`), with the
+/// demo keys in place of the placeholder: what `agent-iam check --config` takes.
+pub fn plugin_config(template: &str, jwks: &Value) -> Result<Value> {
+    let yaml = replace_once(template, PLACEHOLDER_JWKS, &jwks.to_string())?;
+    let start = yaml.find("value: |").context("no `value: |` plugin configuration in envoy/demo.yaml")?;
+    let indent = yaml[..start].rsplit('\n').next().map_or(0, str::len) + 2;
+    let block: String = yaml[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.trim().is_empty() || l.len() > indent && l[..indent].trim().is_empty())
+        .map(|l| format!("{}\n", l.get(indent..).unwrap_or("")))
+        .collect();
+    serde_json::from_str(&block).context("the plugin configuration in envoy/demo.yaml is not JSON")
+}
+
 /// The demo template shipped in the repository.
 pub fn template_path() -> PathBuf {
     crate::workspace_root().join("envoy/demo.yaml")

@@ -730,3 +730,31 @@ fn debug_logging_explains_denials_and_warnings_are_logged() {
     assert_no_rule_allows(&order(&mut quiet, &es256(&c), "symbol=ACME"));
     assert!(!quiet.logs_text().contains("agent-iam: explain"), "{}", quiet.logs_text());
 }
+
+#[test]
+fn mtls_binding_reads_the_peer_certificate_only_when_a_rule_needs_it() {
+    let mut c = config();
+    c["policy"] = json!({"rules": [
+        {"id": "bound-trader", "effect": "allow", "agents": [TRADER], "when": {"mtls": {"actor_is_peer": true}}}
+    ]});
+    let mut vm = start(&c);
+    let token = es256(&claims(TRADER));
+    let o = request(&mut vm)
+        .method("GET")
+        .path("/orders")
+        .bearer(&token)
+        .property("connection.uri_san_peer_certificate", TRADER)
+        .send();
+    assert_forwarded(&o, TRADER, TRADER, "bound-trader");
+    // Another workload's certificate presenting the trader's token (a stolen token) is refused.
+    let o = request(&mut vm)
+        .method("GET")
+        .path("/orders")
+        .bearer(&token)
+        .property("connection.uri_san_peer_certificate", READER)
+        .send();
+    assert_no_rule_allows(&o);
+    // No client certificate at all: cannot be evaluated, so no allow.
+    assert_no_rule_allows(&send(&mut vm, "GET", "/orders", &token));
+    vm.assert_healthy();
+}

@@ -139,8 +139,14 @@ impl Engine {
 
     /// Decides for one request at `now` (seconds since the epoch).
     pub fn decide(&self, headers: &Headers, now: i64, crypto: &dyn CryptoBackend) -> Verdict {
+        self.decide_with_peer(headers, Peer::default(), now, crypto)
+    }
+
+    /// Decides for one request on a connection with a (mutual-TLS) peer; see [`Policy::needs`] for when
+    /// the filter reads the peer.
+    pub fn decide_with_peer(&self, headers: &Headers, peer: Peer<'_>, now: i64, crypto: &dyn CryptoBackend) -> Verdict {
         let request_id = request_id(headers);
-        match self.evaluate(headers, now, crypto) {
+        match self.evaluate(headers, peer, now, crypto) {
             Ok(verdict) => verdict,
             Err(failure) => Verdict::Deny(self.denial(failure, request_id)),
         }
@@ -170,7 +176,7 @@ impl Engine {
 
     /// Why this request gets its decision, as one line of JSON for logs and tools: the decision and, when
     /// policy decided, every candidate rule with its result and reasons (see [`Policy::explain`]).
-    pub fn explain(&self, headers: &Headers, now: i64, crypto: &dyn CryptoBackend) -> String {
+    pub fn explain(&self, headers: &Headers, peer: Peer<'_>, now: i64, crypto: &dyn CryptoBackend) -> String {
         let p = match self.prepare(headers, now, crypto) {
             Ok(p) => p,
             Err(failure) => {
@@ -178,7 +184,7 @@ impl Engine {
                 return json!({"decision": "deny", "status": denial.status, "reason": denial.reason}).to_string();
             }
         };
-        let view = p.view(headers, now);
+        let view = p.view(headers, peer, now);
         let e = self.policy.explain(&p.verified, &view);
         let (decision, rule, reason, scope) = match e.decision {
             Decision::Allow { rule } => ("allow", Some(rule), "allowed", None),
@@ -221,10 +227,16 @@ impl Engine {
         .to_string()
     }
 
-    fn evaluate(&self, headers: &Headers, now: i64, crypto: &dyn CryptoBackend) -> Result<Verdict, Failure> {
+    fn evaluate(
+        &self,
+        headers: &Headers,
+        peer: Peer<'_>,
+        now: i64,
+        crypto: &dyn CryptoBackend,
+    ) -> Result<Verdict, Failure> {
         let p = self.prepare(headers, now, crypto)?;
         let (verified, path, query, raw_path) = (&p.verified, &p.path, p.query, p.raw_path);
-        let view = p.view(headers, now);
+        let view = p.view(headers, peer, now);
         match self.policy.evaluate(verified, &view) {
             Decision::Allow { rule } => {
                 let remove = headers.iter().filter(|(n, _)| is_identity_header(n)).map(|(n, _)| n.clone()).fold(
@@ -330,7 +342,7 @@ struct Prepared<'h> {
 }
 
 impl<'h> Prepared<'h> {
-    fn view<'a>(&'a self, headers: &'a Headers, now: i64) -> Request<'a> {
+    fn view<'a>(&'a self, headers: &'a Headers, peer: Peer<'a>, now: i64) -> Request<'a> {
         Request {
             method: &self.method,
             path: &self.path,
@@ -338,7 +350,7 @@ impl<'h> Prepared<'h> {
             host: self.host.as_deref(),
             headers,
             now,
-            peer: Peer::default(),
+            peer,
         }
     }
 }

@@ -64,6 +64,9 @@ fn up() -> Result<()> {
     ] {
         std::fs::write(dir.join(format!("{name}.jwt")), token)?;
     }
+    let template = std::fs::read_to_string(demo::template_path())?;
+    let config = demo::plugin_config(&template, &keys.jwks())?;
+    std::fs::write(work_dir().join("plugin-config.json"), serde_json::to_string_pretty(&config)?)?;
     let gateway = Gateway::start(&keys, Ports::DEFAULT, &work_dir())?;
     let port = gateway.ports.listener;
     println!(
@@ -82,6 +85,11 @@ fn up() -> Result<()> {
     );
     println!(
         "  curl -i http://127.0.0.1:{port}/admin/users -H \"Authorization: Bearer $(cat target/demo/tokens/trader.jwt)\""
+    );
+    println!("\nWithout Envoy, the same decision from the real .wasm in the wasmtime host, with its explanation:\n");
+    println!(
+        "  cargo run -q -p agent-iam-host --bin agent-iam -- check --config target/demo/plugin-config.json \\\n      \
+         --token @target/demo/tokens/trader.jwt --method GET --path /admin/users"
     );
     println!("\nEnvoy log: target/demo/envoy.log. Press Ctrl-C to stop.");
     let mut gateway = gateway;

@@ -3,6 +3,7 @@
 
 use crate::config;
 use crate::engine::{CryptoPreference, Engine, Verdict};
+use crate::policy::Peer;
 use crate::token::host_crypto::{self, HostCallError, HostCrypto, SignatureHost};
 use crate::token::{Algorithm, CryptoBackend, PureRust};
 use proxy_wasm::hostcalls;
@@ -21,6 +22,15 @@ proxy_wasm::main! {{
 fn log(level: LogLevel, message: &str) {
     // Logging is best effort: a host that cannot log must not stop the request path.
     let _ = hostcalls::log(level, message);
+}
+
+/// A property as text; absent, unreadable or not UTF-8 is `None` (a rule needing it cannot be evaluated).
+fn property_text(path: &[&str]) -> Option<String> {
+    hostcalls::get_property(path.to_vec())
+        .ok()
+        .flatten()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|s| !s.is_empty())
 }
 
 /// Envoy's `verify_signature` foreign function (BoringSSL).
@@ -149,8 +159,24 @@ impl HttpContext for Request {
         let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
             return self.fail_closed("the request headers are unavailable");
         };
-        match engine.decide(&headers, now, self.crypto.as_ref()) {
+        // The peer certificate only when a rule binds to it: two property reads otherwise saved.
+        let (uri_san, digest) = if engine.policy().needs().peer {
+            (
+                property_text(&["connection", "uri_san_peer_certificate"]),
+                property_text(&["connection", "sha256_peer_certificate_digest"]),
+            )
+        } else {
+            (None, None)
+        };
+        let peer = Peer { uri_san: uri_san.as_deref(), certificate_sha256: digest.as_deref() };
+        match engine.decide_with_peer(&headers, peer, now, self.crypto.as_ref()) {
             Verdict::Allow { remove, set, canonical_path, .. } => {
+                if hostcalls::get_log_level().is_ok_and(|l| l as u32 <= LogLevel::Trace as u32) {
+                    log(
+                        LogLevel::Trace,
+                        &format!("agent-iam: explain {}", engine.explain(&headers, peer, now, self.crypto.as_ref())),
+                    );
+                }
                 let mut edits =
                     remove.iter().map(|name| hostcalls::remove_map_value(MapType::HttpRequestHeaders, name));
                 if edits.any(|r| r.is_err()) {
@@ -177,7 +203,7 @@ impl HttpContext for Request {
                 if hostcalls::get_log_level().is_ok_and(|l| l as u32 <= LogLevel::Debug as u32) {
                     log(
                         LogLevel::Debug,
-                        &format!("agent-iam: explain {}", engine.explain(&headers, now, self.crypto.as_ref())),
+                        &format!("agent-iam: explain {}", engine.explain(&headers, peer, now, self.crypto.as_ref())),
                     );
                 }
                 let headers: Vec<(&str, &str)> = denial.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
