@@ -90,3 +90,76 @@ pub fn check_canonical_path(raw: &str) {
 pub fn as_headers(h: &[(String, Vec<u8>)]) -> &Headers {
     h
 }
+
+/// A policy with every construct: templates with parameters, labels, hosts, scopes, roles, each operator,
+/// references, lists, time windows, delegation and mTLS conditions.
+pub const RICH_POLICY: &str = r#"{
+  "version": "fuzz-1",
+  "lists": {"symbols": ["ACME", "GLOBEX"]},
+  "routes": [{"path": "/patients/{patient}/records/**", "labels": ["PHI"]}],
+  "rules": [
+    {"id": "orders", "effect": "allow", "agents": ["spiffe://t/agent/*"], "methods": ["POST", "GET"],
+     "paths": ["/orders", "/orders/{id}"], "hosts": ["*.t.example"], "scopes": ["orders:write"],
+     "when": {"query": {"symbol": {"in": {"list": "symbols"}}, "qty": {"gte": 1, "lte": 1000}},
+              "headers": {"x-desk": {"starts_with": "eq"}},
+              "time": [{"zone": "America/New_York", "days": ["mon", "tue", "wed", "thu", "fri"], "from": "09:30", "to": "16:00"},
+                       {"zone": "Asia/Kolkata", "from": "22:00", "to": "02:00"}]}},
+    {"id": "phi", "effect": "allow", "agents": ["*"], "labels": ["PHI"], "roles": ["clinician"],
+     "when": {"claims": {"purpose": {"equals": "treatment"}, "agent.version": {"version_gte": "2.1"}},
+              "path": {"patient": {"equals": {"claim": "patient_id"}}}}},
+    {"id": "delegated", "effect": "allow", "agents": ["spiffe://t/*"], "paths": ["/pay/**"],
+     "when": {"delegation": {"delegated": true, "max_depth": 2, "actors": ["spiffe://t/*"], "origin": ["spiffe://t/o"], "may_act": true},
+              "claims": {"dept": {"in": ["finance", 7, true]}, "tags": {"contains": {"header": "x-tag"}}}}},
+    {"id": "bound", "effect": "allow", "agents": ["spiffe://t/agent/b"], "when": {"mtls": {"actor_is_peer": true, "certificate_bound": true}}},
+    {"id": "no-admin", "effect": "deny", "agents": ["*"], "paths": ["/admin/**"]},
+    {"id": "no-contractors", "effect": "deny", "agents": ["*"], "paths": ["/pay/**"],
+     "when": {"claims": {"employment": {"not_equals": "staff"}}, "query": {"x": {"exists": false}}}}
+  ]
+}"#;
+
+/// Evaluates fuzz-chosen request attributes against [`RICH_POLICY`]; panics if the index and explain disagree.
+pub fn check_policy_eval(text: &str) {
+    use agent_iam::policy::{Peer, Policy, PolicyDocument, Request, cases};
+    use std::sync::OnceLock;
+    static POLICY: OnceLock<Policy> = OnceLock::new();
+    let policy = POLICY.get_or_init(|| {
+        let doc: PolicyDocument = serde_json::from_str(RICH_POLICY).expect("the fuzz policy parses");
+        Policy::compile(&doc).expect("the fuzz policy compiles")
+    });
+    let mut lines = text.split('\n');
+    let method = lines.next().unwrap_or("GET");
+    let target = lines.next().unwrap_or("/");
+    let host = lines.next().unwrap_or("api.t.example");
+    let header = lines.next().unwrap_or("eq");
+    let agent = lines.next().unwrap_or("spiffe://t/agent/a");
+    let extra = lines.next().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+    let offset: i64 = lines.next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+
+    // What the gateway would hand the policy: canonical method, path and host, or a 400 before policy.
+    let Ok(method) = agent_iam::request::canonical_method(method) else { return };
+    let Ok((path, query)) = agent_iam::request::canonical_path(target) else { return };
+    let host = agent_iam::request::canonical_host(host).ok();
+    let mut claims = serde_json::json!({"sub": agent, "scope": "orders:write", "roles": ["clinician"],
+        "purpose": "treatment", "agent": {"version": "2.3"}, "patient_id": "42", "dept": "finance", "tags": ["a"]});
+    if let (Some(serde_json::Value::Object(extra)), Some(obj)) = (extra, claims.as_object_mut()) {
+        obj.extend(extra);
+    }
+    let Some(claims) = claims.as_object().cloned() else { return };
+    let Ok(token) = cases::token_from_claims(claims) else { return };
+    let headers = vec![
+        ("x-desk".to_owned(), header.as_bytes().to_vec()),
+        ("x-tag".to_owned(), header.as_bytes().to_vec()),
+    ];
+    let request = Request {
+        method: &method,
+        path: &path,
+        query,
+        host: host.as_deref(),
+        headers: &headers,
+        now: NOW.saturating_add(offset),
+        peer: Peer { uri_san: Some(agent), certificate_sha256: Some(header) },
+    };
+    let fast = policy.evaluate(&token, &request);
+    let slow = policy.explain(&token, &request);
+    assert_eq!(fast, slow.decision, "index and explain disagree on {text:?}");
+}
