@@ -5,6 +5,7 @@
 use crate::engine::{CryptoPreference, Engine};
 use crate::policy::{Policy, PolicyDocument};
 use crate::token::crypto::HmacKey;
+use crate::token::remote::RemoteJwksConfig;
 use crate::token::spiffe::TrustDomain;
 use crate::token::{self, Algorithm, Issuer, KeySet, Profile, Verifier};
 use serde::Deserialize;
@@ -101,6 +102,9 @@ pub struct IssuerDocument {
     /// Inline JWKS (public keys).
     #[serde(default)]
     pub jwks: Option<serde_json::Value>,
+    /// A JWKS fetched through an Envoy cluster, instead of `jwks`.
+    #[serde(default)]
+    pub remote_jwks: Option<RemoteJwksDocument>,
     /// Shared secrets for HS256/384/512.
     #[serde(default)]
     pub hmac_secrets: Vec<HmacSecretDocument>,
@@ -119,6 +123,121 @@ pub struct IssuerDocument {
     /// Most nested `act` actors a token may carry (RFC 8693 delegation).
     #[serde(default = "default_delegation_depth")]
     pub max_delegation_depth: usize,
+}
+
+/// A remote JWKS as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteJwksDocument {
+    /// Envoy cluster to call.
+    pub cluster: String,
+    /// Path of the JWKS, e.g. `/.well-known/jwks.json`.
+    pub path: String,
+    /// `:authority` of the call (default: the cluster name).
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Call timeout, milliseconds.
+    #[serde(default = "default_jwks_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Refresh period when the response has no `Cache-Control: max-age`, seconds.
+    #[serde(default = "default_jwks_refresh")]
+    pub refresh_seconds: u32,
+    /// Bounds applied to `max-age`, seconds; the minimum also caps the retry backoff.
+    #[serde(default = "default_jwks_min_refresh")]
+    pub min_refresh_seconds: u32,
+    /// Upper bound of the refresh period, seconds.
+    #[serde(default = "default_jwks_max_refresh")]
+    pub max_refresh_seconds: u32,
+    /// Least time between refetches triggered by tokens with an unknown `kid`, seconds.
+    #[serde(default = "default_jwks_kid_refetch")]
+    pub unknown_kid_refetch_seconds: u32,
+    /// How long the last good key set may be used after it was fetched, seconds.
+    #[serde(default = "default_jwks_max_stale")]
+    pub max_stale_seconds: u32,
+    /// Largest accepted response body, bytes.
+    #[serde(default = "default_jwks_max_bytes")]
+    pub max_bytes: usize,
+    /// How long a request waits for a key set (before the first fetch, or while stale), milliseconds;
+    /// then 503.
+    #[serde(default = "default_jwks_wait_ms")]
+    pub wait_timeout_ms: u64,
+}
+
+fn default_jwks_timeout_ms() -> u64 {
+    2000
+}
+fn default_jwks_refresh() -> u32 {
+    300
+}
+fn default_jwks_min_refresh() -> u32 {
+    30
+}
+fn default_jwks_max_refresh() -> u32 {
+    3600
+}
+fn default_jwks_kid_refetch() -> u32 {
+    30
+}
+fn default_jwks_max_stale() -> u32 {
+    86_400
+}
+fn default_jwks_max_bytes() -> usize {
+    64 * 1024
+}
+fn default_jwks_wait_ms() -> u64 {
+    3000
+}
+
+fn remote_jwks(d: &RemoteJwksDocument, at: &str) -> Result<RemoteJwksConfig, ConfigError> {
+    let here = |f: &str| format!("{at}.{f}");
+    let token = |s: &str| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| (0x21..0x7f).contains(&b));
+    if !token(&d.cluster) {
+        return Err(err(here("cluster"), "must be an Envoy cluster name (visible ASCII)"));
+    }
+    if !d.path.starts_with('/') || !token(&d.path) {
+        return Err(err(here("path"), "must be an origin-form path starting with '/'"));
+    }
+    let authority = d.authority.clone().unwrap_or_else(|| d.cluster.clone());
+    if crate::request::canonical_host(&authority).is_err() {
+        return Err(err(here("authority"), "must be a host name, optionally with a port"));
+    }
+    if !(1..=60_000).contains(&d.timeout_ms) {
+        return Err(err(here("timeout_ms"), "must be between 1 and 60000"));
+    }
+    if d.min_refresh_seconds == 0 {
+        return Err(err(here("min_refresh_seconds"), "must be at least 1"));
+    }
+    if d.max_refresh_seconds > 7 * 86_400 {
+        return Err(err(here("max_refresh_seconds"), "must be at most 604800 (a week)"));
+    }
+    if !(d.min_refresh_seconds <= d.refresh_seconds && d.refresh_seconds <= d.max_refresh_seconds) {
+        return Err(err(here("refresh_seconds"), "must lie between min_refresh_seconds and max_refresh_seconds"));
+    }
+    if d.max_stale_seconds < d.max_refresh_seconds {
+        return Err(err(
+            here("max_stale_seconds"),
+            "must be at least max_refresh_seconds, or keys would go stale before their refresh",
+        ));
+    }
+    if !(1024..=1024 * 1024).contains(&d.max_bytes) {
+        return Err(err(here("max_bytes"), "must be between 1024 and 1048576"));
+    }
+    if d.wait_timeout_ms > 30_000 {
+        return Err(err(here("wait_timeout_ms"), "must be at most 30000"));
+    }
+    Ok(RemoteJwksConfig {
+        cluster: d.cluster.clone(),
+        path: d.path.clone(),
+        authority,
+        timeout_ms: d.timeout_ms,
+        refresh: i64::from(d.refresh_seconds),
+        min_refresh: i64::from(d.min_refresh_seconds),
+        max_refresh: i64::from(d.max_refresh_seconds),
+        unknown_kid_interval: i64::from(d.unknown_kid_refetch_seconds),
+        max_stale: i64::from(d.max_stale_seconds),
+        max_bytes: d.max_bytes,
+        wait_timeout_ms: d.wait_timeout_ms,
+    })
 }
 
 /// A shared HMAC secret as written. The secret never appears in `Debug` output or errors.
@@ -241,11 +360,21 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
             }
             algorithms.push(alg);
         }
+        let remote = match (&d.remote_jwks, &d.jwks) {
+            (Some(_), Some(_)) => return Err(err(at("remote_jwks"), "give either jwks or remote_jwks, not both")),
+            (Some(_), None) if !d.hmac_secrets.is_empty() => {
+                return Err(err(at("remote_jwks"), "HMAC secrets cannot be combined with a fetched key set"));
+            }
+            (Some(r), None) => Some(remote_jwks(r, &at("remote_jwks"))?),
+            (None, _) => None,
+        };
         let mut keys = match &d.jwks {
             Some(jwks) => KeySet::from_value(jwks).map_err(|e| {
                 err(if e.path.is_empty() { at("jwks") } else { format!("issuers[{i}].jwks.{}", e.path) }, e.message)
             })?,
-            None if d.hmac_secrets.is_empty() => return Err(err(at("jwks"), "is required (or hmac_secrets)")),
+            None if d.hmac_secrets.is_empty() && remote.is_none() => {
+                return Err(err(at("jwks"), "is required (or remote_jwks, or hmac_secrets)"));
+            }
             None => KeySet::default(),
         };
         for (j, secret) in d.hmac_secrets.iter().enumerate() {
@@ -291,6 +420,7 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
             clock_skew: i64::from(d.clock_skew_seconds),
             max_lifetime: d.max_lifetime_seconds.map(i64::from),
             max_delegation_depth: d.max_delegation_depth,
+            remote,
         });
     }
     let policy = Policy::compile(&doc.policy).map_err(|e| err(format!("policy.{}", e.path), e.message))?;

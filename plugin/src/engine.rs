@@ -5,7 +5,7 @@
 use crate::policy::{Decision, Effect, Peer, Policy, Request, RuleResult};
 use crate::request::{self, RequestError};
 use crate::token::cache::TokenCache;
-use crate::token::{CryptoBackend, TokenError, VerifiedToken, Verifier};
+use crate::token::{CryptoBackend, KeySet, TokenError, VerifiedToken, Verifier};
 use serde_json::json;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -46,12 +46,28 @@ pub enum Verdict {
     },
     /// Answer locally.
     Deny(Denial),
+    /// The token's issuer has no usable fetched key set yet: hold the request until one arrives (then decide
+    /// again), or answer `on_timeout` (503).
+    WaitForKeys {
+        /// Index of the issuer in the configuration.
+        issuer: usize,
+        /// The answer if no key set arrives in time.
+        on_timeout: Denial,
+    },
+    /// The token names a key the issuer's fetched set lacks: the filter may refetch once (rate-limited) and
+    /// decide again, or answer `denial` (401).
+    UnknownKey {
+        /// Index of the issuer in the configuration.
+        issuer: usize,
+        /// The answer without a refetch.
+        denial: Denial,
+    },
 }
 
 /// A local reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
-    /// 400, 401 or 403.
+    /// 400, 401, 403, or 503 when the issuer's keys are unavailable.
     pub status: u16,
     /// Response headers (the challenge and the content type).
     pub headers: Vec<(&'static str, String)>,
@@ -79,7 +95,7 @@ pub enum CryptoPreference {
 #[derive(Debug)]
 pub struct Engine {
     verifier: Verifier,
-    policy: Policy,
+    policy: Rc<Policy>,
     realm: String,
     crypto: CryptoPreference,
     cache: RefCell<TokenCache>,
@@ -90,7 +106,15 @@ enum Failure {
     TwoCredentials,
     NoToken,
     Token(TokenError),
-    Forbidden { rule: Option<String>, missing_scope: Option<String> },
+    Forbidden {
+        rule: Option<String>,
+        missing_scope: Option<String>,
+    },
+    /// A fetched key set is missing (`KeysUnavailable`) or lacks the token's key (`UnknownKey`).
+    RemoteKeys {
+        issuer: usize,
+        error: TokenError,
+    },
 }
 
 impl Engine {
@@ -102,7 +126,26 @@ impl Engine {
         crypto: CryptoPreference,
         cache_capacity: usize,
     ) -> Engine {
-        Engine { verifier, policy, realm, crypto, cache: RefCell::new(TokenCache::new(cache_capacity)) }
+        Engine {
+            verifier,
+            policy: Rc::new(policy),
+            realm,
+            crypto,
+            cache: RefCell::new(TokenCache::new(cache_capacity)),
+        }
+    }
+
+    /// The same configuration with a new key set for issuer `index` (fetched remotely; empty when none is
+    /// usable). A new engine means a new, empty token cache: nothing verified under the old keys survives.
+    pub fn with_keys(&self, index: usize, keys: KeySet) -> Engine {
+        let capacity = self.cache.try_borrow().map(|c| c.capacity()).unwrap_or(0);
+        Engine {
+            verifier: self.verifier.with_keys(index, keys),
+            policy: self.policy.clone(),
+            realm: self.realm.clone(),
+            crypto: self.crypto,
+            cache: RefCell::new(TokenCache::new(capacity)),
+        }
     }
 
     /// The configured signature backend preference.
@@ -148,6 +191,13 @@ impl Engine {
         let request_id = request_id(headers);
         match self.evaluate(headers, peer, now, crypto) {
             Ok(verdict) => verdict,
+            Err(Failure::RemoteKeys { issuer, error }) => {
+                let denial = self.denial(Failure::Token(error), request_id);
+                match error {
+                    TokenError::KeysUnavailable => Verdict::WaitForKeys { issuer, on_timeout: denial },
+                    _ => Verdict::UnknownKey { issuer, denial },
+                }
+            }
             Err(failure) => Verdict::Deny(self.denial(failure, request_id)),
         }
     }
@@ -165,7 +215,13 @@ impl Engine {
             (Some(_), Some(_)) => return Err(Failure::TwoCredentials),
             (Some((_, value)), None) => bearer_token(value).ok_or(Failure::NoToken)?,
         };
-        let verified = self.verify(token, now, crypto).map_err(Failure::Token)?;
+        let verified = self.verify(token, now, crypto).map_err(|error| match error {
+            TokenError::KeysUnavailable | TokenError::UnknownKey => match self.verifier.remote_issuer_of(token) {
+                Some(issuer) => Failure::RemoteKeys { issuer, error },
+                None => Failure::Token(error),
+            },
+            _ => Failure::Token(error),
+        })?;
 
         let host = match single_text(headers, ":authority") {
             Some(h) => Some(request::canonical_host(h).map_err(Failure::BadRequest)?),
@@ -288,7 +344,17 @@ impl Engine {
                     None,
                 ),
                 Failure::NoToken => (401, None, "a bearer token is required".into(), "missing_token", None),
-                Failure::Token(e) => (401, Some("invalid_token"), e.to_string(), e.metric_label(), None),
+                Failure::Token(TokenError::KeysUnavailable)
+                | Failure::RemoteKeys { error: TokenError::KeysUnavailable, .. } => (
+                    503,
+                    Some("temporarily_unavailable"),
+                    TokenError::KeysUnavailable.to_string(),
+                    TokenError::KeysUnavailable.metric_label(),
+                    None,
+                ),
+                Failure::Token(e) | Failure::RemoteKeys { error: e, .. } => {
+                    (401, Some("invalid_token"), e.to_string(), e.metric_label(), None)
+                }
                 Failure::Forbidden { rule: Some(rule), .. } => (
                     403,
                     Some("insufficient_scope"),

@@ -53,7 +53,7 @@ fn request<'a>(method: &'a str, path: &'a str, auth: Option<&'a str>) -> Vec<(&'
 fn denial(v: Verdict) -> Denial {
     match v {
         Verdict::Deny(d) => d,
-        Verdict::Allow { .. } => panic!("expected a denial"),
+        other => panic!("expected a denial, got {other:?}"),
     }
 }
 
@@ -80,7 +80,7 @@ fn allows_and_forwards_the_verified_identity() {
             assert!(set.contains(&(AGENT_HEADER, TRADER.to_owned())));
             assert!(set.contains(&(SUBJECT_HEADER, TRADER.to_owned())));
         }
-        Verdict::Deny(d) => panic!("denied: {}", d.body),
+        other => panic!("not allowed: {other:?}"),
     }
 }
 
@@ -91,7 +91,7 @@ fn forwards_the_canonical_path_that_was_authorised() {
     for (raw, want) in [("//orders/./7?x=1", "/orders/7?x=1"), ("/quotes/../orders/%41", "/orders/A")] {
         match f.decide(&request("POST", raw, Some(&auth))) {
             Verdict::Allow { canonical_path, .. } => assert_eq!(canonical_path.as_deref(), Some(want)),
-            Verdict::Deny(d) => panic!("{raw}: {}", d.body),
+            other => panic!("{raw}: {other:?}"),
         }
     }
 }
@@ -178,4 +178,37 @@ fn identity_header_detection() {
     for name in ["x-agent-ia", "x-agent-iamx", "agent-iam-agent", "authorization"] {
         assert!(!is_identity_header(name), "{name}");
     }
+}
+
+#[test]
+fn fetched_keys_wait_then_verify_and_unknown_kids_are_flagged() {
+    let key = SigningKey::from_seed(Algorithm::ES256, [6; 32]).unwrap();
+    let doc = json!({
+        "issuers": [{"issuer": "https://issuer.example", "audiences": ["trading-api"], "algorithms": ["ES256"],
+                     "remote_jwks": {"cluster": "idp", "path": "/jwks"}}],
+        "policy": {"rules": [{"id": "any", "effect": "allow", "agents": ["*"]}]}
+    });
+    let engine = config::parse(doc.to_string().as_bytes()).unwrap();
+    let claims = json!({"iss": "https://issuer.example", "sub": TRADER, "aud": "trading-api", "exp": NOW + 60});
+    let token = format!("Bearer {}", key.sign_jwt(Some("k1"), &claims));
+    let headers: Vec<(String, Vec<u8>)> =
+        request("GET", "/", Some(&token)).iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+    match engine.decide(&headers, NOW, &PureRust) {
+        Verdict::WaitForKeys { issuer: 0, on_timeout } => {
+            assert_eq!(on_timeout.status, 503);
+            assert_eq!(on_timeout.reason, "keys_unavailable");
+            assert!(!on_timeout.headers.iter().any(|(n, _)| *n == "www-authenticate"));
+        }
+        other => panic!("expected to wait for keys, got {other:?}"),
+    }
+    let other = SigningKey::from_seed(Algorithm::ES256, [7; 32]).unwrap();
+    let keys = KeySet::from_value(&json!({"keys": [other.public_jwk(Some("k0"))]})).unwrap();
+    let engine = engine.with_keys(0, keys);
+    match engine.decide(&headers, NOW, &PureRust) {
+        Verdict::UnknownKey { issuer: 0, denial } => assert_eq!((denial.status, denial.reason), (401, "unknown_key")),
+        other => panic!("expected an unknown key, got {other:?}"),
+    }
+    let keys =
+        KeySet::from_value(&json!({"keys": [other.public_jwk(Some("k0")), key.public_jwk(Some("k1"))]})).unwrap();
+    assert!(matches!(engine.with_keys(0, keys).decide(&headers, NOW, &PureRust), Verdict::Allow { .. }));
 }

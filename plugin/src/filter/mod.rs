@@ -1,27 +1,50 @@
 //! The proxy-wasm glue, and the only code that talks to proxy-wasm: it reads the request headers, asks the
-//! [`Engine`] for a verdict and applies it. No decisions are made here.
+//! [`Engine`] for a verdict and applies it; it fetches remote key sets and holds the requests that wait for
+//! one. No decisions are made here.
+//!
+//! The SDK's trait helpers unwrap host statuses (a trap on any unexpected one); this code calls the hostcalls
+//! that return them, and any failure denies with a logged reason instead.
 
 use crate::config;
-use crate::engine::{CryptoPreference, Engine, Verdict};
+use crate::engine::{CryptoPreference, Denial, Engine, Verdict};
 use crate::policy::Peer;
 use crate::token::host_crypto::{self, HostCallError, HostCrypto, SignatureHost};
 use crate::token::{Algorithm, CryptoBackend, PureRust};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
+mod keys;
 mod local_reply;
+
+use keys::Remote;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(Root { engine: None, crypto: Rc::new(PureRust), host_crypto: None }));
+    proxy_wasm::set_root_context(|context_id| Box::new(Root {
+        context_id,
+        shared: Rc::new(RefCell::new(Shared::default())),
+        crypto: Rc::new(PureRust),
+        host_crypto: None,
+    }));
 }}
 
 fn log(level: LogLevel, message: &str) {
     // Logging is best effort: a host that cannot log must not stop the request path.
     let _ = hostcalls::log(level, message);
+}
+
+fn logging_at(level: LogLevel) -> bool {
+    hostcalls::get_log_level().is_ok_and(|l| l as u32 <= level as u32)
+}
+
+/// The host clock in milliseconds since the epoch.
+fn now_ms() -> Option<u64> {
+    let now = hostcalls::get_current_time().ok()?;
+    now.duration_since(UNIX_EPOCH).ok().and_then(|d| u64::try_from(d.as_millis()).ok())
 }
 
 /// A property as text; absent, unreadable or not UTF-8 is `None` (a rule needing it cannot be evaluated).
@@ -45,9 +68,31 @@ impl SignatureHost for EnvoyForeign {
     }
 }
 
+/// State the root context shares with its requests (one VM is one thread, so `RefCell` suffices; no borrow
+/// is held across a hostcall that can re-enter the plugin).
+#[derive(Default)]
+struct Shared {
+    /// The engine of the last good configuration, with the current fetched keys.
+    engine: Option<Rc<Engine>>,
+    /// Issuers whose keys are fetched.
+    remotes: Vec<Remote>,
+    /// Requests held until their issuer's keys arrive.
+    waiting: Vec<Waiter>,
+}
+
+/// A request held for a key set.
+struct Waiter {
+    context_id: u32,
+    issuer: usize,
+    /// When to give up, host milliseconds.
+    deadline_ms: u64,
+    on_timeout: Denial,
+}
+
 /// One per plugin per worker. Holds the last good configuration and the signature backend for it.
 struct Root {
-    engine: Option<Rc<Engine>>,
+    context_id: u32,
+    shared: Rc<RefCell<Shared>>,
     crypto: Rc<dyn CryptoBackend>,
     /// The host backend, self-tested once per VM on first use (the host does not change under us).
     host_crypto: Option<Rc<HostCrypto<EnvoyForeign>>>,
@@ -77,13 +122,56 @@ impl Root {
             }
         }
     }
+
+    /// Decides again for every held request of `issuer` (all of them when `None`), now that keys changed.
+    fn resume_waiting(&self, issuer: Option<usize>) {
+        let resumed: Vec<Waiter> = {
+            let mut shared = self.shared.borrow_mut();
+            let (go, stay): (Vec<Waiter>, Vec<Waiter>) =
+                shared.waiting.drain(..).partition(|w| issuer.is_none_or(|i| w.issuer == i));
+            shared.waiting = stay;
+            go
+        };
+        for w in resumed {
+            // A stream that ended meanwhile is gone: nothing to answer.
+            if hostcalls::set_effective_context(w.context_id).is_ok() {
+                decide_and_apply(&self.shared, self.crypto.as_ref(), w.context_id, Some(w.deadline_ms));
+            }
+        }
+        let _ = hostcalls::set_effective_context(self.context_id);
+    }
+
+    /// Answers the held requests whose time is up.
+    fn expire_waiting(&self, now_ms: u64) {
+        let expired: Vec<Waiter> = {
+            let mut shared = self.shared.borrow_mut();
+            let (gone, stay): (Vec<Waiter>, Vec<Waiter>) =
+                shared.waiting.drain(..).partition(|w| w.deadline_ms <= now_ms);
+            shared.waiting = stay;
+            gone
+        };
+        for w in expired {
+            if hostcalls::set_effective_context(w.context_id).is_ok() {
+                log(LogLevel::Warn, &format!("agent-iam: no key set in time; answering {}", w.on_timeout.status));
+                reply(&w.on_timeout);
+            }
+        }
+        let _ = hostcalls::set_effective_context(self.context_id);
+    }
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let Some(now) = now_ms() else { return };
+        let changed = keys::on_response(&self.shared, token_id, now, body_size);
+        if let Some(issuer) = changed {
+            self.resume_waiting(Some(issuer));
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        // The SDK's trait helpers unwrap host statuses; the hostcalls return them, so nothing here can trap.
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(bytes) => bytes.unwrap_or_default(),
             Err(status) => {
@@ -91,33 +179,49 @@ impl RootContext for Root {
                 return false;
             }
         };
-        match config::parse(&bytes) {
-            Ok(engine) => {
-                let issuers = engine.verifier().issuers().len();
-                let policy = engine.policy();
-                for warning in policy.warnings() {
-                    log(LogLevel::Warn, &format!("agent-iam: policy warning: policy.{warning}"));
-                }
-                let summary = format!(
-                    "agent-iam: configuration accepted ({issuers} issuer(s), {} rule(s), policy version {})",
-                    policy.len(),
-                    policy.version().unwrap_or("unnamed")
-                );
-                self.crypto = self.choose_crypto(engine.crypto_preference());
-                self.engine = Some(Rc::new(engine));
-                log(LogLevel::Info, &summary);
-                true
-            }
+        let engine = match config::parse(&bytes) {
+            Ok(engine) => engine,
             Err(e) => {
                 // Returning false makes Envoy reject this configuration and keep the last good one.
                 log(LogLevel::Error, &format!("agent-iam: configuration rejected: {e}"));
-                false
+                return false;
             }
+        };
+        let issuers = engine.verifier().issuers().len();
+        let policy = engine.policy();
+        for warning in policy.warnings() {
+            log(LogLevel::Warn, &format!("agent-iam: policy warning: policy.{warning}"));
         }
+        let summary = format!(
+            "agent-iam: configuration accepted ({issuers} issuer(s), {} rule(s), policy version {})",
+            policy.len(),
+            policy.version().unwrap_or("unnamed")
+        );
+        self.crypto = self.choose_crypto(engine.crypto_preference());
+        let now = now_ms().unwrap_or(0);
+        let any_remote = keys::install(&self.shared, engine, now);
+        log(LogLevel::Info, &summary);
+        // Ticks drive fetches, refreshes and the deadlines of held requests.
+        let period = if any_remote { Duration::from_millis(keys::TICK_MS) } else { Duration::ZERO };
+        let _ = hostcalls::set_tick_period(period);
+        if any_remote {
+            keys::fetch_due(&self.shared, now);
+        }
+        // Requests held under the previous configuration are decided under this one.
+        self.resume_waiting(None);
+        true
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request { engine: self.engine.clone(), crypto: self.crypto.clone() }))
+    fn on_tick(&mut self) {
+        let Some(now) = now_ms() else { return };
+        if keys::on_tick(&self.shared, now) {
+            self.resume_waiting(None);
+        }
+        self.expire_waiting(now);
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request { context_id, shared: self.shared.clone(), crypto: self.crypto.clone() }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -127,89 +231,172 @@ impl RootContext for Root {
 
 /// One per HTTP stream.
 struct Request {
-    engine: Option<Rc<Engine>>,
+    context_id: u32,
+    shared: Rc<RefCell<Shared>>,
     crypto: Rc<dyn CryptoBackend>,
 }
 
 impl Context for Request {}
 
-impl Request {
-    fn fail_closed(&self, why: &str) -> Action {
-        log(LogLevel::Error, &format!("agent-iam: {why}; denying"));
-        let body = br#"{"error":"temporarily_unavailable","error_description":"authorization is unavailable"}"#;
-        local_reply::send(503, "agent_iam.unavailable", &[("content-type", "application/json")], body);
-        Action::Pause
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match decide_and_apply(&self.shared, self.crypto.as_ref(), self.context_id, None) {
+            Applied::Continue => Action::Continue,
+            Applied::Stopped => Action::Pause,
+        }
+    }
+
+    fn on_log(&mut self) {
+        // The stream is over (answered, reset, or the client left while held): forget it.
+        if let Ok(mut shared) = self.shared.try_borrow_mut() {
+            shared.waiting.retain(|w| w.context_id != self.context_id);
+        }
     }
 }
 
-impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(engine) = self.engine.clone() else {
-            return self.fail_closed("no configuration");
-        };
-        // The SDK's trait helpers unwrap host statuses (a trap); the hostcalls below return them, and any
-        // failure denies with a logged reason instead.
-        let Ok(now) = hostcalls::get_current_time() else {
-            return self.fail_closed("the host clock is unavailable");
-        };
-        let Some(now) = now.duration_since(UNIX_EPOCH).ok().and_then(|d| i64::try_from(d.as_secs()).ok()) else {
-            return self.fail_closed("the host clock is out of range");
-        };
-        // The byte variant: the String one unwraps UTF-8 and would trap on an obs-text header value.
-        let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
-            return self.fail_closed("the request headers are unavailable");
-        };
-        // The peer certificate only when a rule binds to it: two property reads otherwise saved.
-        let (uri_san, digest) = if engine.policy().needs().peer {
-            (
-                property_text(&["connection", "uri_san_peer_certificate"]),
-                property_text(&["connection", "sha256_peer_certificate_digest"]),
+/// What happened to a request.
+enum Applied {
+    /// Forwarded (or resumed) upstream.
+    Continue,
+    /// Answered locally, or held for a key set.
+    Stopped,
+}
+
+fn fail_closed(why: &str) -> Applied {
+    log(LogLevel::Error, &format!("agent-iam: {why}; denying"));
+    let body = br#"{"error":"temporarily_unavailable","error_description":"authorization is unavailable"}"#;
+    local_reply::send(503, "agent_iam.unavailable", &[("content-type", "application/json")], body);
+    Applied::Stopped
+}
+
+fn reply(denial: &Denial) {
+    let headers: Vec<(&str, &str)> = denial.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    local_reply::send(u32::from(denial.status), &denial.details, &headers, denial.body.as_bytes());
+}
+
+/// Decides for the request of the effective context and applies the verdict. `held_until` is set when a
+/// held request is decided again (from the root context): it then keeps its original deadline, and is
+/// resumed rather than continued.
+fn decide_and_apply(
+    shared: &Rc<RefCell<Shared>>,
+    crypto: &dyn CryptoBackend,
+    context_id: u32,
+    held_until: Option<u64>,
+) -> Applied {
+    let Some(engine) = shared.try_borrow().ok().and_then(|s| s.engine.clone()) else {
+        return fail_closed("no configuration");
+    };
+    let Some(now_ms) = now_ms() else {
+        return fail_closed("the host clock is unavailable");
+    };
+    let Ok(now) = i64::try_from(now_ms / 1000) else {
+        return fail_closed("the host clock is out of range");
+    };
+    // The byte variant: the String one unwraps UTF-8 and would trap on an obs-text header value.
+    let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
+        return fail_closed("the request headers are unavailable");
+    };
+    // The peer certificate only when a rule binds to it: two property reads otherwise saved.
+    let (uri_san, digest) = if engine.policy().needs().peer {
+        (
+            property_text(&["connection", "uri_san_peer_certificate"]),
+            property_text(&["connection", "sha256_peer_certificate_digest"]),
+        )
+    } else {
+        (None, None)
+    };
+    let peer = Peer { uri_san: uri_san.as_deref(), certificate_sha256: digest.as_deref() };
+    let verdict = engine.decide_with_peer(&headers, peer, now, crypto);
+    let explain = |level: LogLevel| {
+        if logging_at(level) {
+            log(level, &format!("agent-iam: explain {}", engine.explain(&headers, peer, now, crypto)));
+        }
+    };
+    match verdict {
+        Verdict::Allow { remove, set, canonical_path, .. } => {
+            explain(LogLevel::Trace);
+            let mut edits = remove.iter().map(|name| hostcalls::remove_map_value(MapType::HttpRequestHeaders, name));
+            if edits.any(|r| r.is_err()) {
+                return fail_closed("a client-sent identity header could not be removed");
+            }
+            for (name, value) in &set {
+                if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).is_err() {
+                    return fail_closed("an identity header could not be set");
+                }
+            }
+            if let Some(path) = canonical_path {
+                // Forward what was authorised. Envoy chose the route on the old path: recompute it.
+                if hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(&path)).is_err() {
+                    return fail_closed("the canonical path could not be set");
+                }
+                let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+            }
+            if held_until.is_some() && hostcalls::resume_http_request().is_err() {
+                return fail_closed("a held request could not be resumed");
+            }
+            Applied::Continue
+        }
+        Verdict::Deny(denial) => {
+            log(LogLevel::Debug, &format!("agent-iam: {} {}", denial.status, denial.details));
+            // Why, rule by rule: only when an operator turned debug logging on, as it re-evaluates every rule
+            // (`--component-log-level wasm:debug`).
+            explain(LogLevel::Debug);
+            reply(&denial);
+            Applied::Stopped
+        }
+        Verdict::WaitForKeys { issuer, on_timeout } => {
+            let wait_ms =
+                engine.verifier().issuers().get(issuer).and_then(|i| i.remote.as_ref()).map(|r| r.wait_timeout_ms);
+            hold(
+                shared,
+                context_id,
+                issuer,
+                held_until.or(wait_ms.map(|w| now_ms.saturating_add(w))),
+                on_timeout,
+                now_ms,
             )
-        } else {
-            (None, None)
-        };
-        let peer = Peer { uri_san: uri_san.as_deref(), certificate_sha256: digest.as_deref() };
-        match engine.decide_with_peer(&headers, peer, now, self.crypto.as_ref()) {
-            Verdict::Allow { remove, set, canonical_path, .. } => {
-                if hostcalls::get_log_level().is_ok_and(|l| l as u32 <= LogLevel::Trace as u32) {
-                    log(
-                        LogLevel::Trace,
-                        &format!("agent-iam: explain {}", engine.explain(&headers, peer, now, self.crypto.as_ref())),
-                    );
-                }
-                let mut edits =
-                    remove.iter().map(|name| hostcalls::remove_map_value(MapType::HttpRequestHeaders, name));
-                if edits.any(|r| r.is_err()) {
-                    return self.fail_closed("a client-sent identity header could not be removed");
-                }
-                for (name, value) in &set {
-                    if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).is_err() {
-                        return self.fail_closed("an identity header could not be set");
-                    }
-                }
-                if let Some(path) = canonical_path {
-                    // Forward what was authorised. Envoy chose the route on the old path: recompute it.
-                    if hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(&path)).is_err() {
-                        return self.fail_closed("the canonical path could not be set");
-                    }
-                    let _ = hostcalls::call_foreign_function("clear_route_cache", None);
-                }
-                Action::Continue
+        }
+        Verdict::UnknownKey { issuer, denial } => {
+            // One refetch per unknown kid (rate-limited per issuer); a request decided again after it is answered.
+            let refetch = held_until.is_none()
+                && shared
+                    .try_borrow_mut()
+                    .ok()
+                    .and_then(|mut s| {
+                        s.remotes.iter_mut().find(|r| r.issuer == issuer).map(|r| r.state.unknown_kid(now))
+                    })
+                    .unwrap_or(false);
+            if !refetch {
+                explain(LogLevel::Debug);
+                reply(&denial);
+                return Applied::Stopped;
             }
-            Verdict::Deny(denial) => {
-                log(LogLevel::Debug, &format!("agent-iam: {} {}", denial.status, denial.details));
-                // Why, rule by rule: only when an operator turned debug logging on, as it re-evaluates
-                // every rule (`--component-log-level wasm:debug`).
-                if hostcalls::get_log_level().is_ok_and(|l| l as u32 <= LogLevel::Debug as u32) {
-                    log(
-                        LogLevel::Debug,
-                        &format!("agent-iam: explain {}", engine.explain(&headers, peer, now, self.crypto.as_ref())),
-                    );
-                }
-                let headers: Vec<(&str, &str)> = denial.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-                local_reply::send(u32::from(denial.status), &denial.details, &headers, denial.body.as_bytes());
-                Action::Pause
-            }
+            let wait_ms =
+                engine.verifier().issuers().get(issuer).and_then(|i| i.remote.as_ref()).map(|r| r.wait_timeout_ms);
+            // The root context fetches on its next tick: a call made here would be answered to this stream
+            // (the SDK routes answers to the calling context), and lost if the stream ends first.
+            hold(shared, context_id, issuer, wait_ms.map(|w| now_ms.saturating_add(w)), denial, now_ms)
+        }
+    }
+}
+
+/// Holds a request until `deadline_ms` (answering `on_timeout` at once if there is none or it has passed).
+fn hold(
+    shared: &Rc<RefCell<Shared>>,
+    context_id: u32,
+    issuer: usize,
+    deadline_ms: Option<u64>,
+    on_timeout: Denial,
+    now_ms: u64,
+) -> Applied {
+    match (deadline_ms, shared.try_borrow_mut()) {
+        (Some(deadline_ms), Ok(mut s)) if deadline_ms > now_ms => {
+            s.waiting.push(Waiter { context_id, issuer, deadline_ms, on_timeout });
+            Applied::Stopped
+        }
+        _ => {
+            reply(&on_timeout);
+            Applied::Stopped
         }
     }
 }

@@ -49,6 +49,11 @@ impl TokenCache {
         }
     }
 
+    /// Most tokens held.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// The verified token for exactly these bytes, if cached and still valid at `now`.
     pub fn get(&mut self, token: &[u8], now: i64) -> Option<Rc<VerifiedToken>> {
         let key = self.hasher.hash_one(token);

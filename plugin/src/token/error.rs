@@ -44,6 +44,9 @@ pub enum TokenError {
     Revoked,
     /// The token breaks a rule of its issuer's profile (JWT-SVID, `at+jwt`, transaction token).
     ProfileViolation(&'static str),
+    /// The issuer's remote key set has not been fetched yet, or is older than allowed: the gateway's fault,
+    /// not the token's (answered 503 if it does not arrive in time).
+    KeysUnavailable,
 }
 
 impl TokenError {
@@ -69,6 +72,7 @@ impl TokenError {
             TokenError::ProfileViolation(_) => "profile_violation",
             TokenError::MissingRequiredClaim => "missing_required_claim",
             TokenError::Revoked => "revoked",
+            TokenError::KeysUnavailable => "keys_unavailable",
         }
     }
 }
@@ -97,6 +101,7 @@ impl fmt::Display for TokenError {
             TokenError::ProfileViolation(rule) => write!(f, "token profile violated: {rule}"),
             TokenError::MissingRequiredClaim => f.write_str("a claim required by the issuer is missing"),
             TokenError::Revoked => f.write_str("token has been revoked"),
+            TokenError::KeysUnavailable => f.write_str("the issuer's keys are not available"),
         }
     }
 }

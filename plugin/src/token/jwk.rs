@@ -157,6 +157,11 @@ impl KeySet {
         self.keys.len()
     }
 
+    /// Every key.
+    pub fn iter(&self) -> impl Iterator<Item = &Jwk> {
+        self.keys.iter()
+    }
+
     /// Whether the set has no keys (never true for a set built by [`KeySet::from_value`]).
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()

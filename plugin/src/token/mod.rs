@@ -13,6 +13,7 @@ pub mod host_crypto;
 pub mod jwk;
 pub mod jws;
 pub mod profile;
+pub mod remote;
 pub mod spiffe;
 
 pub use crypto::{Algorithm, CryptoBackend, PureRust};
@@ -49,8 +50,10 @@ pub struct Issuer {
     pub audiences: Vec<String>,
     /// Allowed algorithms; at least one. Never taken from the token.
     pub algorithms: Vec<Algorithm>,
-    /// The issuer's keys.
+    /// The issuer's keys (for a remote key set: the last good one, empty before the first fetch).
     pub keys: KeySet,
+    /// Where the keys come from when they are fetched, not configured inline.
+    pub remote: Option<remote::RemoteJwksConfig>,
     /// Tolerated clock difference, seconds.
     pub clock_skew: i64,
     /// Longest accepted `exp - iat`, seconds.
@@ -97,6 +100,27 @@ impl Verifier {
         &self.issuers
     }
 
+    /// The same verifier with new keys for issuer `index` (a fetched key set; empty when none is usable).
+    pub fn with_keys(&self, index: usize, keys: KeySet) -> Verifier {
+        let mut v = self.clone();
+        if let Some(issuer) = v.issuers.get_mut(index) {
+            issuer.keys = keys;
+        }
+        v
+    }
+
+    /// The index of the issuer a token claims to come from, if its keys are fetched remotely: to refetch on
+    /// an unknown `kid`, or to wait for a first key set. Parses the token again (failure paths only).
+    pub fn remote_issuer_of(&self, token: &[u8]) -> Option<usize> {
+        if token.len() > self.max_token_bytes {
+            return None;
+        }
+        let jws = jws::parse(token).ok()?;
+        let issuer = self.select_issuer(&jws.claims).ok()?;
+        let index = self.issuers.iter().position(|i| std::ptr::eq(i, issuer))?;
+        issuer.remote.is_some().then_some(index)
+    }
+
     /// The issuer whose keys may verify these (not yet verified) claims: by exact `iss` first; otherwise, for a
     /// SPIFFE `sub`, the JWT-SVID issuer of its trust domain. A present `iss` of the wrong type, or one that a
     /// trust-domain issuer does not expect, is refused rather than ignored.
@@ -135,6 +159,9 @@ impl Verifier {
         let issuer = self.select_issuer(&jws.claims)?;
         if !issuer.algorithms.contains(&jws.alg) {
             return Err(TokenError::AlgorithmNotAllowed);
+        }
+        if issuer.remote.is_some() && issuer.keys.is_empty() {
+            return Err(TokenError::KeysUnavailable);
         }
         let mut candidates = issuer.keys.candidates(jws.kid.as_deref(), jws.alg).peekable();
         if candidates.peek().is_none() {
