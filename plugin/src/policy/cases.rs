@@ -194,14 +194,16 @@ fn run_case(policy: &Policy, file: &CaseFile, case: &Case, at: &str) -> Result<C
     let decision = policy.evaluate(&token, &request);
     let explanation = policy.explain(&token, &request);
     let mut detail = describe(&decision);
+    let reported_scope = match decision {
+        Decision::NoRuleAllows { missing_scope } => missing_scope,
+        _ => None,
+    };
     let mut passed = match (expect.decision, decision) {
         (ExpectedDecision::Allow, Decision::Allow { rule }) => expect.rule.as_deref().is_none_or(|r| r == rule),
         (ExpectedDecision::Deny, Decision::Deny { rule }) => expect.rule.as_deref().is_none_or(|r| r == rule),
-        (ExpectedDecision::Deny, Decision::NoRuleAllows { missing_scope }) => {
-            expect.rule.is_none() && expect.missing_scope.as_deref().is_none_or(|s| Some(s) == missing_scope)
-        }
+        (ExpectedDecision::Deny, Decision::NoRuleAllows { .. }) => expect.rule.is_none(),
         _ => false,
-    };
+    } && expect.missing_scope.as_deref().is_none_or(|s| Some(s) == reported_scope);
     if explanation.decision != decision {
         passed = false;
         let _ =

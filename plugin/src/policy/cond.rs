@@ -77,6 +77,7 @@ pub(crate) enum Kind {
     Delegated(bool),
     MaxDepth(usize),
     Actors(Vec<IdPattern>),
+    AnyActor(Vec<IdPattern>),
     Origin(Vec<IdPattern>),
     MayAct,
     ActorIsPeer,
@@ -279,7 +280,7 @@ fn reference(o: &Map<String, Value>, at: &str) -> Result<Source, PolicyError> {
     let here = format!("{at}.{kind}");
     match kind.as_str() {
         "claim" => Ok(Source::Claim(ClaimPath::parse(name).map_err(|m| PolicyError::new(&here, m))?)),
-        "header" => Ok(Source::Header(name.as_str().into())),
+        "header" => Ok(Source::Header(name.to_ascii_lowercase().into())),
         "query" if !name.is_empty() => Ok(Source::Query(name.as_str().into())),
         "path" => Ok(Source::Path(name.as_str().into())),
         _ => Err(PolicyError::new(at, format!("unknown reference \"{kind}\" (claim, header, query or path)"))),
@@ -458,23 +459,48 @@ fn attr_str<'x>(a: &'x Attr<'_>) -> Option<&'x str> {
     }
 }
 
-/// Equality across JSON claims and request text: text equals a JSON number if it reads as the same number,
-/// a JSON boolean if it is `true`/`false`.
-fn attr_eq(a: &Attr<'_>, b: &Attr<'_>) -> bool {
+/// Equality across JSON claims and request text: `None` when the two cannot be compared (an array or an
+/// object, JSON values of different types, text that is not a number or a boolean where one is expected),
+/// which makes the test "cannot be evaluated" rather than false — `not_equals "contractor"` must not hold
+/// for `["contractor"]`.
+fn attr_eq(a: &Attr<'_>, b: &Attr<'_>) -> Option<bool> {
     match (a, b) {
         (Attr::Json(x), Attr::Json(y)) => match (x, y) {
-            (Value::Number(m), Value::Number(n)) => m.as_f64() == n.as_f64(),
-            (Value::Array(_) | Value::Object(_), _) | (_, Value::Array(_) | Value::Object(_)) => false,
-            _ => x == y,
+            (Value::Number(m), Value::Number(n)) => Some(m.as_f64() == n.as_f64()),
+            (Value::String(m), Value::String(n)) => Some(m == n),
+            (Value::Bool(m), Value::Bool(n)) => Some(m == n),
+            _ => None,
         },
-        (Attr::Text(t), Attr::Text(u)) => t == u,
+        (Attr::Text(t), Attr::Text(u)) => Some(t == u),
         (Attr::Json(j), Attr::Text(t)) | (Attr::Text(t), Attr::Json(j)) => match j {
-            Value::String(s) => s == t,
-            Value::Number(n) => parse_number(t).is_some_and(|x| Some(x) == n.as_f64()),
-            Value::Bool(b) => *t == if *b { "true" } else { "false" },
-            _ => false,
+            Value::String(s) => Some(s == t),
+            Value::Number(n) => parse_number(t).map(|x| Some(x) == n.as_f64()),
+            Value::Bool(b) => match &**t {
+                "true" => Some(*b),
+                "false" => Some(!*b),
+                _ => None,
+            },
+            _ => None,
         },
     }
+}
+
+/// Membership, three-valued: true if any element is equal, false if every comparison says unequal,
+/// otherwise unknown.
+fn any_equal<'v>(a: &Attr<'_>, values: impl Iterator<Item = &'v Value>) -> Option<bool> {
+    let mut comparable = true;
+    for v in values {
+        match attr_eq(a, &Attr::Json(v)) {
+            Some(true) => return Some(true),
+            Some(false) => {}
+            None => comparable = false,
+        }
+    }
+    comparable.then_some(false)
+}
+
+fn truth(b: Option<bool>) -> Truth {
+    b.map_or(Truth::Unknown, Truth::from_bool)
 }
 
 fn words(s: &str, json: bool) -> impl Iterator<Item = &str> {
@@ -494,10 +520,11 @@ where
     }
 }
 
-fn in_set(a: &Attr<'_>, set: &Set, ctx: &Ctx<'_>) -> bool {
+fn in_set(a: &Attr<'_>, set: &Set, ctx: &Ctx<'_>) -> Option<bool> {
     match set {
-        Set::Values(values) => values.iter().any(|v| attr_eq(a, &Attr::Json(v))),
-        Set::List(index, _) => attr_str(a).is_some_and(|s| ctx.lists.get(*index).is_some_and(|l| l.contains(s))),
+        Set::Values(values) => any_equal(a, values.iter()),
+        // Named lists hold strings: anything but a string or text cannot be compared with them.
+        Set::List(index, _) => attr_str(a).map(|s| ctx.lists.get(*index).is_some_and(|l| l.contains(s))),
     }
 }
 
@@ -507,23 +534,21 @@ fn eval_op(op: &Op, value: Option<&Attr<'_>>, ctx: &Ctx<'_>) -> Truth {
     }
     let Some(a) = value else { return Truth::Unknown };
     match op {
-        Op::Equals(o) => resolve(o, ctx).map_or(Truth::Unknown, |b| Truth::from_bool(attr_eq(a, &b))),
-        Op::NotEquals(o) => resolve(o, ctx).map_or(Truth::Unknown, |b| Truth::from_bool(!attr_eq(a, &b))),
-        Op::In(set) => Truth::from_bool(in_set(a, set, ctx)),
-        Op::NotIn(set) => Truth::from_bool(!in_set(a, set, ctx)),
+        Op::Equals(o) => resolve(o, ctx).map_or(Truth::Unknown, |b| truth(attr_eq(a, &b))),
+        Op::NotEquals(o) => resolve(o, ctx).map_or(Truth::Unknown, |b| truth(attr_eq(a, &b).map(|e| !e))),
+        Op::In(set) => truth(in_set(a, set, ctx)),
+        Op::NotIn(set) => truth(in_set(a, set, ctx).map(|e| !e)),
         Op::Contains(o) => {
             let Some(needle) = resolve(o, ctx) else { return Truth::Unknown };
             match a {
-                Attr::Json(Value::Array(items)) => {
-                    Truth::from_bool(items.iter().any(|i| attr_eq(&Attr::Json(i), &needle)))
-                }
+                Attr::Json(Value::Array(items)) => truth(any_equal(&needle, items.iter())),
                 Attr::Json(Value::String(s)) => match attr_str(&needle) {
                     Some(n) => Truth::from_bool(words(s, true).any(|w| w == n)),
-                    None => Truth::False,
+                    None => Truth::Unknown,
                 },
                 Attr::Text(t) => match attr_str(&needle) {
                     Some(n) => Truth::from_bool(words(t, false).any(|w| w == n)),
-                    None => Truth::False,
+                    None => Truth::Unknown,
                 },
                 Attr::Json(_) => Truth::Unknown,
             }
@@ -633,6 +658,9 @@ impl Cond {
             Kind::Actors(patterns) => {
                 Truth::from_bool(chain.actors().iter().all(|a| patterns.iter().any(|p| p.matches(a.sub()))))
             }
+            Kind::AnyActor(patterns) => {
+                Truth::from_bool(chain.actors().iter().any(|a| patterns.iter().any(|p| p.matches(a.sub()))))
+            }
             Kind::Origin(patterns) => match chain.originating_actor() {
                 Some(a) => Truth::from_bool(patterns.iter().any(|p| p.matches(a.sub()))),
                 None => Truth::Unknown,
@@ -722,6 +750,12 @@ impl Cond {
                 match token.chain.actors().iter().find(|a| !patterns.iter().any(|p| p.matches(a.sub()))) {
                     Some(a) => write!(why, "actor {} does not match {}", quoted(a.sub()), join(patterns)),
                     None => write!(why, "every actor matches {}", join(patterns)),
+                }
+            }
+            Kind::AnyActor(patterns) => {
+                match token.chain.actors().iter().find(|a| patterns.iter().any(|p| p.matches(a.sub()))) {
+                    Some(a) => write!(why, "actor {} matches {}", quoted(a.sub()), join(patterns)),
+                    None => write!(why, "no actor matches {}", join(patterns)),
                 }
             }
             Kind::Origin(patterns) => match token.chain.originating_actor() {

@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDocument {
+    /// Free text for people.
+    #[serde(default)]
+    pub description: Option<String>,
     /// Free text naming this version of the policy; reported with every decision (audit, explain).
     #[serde(default)]
     pub version: Option<String>,
@@ -31,6 +34,9 @@ pub struct PolicyDocument {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteDocument {
+    /// Free text for people.
+    #[serde(default)]
+    pub description: Option<String>,
     /// A path template (see [`RuleDocument::paths`]).
     pub path: String,
     /// Labels, e.g. `["PHI"]`.
@@ -135,9 +141,14 @@ pub struct DelegationDocument {
     /// Most actors in the chain.
     #[serde(default)]
     pub max_depth: Option<usize>,
-    /// Every actor in the chain (current and earlier) must match one of these patterns.
+    /// Every actor in the chain (current and earlier) must match one of these patterns (true for a token
+    /// without `act`: combine with `delegated: true` to require delegation).
     #[serde(default)]
     pub actors: Option<Vec<String>>,
+    /// Some actor in the chain must match one of these patterns (false without `act`): for deny rules such as
+    /// "no vendor agent anywhere in the chain".
+    #[serde(default)]
+    pub any_actor: Option<Vec<String>>,
     /// The first (originating) actor must match one of these patterns.
     #[serde(default)]
     pub origin: Option<Vec<String>>,

@@ -875,6 +875,13 @@ impl Compiler {
         for (name, test) in &when.claims {
             let here = format!("{at}.claims.{name}");
             let path = ClaimPath::parse(name).map_err(|m| PolicyError::new(&here, m))?;
+            if !name.starts_with('/') && name.contains("://") {
+                self.warning(
+                    &here,
+                    "dots separate nested claims: for a claim whose name contains dots (a URL), write a JSON pointer \
+                     such as \"/https:~1~1example.com~1roles\"",
+                );
+            }
             self.attr(Source::Claim(path), test, here, scope, conds)?;
         }
         for (name, test) in &when.headers {
@@ -933,6 +940,10 @@ impl Compiler {
                 let p = id_patterns(list, &format!("{here}.actors"))?;
                 conds.push(Cond { at: format!("{here}.actors").into(), kind: Kind::Actors(p) });
             }
+            if let Some(list) = &d.any_actor {
+                let p = id_patterns(list, &format!("{here}.any_actor"))?;
+                conds.push(Cond { at: format!("{here}.any_actor").into(), kind: Kind::AnyActor(p) });
+            }
             if let Some(list) = &d.origin {
                 let p = id_patterns(list, &format!("{here}.origin"))?;
                 conds.push(Cond { at: format!("{here}.origin").into(), kind: Kind::Origin(p) });
@@ -947,7 +958,7 @@ impl Compiler {
             if conds.len() == before {
                 return Err(PolicyError::new(
                     &here,
-                    "names no condition (delegated, max_depth, actors, origin, may_act)",
+                    "names no condition (delegated, max_depth, actors, any_actor, origin, may_act)",
                 ));
             }
             if d.delegated == Some(false) && conds.len() - before > 1 {

@@ -578,3 +578,60 @@ mod props {
         }
     }
 }
+
+#[test]
+fn values_of_another_type_cannot_be_evaluated_so_negations_fail_closed() {
+    let p = policy(json!({
+        "lists": {"blocked": ["1001"]},
+        "rules": [
+            {"id": "staff", "effect": "allow", "agents": ["*"], "paths": ["/a"],
+             "when": {"claims": {"employment": {"not_equals": "contractor"}}}},
+            {"id": "unblocked", "effect": "allow", "agents": ["*"], "paths": ["/b"],
+             "when": {"claims": {"account": {"not_in": {"list": "blocked"}}}}},
+            {"id": "open", "effect": "allow", "agents": ["*"], "paths": ["/c"]},
+            {"id": "no-1001", "effect": "deny", "agents": ["*"], "paths": ["/c"], "when": {"claims": {"account": {"in": ["1001"]}}}}
+        ]
+    }))
+    .unwrap();
+    let with = |k: &str, v: Value| {
+        let mut c = json!({"sub": TRADER});
+        c[k] = v;
+        token(c)
+    };
+    assert_eq!(decide(&p, &with("employment", json!("staff")), &req("GET", "/a")), "allowed by \"staff\"");
+    assert_eq!(decide(&p, &with("employment", json!(["contractor"])), &req("GET", "/a")), "no rule allows");
+    assert_eq!(decide(&p, &with("account", json!("2002")), &req("GET", "/b")), "allowed by \"unblocked\"");
+    assert_eq!(decide(&p, &with("account", json!(1001)), &req("GET", "/b")), "no rule allows");
+    assert_eq!(decide(&p, &with("account", json!(["1001"])), &req("GET", "/b")), "no rule allows");
+    assert_eq!(decide(&p, &with("account", json!("2002")), &req("GET", "/c")), "allowed by \"open\"");
+    assert_eq!(decide(&p, &with("account", json!(1001)), &req("GET", "/c")), "denied by \"no-1001\"");
+}
+
+#[test]
+fn any_actor_catches_a_vendor_anywhere_in_the_chain_and_spares_plain_tokens() {
+    let p = policy(json!({"rules": [
+        {"id": "all", "effect": "allow", "agents": ["*"]},
+        {"id": "no-vendor-in-chain", "effect": "deny", "agents": ["*"], "when": {"delegation": {"any_actor": ["spiffe://vendor.example/*"]}}}
+    ]}))
+    .unwrap();
+    let plain = agent("spiffe://corp.example/agent/x");
+    assert_eq!(decide(&p, &plain, &req("GET", "/")), "allowed by \"all\"");
+    let via_vendor = token(json!({"sub": "user:bob", "act": {"sub": "spiffe://corp.example/agent/x",
+                                  "act": {"sub": "spiffe://vendor.example/agent/y"}}}));
+    assert_eq!(decide(&p, &via_vendor, &req("GET", "/")), "denied by \"no-vendor-in-chain\"");
+}
+
+#[test]
+fn header_references_ignore_case_and_url_claim_names_warn() {
+    let p = policy(json!({"rules": [
+        {"id": "same-tenant", "effect": "allow", "agents": ["*"],
+         "when": {"claims": {"tenant": {"equals": {"header": "X-Tenant"}}, "https://corp.example/dept": {"exists": true}}}}
+    ]}))
+    .unwrap();
+    assert_eq!(p.needs().headers, ["x-tenant"]);
+    let w: Vec<String> = p.warnings().iter().map(|w| w.to_string()).collect();
+    assert!(
+        w.iter().any(|w| w.starts_with("rules[0].when.claims.https://corp.example/dept: dots separate nested claims")),
+        "{w:?}"
+    );
+}
