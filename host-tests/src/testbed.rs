@@ -75,6 +75,115 @@ impl Drop for EchoUpstream {
     }
 }
 
+/// A request as an upstream received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedRequest {
+    /// Method.
+    pub method: String,
+    /// Path as sent.
+    pub path: String,
+    /// Headers, names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+/// An HTTP upstream that answers every request with the same response, after an optional delay, and records
+/// the requests it received. Handles keep-alive, as Envoy pools connections.
+pub struct FixedUpstream {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    accept: Option<thread::JoinHandle<()>>,
+    received: Arc<std::sync::Mutex<Vec<ReceivedRequest>>>,
+}
+
+impl FixedUpstream {
+    /// Starts on `port` (0 for any free port), answering `status` with `headers` (a `content-length` is added)
+    /// and `body`, each answer `delay` after the request arrived.
+    pub fn start(
+        port: u16,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        delay: Duration,
+    ) -> Result<FixedUpstream> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding 127.0.0.1:{port}"))?;
+        let port = listener.local_addr()?.port();
+        let mut head = format!("HTTP/1.1 {status} X\r\n");
+        for (n, v) in headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+        let mut response = head.into_bytes();
+        response.extend_from_slice(body);
+        let response = Arc::new(response);
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stopping, log) = (stop.clone(), received.clone());
+        let accept = thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(conn) = conn {
+                    let (response, log) = (response.clone(), log.clone());
+                    thread::spawn(move || {
+                        let _ = serve_fixed(conn, &response, delay, &log);
+                    });
+                }
+            }
+        });
+        Ok(FixedUpstream { port, stop, accept: Some(accept), received })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The requests received so far, oldest first.
+    pub fn received(&self) -> Vec<ReceivedRequest> {
+        self.received.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for FixedUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(handle) = self.accept.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn serve_fixed(
+    conn: TcpStream,
+    response: &[u8],
+    delay: Duration,
+    log: &std::sync::Mutex<Vec<ReceivedRequest>>,
+) -> Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut writer = conn;
+    loop {
+        let Some(head) = read_head(&mut reader)? else { return Ok(()) };
+        let mut lines = head.iter();
+        let request_line = lines.next().cloned().unwrap_or_default();
+        let mut parts = request_line.split(' ');
+        let method = parts.next().unwrap_or_default().to_owned();
+        let path = parts.next().unwrap_or_default().to_owned();
+        let headers = parse_headers(lines);
+        let body = read_body(&mut reader, &headers)?;
+        if let Ok(mut log) = log.lock() {
+            log.push(ReceivedRequest { method, path, headers, body });
+        }
+        thread::sleep(delay);
+        writer.write_all(response)?;
+        writer.flush()?;
+    }
+}
+
 fn serve_echo(conn: TcpStream) -> Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(conn.try_clone()?);

@@ -242,7 +242,8 @@ fn properties_by_path_and_set_property() {
   (data (i32.const 0x1000) "connection\00uri_san_peer_certificate")
   (data (i32.const 0x1040) "san") (data (i32.const 0x1050) "nope\00x") (data (i32.const 0x1060) "missing")
   (data (i32.const 0x1070) "request\00path") (data (i32.const 0x1080) "path")
-  (data (i32.const 0x1090) "my\00state") (data (i32.const 0x10a0) "state") (data (i32.const 0x10b0) "root_set")
+  ;; A one-segment name: Envoy keeps it as filter state `wasm.my_state` and finds it by its first segment.
+  (data (i32.const 0x1090) "my_state") (data (i32.const 0x10a0) "state") (data (i32.const 0x10b0) "root_set")
   (data (i32.const 0x10c0) "plugin_name") (data (i32.const 0x10d0) "name")
   (func (export "proxy_on_configure") (param i32 i32) (result i32)
     (call $rec (i32.const 0x10b0) (i32.const 8)

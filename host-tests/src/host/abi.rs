@@ -9,7 +9,9 @@ use wasmtime::{Caller, Linker};
 use wasmtime::{Result, bail, format_err as anyhow};
 
 use super::Status;
-use super::state::{CallResponse, Deferred, LocalReply, MetricKind, Pairs, ROOT_CONTEXT, SharedQueue, VmState, lock};
+use super::state::{
+    CallResponse, Deferred, LocalReply, MetricKind, Pairs, ROOT_CONTEXT, SharedQueue, VM_CONTEXT, VmState, lock,
+};
 use super::{Callout, LogEntry, LogLevel};
 
 type C<'a> = Caller<'a, VmState>;
@@ -18,8 +20,11 @@ const OK: i32 = Status::Ok as i32;
 const NOT_FOUND: i32 = Status::NotFound as i32;
 const BAD_ARGUMENT: i32 = Status::BadArgument as i32;
 const SERIALIZATION_FAILURE: i32 = Status::SerializationFailure as i32;
+const PARSE_FAILURE: i32 = Status::ParseFailure as i32;
 const EMPTY: i32 = Status::Empty as i32;
 const INTERNAL_FAILURE: i32 = Status::InternalFailure as i32;
+/// proxy-wasm `Unimplemented` (the Rust SDK 0.2.5 cannot decode it; Envoy answers it all the same).
+const UNIMPLEMENTED: i32 = 12;
 
 // ---------------------------------------------------------------------------------------------
 // Guest memory
@@ -187,17 +192,23 @@ pub(crate) fn header_replace(map: &mut Pairs, key: &str, value: &str) {
 // Header maps and buffers of the effective context
 // ---------------------------------------------------------------------------------------------
 
-/// The readable map `t` of the effective context; `None` = Envoy's null map.
+/// The readable map `t` of the effective context (Envoy's `getConstMap`); `None` = Envoy's null map. In
+/// `proxy_on_log` the request and response headers are the access log's (always there).
 fn map_get(s: &VmState, t: i32) -> Option<&Pairs> {
     match t {
-        0 => s.stream().filter(|st| st.request_access).map(|st| &st.request_headers),
-        2 => s.stream().filter(|st| st.response_access).map(|st| &st.response_headers),
+        0 => s.stream().filter(|st| st.request_access || st.in_log).map(|st| &st.request_headers),
+        2 => s.stream().filter(|st| st.response_access || st.in_log).map(|st| &st.response_headers),
         6 => s.call_response.as_ref().map(|r| &r.headers),
         _ => None, // trailers (never present here), gRPC metadata
     }
 }
 
-/// The writable map `t` (request/response headers only).
+/// A read of map `t` found no map: Envoy answers NotFound in the access log phase, BadArgument elsewhere.
+fn no_map(s: &VmState) -> i32 {
+    if s.stream().is_some_and(|st| st.in_log) { NOT_FOUND } else { BAD_ARGUMENT }
+}
+
+/// The writable map `t` (Envoy's `getMap`: request/response headers, through the pointers only).
 fn map_mut(s: &mut VmState, t: i32) -> Option<&mut Pairs> {
     match t {
         0 => s.stream_mut().filter(|st| st.request_access).map(|st| &mut st.request_headers),
@@ -209,32 +220,53 @@ fn map_mut(s: &mut VmState, t: i32) -> Option<&mut Pairs> {
 const MAX_MAP_TYPE: i32 = 7;
 const MAX_BUFFER_TYPE: i32 = 8;
 
-fn buffer_get(s: &VmState, t: i32) -> Option<Vec<u8>> {
-    match t {
-        0 => Some(s.stream().map(|st| st.request_body.clone()).unwrap_or_default()),
-        1 => Some(s.stream().map(|st| st.response_body.clone()).unwrap_or_default()),
-        2 | 3 => Some(Vec::new()),
-        4 => s.call_response.as_ref().map(|r| r.body.clone()),
-        6 => Some(s.vm_config.clone()),
-        7 if s.plugin_config_access => Some(s.plugin_config.clone()),
-        _ => None,
-    }
+/// Envoy's `getBuffer`: `None` = NotFound. A body is there only inside its body callback (empty elsewhere);
+/// CallData (8) is the context's scratch buffer, i.e. the last buffer it read.
+fn buffer_get(s: &mut VmState, t: i32) -> Option<Vec<u8>> {
+    let ctx = s.effective;
+    let bytes = match t {
+        0 => s.stream().filter(|st| st.request_body_live).map(|st| st.request_body.clone()).unwrap_or_default(),
+        1 => s.stream().filter(|st| st.response_body_live).map(|st| st.response_body.clone()).unwrap_or_default(),
+        2 | 3 | 5 => Vec::new(),
+        4 => s.call_response.as_ref()?.body.clone(),
+        6 => s.vm_config.clone(),
+        7 if s.plugin_config_access => s.plugin_config.clone(),
+        8 => return Some(s.scratch.get(&ctx).cloned().unwrap_or_default()),
+        _ => return None,
+    };
+    s.scratch.insert(ctx, bytes.clone());
+    Some(bytes)
 }
 
-/// The effective context for host calls that Envoy routes to the root context.
+/// A context `proxy_set_effective_context` accepts: the VM context, the root or a live stream.
 fn is_known_context(s: &VmState, id: u32) -> bool {
-    id == ROOT_CONTEXT || s.streams.contains_key(&id)
+    id == VM_CONTEXT || id == ROOT_CONTEXT || s.streams.contains_key(&id)
 }
 
-/// Look a property up, as `findValue` would for what this host models.
-fn property(s: &VmState, path: &str) -> Option<Vec<u8>> {
+/// Look a property up (raw path, NUL-separated segments), as Envoy's `getProperty` would for what this host
+/// models: filter state written by the plugin (by its first segment, as Envoy's `wasm.<name>` lookup; a bytes
+/// value has no fields, so a longer path finds nothing), properties given by the test (dot-joined), and the
+/// request attributes Envoy reads from the request headers (only while the filter has them, or in on_log).
+fn property(s: &VmState, raw: &[u8]) -> Option<Vec<u8>> {
+    let path = property_path(raw);
+    let mut segments = raw.split(|b| *b == 0);
+    let first = String::from_utf8_lossy(segments.next().unwrap_or_default()).into_owned();
+    let more = segments.next().is_some();
     if let Some(st) = s.stream() {
-        if let Some(v) = st.filter_state.get(path).or_else(|| st.properties.get(path)) {
+        if let Some(v) = st.filter_state.get(&first) {
+            return if more { None } else { Some(v.clone()) };
+        }
+        if let Some(v) = st.properties.get(&path) {
             return Some(v.clone());
         }
-        let header =
-            |name: &str| st.request_headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone().into_bytes());
-        match path {
+        let headers = st.request_access || st.in_log;
+        let header = |name: &str| {
+            if !headers {
+                return None;
+            }
+            st.request_headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone().into_bytes())
+        };
+        match path.as_str() {
             "request.path" => return header(":path"),
             "request.url_path" => {
                 return header(":path").map(|p| {
@@ -262,7 +294,7 @@ fn property(s: &VmState, path: &str) -> Option<Vec<u8>> {
             _ => {}
         }
     }
-    s.vm_properties.get(path).cloned()
+    s.vm_properties.get(&path).cloned()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,11 +350,9 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
     const M: &str = "env";
 
     l.func_wrap(M, "proxy_log", |c: C<'_>, level: i32, ptr: i32, len: i32| -> Result<i32> {
+        // proxy-wasm-cpp-host checks the level before reading the message.
+        let Some(level) = LogLevel::from_u32(level as u32) else { return Ok(BAD_ARGUMENT) };
         let msg = read_string(&c, ptr, len)?;
-        let Some(level) = LogLevel::from_u32(level as u32) else {
-            // Envoy: NOT_REACHED (crash). Treat as a guest bug.
-            bail!("proxy_log: invalid log level {level}");
-        };
         let mut c = c;
         c.data_mut().logs.push(LogEntry { level, message: msg });
         Ok(OK)
@@ -352,7 +382,7 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
             if !(0..=MAX_BUFFER_TYPE).contains(&t) {
                 return Ok(BAD_ARGUMENT);
             }
-            let Some(buf) = buffer_get(c.data(), t) else { return Ok(NOT_FOUND) };
+            let Some(buf) = buffer_get(c.data_mut(), t) else { return Ok(NOT_FOUND) };
             let (start, len) = (start as u32 as usize, len as u32 as usize);
             if start.checked_add(len).is_none() {
                 return Ok(BAD_ARGUMENT);
@@ -371,22 +401,22 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
             if !(0..=MAX_BUFFER_TYPE).contains(&t) {
                 return Ok(BAD_ARGUMENT);
             }
-            if buffer_get(c.data(), t).is_none() {
+            if buffer_get(c.data_mut(), t).is_none() {
                 return Ok(NOT_FOUND);
             }
             let data = read(&c, ptr, size)?;
             let (start, len) = (start as u32 as usize, len as u32 as usize);
             let Some(st) = c.data_mut().stream_mut() else { return Ok(BAD_ARGUMENT) };
+            // Only a body inside its own callback is a live (writable) buffer; the rest are immutable.
             let buf = match t {
-                0 => &mut st.request_body,
-                1 => &mut st.response_body,
-                _ => return Ok(BAD_ARGUMENT), // immutable buffers
+                0 if st.request_body_live => &mut st.request_body,
+                1 if st.response_body_live => &mut st.response_body,
+                _ => return Ok(BAD_ARGUMENT),
             };
-            // Envoy's Buffer::copyFrom: prepend, replace all, or append.
-            if start == 0 && len == 0 {
+            // Envoy's Buffer::copyFrom: at 0, drain `len` bytes then prepend; at or past the end, append.
+            if start == 0 {
+                buf.drain(..len.min(buf.len()));
                 buf.splice(0..0, data);
-            } else if start == 0 && len >= buf.len() {
-                *buf = data;
             } else if start >= buf.len() {
                 buf.extend_from_slice(&data);
             } else {
@@ -400,7 +430,7 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
         if !(0..=MAX_BUFFER_TYPE).contains(&t) {
             return Ok(BAD_ARGUMENT);
         }
-        let Some(buf) = buffer_get(c.data(), t) else { return Ok(NOT_FOUND) };
+        let Some(buf) = buffer_get(c.data_mut(), t) else { return Ok(NOT_FOUND) };
         write_u32(&mut c, len_ptr, buf.len() as u32)?;
         write_u32(&mut c, flags_ptr, 0)?;
         Ok(OK)
@@ -440,7 +470,7 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
                 return Ok(BAD_ARGUMENT);
             }
             let key = read_string(&c, kp, ks)?.to_ascii_lowercase();
-            let Some(map) = map_get(c.data(), t) else { return Ok(BAD_ARGUMENT) };
+            let Some(map) = map_get(c.data(), t) else { return Ok(no_map(c.data())) };
             // Envoy returns the first value only.
             let Some(value) = map.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()) else {
                 return Ok(NOT_FOUND);
@@ -505,15 +535,14 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
         "proxy_get_property",
         |mut c: C<'_>, pp: i32, ps: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
             let raw = read(&c, pp, ps)?;
-            let path = property_path(&raw);
-            let Some(value) = property(c.data(), &path) else { return Ok(NOT_FOUND) };
+            let Some(value) = property(c.data(), &raw) else { return Ok(NOT_FOUND) };
             copy_out(&mut c, &value, ptr_ptr, size_ptr)?;
             Ok(OK)
         },
     )?;
 
     l.func_wrap(M, "proxy_set_property", |mut c: C<'_>, pp: i32, ps: i32, vp: i32, vs: i32| -> Result<i32> {
-        let path = property_path(&read(&c, pp, ps)?);
+        let path = String::from_utf8_lossy(&read(&c, pp, ps)?).into_owned();
         let value = read(&c, vp, vs)?;
         // Envoy: no stream info (root context) -> NotFound.
         let Some(st) = c.data_mut().stream_mut() else { return Ok(NOT_FOUND) };
@@ -525,7 +554,9 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
         M,
         "proxy_send_local_response",
         |mut c: C<'_>, status: i32, dp: i32, ds: i32, bp: i32, bs: i32, hp: i32, hs: i32, _grpc: i32| -> Result<i32> {
-            let details = read_string(&c, dp, ds)?;
+            // Envoy records the details with whitespace replaced (`StringUtil::replaceAllEmptySpace`).
+            let details: String =
+                read_string(&c, dp, ds)?.chars().map(|ch| if ch.is_ascii_whitespace() { '_' } else { ch }).collect();
             let body = read(&c, bp, bs)?;
             let headers = to_header_pairs(&read(&c, hp, hs)?);
             let s = c.data_mut();
@@ -540,12 +571,18 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
     )?;
 
     l.func_wrap(M, "proxy_continue_stream", |mut c: C<'_>, t: i32| -> Result<i32> {
-        if !(0..=3).contains(&t) {
-            return Ok(BAD_ARGUMENT);
+        match t {
+            0 | 1 => {}
+            2 => return Ok(OK), // Downstream: only network filters have it
+            3 => return Ok(UNIMPLEMENTED),
+            _ => return Ok(BAD_ARGUMENT),
         }
         let s = c.data_mut();
         let ctx = s.effective;
-        if s.streams.contains_key(&ctx) {
+        if let Some(st) = s.streams.get_mut(&ctx) {
+            // Envoy drops its request headers/body pointers at once, for either direction.
+            st.request_access = false;
+            st.request_body_live = false;
             s.deferred.push(Deferred::Continue(ctx, t as u32));
         }
         Ok(OK)
@@ -585,7 +622,8 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
 
     l.func_wrap(M, "proxy_register_shared_queue", |mut c: C<'_>, np: i32, ns: i32, token_ptr: i32| -> Result<i32> {
         let name = read_string(&c, np, ns)?;
-        let owner = (c.data().vm_serial, c.data().effective);
+        // proxy-wasm-cpp-host: the root context of the calling context gets proxy_on_queue_ready.
+        let owner = (c.data().vm_serial, ROOT_CONTEXT);
         let token = {
             let mut q = lock(&c.data().shared.queues);
             if let Some(t) = q.by_name.get(&name).copied() {
@@ -681,11 +719,12 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
                 s.host_log(LogLevel::Debug, "proxy_http_call: :path, :method and :authority are required".to_string());
                 return Ok(BAD_ARGUMENT);
             }
-            let mut token = s.next_token.max(1);
-            while s.callouts.contains_key(&token) {
-                token = token.wrapping_add(1).max(1);
+            // Envoy's callout ids carry their type in the low two bits (HTTP calls: 0) and step by 4.
+            let mut token = s.next_token.wrapping_add(CALLOUT_STEP) & !CALLOUT_TYPE_MASK;
+            while token == 0 || s.callouts.contains_key(&token) {
+                token = token.wrapping_add(CALLOUT_STEP);
             }
-            s.next_token = token.wrapping_add(1).max(1);
+            s.next_token = token;
             let context_id = s.effective;
             s.callouts.insert(
                 token,
@@ -704,13 +743,15 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
         },
     )?;
 
-    // gRPC: not modelled. Envoy would start the call; the SDK decodes InternalFailure.
+    // gRPC: calls are not modelled. To a cluster that does not exist Envoy answers ParseFailure (it first
+    // tries the argument as a serialized GrpcService, then as a cluster name); to one that exists it would
+    // start the call, which this host cannot, so it answers InternalFailure (and logs why).
     l.func_wrap(
         M,
         "proxy_grpc_call",
         |mut c: C<'_>,
-         _: i32,
-         _: i32,
+         sp: i32,
+         ss: i32,
          _: i32,
          _: i32,
          _: i32,
@@ -722,21 +763,30 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
          _: i32,
          _: i32|
          -> Result<i32> {
-            c.data_mut().host_log(LogLevel::Warn, "proxy_grpc_call is not supported by this host");
-            Ok(INTERNAL_FAILURE)
+            let service = read_string(&c, sp, ss)?;
+            Ok(grpc_unsupported(c.data_mut(), "proxy_grpc_call", &service))
         },
     )?;
     l.func_wrap(
         M,
         "proxy_grpc_stream",
-        |mut c: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> Result<i32> {
-            c.data_mut().host_log(LogLevel::Warn, "proxy_grpc_stream is not supported by this host");
-            Ok(INTERNAL_FAILURE)
+        |mut c: C<'_>, sp: i32, ss: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> Result<i32> {
+            let service = read_string(&c, sp, ss)?;
+            Ok(grpc_unsupported(c.data_mut(), "proxy_grpc_stream", &service))
         },
     )?;
-    l.func_wrap(M, "proxy_grpc_send", |_: C<'_>, _: i32, _: i32, _: i32, _: i32| -> Result<i32> { Ok(NOT_FOUND) })?;
-    l.func_wrap(M, "proxy_grpc_cancel", |_: C<'_>, _: i32| -> Result<i32> { Ok(NOT_FOUND) })?;
-    l.func_wrap(M, "proxy_grpc_close", |_: C<'_>, _: i32| -> Result<i32> { Ok(NOT_FOUND) })?;
+    // No gRPC call or stream ever exists here: a token of the right type is NotFound, another BadArgument.
+    l.func_wrap(M, "proxy_grpc_send", |_: C<'_>, token: i32, _: i32, _: i32, _: i32| -> Result<i32> {
+        Ok(if token as u32 & CALLOUT_TYPE_MASK == GRPC_STREAM { NOT_FOUND } else { BAD_ARGUMENT })
+    })?;
+    let cancel_or_close = |_: C<'_>, token: i32| -> Result<i32> {
+        Ok(match token as u32 & CALLOUT_TYPE_MASK {
+            GRPC_CALL | GRPC_STREAM => NOT_FOUND,
+            _ => BAD_ARGUMENT,
+        })
+    };
+    l.func_wrap(M, "proxy_grpc_cancel", cancel_or_close)?;
+    l.func_wrap(M, "proxy_grpc_close", cancel_or_close)?;
 
     l.func_wrap(M, "proxy_get_status", |mut c: C<'_>, code_ptr: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
         let (code, msg) = c.data().status.clone();
@@ -748,16 +798,22 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
     l.func_wrap(M, "proxy_define_metric", |mut c: C<'_>, t: i32, np: i32, ns: i32, id_ptr: i32| -> Result<i32> {
         let name = read_string(&c, np, ns)?;
         let Some(kind) = MetricKind::from_u32(t as u32) else { return Ok(BAD_ARGUMENT) };
-        let id = lock(&c.data().shared.metrics).define(&name, kind);
+        let index = lock(&c.data().shared.metrics).index(&name, kind);
+        let id = c.data_mut().metric_ids.define(kind, index);
         write_u32(&mut c, id_ptr, id)?;
         Ok(OK)
     })?;
 
+    // Envoy's Context::incrementMetric/recordMetric/getMetric: the id's type bits choose the table.
     l.func_wrap(M, "proxy_increment_metric", |c: C<'_>, id: i32, offset: i64| -> Result<i32> {
+        let id = id as u32;
+        let kind = MetricKind::from_u32(id & 3);
+        if !matches!(kind, Some(MetricKind::Counter | MetricKind::Gauge)) {
+            return Ok(BAD_ARGUMENT);
+        }
+        let Some(index) = c.data().metric_ids.ids.get(&id).copied() else { return Ok(NOT_FOUND) };
         let mut m = lock(&c.data().shared.metrics);
-        let Some(metric) = m.by_id.get_mut(&(id as u32)) else {
-            return Ok(if (id as u32) & 3 <= 1 { NOT_FOUND } else { BAD_ARGUMENT });
-        };
+        let Some(metric) = m.all.get_mut(index) else { return Ok(NOT_FOUND) };
         match metric.kind {
             MetricKind::Counter if offset > 0 => metric.value = metric.value.saturating_add(offset),
             MetricKind::Gauge => metric.value = metric.value.saturating_add(offset),
@@ -767,8 +823,9 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
     })?;
 
     l.func_wrap(M, "proxy_record_metric", |c: C<'_>, id: i32, value: i64| -> Result<i32> {
+        let Some(index) = c.data().metric_ids.ids.get(&(id as u32)).copied() else { return Ok(NOT_FOUND) };
         let mut m = lock(&c.data().shared.metrics);
-        let Some(metric) = m.by_id.get_mut(&(id as u32)) else { return Ok(NOT_FOUND) };
+        let Some(metric) = m.all.get_mut(index) else { return Ok(NOT_FOUND) };
         match metric.kind {
             MetricKind::Counter => metric.value = metric.value.saturating_add(value),
             MetricKind::Gauge => metric.value = value,
@@ -778,14 +835,15 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
     })?;
 
     l.func_wrap(M, "proxy_get_metric", |mut c: C<'_>, id: i32, ptr: i32| -> Result<i32> {
+        let id = id as u32;
+        if !matches!(MetricKind::from_u32(id & 3), Some(MetricKind::Counter | MetricKind::Gauge)) {
+            return Ok(BAD_ARGUMENT);
+        }
+        let Some(index) = c.data().metric_ids.ids.get(&id).copied() else { return Ok(NOT_FOUND) };
         let value = {
             let m = lock(&c.data().shared.metrics);
-            match m.by_id.get(&(id as u32)) {
-                Some(metric) if metric.kind != MetricKind::Histogram => metric.value as u64,
-                Some(_) => return Ok(BAD_ARGUMENT),
-                None if (id as u32) & 3 == 2 => return Ok(BAD_ARGUMENT),
-                None => return Ok(NOT_FOUND),
-            }
+            let Some(metric) = m.all.get(index) else { return Ok(NOT_FOUND) };
+            metric.value as u64
         };
         write_u64(&mut c, ptr, value)?;
         Ok(OK)
@@ -800,7 +858,9 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
         Ok(OK)
     })?;
 
-    l.func_wrap(M, "proxy_done", |_: C<'_>| -> Result<i32> { Ok(OK) })?;
+    // proxy-wasm-cpp-host: only a root context whose proxy_on_done returned false (at VM shutdown, which this
+    // host does not model) is waiting for proxy_done; for every other context it is NotFound.
+    l.func_wrap(M, "proxy_done", |_: C<'_>| -> Result<i32> { Ok(NOT_FOUND) })?;
 
     l.func_wrap(
         M,
@@ -810,22 +870,42 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
             let args = read(&c, ap, asz)?;
             let f = lock(&c.data().shared.foreign).get(&name).cloned();
             let Some(f) = f else { return Ok(NOT_FOUND) };
-            match f(&args) {
-                Ok(result) => {
-                    if ptr_ptr != 0 {
-                        copy_out(&mut c, &result, ptr_ptr, size_ptr)?;
-                    }
-                    Ok(OK)
-                }
-                Err(status) => Ok(match status {
-                    Status::NotFound | Status::BadArgument | Status::InternalFailure => status as i32,
-                    _ => SERIALIZATION_FAILURE,
-                }),
+            let (result, status) = match f(&args) {
+                Ok(result) => (result, OK),
+                Err(status) => (
+                    Vec::new(),
+                    match status {
+                        Status::NotFound | Status::BadArgument | Status::InternalFailure => status as i32,
+                        _ => SERIALIZATION_FAILURE,
+                    },
+                ),
+            };
+            // proxy-wasm-cpp-host writes the results (null, 0 when there are none) whatever the status.
+            if ptr_ptr != 0 {
+                copy_out(&mut c, &result, ptr_ptr, size_ptr)?;
+            } else if size_ptr != 0 {
+                write_u32(&mut c, size_ptr, result.len() as u32)?;
             }
+            Ok(status)
         },
     )?;
 
     Ok(())
+}
+
+/// Callout ids (Envoy's `Wasm::CalloutType`): the type in the low two bits, each type counting by 4.
+const CALLOUT_TYPE_MASK: u32 = 3;
+const CALLOUT_STEP: u32 = 4;
+const GRPC_CALL: u32 = 1;
+const GRPC_STREAM: u32 = 2;
+
+fn grpc_unsupported(s: &mut VmState, call: &str, service: &str) -> i32 {
+    if s.clusters.as_ref().is_some_and(|known| !known.contains(service)) {
+        s.host_log(LogLevel::Debug, format!("{call}: unknown cluster {service:?}"));
+        return PARSE_FAILURE;
+    }
+    s.host_log(LogLevel::Warn, format!("{call} is not supported by this host"));
+    INTERNAL_FAILURE
 }
 
 /// NUL-separated path segments -> dot-joined key.

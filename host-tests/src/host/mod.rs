@@ -7,9 +7,16 @@
 //! - [`Vm::request`] sends an HTTP request through the plugin and returns an [`Outcome`].
 //!
 //! Envoy semantics modelled: deferred `send_local_response`/`continue_stream` (applied after the
-//! callback returns), local replies pass through the plugin's own `proxy_on_response_headers`,
-//! header access limited to the callbacks the spec allows, callouts (`proxy_http_call`) answered by
-//! the test, a trap fails the stream with `503 wasm_fail_stream` and fails the VM (fail closed).
+//! callback returns), local replies pass through the plugin's own `proxy_on_response_headers` and
+//! `proxy_on_response_body`, callouts (`proxy_http_call`) answered by the test, a trap fails the stream
+//! with `503 wasm_fail_stream` and fails the VM (fail closed). Header maps and bodies are there when
+//! Envoy's are (its `request_headers_`/`response_headers_` pointers): the stream context is created
+//! before its request headers exist, a headers callback that returns Continue (or a
+//! `proxy_continue_stream`) drops them, `proxy_on_log` reads the access log's copies (absent maps answer
+//! NotFound there, BadArgument elsewhere), a body is readable only in its body callback. Bodies arrive as
+//! Envoy delivers HTTP/1.1 bodies: the data, then an empty chunk that ends the stream; a body that waited
+//! behind stopped headers comes in one chunk. `host-tests/tests/probe.rs` checks all of this, call by
+//! call, against real Envoy.
 //!
 //! ```
 //! use agent_iam_host::host::{Host, Outcome};
@@ -56,6 +63,9 @@ use state::{CallResponse, Deferred, LocalReply, Pairs, Phase, ROOT_CONTEXT, Shar
 
 /// Envoy's details string for a stream failed by the wasm filter (trap, failed VM, reset).
 pub const FAIL_STREAM_DETAILS: &str = "wasm_fail_stream";
+
+/// Envoy's details string for a stream reset with `proxy_close_stream`.
+pub const CLOSE_STREAM_DETAILS: &str = "wasm_close_stream";
 
 /// The proxy-wasm status codes the Rust SDK (0.2.5) can decode.
 #[repr(u32)]
@@ -179,7 +189,8 @@ pub enum Outcome {
         request_headers: Vec<(String, String)>,
     },
     /// Answered locally (`proxy_send_local_response`, or 503 `wasm_fail_stream` after a trap or
-    /// on a failed VM; status 0 = the stream was reset with `proxy_close_stream`).
+    /// on a failed VM; status 0 = the stream was reset: `wasm_close_stream` by `proxy_close_stream`,
+    /// `downstream_reset` by [`Vm::abort`]).
     LocalResponse {
         /// HTTP status.
         status: u16,
@@ -333,8 +344,8 @@ impl Host {
     pub fn metrics(&self) -> Vec<(String, i64)> {
         let m = lock(&self.shared.metrics);
         let mut v: Vec<(String, i64)> = m
-            .by_id
-            .values()
+            .all
+            .iter()
             .filter(|x| x.kind != state::MetricKind::Histogram)
             .map(|x| (x.name.clone(), x.value))
             .collect();
@@ -349,11 +360,7 @@ impl Host {
 }
 
 fn metric_value(shared: &Shared, name: &str) -> Option<i64> {
-    let m = lock(&shared.metrics);
-    [state::MetricKind::Counter, state::MetricKind::Gauge].iter().find_map(|k| {
-        let id = m.ids.get(&(name.to_string(), *k))?;
-        m.by_id.get(id).map(|metric| metric.value)
-    })
+    lock(&shared.metrics).value(name)
 }
 
 /// Builds a [`Vm`]: `host.vm().plugin_config(b"{}").start()?`.
@@ -440,11 +447,13 @@ impl<'h> VmBuilder<'h> {
             effective: ROOT_CONTEXT,
             streams: HashMap::new(),
             callouts: Default::default(),
-            next_token: 1,
+            next_token: 0,
             call_response: None,
             status: (0, String::new()),
             deferred: Vec::new(),
             clusters: self.clusters,
+            metric_ids: Default::default(),
+            scratch: HashMap::new(),
             vm_properties,
             rng: seed,
         };
@@ -453,8 +462,9 @@ impl<'h> VmBuilder<'h> {
             host.pre.instantiate(&mut store).map_err(anyhow::Error::from).context("instantiating the module")?;
         let memory = instance.get_memory(&mut store, "memory");
         let alloc = instance
-            .get_typed_func::<i32, i32>(&mut store, "proxy_on_memory_allocate")
-            .or_else(|_| instance.get_typed_func::<i32, i32>(&mut store, "malloc"))
+            // proxy-wasm-cpp-host prefers `malloc` when the module exports both.
+            .get_typed_func::<i32, i32>(&mut store, "malloc")
+            .or_else(|_| instance.get_typed_func::<i32, i32>(&mut store, "proxy_on_memory_allocate"))
             .ok();
         store.data_mut().memory = memory;
         store.data_mut().alloc = alloc;
@@ -527,6 +537,7 @@ impl Vm {
                 body: Vec::new(),
                 upstream_status: 200,
                 upstream_headers: Vec::new(),
+                upstream_body: Vec::new(),
             },
         }
     }
@@ -648,9 +659,9 @@ impl Vm {
     /// Samples recorded for a histogram.
     pub fn histogram(&self, name: &str) -> Vec<u64> {
         let m = lock(&self.store.data().shared.metrics);
-        m.ids
+        m.by_name
             .get(&(name.to_string(), state::MetricKind::Histogram))
-            .and_then(|id| m.by_id.get(id))
+            .and_then(|i| m.all.get(*i))
             .map(|h| h.samples.clone())
             .unwrap_or_default()
     }
@@ -802,7 +813,7 @@ impl Vm {
                     status: 0,
                     headers: Vec::new(),
                     body: Vec::new(),
-                    details: FAIL_STREAM_DETAILS.into(),
+                    details: CLOSE_STREAM_DETAILS.into(),
                 };
                 self.finish(ctx, o);
                 return;
@@ -819,7 +830,20 @@ impl Vm {
                         st.phase = Phase::PausedRequest;
                         return;
                     }
+                    if !st.pending_request_body.is_empty() {
+                        let chunks = body_chunks(std::mem::take(&mut st.pending_request_body), st.phase);
+                        st.phase = Phase::RequestHeaders;
+                        let stopped = self.deliver_body(ctx, true, chunks);
+                        if let Some(st) = self.store.data_mut().streams.get_mut(&ctx) {
+                            // The body went through: the request goes on. Otherwise it waits for a continue.
+                            st.phase = if stopped { Phase::PausedRequest } else { Phase::RequestHeaders };
+                            st.last_continue = !stopped;
+                        }
+                        continue;
+                    }
                     // Forward upstream; the upstream answers.
+                    let held = std::mem::take(&mut st.held_request_body);
+                    st.forwarded_body.extend_from_slice(&held);
                     st.forwarded = Some(st.request_headers.clone());
                     st.request_access = false;
                     let mut h: Pairs = vec![(":status".into(), st.upstream_status.to_string())];
@@ -830,16 +854,24 @@ impl Vm {
                     st.response_access = true;
                     st.phase = Phase::ResponseHeaders;
                     let n = st.response_headers.len() as i32;
-                    let r = self.call::<(i32, i32, i32), i32>("proxy_on_response_headers", ctx, (ctx as i32, n, 1));
+                    let eos = st.pending_response_body.is_empty() as i32;
+                    let r = self.call::<(i32, i32, i32), i32>("proxy_on_response_headers", ctx, (ctx as i32, n, eos));
                     if let Some(st) = self.store.data_mut().streams.get_mut(&ctx) {
                         st.last_continue = r.unwrap_or(0) == 0;
                     }
                     self.absorb_deferred();
+                    if let Some(st) = self.store.data_mut().streams.get_mut(&ctx)
+                        && st.last_continue
+                        && st.local_reply.is_none()
+                    {
+                        // Envoy drops its response headers pointer when the callback returns Continue.
+                        st.response_access = false;
+                    }
                 }
                 Phase::ResponseHeaders | Phase::PausedResponse => {
                     if let Some(reply) = st.local_reply.take() {
                         // A local reply while encoding: the response is replaced.
-                        let o = reply_outcome(&reply, local_reply_headers(&reply));
+                        let o = reply_outcome(&reply, local_reply_headers(&reply), reply.body.clone());
                         self.finish(ctx, o);
                         return;
                     }
@@ -849,6 +881,18 @@ impl Vm {
                         st.phase = Phase::PausedResponse;
                         return;
                     }
+                    if !st.pending_response_body.is_empty() {
+                        let chunks = body_chunks(std::mem::take(&mut st.pending_response_body), st.phase);
+                        st.phase = Phase::ResponseHeaders;
+                        let stopped = self.deliver_body(ctx, false, chunks);
+                        if let Some(st) = self.store.data_mut().streams.get_mut(&ctx) {
+                            st.phase = if stopped { Phase::PausedResponse } else { Phase::ResponseHeaders };
+                            st.last_continue = !stopped;
+                        }
+                        continue;
+                    }
+                    let held = std::mem::take(&mut st.held_response_body);
+                    st.downstream_body.extend_from_slice(&held);
                     let o = Outcome::Continued { request_headers: st.forwarded.clone().unwrap_or_default() };
                     self.finish(ctx, o);
                     return;
@@ -856,6 +900,66 @@ impl Vm {
                 Phase::Done => return,
             }
         }
+    }
+
+    /// Give a body to the plugin, chunk by chunk (`proxy_on_request_body`/`proxy_on_response_body`), the
+    /// buffer readable and writable during each call only. Data the plugin stops on (StopIterationAndBuffer
+    /// and the other Stop actions) is buffered and given again, with the next chunk, in the next call; data it
+    /// lets through goes on (upstream, or downstream). True when the stream stopped: the plugin stopped on
+    /// the last chunk, sent a local reply, reset the stream or trapped.
+    fn deliver_body(&mut self, ctx: u32, request: bool, chunks: Vec<(Vec<u8>, bool)>) -> bool {
+        let callback = if request { "proxy_on_request_body" } else { "proxy_on_response_body" };
+        let mut buffered: Vec<u8> = Vec::new();
+        let mut stopped = false;
+        for (data, eos) in chunks {
+            buffered.extend_from_slice(&data);
+            let s = self.store.data_mut();
+            let Some(st) = s.streams.get_mut(&ctx) else { return true };
+            let len = buffered.len() as i32;
+            // Envoy's decodeData/encodeData read the buffer, which leaves it in the context's scratch buffer.
+            s.scratch.insert(ctx, buffered.clone());
+            if request {
+                st.request_body = std::mem::take(&mut buffered);
+                st.request_body_live = true;
+            } else {
+                st.response_body = std::mem::take(&mut buffered);
+                st.response_body_live = true;
+            }
+            let r = self.call::<(i32, i32, i32), i32>(callback, ctx, (ctx as i32, len, eos as i32));
+            let Some(st) = self.store.data_mut().streams.get_mut(&ctx) else { return true };
+            let body = if request {
+                st.request_body_live = false;
+                std::mem::take(&mut st.request_body)
+            } else {
+                st.response_body_live = false;
+                std::mem::take(&mut st.response_body)
+            };
+            stopped = r.unwrap_or(0) != 0;
+            if stopped {
+                buffered = body;
+            } else if request {
+                st.forwarded_body.extend_from_slice(&body);
+            } else {
+                st.downstream_body.extend_from_slice(&body);
+            }
+            self.absorb_deferred();
+            if self.failed.is_some() {
+                return true;
+            }
+            let Some(st) = self.store.data_mut().streams.get_mut(&ctx) else { return true };
+            if st.local_reply.is_some() || st.reset {
+                stopped = true;
+                break;
+            }
+        }
+        if let Some(st) = self.store.data_mut().streams.get_mut(&ctx) {
+            if request {
+                st.held_request_body = buffered;
+            } else {
+                st.held_response_body = buffered;
+            }
+        }
+        stopped
     }
 
     /// Move deferred actions for streams being driven right now into their flags; others are
@@ -885,46 +989,64 @@ impl Vm {
     }
 
     /// Send a local reply through the plugin's own encoder path (Envoy runs the filter chain's
-    /// `encodeHeaders`, so `proxy_on_response_headers` sees the local reply), then finish.
+    /// `encodeHeaders`/`encodeData`, so `proxy_on_response_headers` and `proxy_on_response_body` see the
+    /// local reply), then finish. The request headers stay as they were: a reply sent from the request
+    /// headers callback stops it (Envoy keeps its request headers pointer).
     fn local_reply(&mut self, ctx: u32, reply: LocalReply) {
         let headers = local_reply_headers(&reply);
         let Some(st) = self.store.data_mut().streams.get_mut(&ctx) else { return };
-        st.request_access = false;
         st.response_headers = headers;
         st.response_access = true;
         st.in_local_reply = true;
         st.phase = Phase::ResponseHeaders;
         let n = st.response_headers.len() as i32;
         let eos = reply.body.is_empty() as i32;
-        self.call::<(i32, i32, i32), i32>("proxy_on_response_headers", ctx, (ctx as i32, n, eos));
+        let r = self.call::<(i32, i32, i32), i32>("proxy_on_response_headers", ctx, (ctx as i32, n, eos));
         self.absorb_deferred();
+        if let Some(st) = self.store.data_mut().streams.get_mut(&ctx)
+            && r.unwrap_or(0) == 0
+        {
+            st.response_access = false;
+        }
+        if self.failed.is_none() && !reply.body.is_empty() {
+            // The body in one chunk that ends the stream.
+            self.deliver_body(ctx, false, vec![(reply.body.clone(), true)]);
+        }
         if self.failed.is_some() {
             self.finish(ctx, Self::fail_outcome());
             return;
         }
-        let headers = self.store.data().streams.get(&ctx).map(|st| st.response_headers.clone()).unwrap_or_default();
-        self.finish(ctx, reply_outcome(&reply, headers));
+        let Some(st) = self.store.data_mut().streams.get_mut(&ctx) else { return };
+        let headers = st.response_headers.clone();
+        let mut body = std::mem::take(&mut st.downstream_body);
+        body.extend_from_slice(&std::mem::take(&mut st.held_response_body));
+        self.finish(ctx, reply_outcome(&reply, headers, body));
     }
 
-    /// on_log, on_done, on_delete (skipped on a failed VM, as Envoy does), store the outcome.
+    /// on_log (with the access log's view of the headers), on_done, on_delete (skipped on a failed VM, as
+    /// Envoy does), store the outcome.
     fn finish(&mut self, ctx: u32, outcome: Outcome) {
         if let Some(st) = self.store.data_mut().streams.get_mut(&ctx) {
             if st.phase == Phase::Done {
                 return;
             }
             st.phase = Phase::Done;
-            st.request_access = true;
-            st.response_access = true;
+            st.in_log = true;
         } else {
             return;
         }
         self.finished.insert(ctx, outcome);
         self.call::<i32, ()>("proxy_on_log", ctx, ctx as i32);
+        if let Some(st) = self.store.data_mut().streams.get_mut(&ctx) {
+            st.in_log = false;
+        }
         self.call::<i32, i32>("proxy_on_done", ctx, ctx as i32);
         self.call::<i32, ()>("proxy_on_delete", ctx, ctx as i32);
-        self.store.data_mut().streams.remove(&ctx);
+        let s = self.store.data_mut();
+        s.streams.remove(&ctx);
+        s.scratch.remove(&ctx);
         // Drop actions aimed at the finished stream.
-        self.store.data_mut().deferred.retain(|d| {
+        s.deferred.retain(|d| {
             !matches!(d, Deferred::LocalReply(c, _) | Deferred::Continue(c, _) | Deferred::Close(c, _) if *c == ctx)
         });
     }
@@ -941,16 +1063,26 @@ impl Vm {
             abi::header_add(&mut headers, k, v);
         }
         let now = self.store.data().now;
-        let has_body = !req.body.is_empty();
+        let end_of_stream = req.body.is_empty();
         self.store.data_mut().streams.insert(
             ctx,
             Stream {
                 request_headers: headers,
                 response_headers: Vec::new(),
-                request_body: req.body,
+                request_body: Vec::new(),
+                request_body_live: false,
                 response_body: Vec::new(),
-                request_access: true,
+                response_body_live: false,
+                pending_request_body: req.body,
+                held_request_body: Vec::new(),
+                pending_response_body: req.upstream_body,
+                held_response_body: Vec::new(),
+                forwarded_body: Vec::new(),
+                downstream_body: Vec::new(),
+                // Envoy creates the context before it hands the headers over.
+                request_access: false,
                 response_access: false,
+                in_log: false,
                 properties: req.properties,
                 filter_state: HashMap::new(),
                 phase: Phase::RequestHeaders,
@@ -971,28 +1103,39 @@ impl Vm {
             return self.finished.remove(&ctx).unwrap_or_else(Self::fail_outcome);
         }
         self.call::<(i32, i32), ()>("proxy_on_context_create", ctx, (ctx as i32, ROOT_CONTEXT as i32));
-        let n = self.store.data().streams.get(&ctx).map_or(0, |s| s.request_headers.len()) as i32;
-        let r = self.call::<(i32, i32, i32), i32>("proxy_on_request_headers", ctx, (ctx as i32, n, (!has_body) as i32));
-        let mut go = r.unwrap_or(0) == 0;
-        if go && has_body {
-            let len = self.store.data().streams.get(&ctx).map_or(0, |s| s.request_body.len()) as i32;
-            self.absorb_deferred();
-            let paused = self.store.data().streams.get(&ctx).is_some_and(|s| s.local_reply.is_some());
-            if !paused {
-                let r = self.call::<(i32, i32, i32), i32>("proxy_on_request_body", ctx, (ctx as i32, len, 1));
-                go = r.unwrap_or(0) == 0;
-            }
-        }
+        let Some(st) = self.store.data_mut().streams.get_mut(&ctx) else { return Self::fail_outcome() };
+        st.request_access = true;
+        let n = st.request_headers.len() as i32;
+        let r =
+            self.call::<(i32, i32, i32), i32>("proxy_on_request_headers", ctx, (ctx as i32, n, end_of_stream as i32));
         if let Some(st) = self.store.data_mut().streams.get_mut(&ctx) {
-            st.last_continue = go;
+            st.last_continue = r.unwrap_or(0) == 0;
         }
         self.absorb_deferred();
+        if let Some(st) = self.store.data_mut().streams.get_mut(&ctx)
+            && st.last_continue
+            && st.local_reply.is_none()
+        {
+            // Envoy drops its request headers pointer when the callback returns Continue (a local reply
+            // sent from the callback makes it StopAllIterationAndWatermark, and the headers stay).
+            st.request_access = false;
+        }
         self.drive(ctx);
         self.after_call();
         match self.finished.remove(&ctx) {
             Some(o) => o,
             None => Outcome::Paused(PendingRequest { context_id: ctx }),
         }
+    }
+}
+
+/// How a body reaches the plugin: in one chunk that ends the stream when it waited (the headers were
+/// stopped, Envoy buffered it), else as HTTP/1.1 delivers it: the data, then an empty end of stream.
+fn body_chunks(body: Vec<u8>, phase: Phase) -> Vec<(Vec<u8>, bool)> {
+    if matches!(phase, Phase::PausedRequest | Phase::PausedResponse) {
+        vec![(body, true)]
+    } else {
+        vec![(body, false), (Vec::new(), true)]
     }
 }
 
@@ -1010,13 +1153,13 @@ fn local_reply_headers(reply: &LocalReply) -> Pairs {
     h
 }
 
-fn reply_outcome(reply: &LocalReply, headers: Pairs) -> Outcome {
+fn reply_outcome(reply: &LocalReply, headers: Pairs, body: Vec<u8>) -> Outcome {
     let status =
         headers.iter().find(|(k, _)| k == ":status").and_then(|(_, v)| v.parse().ok()).unwrap_or(reply.status as u16);
     Outcome::LocalResponse {
         status,
         headers: headers.into_iter().filter(|(k, _)| k != ":status").collect(),
-        body: reply.body.clone(),
+        body,
         details: reply.details.clone(),
     }
 }
@@ -1032,6 +1175,7 @@ struct RequestSpec {
     body: Vec<u8>,
     upstream_status: u16,
     upstream_headers: Vec<(String, String)>,
+    upstream_body: Vec<u8>,
 }
 
 /// Builds and sends one request: `vm.request().path("/x").header("authorization", "Bearer ..").send()`.
@@ -1077,17 +1221,26 @@ impl RequestBuilder<'_> {
         self
     }
 
-    /// A request body (then `proxy_on_request_headers` gets end_of_stream=false and
-    /// `proxy_on_request_body` is called).
+    /// A request body: `proxy_on_request_headers` gets end_of_stream=false, and `proxy_on_request_body` the
+    /// body as Envoy gives an HTTP/1.1 body: the data, then an empty chunk that ends the stream; or, when the
+    /// request headers were stopped, the whole body in one chunk once the request continues.
     pub fn body(mut self, b: impl AsRef<[u8]>) -> Self {
         self.req.body = b.as_ref().to_vec();
         self
     }
 
-    /// The simulated upstream response (default 200, no headers).
+    /// The simulated upstream response (default 200, no headers), as the plugin sees it (Envoy's router
+    /// adds `x-envoy-upstream-service-time`; give it here if the plugin should see it).
     pub fn upstream_response(mut self, status: u16, headers: &[(&str, &str)]) -> Self {
         self.req.upstream_status = status;
         self.req.upstream_headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self
+    }
+
+    /// The simulated upstream response body (default none), given to `proxy_on_response_body` like a
+    /// request body.
+    pub fn upstream_body(mut self, b: impl AsRef<[u8]>) -> Self {
+        self.req.upstream_body = b.as_ref().to_vec();
         self
     }
 

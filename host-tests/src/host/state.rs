@@ -18,6 +18,10 @@ pub type ForeignFunction = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, Status> + Send +
 /// Root context id, as Envoy numbers it for the first (and here only) plugin of a VM.
 pub(crate) const ROOT_CONTEXT: u32 = 1;
 
+/// The VM context (proxy-wasm-cpp-host's context 0): a valid effective context that is neither the root nor
+/// a stream.
+pub(crate) const VM_CONTEXT: u32 = 0;
+
 /// Lock a mutex, recovering the data if another thread panicked while holding it.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -106,23 +110,54 @@ pub(crate) struct Metric {
     pub samples: Vec<u64>,
 }
 
-/// Metric ids encode the type in the low two bits, like Envoy (`kMetricTypeMask = 3`).
+/// The metrics of one host, by name and type: like Envoy's stats store, shared by every VM. The ids that name
+/// them are per VM (see [`MetricIds`]).
 #[derive(Default)]
 pub(crate) struct Metrics {
-    pub ids: HashMap<(String, MetricKind), u32>,
-    pub by_id: BTreeMap<u32, Metric>,
-    pub next: u32,
+    pub by_name: HashMap<(String, MetricKind), usize>,
+    pub all: Vec<Metric>,
 }
 
 impl Metrics {
-    pub fn define(&mut self, name: &str, kind: MetricKind) -> u32 {
-        if let Some(id) = self.ids.get(&(name.to_string(), kind)) {
-            return *id;
+    /// The metric of this name and type, created on first use.
+    pub fn index(&mut self, name: &str, kind: MetricKind) -> usize {
+        if let Some(i) = self.by_name.get(&(name.to_string(), kind)) {
+            return *i;
         }
-        self.next += 1;
-        let id = (self.next << 2) | kind as u32;
-        self.ids.insert((name.to_string(), kind), id);
-        self.by_id.insert(id, Metric { name: name.to_string(), kind, value: 0, samples: Vec::new() });
+        self.all.push(Metric { name: name.to_string(), kind, value: 0, samples: Vec::new() });
+        let i = self.all.len() - 1;
+        self.by_name.insert((name.to_string(), kind), i);
+        i
+    }
+
+    /// A counter's or gauge's value (counters first).
+    pub fn value(&self, name: &str) -> Option<i64> {
+        [MetricKind::Counter, MetricKind::Gauge]
+            .iter()
+            .find_map(|k| self.by_name.get(&(name.to_string(), *k)))
+            .and_then(|i| self.all.get(*i))
+            .map(|m| m.value)
+    }
+}
+
+/// One VM's metric ids, like Envoy's `Wasm` (`nextCounterMetricId` and friends): every `proxy_define_metric`
+/// gets a new id, even for a name already defined; the type is in the low two bits (`kMetricTypeMask = 3`),
+/// and ids of each type step by 4 from the type's value.
+#[derive(Default)]
+pub(crate) struct MetricIds {
+    pub ids: HashMap<u32, usize>,
+    pub next: [u32; 3],
+}
+
+impl MetricIds {
+    pub fn define(&mut self, kind: MetricKind, index: usize) -> u32 {
+        let k = kind as usize;
+        if self.next[k] == 0 {
+            self.next[k] = kind as u32;
+        }
+        self.next[k] = self.next[k].wrapping_add(4);
+        let id = self.next[k];
+        self.ids.insert(id, index);
         id
     }
 }
@@ -155,18 +190,40 @@ pub(crate) struct LocalReply {
 }
 
 /// One HTTP stream (an Envoy `Context` with decoder/encoder callbacks).
+///
+/// `request_access` and `response_access` are Envoy's `request_headers_`/`response_headers_` pointers: set
+/// when the headers callback starts, cleared when it returns Continue, and (both request flags) by
+/// `proxy_continue_stream`. The bodies are readable only inside their body callbacks.
 pub(crate) struct Stream {
     pub request_headers: Pairs,
     pub response_headers: Pairs,
+    /// The request body buffer, during `proxy_on_request_body` only (`request_body_live`).
     pub request_body: Vec<u8>,
+    pub request_body_live: bool,
+    /// The response body buffer, during `proxy_on_response_body` only (`response_body_live`).
     pub response_body: Vec<u8>,
-    /// Request headers are readable/writable (during on_request_headers, while paused, on_log).
+    pub response_body_live: bool,
+    /// Request body not yet given to the plugin (it waits while the request headers are stopped).
+    pub pending_request_body: Vec<u8>,
+    /// Request body the plugin stopped on (StopIterationAndBuffer on the last chunk), sent on continue.
+    pub held_request_body: Vec<u8>,
+    /// Response body not yet given to the plugin.
+    pub pending_response_body: Vec<u8>,
+    pub held_response_body: Vec<u8>,
+    /// The request body as sent upstream.
+    pub forwarded_body: Vec<u8>,
+    /// The response body as sent downstream (after `proxy_on_response_body`).
+    pub downstream_body: Vec<u8>,
+    /// Request headers are readable/writable (Envoy's `request_headers_`).
     pub request_access: bool,
-    /// Response headers are readable/writable.
+    /// Response headers are readable/writable (Envoy's `response_headers_`).
     pub response_access: bool,
+    /// `proxy_on_log` is running: reads see the access log's headers, absent maps answer NotFound.
+    pub in_log: bool,
     /// Properties given by the test (`connection.uri_san_peer_certificate`, ...), dot-joined.
     pub properties: HashMap<String, Vec<u8>>,
-    /// Properties written by the plugin with `proxy_set_property` (Envoy filter state).
+    /// Properties written by the plugin with `proxy_set_property` (Envoy filter state `wasm.<path>`), keyed
+    /// by the raw path (NUL separators kept).
     pub filter_state: HashMap<String, Vec<u8>>,
     pub phase: Phase,
     /// The action the last headers callback returned (true = Continue).
@@ -223,6 +280,11 @@ pub(crate) struct VmState {
     pub deferred: Vec<Deferred>,
     /// Known upstream clusters for `proxy_http_call`; `None` = every cluster exists.
     pub clusters: Option<HashSet<String>>,
+    /// This VM's metric ids (the metrics themselves are shared).
+    pub metric_ids: MetricIds,
+    /// Envoy's per-context scratch buffer (`Context::buffer_`): the last buffer the context read, which is
+    /// what the CallData buffer (8) answers outside `proxy_on_foreign_function`.
+    pub scratch: HashMap<u32, Vec<u8>>,
     /// VM-wide properties (`plugin_name`, `node.id`, ...) given by the test.
     pub vm_properties: HashMap<String, Vec<u8>>,
     pub rng: u64,
