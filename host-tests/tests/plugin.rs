@@ -758,3 +758,58 @@ fn mtls_binding_reads_the_peer_certificate_only_when_a_rule_needs_it() {
     assert_no_rule_allows(&send(&mut vm, "GET", "/orders", &token));
     vm.assert_healthy();
 }
+
+#[test]
+fn dry_run_mode_forwards_and_records_what_enforcement_would_refuse() {
+    let mut c = config();
+    c["mode"] = json!("dry_run");
+    let mut vm = start(&c);
+    let o = send(&mut vm, "GET", "/admin/users", &es256(&claims(TRADER)));
+    assert!(o.is_allowed(), "{o:#?}");
+    assert_eq!(o.header("x-agent-iam-dry-run"), Some("403 denied_by_rule"));
+    assert_eq!(o.header("x-agent-iam-agent"), Some(TRADER));
+    let o = request(&mut vm).method("GET").path("/orders").header("x-agent-iam-agent", ADMIN).send();
+    assert!(o.is_allowed());
+    assert_eq!(o.header("x-agent-iam-dry-run"), Some("401 missing_token"));
+    assert_eq!(o.header("x-agent-iam-agent"), None, "a spoofed identity header never passes, even in dry run");
+    let logs = vm.logs_text();
+    assert!(
+        logs.contains("dry run: forwarding a request enforcement would answer 403 (agent_iam.denied_by_rule)"),
+        "{logs}"
+    );
+    vm.assert_healthy();
+}
+
+#[test]
+fn dry_run_rules_are_logged_and_never_applied() {
+    let mut c = config();
+    c["policy"]["rules"].as_array_mut().unwrap().push(
+        json!({"id": "trial-no-posts", "effect": "deny", "mode": "dry_run", "agents": ["*"], "methods": ["POST"]}),
+    );
+    let mut vm = start(&c);
+    assert_forwarded(&send(&mut vm, "POST", "/orders", &es256(&claims(TRADER))), TRADER, TRADER, "trader-orders");
+    assert!(
+        vm.logs_text().contains(
+            "dry-run rule \"trial-no-posts\" would deny this request (enforced: allowed by \"trader-orders\")"
+        ),
+        "{}",
+        vm.logs_text()
+    );
+}
+
+#[test]
+fn forwarding_options_credential_and_claims() {
+    let mut c = config();
+    c["forward"] = json!({"credential": false, "claims": ["desk"]});
+    c["denials"] = json!({"policy_status": 404});
+    let mut vm = start(&c);
+    let mut cl = claims(TRADER);
+    cl["desk"] = json!("equities\r\nx-injected: 1");
+    let o = send(&mut vm, "POST", "/orders", &es256(&cl));
+    assert!(o.is_allowed(), "{o:#?}");
+    assert_eq!(o.header("authorization"), None, "the credential stays at the gateway");
+    assert_eq!(o.header("x-agent-iam-claim-desk"), Some("equities%0D%0Ax-injected: 1"));
+    let o = send(&mut vm, "GET", "/admin/users", &es256(&claims(TRADER)));
+    assert_eq!(o.status(), Some(404));
+    assert_eq!(o.header("www-authenticate"), None);
+}

@@ -2,7 +2,7 @@
 //! validated completely before anything uses it. Any problem rejects the whole document with the exact path
 //! and reason, so Envoy keeps serving the last good configuration.
 
-use crate::engine::{CryptoPreference, Engine};
+use crate::engine::{CryptoPreference, Engine, Mode, Settings, TokenSource};
 use crate::policy::{Policy, PolicyDocument};
 use crate::token::crypto::HmacKey;
 use crate::token::remote::RemoteJwksConfig;
@@ -57,6 +57,164 @@ pub struct ConfigDocument {
     pub token_cache_size: usize,
     /// The access policy.
     pub policy: PolicyDocument,
+    /// Where tokens come from (default: `Authorization: Bearer`).
+    #[serde(default)]
+    pub token_sources: Option<Vec<TokenSourceDocument>>,
+    /// `enforce` (default) or `dry_run`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// How policy denials look.
+    #[serde(default)]
+    pub denials: DenialsDocument,
+    /// What is forwarded upstream on allow.
+    #[serde(default)]
+    pub forward: ForwardDocument,
+}
+
+/// One token source as written: exactly one of `header` and `query`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSourceDocument {
+    /// Header name.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Scheme prefix before the token, e.g. `"Bearer "` (matched case-insensitively).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Query parameter name.
+    #[serde(default)]
+    pub query: Option<String>,
+}
+
+/// Policy denials as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenialsDocument {
+    /// 403 (default) or 404.
+    #[serde(default = "default_policy_status")]
+    pub policy_status: u16,
+    /// Whether the body names the deciding rule.
+    #[serde(default = "yes")]
+    pub expose_rule: bool,
+}
+
+impl Default for DenialsDocument {
+    fn default() -> Self {
+        DenialsDocument { policy_status: 403, expose_rule: true }
+    }
+}
+
+/// Forwarding as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardDocument {
+    /// Forward the credential (the `Authorization` header or configured source) upstream.
+    #[serde(default = "yes")]
+    pub credential: bool,
+    /// Top-level claims forwarded as `x-agent-iam-claim-<name>`.
+    #[serde(default)]
+    pub claims: Vec<String>,
+}
+
+impl Default for ForwardDocument {
+    fn default() -> Self {
+        ForwardDocument { credential: true, claims: Vec::new() }
+    }
+}
+
+fn default_policy_status() -> u16 {
+    403
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn settings(doc: &ConfigDocument, crypto: CryptoPreference) -> Result<Settings, ConfigError> {
+    let token_sources = match &doc.token_sources {
+        None => Settings::default().token_sources,
+        Some(list) if list.is_empty() => {
+            return Err(err("token_sources", "must not be empty (leave it out for Authorization: Bearer)"));
+        }
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for (i, src) in list.iter().enumerate() {
+                let at = |f: &str| format!("token_sources[{i}]{f}");
+                let source = match (&src.header, &src.query, &src.prefix) {
+                    (Some(h), None, prefix) => {
+                        let name = h.to_ascii_lowercase();
+                        if !crate::policy::valid_header_name(&name)
+                            || name.starts_with(crate::engine::IDENTITY_HEADER_PREFIX)
+                        {
+                            return Err(err(
+                                at(".header"),
+                                "must be a header name, and not one of the x-agent-iam-* headers the plugin sets",
+                            ));
+                        }
+                        if let Some(p) = prefix
+                            && (p.is_empty() || !p.bytes().all(|b| (0x20..0x7f).contains(&b)))
+                        {
+                            return Err(err(at(".prefix"), "must be non-empty printable ASCII, e.g. \"Bearer \""));
+                        }
+                        TokenSource::Header { name, prefix: prefix.clone() }
+                    }
+                    (None, Some(q), None)
+                        if !q.is_empty() && q.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+                    {
+                        TokenSource::Query { name: q.clone() }
+                    }
+                    (None, Some(_), None) => {
+                        return Err(err(at(".query"), "must be a parameter name of letters, digits, '-', '_', '.'"));
+                    }
+                    (None, Some(_), Some(_)) => return Err(err(at(".prefix"), "applies only to header sources")),
+                    _ => return Err(err(at(""), "give exactly one of header and query")),
+                };
+                if out.contains(&source) {
+                    return Err(err(at(""), "duplicate token source"));
+                }
+                out.push(source);
+            }
+            out
+        }
+    };
+    let mode = match doc.mode.as_deref() {
+        None | Some("enforce") => Mode::Enforce,
+        Some("dry_run") => Mode::DryRun,
+        Some(other) => {
+            return Err(err("mode", format!("unknown mode \"{other}\" (expected \"enforce\" or \"dry_run\")")));
+        }
+    };
+    if !matches!(doc.denials.policy_status, 403 | 404) {
+        return Err(err("denials.policy_status", "must be 403 or 404"));
+    }
+    let mut forward_claims: Vec<(String, String)> = Vec::new();
+    for (i, claim) in doc.forward.claims.iter().enumerate() {
+        if claim.is_empty()
+            || claim.len() > 64
+            || !claim.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        {
+            return Err(err(
+                format!("forward.claims[{i}]"),
+                "must be a top-level claim name of letters, digits, '-', '_'",
+            ));
+        }
+        let header = format!("{}{}", crate::engine::CLAIM_HEADER_PREFIX, claim.to_ascii_lowercase().replace('_', "-"));
+        if forward_claims.iter().any(|(_, h)| *h == header) {
+            return Err(err(format!("forward.claims[{i}]"), format!("duplicate forwarded header \"{header}\"")));
+        }
+        forward_claims.push((claim.clone(), header));
+    }
+    Ok(Settings {
+        realm: doc.realm.clone(),
+        crypto,
+        cache_capacity: doc.token_cache_size,
+        token_sources,
+        mode,
+        policy_denial_status: doc.denials.policy_status,
+        expose_rule: doc.denials.expose_rule,
+        forward_credential: doc.forward.credential,
+        forward_claims,
+    })
 }
 
 fn default_realm() -> String {
@@ -424,13 +582,8 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
         });
     }
     let policy = Policy::compile(&doc.policy).map_err(|e| err(format!("policy.{}", e.path), e.message))?;
-    Ok(Engine::new(
-        Verifier::new(issuers, doc.max_token_bytes),
-        policy,
-        doc.realm.clone(),
-        crypto,
-        doc.token_cache_size,
-    ))
+    let settings = settings(doc, crypto)?;
+    Ok(Engine::new(Verifier::new(issuers, doc.max_token_bytes), policy, settings))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use crate::request::{self, RequestError};
 use crate::token::cache::TokenCache;
 use crate::token::{CryptoBackend, KeySet, TokenError, VerifiedToken, Verifier};
 use serde_json::json;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -21,6 +22,11 @@ pub const SUBJECT_HEADER: &str = "x-agent-iam-subject";
 pub const ISSUER_HEADER: &str = "x-agent-iam-issuer";
 /// The rule that allowed the request.
 pub const RULE_HEADER: &str = "x-agent-iam-rule";
+/// Set (instead of the identity headers) on a request forwarded in dry-run mode that enforcement would have
+/// refused: `<status> <reason>`, e.g. `403 no_rule_allows`.
+pub const DRY_RUN_HEADER: &str = "x-agent-iam-dry-run";
+/// Prefix of the headers carrying selected claims (`forward_claims`).
+pub const CLAIM_HEADER_PREFIX: &str = "x-agent-iam-claim-";
 /// The delegation chain, current actor first (see [`crate::token::DelegationChain::header_value`]); only set
 /// when the token carries `act`.
 pub const CHAIN_HEADER: &str = "x-agent-iam-chain";
@@ -43,6 +49,8 @@ pub enum Verdict {
         /// The canonical `:path` (with the raw query) to forward, when it differs from what the client sent,
         /// so the upstream sees exactly the path that was authorised.
         canonical_path: Option<String>,
+        /// Dry-run mode: the denial enforcement would have sent (the request is forwarded anyway).
+        dry_run: Option<Denial>,
     },
     /// Answer locally.
     Deny(Denial),
@@ -89,6 +97,72 @@ pub enum CryptoPreference {
     PureRust,
 }
 
+/// Where a request's token may come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A header (lower-case name), with an optional scheme prefix matched case-insensitively (`Bearer `).
+    Header {
+        /// Header name.
+        name: String,
+        /// Prefix before the token, including its separator.
+        prefix: Option<String>,
+    },
+    /// A query parameter (only when configured: tokens in URLs end up in logs).
+    Query {
+        /// Parameter name.
+        name: String,
+    },
+}
+
+/// Enforce decisions, or only record them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Deny what policy does not allow.
+    Enforce,
+    /// Evaluate and record everything, block nothing: a would-be denial is forwarded with
+    /// [`DRY_RUN_HEADER`] and logged.
+    DryRun,
+}
+
+/// Response and forwarding settings of a configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Realm of `WWW-Authenticate` challenges.
+    pub realm: String,
+    /// Signature backend preference.
+    pub crypto: CryptoPreference,
+    /// Verified tokens cached per worker.
+    pub cache_capacity: usize,
+    /// Where tokens come from; more than one credential in a request is a 400.
+    pub token_sources: Vec<TokenSource>,
+    /// Enforce or dry-run.
+    pub mode: Mode,
+    /// Status of a policy denial: 403, or 404 to hide what exists.
+    pub policy_denial_status: u16,
+    /// Whether a policy denial names the deciding rule in its body.
+    pub expose_rule: bool,
+    /// Whether the credential is forwarded upstream (removed when false).
+    pub forward_credential: bool,
+    /// Claims forwarded as `x-agent-iam-claim-<name>` headers: (claim, header name).
+    pub forward_claims: Vec<(String, String)>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            realm: "agent-iam".into(),
+            crypto: CryptoPreference::Auto,
+            cache_capacity: crate::token::cache::DEFAULT_CAPACITY,
+            token_sources: vec![TokenSource::Header { name: "authorization".into(), prefix: Some("Bearer ".into()) }],
+            mode: Mode::Enforce,
+            policy_denial_status: 403,
+            expose_rule: true,
+            forward_credential: true,
+            forward_claims: Vec::new(),
+        }
+    }
+}
+
 /// A ready decision engine: verifier, policy, response settings and the verified-token cache, built by
 /// [`crate::config::parse`]. One per configuration per VM; a new configuration gets a new engine, so the
 /// cache never outlives the key set it was filled under.
@@ -96,8 +170,7 @@ pub enum CryptoPreference {
 pub struct Engine {
     verifier: Verifier,
     policy: Rc<Policy>,
-    realm: String,
-    crypto: CryptoPreference,
+    settings: Rc<Settings>,
     cache: RefCell<TokenCache>,
 }
 
@@ -106,9 +179,11 @@ enum Failure {
     TwoCredentials,
     NoToken,
     Token(TokenError),
+    /// Policy refused a verified token; `identity` is what an allow would have forwarded (dry-run mode).
     Forbidden {
         rule: Option<String>,
         missing_scope: Option<String>,
+        identity: Vec<(&'static str, String)>,
     },
     /// A fetched key set is missing (`KeysUnavailable`) or lacks the token's key (`UnknownKey`).
     RemoteKeys {
@@ -119,38 +194,30 @@ enum Failure {
 
 impl Engine {
     /// Assembles an engine from validated parts.
-    pub fn new(
-        verifier: Verifier,
-        policy: Policy,
-        realm: String,
-        crypto: CryptoPreference,
-        cache_capacity: usize,
-    ) -> Engine {
-        Engine {
-            verifier,
-            policy: Rc::new(policy),
-            realm,
-            crypto,
-            cache: RefCell::new(TokenCache::new(cache_capacity)),
-        }
+    pub fn new(verifier: Verifier, policy: Policy, settings: Settings) -> Engine {
+        let cache = RefCell::new(TokenCache::new(settings.cache_capacity));
+        Engine { verifier, policy: Rc::new(policy), settings: Rc::new(settings), cache }
+    }
+
+    /// The response and forwarding settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// The same configuration with a new key set for issuer `index` (fetched remotely; empty when none is
     /// usable). A new engine means a new, empty token cache: nothing verified under the old keys survives.
     pub fn with_keys(&self, index: usize, keys: KeySet) -> Engine {
-        let capacity = self.cache.try_borrow().map(|c| c.capacity()).unwrap_or(0);
         Engine {
             verifier: self.verifier.with_keys(index, keys),
             policy: self.policy.clone(),
-            realm: self.realm.clone(),
-            crypto: self.crypto,
-            cache: RefCell::new(TokenCache::new(capacity)),
+            settings: self.settings.clone(),
+            cache: RefCell::new(TokenCache::new(self.settings.cache_capacity)),
         }
     }
 
     /// The configured signature backend preference.
     pub fn crypto_preference(&self) -> CryptoPreference {
-        self.crypto
+        self.settings.crypto
     }
 
     /// Token cache hits and misses so far.
@@ -198,7 +265,65 @@ impl Engine {
                     _ => Verdict::UnknownKey { issuer, denial },
                 }
             }
+            Err(failure) if self.settings.mode == Mode::DryRun => self.dry_run(headers, failure, request_id),
             Err(failure) => Verdict::Deny(self.denial(failure, request_id)),
+        }
+    }
+
+    /// Dry-run mode: what enforcement would have refused is forwarded, without any client-sent identity
+    /// header, with the verified identity when the token was valid, and marked with [`DRY_RUN_HEADER`].
+    fn dry_run(&self, headers: &Headers, failure: Failure, request_id: String) -> Verdict {
+        let identity = match &failure {
+            Failure::Forbidden { identity, .. } => identity.clone(),
+            _ => Vec::new(),
+        };
+        let denial = self.denial(failure, request_id);
+        let mut set = identity;
+        set.push((DRY_RUN_HEADER, format!("{} {}", denial.status, denial.reason)));
+        Verdict::Allow {
+            remove: identity_headers_in(headers),
+            set,
+            rule: String::new(),
+            canonical_path: None,
+            dry_run: Some(denial),
+        }
+    }
+
+    /// The token of a request, from the configured sources: `Ok(None)` when there is none, an error when
+    /// there is more than one.
+    fn credential<'h>(&self, headers: &'h Headers, query: Option<&'h str>) -> Result<Option<&'h [u8]>, Failure> {
+        let mut found: Option<&[u8]> = None;
+        let mut count = 0usize;
+        for source in &self.settings.token_sources {
+            match source {
+                TokenSource::Header { name, prefix } => {
+                    for (_, value) in headers.iter().filter(|(n, _)| n == name) {
+                        count += 1;
+                        let token = match prefix {
+                            Some(p) => value
+                                .split_at_checked(p.len())
+                                .filter(|(scheme, rest)| scheme.eq_ignore_ascii_case(p.as_bytes()) && !rest.is_empty())
+                                .map(|(_, rest)| rest),
+                            None => Some(value.as_slice()).filter(|v| !v.is_empty()),
+                        };
+                        found = found.or(token);
+                    }
+                }
+                TokenSource::Query { name } => {
+                    for pair in query.unwrap_or("").split('&') {
+                        if let Some((k, v)) = pair.split_once('=')
+                            && k == name
+                        {
+                            count += 1;
+                            found = found.or(Some(v.as_bytes()).filter(|v| !v.is_empty()));
+                        }
+                    }
+                }
+            }
+        }
+        match count {
+            0 | 1 => Ok(found),
+            _ => Err(Failure::TwoCredentials),
         }
     }
 
@@ -209,12 +334,7 @@ impl Engine {
         let raw_path = single_text(headers, ":path").ok_or(Failure::BadRequest(RequestError::MissingPath))?;
         let (path, query) = request::canonical_path(raw_path).map_err(Failure::BadRequest)?;
 
-        let mut credentials = headers.iter().filter(|(n, _)| n == "authorization");
-        let token = match (credentials.next(), credentials.next()) {
-            (None, _) => return Err(Failure::NoToken),
-            (Some(_), Some(_)) => return Err(Failure::TwoCredentials),
-            (Some((_, value)), None) => bearer_token(value).ok_or(Failure::NoToken)?,
-        };
+        let token = self.credential(headers, query)?.ok_or(Failure::NoToken)?;
         let verified = self.verify(token, now, crypto).map_err(|error| match error {
             TokenError::KeysUnavailable | TokenError::UnknownKey => match self.verifier.remote_issuer_of(token) {
                 Some(issuer) => Failure::RemoteKeys { issuer, error },
@@ -228,6 +348,23 @@ impl Engine {
             None => None,
         };
         Ok(Prepared { method, raw_path, path, query, host, verified })
+    }
+
+    /// The dry-run rules that would have applied to this request, as `(rule id, effect)`; empty when the policy
+    /// has none, or the request does not reach policy.
+    pub fn dry_run_rules(
+        &self,
+        headers: &Headers,
+        peer: Peer<'_>,
+        now: i64,
+        crypto: &dyn CryptoBackend,
+    ) -> Vec<(String, Effect)> {
+        if !self.policy.has_dry_run_rules() {
+            return Vec::new();
+        }
+        let Ok(p) = self.prepare(headers, now, crypto) else { return Vec::new() };
+        let view = p.view(headers, peer, now);
+        self.policy.dry_run_hits(&p.verified, &view).into_iter().map(|(id, effect)| (id.to_owned(), effect)).collect()
     }
 
     /// Why this request gets its decision, as one line of JSON for logs and tools: the decision and, when
@@ -295,36 +432,66 @@ impl Engine {
         let view = p.view(headers, peer, now);
         match self.policy.evaluate(verified, &view) {
             Decision::Allow { rule } => {
-                let remove = headers.iter().filter(|(n, _)| is_identity_header(n)).map(|(n, _)| n.clone()).fold(
-                    Vec::new(),
-                    |mut acc, n| {
-                        if !acc.contains(&n) {
-                            acc.push(n);
+                let mut remove = identity_headers_in(headers);
+                let mut set = self.identity(verified);
+                set.push((RULE_HEADER, rule.to_owned()));
+                let mut query: Option<Cow<'_, str>> = query.map(Cow::Borrowed);
+                if !self.settings.forward_credential {
+                    for source in &self.settings.token_sources {
+                        match source {
+                            TokenSource::Header { name, .. } if headers.iter().any(|(n, _)| n == name) => {
+                                remove.push(name.clone());
+                            }
+                            TokenSource::Query { name } => {
+                                query = query
+                                    .map(|q| Cow::<'_, str>::Owned(without_param(&q, name)))
+                                    .filter(|q| !q.is_empty());
+                            }
+                            TokenSource::Header { .. } => {}
                         }
-                        acc
-                    },
-                );
-                let mut set = vec![
-                    (AGENT_HEADER, header_safe(&verified.agent)),
-                    (SUBJECT_HEADER, header_safe(&verified.subject)),
-                    (ISSUER_HEADER, header_safe(&verified.issuer)),
-                    (RULE_HEADER, rule.to_owned()),
-                ];
-                if verified.chain.depth() > 0 {
-                    set.push((CHAIN_HEADER, verified.chain.header_value()));
+                    }
                 }
                 let forwarded = match query {
                     Some(q) => format!("{path}?{q}"),
                     None => path.clone(),
                 };
                 let canonical_path = (forwarded != raw_path).then_some(forwarded);
-                Ok(Verdict::Allow { remove, set, rule: rule.to_owned(), canonical_path })
+                Ok(Verdict::Allow { remove, set, rule: rule.to_owned(), canonical_path, dry_run: None })
             }
-            Decision::Deny { rule } => Err(Failure::Forbidden { rule: Some(rule.to_owned()), missing_scope: None }),
-            Decision::NoRuleAllows { missing_scope } => {
-                Err(Failure::Forbidden { rule: None, missing_scope: missing_scope.map(str::to_owned) })
-            }
+            Decision::Deny { rule } => Err(Failure::Forbidden {
+                rule: Some(rule.to_owned()),
+                missing_scope: None,
+                identity: self.identity(verified),
+            }),
+            Decision::NoRuleAllows { missing_scope } => Err(Failure::Forbidden {
+                rule: None,
+                missing_scope: missing_scope.map(str::to_owned),
+                identity: self.identity(verified),
+            }),
         }
+    }
+
+    /// The identity headers for a verified token: agent, subject, issuer, chain, selected claims.
+    fn identity(&self, verified: &VerifiedToken) -> Vec<(&'static str, String)> {
+        let mut set = vec![
+            (AGENT_HEADER, header_safe(&verified.agent)),
+            (SUBJECT_HEADER, header_safe(&verified.subject)),
+            (ISSUER_HEADER, header_safe(&verified.issuer)),
+        ];
+        if verified.chain.depth() > 0 {
+            set.push((CHAIN_HEADER, verified.chain.header_value()));
+        }
+        for (claim, header) in &self.settings.forward_claims {
+            let value = match verified.claims.get(claim) {
+                None | Some(serde_json::Value::Null) => continue,
+                Some(serde_json::Value::String(s)) => header_safe(s),
+                Some(other) => header_safe(&other.to_string()),
+            };
+            // The header names were built from validated claim names at configuration time; leaking them
+            // once per configuration keeps `set` free of per-request allocations of names.
+            set.push((intern_header(header), value));
+        }
+        set
     }
 
     fn denial(&self, failure: Failure, request_id: String) -> Denial {
@@ -362,23 +529,40 @@ impl Engine {
                     "denied_by_rule",
                     Some(rule),
                 ),
-                Failure::Forbidden { rule: None, missing_scope: Some(s) } => {
+                Failure::Forbidden { rule: None, missing_scope: Some(s), .. } => {
                     (403, Some("insufficient_scope"), format!("the token lacks scope \"{s}\""), "no_rule_allows", None)
                 }
-                Failure::Forbidden { rule: None, missing_scope: None } => {
+                Failure::Forbidden { rule: None, missing_scope: None, .. } => {
                     (403, Some("insufficient_scope"), "no rule allows this request".into(), "no_rule_allows", None)
                 }
             };
+        if status == 403 && self.settings.policy_denial_status == 404 {
+            // Hide what exists: a plain 404, no challenge, no rule, no scope.
+            let body = json!({"error": "not_found", "error_description": "not found", "request_id": request_id});
+            return Denial {
+                status: 404,
+                headers: vec![("content-type", "application/json".to_owned())],
+                body: body.to_string(),
+                details: format!("agent_iam.{reason}"),
+                reason,
+            };
+        }
+        let rule = rule.filter(|_| self.settings.expose_rule);
+        let description = if status == 403 && !self.settings.expose_rule && description.starts_with("denied by rule") {
+            "access denied by policy".to_owned()
+        } else {
+            description
+        };
         let mut headers = vec![("content-type", "application/json".to_owned())];
         if status == 401 || status == 403 {
             // RFC 6750 §3: no error attributes when the request carried no token.
             let mut challenge = match error {
                 Some(error) => format!(
                     "Bearer realm=\"{}\", error=\"{error}\", error_description=\"{}\"",
-                    self.realm,
+                    self.settings.realm,
                     challenge_safe(&description)
                 ),
-                None => format!("Bearer realm=\"{}\"", self.realm),
+                None => format!("Bearer realm=\"{}\"", self.settings.realm),
             };
             if let Some(scope) = scope {
                 challenge.push_str(&format!(", scope=\"{}\"", challenge_safe(&scope)));
@@ -430,13 +614,43 @@ fn single_text<'h>(headers: &'h Headers, name: &str) -> Option<&'h str> {
     }
 }
 
-/// `Bearer <token>` with a case-insensitive scheme and exactly one space (RFC 6750 §2.1).
-fn bearer_token(value: &[u8]) -> Option<&[u8]> {
-    let (scheme, token) = value.split_at_checked(7)?;
-    (scheme.eq_ignore_ascii_case(b"bearer ") && !token.is_empty()).then_some(token)
+/// Every client-sent identity header, each name once.
+fn identity_headers_in(headers: &Headers) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (n, _) in headers.iter().filter(|(n, _)| is_identity_header(n)) {
+        if !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    out
 }
 
-fn is_identity_header(name: &str) -> bool {
+/// A query string without parameter `name`.
+fn without_param(query: &str, name: &str) -> String {
+    query.split('&').filter(|p| p.split_once('=').map_or(*p, |(k, _)| k) != name).collect::<Vec<_>>().join("&")
+}
+
+/// `&'static str` for a configured claim header name, leaked once per distinct name for the life of the VM
+/// (configurations are few; names are bounded by the configuration's size).
+fn intern_header(name: &str) -> &'static str {
+    thread_local! {
+        static NAMES: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+    }
+    NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        match names.iter().find(|n| **n == name) {
+            Some(n) => n,
+            None => {
+                let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+                names.push(leaked);
+                leaked
+            }
+        }
+    })
+}
+
+/// Whether a header name is one of the plugin's own (`x-agent-iam-*`, any case, `_` for `-`).
+pub fn is_identity_header(name: &str) -> bool {
     name.len() >= IDENTITY_HEADER_PREFIX.len()
         && name.bytes().zip(IDENTITY_HEADER_PREFIX.bytes()).all(|(a, p)| {
             let a = a.to_ascii_lowercase();

@@ -73,7 +73,7 @@ fn allows_and_forwards_the_verified_identity() {
     h.push(("x-agent-iam-agent", "spiffe://trading.example/agent/admin"));
     h.push(("X_Agent_Iam_Subject", "forged"));
     match f.decide(&h) {
-        Verdict::Allow { remove, set, rule, canonical_path } => {
+        Verdict::Allow { remove, set, rule, canonical_path, dry_run: None } => {
             assert_eq!(canonical_path, None, "the path was already canonical");
             assert_eq!(rule, "trader-orders");
             assert_eq!(remove, vec!["x-agent-iam-agent".to_owned(), "X_Agent_Iam_Subject".to_owned()]);
@@ -211,4 +211,160 @@ fn fetched_keys_wait_then_verify_and_unknown_kids_are_flagged() {
     let keys =
         KeySet::from_value(&json!({"keys": [other.public_jwk(Some("k0")), key.public_jwk(Some("k1"))]})).unwrap();
     assert!(matches!(engine.with_keys(0, keys).decide(&headers, NOW, &PureRust), Verdict::Allow { .. }));
+}
+
+/// The fixture's configuration with `extra` merged at the top level.
+fn engine_with(extra: Value) -> (SigningKey, Engine) {
+    let key = SigningKey::from_seed(Algorithm::ES256, [5; 32]).unwrap();
+    let mut doc = json!({
+        "realm": "trading",
+        "issuers": [{"issuer": "https://issuer.example", "audiences": ["trading-api"], "algorithms": ["ES256"],
+                     "jwks": {"keys": [key.public_jwk(Some("k1"))]}}],
+        "policy": {"rules": [
+            {"id": "trader-orders", "effect": "allow", "agents": [TRADER], "methods": ["POST"], "paths": ["/orders/**"]},
+            {"id": "no-admin", "effect": "deny", "agents": ["*"], "paths": ["/orders/admin/**"]}
+        ]}
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        doc[k] = v.clone();
+    }
+    let engine = config::parse(doc.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    (key, engine)
+}
+
+fn decide_on(engine: &Engine, headers: &[(&str, &str)]) -> Verdict {
+    let headers: Vec<(String, Vec<u8>)> = headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+    engine.decide(&headers, NOW, &PureRust)
+}
+
+fn trader_token(key: &SigningKey, extra: Value) -> String {
+    let mut claims = json!({"iss": "https://issuer.example", "sub": TRADER, "aud": "trading-api", "exp": NOW + 60});
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    key.sign_jwt(Some("k1"), &claims)
+}
+
+#[test]
+fn token_sources_headers_prefixes_query_and_one_credential_only() {
+    let (key, engine) = engine_with(json!({"token_sources": [
+        {"header": "authorization", "prefix": "Bearer "}, {"header": "Txn-Token"}, {"query": "access_token"}
+    ]}));
+    let t = trader_token(&key, json!({}));
+    let bearer = format!("bearer {t}");
+    let base = [(":method", "POST"), (":authority", "api.example")];
+    let with = |extra: &[(&'static str, &str)], path: &str| {
+        let mut h: Vec<(&str, &str)> = base.to_vec();
+        h.push((":path", path));
+        h.extend_from_slice(extra);
+        decide_on(&engine, &h)
+    };
+    let path_with_token = format!("/orders?access_token={t}&x=1");
+    assert!(matches!(with(&[("authorization", &bearer)], "/orders"), Verdict::Allow { .. }));
+    assert!(matches!(with(&[("txn-token", &t)], "/orders"), Verdict::Allow { .. }));
+    assert!(matches!(with(&[], &path_with_token), Verdict::Allow { .. }));
+    assert_eq!(
+        denial(with(&[("authorization", &bearer), ("txn-token", &t)], "/orders")).reason,
+        "multiple_credentials"
+    );
+    assert_eq!(denial(with(&[("txn-token", &t)], &path_with_token)).reason, "multiple_credentials");
+    assert_eq!(denial(with(&[("authorization", "Basic dXNlcjpwYXNz")], "/orders")).reason, "missing_token");
+}
+
+#[test]
+fn credentials_can_be_kept_from_the_upstream() {
+    let (key, engine) = engine_with(json!({
+        "token_sources": [{"header": "authorization", "prefix": "Bearer "}, {"query": "access_token"}],
+        "forward": {"credential": false, "claims": ["department", "cost_center"]}
+    }));
+    let t = trader_token(&key, json!({"department": "equities", "cost_center": 42}));
+    let bearer = format!("Bearer {t}");
+    match decide_on(&engine, &request("POST", "/orders", Some(&bearer))) {
+        Verdict::Allow { remove, set, .. } => {
+            assert!(remove.contains(&"authorization".to_owned()), "{remove:?}");
+            assert!(set.contains(&("x-agent-iam-claim-department", "equities".to_owned())), "{set:?}");
+            assert!(set.contains(&("x-agent-iam-claim-cost-center", "42".to_owned())), "{set:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let path = format!("/orders?a=1&access_token={t}&b=2");
+    match decide_on(&engine, &[(":method", "POST"), (":authority", "api.example"), (":path", &path)]) {
+        Verdict::Allow { canonical_path, .. } => assert_eq!(canonical_path.as_deref(), Some("/orders?a=1&b=2")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn dry_run_forwards_what_enforcement_would_refuse_and_marks_it() {
+    let (key, engine) = engine_with(json!({"mode": "dry_run"}));
+    let auth = format!("Bearer {}", trader_token(&key, json!({})));
+    let mut h = request("GET", "/orders", Some(&auth));
+    h.push(("x-agent-iam-agent", "spoofed"));
+    match decide_on(&engine, &h) {
+        Verdict::Allow { remove, set, dry_run: Some(would), .. } => {
+            assert_eq!(would.status, 403);
+            assert_eq!(remove, ["x-agent-iam-agent"]);
+            assert!(set.contains(&(DRY_RUN_HEADER, "403 no_rule_allows".to_owned())), "{set:?}");
+            assert!(set.contains(&(AGENT_HEADER, TRADER.to_owned())), "a valid token's identity is forwarded: {set:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match decide_on(&engine, &request("POST", "/orders", Some("Bearer not.a.token"))) {
+        Verdict::Allow { set, dry_run: Some(would), .. } => {
+            assert_eq!(would.status, 401);
+            assert_eq!(set, [(DRY_RUN_HEADER, "401 malformed".to_owned())], "no identity from an invalid token");
+        }
+        other => panic!("{other:?}"),
+    }
+    match decide_on(&engine, &request("POST", "/orders", Some(&auth))) {
+        Verdict::Allow { dry_run: None, rule, .. } => assert_eq!(rule, "trader-orders"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn policy_denials_can_hide_behind_404_or_keep_the_rule_private() {
+    let (key, engine) = engine_with(json!({"denials": {"policy_status": 404}}));
+    let auth = format!("Bearer {}", trader_token(&key, json!({})));
+    let d = denial(decide_on(&engine, &request("POST", "/orders/admin/x", Some(&auth))));
+    assert_eq!(d.status, 404);
+    assert!(!d.headers.iter().any(|(n, _)| *n == "www-authenticate"));
+    assert_eq!(body(&d)["error"], "not_found");
+    assert!(body(&d).get("rule").is_none());
+    // Token problems are still 401: hiding applies to policy only.
+    assert_eq!(denial(decide_on(&engine, &request("POST", "/orders", Some("Bearer x.y.z")))).status, 401);
+
+    let (key, engine) = engine_with(json!({"denials": {"expose_rule": false}}));
+    let auth = format!("Bearer {}", trader_token(&key, json!({})));
+    let d = denial(decide_on(&engine, &request("POST", "/orders/admin/x", Some(&auth))));
+    assert_eq!(d.status, 403);
+    assert!(body(&d).get("rule").is_none());
+    assert_eq!(body(&d)["error_description"], "access denied by policy");
+}
+
+#[test]
+fn settings_errors_name_their_place() {
+    for (extra, want) in [
+        (json!({"token_sources": []}), "token_sources: must not be empty"),
+        (json!({"token_sources": [{"header": "x-agent-iam-agent"}]}), "token_sources[0].header:"),
+        (json!({"token_sources": [{"header": "a", "query": "b"}]}), "token_sources[0]: give exactly one"),
+        (json!({"token_sources": [{"query": "t", "prefix": "Bearer "}]}), "token_sources[0].prefix: applies only"),
+        (json!({"token_sources": [{"header": "a"}, {"header": "A"}]}), "token_sources[1]: duplicate"),
+        (json!({"mode": "audit"}), "mode: unknown mode \"audit\""),
+        (json!({"denials": {"policy_status": 401}}), "denials.policy_status: must be 403 or 404"),
+        (json!({"forward": {"claims": ["a.b"]}}), "forward.claims[0]:"),
+        (json!({"forward": {"claims": ["cost_center", "cost-center"]}}), "forward.claims[1]: duplicate"),
+    ] {
+        let key = SigningKey::from_seed(Algorithm::ES256, [5; 32]).unwrap();
+        let mut doc = json!({
+            "issuers": [{"issuer": "https://issuer.example", "audiences": ["a"], "algorithms": ["ES256"],
+                         "jwks": {"keys": [key.public_jwk(Some("k1"))]}}],
+            "policy": {"rules": []}
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            doc[k] = v.clone();
+        }
+        let e = config::parse(doc.to_string().as_bytes()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.starts_with(want), "{extra}: {e}");
+    }
 }

@@ -6,7 +6,7 @@
 //! that return them, and any failure denies with a logged reason instead.
 
 use crate::config;
-use crate::engine::{CryptoPreference, Denial, Engine, Verdict};
+use crate::engine::{CryptoPreference, DRY_RUN_HEADER, Denial, Engine, Mode, Verdict};
 use crate::policy::Peer;
 use crate::token::host_crypto::{self, HostCallError, HostCrypto, SignatureHost};
 use crate::token::{Algorithm, CryptoBackend, PureRust};
@@ -150,8 +150,23 @@ impl Root {
             shared.waiting = stay;
             gone
         };
+        let dry_run = self
+            .shared
+            .try_borrow()
+            .ok()
+            .and_then(|s| s.engine.clone())
+            .is_some_and(|e| e.settings().mode == Mode::DryRun);
         for w in expired {
-            if hostcalls::set_effective_context(w.context_id).is_ok() {
+            if hostcalls::set_effective_context(w.context_id).is_err() {
+                continue;
+            }
+            if dry_run {
+                log(
+                    LogLevel::Info,
+                    "agent-iam: dry run: no key set in time; forwarding a request enforcement would answer 503",
+                );
+                forward_unverified(&format!("{} {}", w.on_timeout.status, w.on_timeout.reason));
+            } else {
                 log(LogLevel::Warn, &format!("agent-iam: no key set in time; answering {}", w.on_timeout.status));
                 reply(&w.on_timeout);
             }
@@ -269,6 +284,19 @@ fn fail_closed(why: &str) -> Applied {
     Applied::Stopped
 }
 
+/// Dry-run mode, a held request whose keys never came: forward it without any identity header but the
+/// dry-run mark.
+fn forward_unverified(mark: &str) {
+    let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+    for (name, _) in headers.iter().filter(|(n, _)| crate::engine::is_identity_header(n)) {
+        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+    }
+    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, DRY_RUN_HEADER, Some(mark));
+    if hostcalls::resume_http_request().is_err() {
+        log(LogLevel::Error, "agent-iam: a held request could not be resumed");
+    }
+}
+
 fn reply(denial: &Denial) {
     let headers: Vec<(&str, &str)> = denial.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     local_reply::send(u32::from(denial.status), &denial.details, &headers, denial.body.as_bytes());
@@ -307,14 +335,39 @@ fn decide_and_apply(
     };
     let peer = Peer { uri_san: uri_san.as_deref(), certificate_sha256: digest.as_deref() };
     let verdict = engine.decide_with_peer(&headers, peer, now, crypto);
+    if engine.policy().has_dry_run_rules() {
+        let enforced = match &verdict {
+            Verdict::Allow { rule, dry_run: None, .. } => format!("allowed by \"{rule}\""),
+            Verdict::Allow { dry_run: Some(d), .. } | Verdict::Deny(d) => format!("{} {}", d.status, d.reason),
+            Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } => "pending keys".to_owned(),
+        };
+        for (rule, effect) in engine.dry_run_rules(&headers, peer, now, crypto) {
+            let effect = if effect == crate::policy::Effect::Allow { "allow" } else { "deny" };
+            log(
+                LogLevel::Info,
+                &format!("agent-iam: dry-run rule \"{rule}\" would {effect} this request (enforced: {enforced})"),
+            );
+        }
+    }
     let explain = |level: LogLevel| {
         if logging_at(level) {
             log(level, &format!("agent-iam: explain {}", engine.explain(&headers, peer, now, crypto)));
         }
     };
     match verdict {
-        Verdict::Allow { remove, set, canonical_path, .. } => {
-            explain(LogLevel::Trace);
+        Verdict::Allow { remove, set, canonical_path, dry_run, .. } => {
+            if let Some(would) = dry_run {
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "agent-iam: dry run: forwarding a request enforcement would answer {} ({})",
+                        would.status, would.details
+                    ),
+                );
+                explain(LogLevel::Debug);
+            } else {
+                explain(LogLevel::Trace);
+            }
             let mut edits = remove.iter().map(|name| hostcalls::remove_map_value(MapType::HttpRequestHeaders, name));
             if edits.any(|r| r.is_err()) {
                 return fail_closed("a client-sent identity header could not be removed");

@@ -191,7 +191,8 @@ impl Scope<'_> {
     }
 }
 
-pub(crate) fn valid_header_name(name: &str) -> bool {
+/// Whether `name` is a lower-case HTTP header name (an RFC 9110 token).
+pub fn valid_header_name(name: &str) -> bool {
     !name.is_empty()
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.!#$%&'*+^`|~".contains(&b))
 }

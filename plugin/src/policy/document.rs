@@ -54,6 +54,10 @@ pub struct RuleDocument {
     pub description: Option<String>,
     /// `allow` or `deny`.
     pub effect: Effect,
+    /// `enforce` (default) or `dry_run`: a dry-run rule never changes a decision; when it would have, the
+    /// gateway records it (logs, explain) — to trial a rule on live traffic.
+    #[serde(default)]
+    pub mode: Option<RuleMode>,
 
     /// Who, by the current actor's id: exact (`spiffe://td/agent/x`), a prefix ending in `/*`
     /// (`spiffe://td/*` is every agent of trust domain `td`), or `*` for any verified agent. Required, so that
@@ -89,6 +93,16 @@ pub struct RuleDocument {
     /// Conditions, all of which must hold.
     #[serde(default)]
     pub when: Option<WhenDocument>,
+}
+
+/// Whether a rule takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleMode {
+    /// It decides.
+    Enforce,
+    /// It is evaluated and recorded, never applied.
+    DryRun,
 }
 
 /// What a matching rule does.

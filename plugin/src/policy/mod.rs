@@ -12,7 +12,7 @@
 //! match; tests check that both always reach the same decision.
 
 pub mod cases;
-pub(crate) mod cond;
+mod cond;
 pub mod document;
 pub(crate) mod fxhash;
 pub mod path;
@@ -22,9 +22,9 @@ pub mod time;
 #[cfg(test)]
 mod tests;
 
-pub use cond::Truth;
+pub use cond::{Truth, valid_header_name};
 pub use document::{
-    DelegationDocument, Effect, MtlsDocument, PolicyDocument, RouteDocument, RuleDocument, WhenDocument,
+    DelegationDocument, Effect, MtlsDocument, PolicyDocument, RouteDocument, RuleDocument, RuleMode, WhenDocument,
 };
 
 use crate::token::VerifiedToken;
@@ -154,6 +154,8 @@ pub struct RuleTrace<'p> {
     pub result: RuleResult,
     /// Why: the first reason it does not apply, or each condition that does not hold or cannot be evaluated.
     pub reasons: Vec<String>,
+    /// A dry-run rule: reported, never part of the decision.
+    pub dry_run: bool,
 }
 
 /// Why a request gets its decision.
@@ -218,6 +220,7 @@ impl MethodSet {
 struct Rule {
     id: Box<str>,
     effect: Effect,
+    dry_run: bool,
     agents: Vec<IdPattern>,
     /// `None`: any method.
     methods: Option<MethodSet>,
@@ -245,6 +248,8 @@ pub struct Policy {
     longest_prefix: usize,
     any: Option<u32>,
     indexes: Vec<Index>,
+    /// Dry-run rules, evaluated directly (they are few: rules on trial).
+    dry_run: Vec<u32>,
     /// Route templates; entry `rule` is the route's index in `route_masks`.
     routes: Trie,
     route_masks: Vec<u64>,
@@ -339,7 +344,8 @@ impl Policy {
                         }
                         truth = truth.and(t);
                     }
-                    if rule.effect == Effect::Allow && missing_scope.is_none() && truth == Truth::False {
+                    if rule.effect == Effect::Allow && !rule.dry_run && missing_scope.is_none() && truth == Truth::False
+                    {
                         let mut others = Truth::True;
                         let mut scope = None;
                         for cond in &rule.conds {
@@ -360,10 +366,10 @@ impl Policy {
                     }
                 }
             };
-            traces.push(RuleTrace { id: &rule.id, effect: rule.effect, result, reasons });
+            traces.push(RuleTrace { id: &rule.id, effect: rule.effect, result, reasons, dry_run: rule.dry_run });
         }
         let first = |effect: Effect, ok: &dyn Fn(RuleResult) -> bool| {
-            traces.iter().find(|t| t.effect == effect && ok(t.result)).map(|t| t.id)
+            traces.iter().find(|t| t.effect == effect && !t.dry_run && ok(t.result)).map(|t| t.id)
         };
         let decision =
             if let Some(rule) = first(Effect::Deny, &|r| matches!(r, RuleResult::Matched | RuleResult::Undetermined)) {
@@ -376,6 +382,35 @@ impl Policy {
         let mask = label_mask();
         let labels = self.labels.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, l)| &**l).collect();
         Explanation { decision, policy_version: self.version.as_deref(), labels, rules: traces }
+    }
+
+    /// The dry-run rules that would have applied to this request: an allow rule that matches, a deny rule
+    /// that matches or cannot be evaluated. Empty (and free) when the policy has none.
+    pub fn dry_run_hits(&self, token: &VerifiedToken, request: &Request<'_>) -> Vec<(&str, Effect)> {
+        if self.dry_run.is_empty() {
+            return Vec::new();
+        }
+        let segments = Segments::new(request.path);
+        let labels = Cell::new(None);
+        let label_mask = || self.label_mask(&segments, &labels);
+        let mut ctx =
+            Ctx { token, request, segments: &segments, template: None, lists: &self.lists, labels: &label_mask };
+        let mut hits = Vec::new();
+        for &i in &self.dry_run {
+            let Some(rule) = self.rules.get(i as usize) else { continue };
+            let Ok(template) = self.applicability(rule, &token.agent, request.method, &segments) else { continue };
+            ctx.template = template;
+            let truth = rule.conds.iter().fold(Truth::True, |acc, c| acc.and(c.eval(&ctx)));
+            if truth == Truth::True || (rule.effect == Effect::Deny && truth == Truth::Unknown) {
+                hits.push((&*rule.id, rule.effect));
+            }
+        }
+        hits
+    }
+
+    /// Whether any rule is in dry-run mode.
+    pub fn has_dry_run_rules(&self) -> bool {
+        !self.dry_run.is_empty()
     }
 
     /// The route labels of a canonical path (for audit events).
@@ -794,7 +829,8 @@ impl Compiler {
                 let scope = Scope { lists: &list_names, path_params: params.as_deref() };
                 self.when(when, &at("when"), &scope, &mut conds)?;
             }
-            rules.push(Rule { id: r.id.as_str().into(), effect: r.effect, agents, methods, templates, conds });
+            let dry_run = r.mode == Some(RuleMode::DryRun);
+            rules.push(Rule { id: r.id.as_str().into(), effect: r.effect, dry_run, agents, methods, templates, conds });
         }
 
         self.warn(&rules, doc);
@@ -804,7 +840,12 @@ impl Compiler {
         let mut by_prefix: FxHashMap<Box<str>, u32> = FxHashMap::default();
         let mut any = None;
         let mut indexes: Vec<Index> = Vec::new();
+        let mut dry_run = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
+            if rule.dry_run {
+                dry_run.push(i as u32);
+                continue;
+            }
             let mut seen: Vec<u32> = Vec::with_capacity(rule.agents.len());
             for agent in &rule.agents {
                 let (map, key) = match agent {
@@ -856,6 +897,7 @@ impl Compiler {
             longest_prefix,
             any,
             indexes,
+            dry_run,
             routes,
             route_masks,
             labels,
@@ -1027,9 +1069,12 @@ impl Compiler {
 
     /// Shadowed allow rules (an unconditional deny covers every request they match) and unused lists.
     fn warn(&mut self, rules: &[Rule], doc: &PolicyDocument) {
-        let denies: Vec<(usize, &Rule)> =
-            rules.iter().enumerate().filter(|(_, r)| r.effect == Effect::Deny && r.conds.is_empty()).collect();
-        for (i, allow) in rules.iter().enumerate().filter(|(_, r)| r.effect == Effect::Allow) {
+        let denies: Vec<(usize, &Rule)> = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.effect == Effect::Deny && !r.dry_run && r.conds.is_empty())
+            .collect();
+        for (i, allow) in rules.iter().enumerate().filter(|(_, r)| r.effect == Effect::Allow && !r.dry_run) {
             let shadow = denies.iter().find(|(_, deny)| {
                 allow.agents.iter().all(|a| deny.agents.iter().any(|d| a.covered_by(d)))
                     && match (&deny.methods, &allow.methods) {

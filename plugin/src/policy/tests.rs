@@ -635,3 +635,33 @@ fn header_references_ignore_case_and_url_claim_names_warn() {
         "{w:?}"
     );
 }
+
+#[test]
+fn dry_run_rules_are_reported_never_applied() {
+    let p = policy(json!({"rules": [
+        {"id": "orders", "effect": "allow", "agents": [TRADER], "paths": ["/orders/**"]},
+        {"id": "trial-no-deletes", "effect": "deny", "mode": "dry_run", "agents": ["*"], "methods": ["DELETE"]},
+        {"id": "trial-quotes", "effect": "allow", "mode": "dry_run", "agents": ["*"], "paths": ["/quotes/**"]}
+    ]}))
+    .unwrap();
+    assert!(p.has_dry_run_rules());
+    let t = agent(TRADER);
+    let hits = |method: &'static str, path: &str| {
+        let r = req(method, path);
+        let request = Request {
+            method: r.method,
+            path: &r.path,
+            query: None,
+            host: None,
+            headers: &[],
+            now: r.now,
+            peer: Peer::default(),
+        };
+        p.dry_run_hits(&t, &request).into_iter().map(|(id, _)| id.to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(decide(&p, &t, &req("DELETE", "/orders/1")), "allowed by \"orders\"");
+    assert_eq!(hits("DELETE", "/orders/1"), ["trial-no-deletes"]);
+    assert_eq!(decide(&p, &t, &req("GET", "/quotes/x")), "no rule allows");
+    assert_eq!(hits("GET", "/quotes/x"), ["trial-quotes"]);
+    assert!(hits("GET", "/orders/1").is_empty());
+}
