@@ -813,3 +813,29 @@ fn forwarding_options_credential_and_claims() {
     assert_eq!(o.status(), Some(404));
     assert_eq!(o.header("www-authenticate"), None);
 }
+
+#[test]
+fn metrics_count_decisions_rules_reasons_and_cache_hits() {
+    // Metrics are shared by every VM of a host, like Envoy's workers: this test gets a host of its own.
+    let host = Host::from_file(agent_iam_host::plugin_wasm_path()).unwrap();
+    let mut vm =
+        host.vm().plugin_config(config().to_string()).time(UNIX_EPOCH + Duration::from_secs(NOW)).start().unwrap();
+    let trader = es256(&claims(TRADER));
+    for _ in 0..3 {
+        assert!(send(&mut vm, "POST", "/orders", &trader).is_allowed());
+    }
+    assert_eq!(send(&mut vm, "GET", "/admin/x", &trader).status(), Some(403));
+    let mut expired = claims(TRADER);
+    expired["exp"] = json!(NOW - 3600);
+    expired["iat"] = json!(NOW - 7200);
+    assert_eq!(send(&mut vm, "GET", "/orders", &es256(&expired)).status(), Some(401));
+    let m = |name: &str| vm.metric(name).unwrap_or_else(|| panic!("no metric {name}: {:?}", host.metrics()));
+    assert_eq!(m("agent_iam.decision.allow"), 3);
+    assert_eq!(m("agent_iam.rule.trader-orders.allow"), 3);
+    assert_eq!(m("agent_iam.decision.deny"), 2);
+    assert_eq!(m("agent_iam.denied.denied_by_rule"), 1);
+    assert_eq!(m("agent_iam.rule.no-admin-console.deny"), 1);
+    assert_eq!(m("agent_iam.denied.expired"), 1);
+    assert_eq!(m("agent_iam.token_cache.miss"), 2);
+    assert_eq!(m("agent_iam.token_cache.hit"), 3);
+}

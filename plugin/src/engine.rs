@@ -85,6 +85,8 @@ pub struct Denial {
     pub details: String,
     /// The metric/audit label of the reason.
     pub reason: &'static str,
+    /// The deny rule that decided, for metrics and audit (whether or not the body names it).
+    pub rule: Option<String>,
 }
 
 /// Which signature backend the configuration asks for.
@@ -545,8 +547,10 @@ impl Engine {
                 body: body.to_string(),
                 details: format!("agent_iam.{reason}"),
                 reason,
+                rule,
             };
         }
+        let deciding_rule = rule.clone();
         let rule = rule.filter(|_| self.settings.expose_rule);
         let description = if status == 403 && !self.settings.expose_rule && description.starts_with("denied by rule") {
             "access denied by policy".to_owned()
@@ -577,7 +581,14 @@ impl Engine {
         if let (Some(rule), Some(obj)) = (rule, body.as_object_mut()) {
             obj.insert("rule".into(), rule.into());
         }
-        Denial { status, headers, body: body.to_string(), details: format!("agent_iam.{reason}"), reason }
+        Denial {
+            status,
+            headers,
+            body: body.to_string(),
+            details: format!("agent_iam.{reason}"),
+            reason,
+            rule: deciding_rule,
+        }
     }
 }
 

@@ -158,6 +158,17 @@ pub fn on_response(shared: &Rc<RefCell<Shared>>, token: u32, now_ms: u64, body_s
         }
         (Some(status), Some(body)) => r.state.on_response(now, status, cache_control.as_deref(), body).cloned(),
     };
+    s.metrics.count(
+        match &result {
+            Ok(_) => "agent_iam.jwks.fetch.ok",
+            Err(FetchError::NoResponse) => "agent_iam.jwks.fetch.no_response",
+            Err(FetchError::Status(_)) => "agent_iam.jwks.fetch.bad_status",
+            Err(FetchError::TooLarge(_)) => "agent_iam.jwks.fetch.too_large",
+            Err(FetchError::Invalid(_)) => "agent_iam.jwks.fetch.invalid",
+        },
+        1,
+    );
+    let r = s.remotes.get_mut(slot)?;
     match result {
         Ok(keys) => {
             let kids: Vec<&str> = keys.iter().filter_map(|k| k.kid.as_deref()).collect();
@@ -211,6 +222,11 @@ pub fn on_tick(shared: &Rc<RefCell<Shared>>, now_ms: u64) -> bool {
         for issuer in stale {
             s.engine = s.engine.as_ref().map(|e| Rc::new(e.with_keys(issuer, KeySet::default())));
             changed = true;
+        }
+        let ages: Vec<(usize, i64)> =
+            s.remotes.iter().filter_map(|r| r.state.age(now).map(|age| (r.issuer, age))).collect();
+        for (issuer, age) in ages {
+            s.metrics.gauge(&format!("agent_iam.jwks.issuer_{issuer}.age_seconds"), u64::try_from(age).unwrap_or(0));
         }
     }
     fetch_due(shared, now_ms);

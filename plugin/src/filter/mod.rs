@@ -19,6 +19,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 mod keys;
 mod local_reply;
+mod metrics;
 
 use keys::Remote;
 
@@ -78,6 +79,8 @@ struct Shared {
     remotes: Vec<Remote>,
     /// Requests held until their issuer's keys arrive.
     waiting: Vec<Waiter>,
+    /// Stats.
+    metrics: metrics::Metrics,
 }
 
 /// A request held for a key set.
@@ -159,6 +162,13 @@ impl Root {
         for w in expired {
             if hostcalls::set_effective_context(w.context_id).is_err() {
                 continue;
+            }
+            if let Ok(mut s) = self.shared.try_borrow_mut() {
+                if dry_run {
+                    s.metrics.count("agent_iam.decision.dry_run_deny", 1);
+                } else {
+                    count_denial(&mut s.metrics, &w.on_timeout);
+                }
             }
             if dry_run {
                 log(
@@ -334,7 +344,9 @@ fn decide_and_apply(
         (None, None)
     };
     let peer = Peer { uri_san: uri_san.as_deref(), certificate_sha256: digest.as_deref() };
+    let (hits_before, misses_before) = engine.cache_stats();
     let verdict = engine.decide_with_peer(&headers, peer, now, crypto);
+    record(shared, &engine, &verdict, hits_before, misses_before);
     if engine.policy().has_dry_run_rules() {
         let enforced = match &verdict {
             Verdict::Allow { rule, dry_run: None, .. } => format!("allowed by \"{rule}\""),
@@ -421,6 +433,9 @@ fn decide_and_apply(
                     .unwrap_or(false);
             if !refetch {
                 explain(LogLevel::Debug);
+                if let Ok(mut s) = shared.try_borrow_mut() {
+                    count_denial(&mut s.metrics, &denial);
+                }
                 reply(&denial);
                 return Applied::Stopped;
             }
@@ -430,6 +445,36 @@ fn decide_and_apply(
             // (the SDK routes answers to the calling context), and lost if the stream ends first.
             hold(shared, context_id, issuer, wait_ms.map(|w| now_ms.saturating_add(w)), denial, now_ms)
         }
+    }
+}
+
+/// Counts a decision: by result, by deciding rule, by denial reason, and the token cache's hits and misses.
+fn record(shared: &Rc<RefCell<Shared>>, engine: &Engine, verdict: &Verdict, hits_before: u64, misses_before: u64) {
+    let Ok(mut s) = shared.try_borrow_mut() else { return };
+    let m = &mut s.metrics;
+    let (hits, misses) = engine.cache_stats();
+    m.count("agent_iam.token_cache.hit", hits.saturating_sub(hits_before));
+    m.count("agent_iam.token_cache.miss", misses.saturating_sub(misses_before));
+    match verdict {
+        Verdict::Allow { rule, dry_run: None, .. } => {
+            m.count("agent_iam.decision.allow", 1);
+            m.count(&format!("agent_iam.rule.{rule}.allow"), 1);
+        }
+        Verdict::Allow { dry_run: Some(d), .. } => {
+            m.count("agent_iam.decision.dry_run_deny", 1);
+            m.count(&format!("agent_iam.denied.{}", d.reason), 1);
+        }
+        Verdict::Deny(d) => count_denial(m, d),
+        // Counted when they are finally answered.
+        Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } => {}
+    }
+}
+
+fn count_denial(m: &mut metrics::Metrics, d: &Denial) {
+    m.count("agent_iam.decision.deny", 1);
+    m.count(&format!("agent_iam.denied.{}", d.reason), 1);
+    if let Some(rule) = &d.rule {
+        m.count(&format!("agent_iam.rule.{rule}.deny"), 1);
     }
 }
 
@@ -447,7 +492,10 @@ fn hold(
             s.waiting.push(Waiter { context_id, issuer, deadline_ms, on_timeout });
             Applied::Stopped
         }
-        _ => {
+        (_, shared) => {
+            if let Ok(mut s) = shared {
+                count_denial(&mut s.metrics, &on_timeout);
+            }
             reply(&on_timeout);
             Applied::Stopped
         }

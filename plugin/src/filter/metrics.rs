@@ -1,0 +1,47 @@
+//! Envoy stats through proxy-wasm metrics (`/stats`, Prometheus output), defined on first use and cached by
+//! name per VM. Envoy shares a metric by name across the VMs of a plugin, so counters add up over workers.
+//!
+//! Names (Envoy adds its custom-stat prefix):
+//! - `agent_iam.decision.allow`, `agent_iam.decision.deny`, `agent_iam.decision.dry_run_deny`
+//! - `agent_iam.rule.<rule id>.allow` / `.deny`: decisions by the deciding rule
+//! - `agent_iam.denied.<reason>`: every denial by reason (`expired`, `bad_signature`, `no_rule_allows`, ...)
+//! - `agent_iam.token_cache.hit` / `.miss`
+//! - `agent_iam.jwks.fetch.ok` / `agent_iam.jwks.fetch.<failure>`; gauge `agent_iam.jwks.issuer_<n>.age_seconds`
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+use std::collections::HashMap;
+
+/// Metric ids of this VM, by name.
+#[derive(Default)]
+pub struct Metrics {
+    ids: HashMap<String, u32>,
+}
+
+impl Metrics {
+    fn id(&mut self, kind: MetricType, name: &str) -> Option<u32> {
+        if let Some(id) = self.ids.get(name) {
+            return Some(*id);
+        }
+        let id = hostcalls::define_metric(kind, name).ok()?;
+        self.ids.insert(name.to_owned(), id);
+        Some(id)
+    }
+
+    /// Adds `by` to a counter. Metrics are best effort: a host that refuses them must not stop a request.
+    pub fn count(&mut self, name: &str, by: u64) {
+        if by == 0 {
+            return;
+        }
+        if let Some(id) = self.id(MetricType::Counter, name) {
+            let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Sets a gauge.
+    pub fn gauge(&mut self, name: &str, value: u64) {
+        if let Some(id) = self.id(MetricType::Gauge, name) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+}
