@@ -158,6 +158,7 @@ pub fn check_policy_eval(text: &str) {
         headers: &headers,
         now: NOW.saturating_add(offset),
         peer: Peer { uri_san: Some(agent), certificate_sha256: Some(header) },
+        route: Some(header),
     };
     let fast = policy.evaluate(&token, &request);
     let slow = policy.explain(&token, &request);

@@ -839,3 +839,28 @@ fn metrics_count_decisions_rules_reasons_and_cache_hits() {
     assert_eq!(m("agent_iam.token_cache.miss"), 2);
     assert_eq!(m("agent_iam.token_cache.hit"), 3);
 }
+
+#[test]
+fn envoy_route_names_and_issuer_mtls_binding_reach_the_plugin() {
+    let mut c = config();
+    c["issuers"][0]["mtls"] = json!({"actor_is_peer": true});
+    c["policy"] =
+        json!({"rules": [{"id": "public-route", "effect": "allow", "agents": ["*"], "envoy_routes": ["public"]}]});
+    let mut vm = start(&c);
+    let token = es256(&claims(TRADER));
+    let on = |vm: &mut Vm, route: &str, san: &str| {
+        request(vm)
+            .method("GET")
+            .path("/x")
+            .bearer(&token)
+            .property("xds.route_name", route)
+            .property("connection.uri_san_peer_certificate", san)
+            .send()
+    };
+    assert_forwarded(&on(&mut vm, "public", TRADER), TRADER, TRADER, "public-route");
+    assert_no_rule_allows(&on(&mut vm, "internal", TRADER));
+    let o = on(&mut vm, "public", READER);
+    assert_eq!(o.status(), Some(401));
+    assert_eq!(details(&o), "agent_iam.not_bound");
+    vm.assert_healthy();
+}

@@ -260,6 +260,9 @@ pub struct IssuerDocument {
     /// Inline JWKS (public keys).
     #[serde(default)]
     pub jwks: Option<serde_json::Value>,
+    /// Mutual-TLS binding of every token of this issuer.
+    #[serde(default)]
+    pub mtls: Option<crate::policy::MtlsDocument>,
     /// A JWKS fetched through an Envoy cluster, instead of `jwks`.
     #[serde(default)]
     pub remote_jwks: Option<RemoteJwksDocument>,
@@ -579,6 +582,22 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
             max_lifetime: d.max_lifetime_seconds.map(i64::from),
             max_delegation_depth: d.max_delegation_depth,
             remote,
+            binding: match &d.mtls {
+                None => token::Binding::default(),
+                Some(m) => {
+                    let binding = token::Binding {
+                        actor_is_peer: m.actor_is_peer == Some(true),
+                        certificate_bound: m.certificate_bound == Some(true),
+                    };
+                    if !binding.any() || m.actor_is_peer == Some(false) || m.certificate_bound == Some(false) {
+                        return Err(err(
+                            at("mtls"),
+                            "set actor_is_peer and/or certificate_bound to true (false is meaningless)",
+                        ));
+                    }
+                    binding
+                }
+            },
         });
     }
     let policy = Policy::compile(&doc.policy).map_err(|e| err(format!("policy.{}", e.path), e.message))?;

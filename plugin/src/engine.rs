@@ -239,6 +239,11 @@ impl Engine {
         Ok(verified)
     }
 
+    /// Whether decisions need the mutual-TLS peer (a rule or an issuer binds to it).
+    pub fn needs_peer(&self) -> bool {
+        self.policy.needs().peer || self.verifier.issuers().iter().any(|i| i.binding.any())
+    }
+
     /// The compiled policy.
     pub fn policy(&self) -> &Policy {
         &self.policy
@@ -251,14 +256,20 @@ impl Engine {
 
     /// Decides for one request at `now` (seconds since the epoch).
     pub fn decide(&self, headers: &Headers, now: i64, crypto: &dyn CryptoBackend) -> Verdict {
-        self.decide_with_peer(headers, Peer::default(), now, crypto)
+        self.decide_with(headers, Connection::default(), now, crypto)
     }
 
-    /// Decides for one request on a connection with a (mutual-TLS) peer; see [`Policy::needs`] for when
-    /// the filter reads the peer.
-    pub fn decide_with_peer(&self, headers: &Headers, peer: Peer<'_>, now: i64, crypto: &dyn CryptoBackend) -> Verdict {
+    /// Decides for one request with what Envoy knows of its connection and route; see [`Policy::needs`] for
+    /// when the filter reads them.
+    pub fn decide_with(
+        &self,
+        headers: &Headers,
+        conn: Connection<'_>,
+        now: i64,
+        crypto: &dyn CryptoBackend,
+    ) -> Verdict {
         let request_id = request_id(headers);
-        match self.evaluate(headers, peer, now, crypto) {
+        match self.evaluate(headers, conn, now, crypto) {
             Ok(verdict) => verdict,
             Err(Failure::RemoteKeys { issuer, error }) => {
                 let denial = self.denial(Failure::Token(error), request_id);
@@ -357,7 +368,7 @@ impl Engine {
     pub fn dry_run_rules(
         &self,
         headers: &Headers,
-        peer: Peer<'_>,
+        conn: Connection<'_>,
         now: i64,
         crypto: &dyn CryptoBackend,
     ) -> Vec<(String, Effect)> {
@@ -365,13 +376,13 @@ impl Engine {
             return Vec::new();
         }
         let Ok(p) = self.prepare(headers, now, crypto) else { return Vec::new() };
-        let view = p.view(headers, peer, now);
+        let view = p.view(headers, conn, now);
         self.policy.dry_run_hits(&p.verified, &view).into_iter().map(|(id, effect)| (id.to_owned(), effect)).collect()
     }
 
     /// Why this request gets its decision, as one line of JSON for logs and tools: the decision and, when
     /// policy decided, every candidate rule with its result and reasons (see [`Policy::explain`]).
-    pub fn explain(&self, headers: &Headers, peer: Peer<'_>, now: i64, crypto: &dyn CryptoBackend) -> String {
+    pub fn explain(&self, headers: &Headers, conn: Connection<'_>, now: i64, crypto: &dyn CryptoBackend) -> String {
         let p = match self.prepare(headers, now, crypto) {
             Ok(p) => p,
             Err(failure) => {
@@ -379,7 +390,7 @@ impl Engine {
                 return json!({"decision": "deny", "status": denial.status, "reason": denial.reason}).to_string();
             }
         };
-        let view = p.view(headers, peer, now);
+        let view = p.view(headers, conn, now);
         let e = self.policy.explain(&p.verified, &view);
         let (decision, rule, reason, scope) = match e.decision {
             Decision::Allow { rule } => ("allow", Some(rule), "allowed", None),
@@ -425,13 +436,20 @@ impl Engine {
     fn evaluate(
         &self,
         headers: &Headers,
-        peer: Peer<'_>,
+        conn: Connection<'_>,
         now: i64,
         crypto: &dyn CryptoBackend,
     ) -> Result<Verdict, Failure> {
         let p = self.prepare(headers, now, crypto)?;
+        if let Some(issuer) = self.verifier.issuers().iter().find(|i| i.issuer == p.verified.issuer && i.binding.any())
+        {
+            issuer
+                .binding
+                .check(&p.verified, conn.peer.uri_san, conn.peer.certificate_sha256)
+                .map_err(Failure::Token)?;
+        }
         let (verified, path, query, raw_path) = (&p.verified, &p.path, p.query, p.raw_path);
-        let view = p.view(headers, peer, now);
+        let view = p.view(headers, conn, now);
         match self.policy.evaluate(verified, &view) {
             Decision::Allow { rule } => {
                 let mut remove = identity_headers_in(headers);
@@ -592,6 +610,15 @@ impl Engine {
     }
 }
 
+/// What Envoy knows about a request beyond its headers, read by the filter only when the policy needs it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Connection<'a> {
+    /// The mutual-TLS peer.
+    pub peer: Peer<'a>,
+    /// The matched Envoy route's name (`xds.route_name`).
+    pub route: Option<&'a str>,
+}
+
 /// A canonical request with a verified token.
 struct Prepared<'h> {
     method: String,
@@ -603,7 +630,7 @@ struct Prepared<'h> {
 }
 
 impl<'h> Prepared<'h> {
-    fn view<'a>(&'a self, headers: &'a Headers, peer: Peer<'a>, now: i64) -> Request<'a> {
+    fn view<'a>(&'a self, headers: &'a Headers, conn: Connection<'a>, now: i64) -> Request<'a> {
         Request {
             method: &self.method,
             path: &self.path,
@@ -611,7 +638,8 @@ impl<'h> Prepared<'h> {
             host: self.host.as_deref(),
             headers,
             now,
-            peer,
+            peer: conn.peer,
+            route: conn.route,
         }
     }
 }

@@ -368,3 +368,33 @@ fn settings_errors_name_their_place() {
         assert!(e.starts_with(want), "{extra}: {e}");
     }
 }
+
+#[test]
+fn an_issuer_can_bind_every_token_to_the_mtls_peer() {
+    let key = SigningKey::from_seed(Algorithm::ES256, [5; 32]).unwrap();
+    let doc = json!({
+        "issuers": [{"issuer": "https://issuer.example", "audiences": ["trading-api"], "algorithms": ["ES256"],
+                     "jwks": {"keys": [key.public_jwk(Some("k1"))]},
+                     "mtls": {"actor_is_peer": true, "certificate_bound": true}}],
+        "policy": {"rules": [{"id": "any", "effect": "allow", "agents": ["*"]}]}
+    });
+    let engine = config::parse(doc.to_string().as_bytes()).unwrap();
+    assert!(engine.needs_peer());
+    let digest = [9u8; 32];
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let auth = format!("Bearer {}", trader_token(&key, json!({"cnf": {"x5t#S256": crate::b64::encode(&digest)}})));
+    let headers: Vec<(String, Vec<u8>)> =
+        request("GET", "/", Some(&auth)).iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+    let on = |san: Option<&str>, digest: Option<&str>| {
+        let conn = Connection { peer: Peer { uri_san: san, certificate_sha256: digest }, route: None };
+        engine.decide_with(&headers, conn, NOW, &PureRust)
+    };
+    assert!(matches!(on(Some(TRADER), Some(&hex)), Verdict::Allow { .. }));
+    for (san, digest) in [(None, None), (Some("spiffe://x/y"), Some(hex.as_str())), (Some(TRADER), Some("00"))] {
+        let d = denial(on(san, digest));
+        assert_eq!((d.status, d.reason), (401, "not_bound"), "{san:?} {digest:?}");
+    }
+    let mut bad = doc.clone();
+    bad["issuers"][0]["mtls"] = json!({"actor_is_peer": false});
+    assert!(config::parse(bad.to_string().as_bytes()).unwrap_err().to_string().starts_with("issuers[0].mtls:"));
+}

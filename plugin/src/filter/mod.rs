@@ -6,7 +6,7 @@
 //! that return them, and any failure denies with a logged reason instead.
 
 use crate::config;
-use crate::engine::{CryptoPreference, DRY_RUN_HEADER, Denial, Engine, Mode, Verdict};
+use crate::engine::{Connection, CryptoPreference, DRY_RUN_HEADER, Denial, Engine, Mode, Verdict};
 use crate::policy::Peer;
 use crate::token::host_crypto::{self, HostCallError, HostCrypto, SignatureHost};
 use crate::token::{Algorithm, CryptoBackend, PureRust};
@@ -335,7 +335,7 @@ fn decide_and_apply(
         return fail_closed("the request headers are unavailable");
     };
     // The peer certificate only when a rule binds to it: two property reads otherwise saved.
-    let (uri_san, digest) = if engine.policy().needs().peer {
+    let (uri_san, digest) = if engine.needs_peer() {
         (
             property_text(&["connection", "uri_san_peer_certificate"]),
             property_text(&["connection", "sha256_peer_certificate_digest"]),
@@ -343,9 +343,13 @@ fn decide_and_apply(
     } else {
         (None, None)
     };
-    let peer = Peer { uri_san: uri_san.as_deref(), certificate_sha256: digest.as_deref() };
+    let route = if engine.policy().needs().route { property_text(&["xds", "route_name"]) } else { None };
+    let conn = Connection {
+        peer: Peer { uri_san: uri_san.as_deref(), certificate_sha256: digest.as_deref() },
+        route: route.as_deref(),
+    };
     let (hits_before, misses_before) = engine.cache_stats();
-    let verdict = engine.decide_with_peer(&headers, peer, now, crypto);
+    let verdict = engine.decide_with(&headers, conn, now, crypto);
     record(shared, &engine, &verdict, hits_before, misses_before);
     if engine.policy().has_dry_run_rules() {
         let enforced = match &verdict {
@@ -353,7 +357,7 @@ fn decide_and_apply(
             Verdict::Allow { dry_run: Some(d), .. } | Verdict::Deny(d) => format!("{} {}", d.status, d.reason),
             Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } => "pending keys".to_owned(),
         };
-        for (rule, effect) in engine.dry_run_rules(&headers, peer, now, crypto) {
+        for (rule, effect) in engine.dry_run_rules(&headers, conn, now, crypto) {
             let effect = if effect == crate::policy::Effect::Allow { "allow" } else { "deny" };
             log(
                 LogLevel::Info,
@@ -363,7 +367,7 @@ fn decide_and_apply(
     }
     let explain = |level: LogLevel| {
         if logging_at(level) {
-            log(level, &format!("agent-iam: explain {}", engine.explain(&headers, peer, now, crypto)));
+            log(level, &format!("agent-iam: explain {}", engine.explain(&headers, conn, now, crypto)));
         }
     };
     match verdict {

@@ -63,6 +63,9 @@ pub struct CaseRequest {
     /// Mutual-TLS peer.
     #[serde(default)]
     pub peer: Option<CasePeer>,
+    /// The Envoy route name the request matched (`xds.route_name`).
+    #[serde(default)]
+    pub envoy_route: Option<String>,
 }
 
 /// The mutual-TLS peer in a case.
@@ -190,6 +193,7 @@ fn run_case(policy: &Policy, file: &CaseFile, case: &Case, at: &str) -> Result<C
         headers: &headers,
         now,
         peer: Peer { uri_san: peer.uri_san.as_deref(), certificate_sha256: peer.certificate_sha256.as_deref() },
+        route: r.envoy_route.as_deref(),
     };
     let decision = policy.evaluate(&token, &request);
     let explanation = policy.explain(&token, &request);

@@ -67,6 +67,7 @@ pub(crate) enum Kind {
     },
     Scopes(Vec<Box<str>>),
     Hosts(Vec<HostPattern>),
+    Routes(Vec<Box<str>>),
     /// Bit mask of route labels; the request must carry one of them.
     Labels(u64),
     Attr {
@@ -607,21 +608,6 @@ fn has_scope(claims: &Map<String, Value>, scope: &str) -> Option<bool> {
     }
 }
 
-/// `cnf.x5t#S256` (base64url SHA-256) against Envoy's hex digest of the peer certificate.
-fn certificate_matches(claims: &Map<String, Value>, peer_hex: &str) -> Option<bool> {
-    let thumbprint = claims.get("cnf")?.as_object()?.get("x5t#S256")?.as_str()?;
-    let decoded = crate::b64::decode(thumbprint.as_bytes()).ok()?;
-    if decoded.len() != 32 || peer_hex.len() != 64 {
-        return Some(false);
-    }
-    let mut peer = [0u8; 32];
-    for (i, pair) in peer_hex.as_bytes().chunks_exact(2).enumerate() {
-        let hex = std::str::from_utf8(pair).ok()?;
-        peer[i] = u8::from_str_radix(hex, 16).ok()?;
-    }
-    Some(peer[..] == decoded[..])
-}
-
 impl Cond {
     /// Evaluates the condition.
     pub fn eval(&self, ctx: &Ctx<'_>) -> Truth {
@@ -641,6 +627,10 @@ impl Cond {
                 None => Truth::Unknown,
             },
             Kind::Labels(mask) => Truth::from_bool((ctx.labels)() & mask != 0),
+            Kind::Routes(names) => match ctx.request.route {
+                Some(route) => Truth::from_bool(names.iter().any(|n| **n == *route)),
+                None => Truth::Unknown,
+            },
             Kind::Attr { source, test } => {
                 let fetched = fetch(source, ctx);
                 let value = match &fetched {
@@ -675,7 +665,8 @@ impl Cond {
                 None => Truth::Unknown,
             },
             Kind::CertificateBound => match ctx.request.peer.certificate_sha256 {
-                Some(digest) => certificate_matches(&token.claims, digest).map_or(Truth::Unknown, Truth::from_bool),
+                Some(digest) => crate::token::claims::certificate_bound(&token.claims, digest)
+                    .map_or(Truth::Unknown, Truth::from_bool),
                 None => Truth::Unknown,
             },
         }
@@ -703,6 +694,10 @@ impl Cond {
             Kind::Hosts(list) => match ctx.request.host {
                 Some(h) => write!(why, "host {} {} {}", quoted(h), match_word(truth), join(list)),
                 None => write!(why, "the request has no host"),
+            },
+            Kind::Routes(names) => match ctx.request.route {
+                Some(route) => write!(why, "Envoy route {} {} {}", quoted(route), in_word(truth), join(names)),
+                None => write!(why, "the Envoy route name is not known"),
             },
             Kind::Labels(_) => write!(
                 why,

@@ -86,6 +86,10 @@ pub struct RuleDocument {
     /// Host names (`:authority` without port), exact or `*.example.com` for any sub-domain.
     #[serde(default)]
     pub hosts: Option<Vec<String>>,
+    /// Envoy route names (`xds.route_name`): the rule applies only to requests Envoy routed through one of
+    /// them, for when Envoy's routing should pick the policy.
+    #[serde(default)]
+    pub envoy_routes: Option<Vec<String>>,
     /// Route labels (from `routes`); the rule applies to requests whose path carries any of them.
     #[serde(default)]
     pub labels: Option<Vec<String>>,

@@ -97,6 +97,8 @@ pub struct Request<'a> {
     pub now: i64,
     /// The mutual-TLS peer, if any.
     pub peer: Peer<'a>,
+    /// The name of the Envoy route the request matched (`xds.route_name`), if known.
+    pub route: Option<&'a str>,
 }
 
 /// The mutual-TLS peer certificate, as Envoy reports it.
@@ -185,6 +187,8 @@ pub struct Needs {
     pub headers: Vec<String>,
     /// Whether any condition reads the peer certificate.
     pub peer: bool,
+    /// Whether any rule selects Envoy routes by name.
+    pub route: bool,
 }
 
 const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"];
@@ -572,6 +576,7 @@ struct Compiler {
     warnings: Vec<Warning>,
     headers: Vec<String>,
     peer: bool,
+    route: bool,
 }
 
 fn id_patterns(list: &[String], at: &str) -> Result<Vec<IdPattern>, PolicyError> {
@@ -748,6 +753,13 @@ impl Compiler {
                 let any_of = names(list, &at("roles"), "role", visible)?;
                 conds.push(Cond { at: at("roles").into(), kind: Kind::Roles { claim: roles_claim.clone(), any_of } });
             }
+            if let Some(list) = &r.envoy_routes {
+                conds.push(Cond {
+                    at: at("envoy_routes").into(),
+                    kind: Kind::Routes(names(list, &at("envoy_routes"), "route name", visible)?),
+                });
+                self.route = true;
+            }
             if let Some(list) = &r.scopes {
                 conds.push(Cond {
                     at: at("scopes").into(),
@@ -902,7 +914,7 @@ impl Compiler {
             route_masks,
             labels,
             lists,
-            needs: Needs { headers, peer: self.peer },
+            needs: Needs { headers, peer: self.peer, route: self.route },
             warnings: self.warnings,
         })
     }

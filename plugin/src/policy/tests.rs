@@ -28,6 +28,7 @@ struct Req {
     headers: Vec<(String, Vec<u8>)>,
     now: i64,
     peer: (Option<&'static str>, Option<String>),
+    route: Option<&'static str>,
 }
 
 fn req(method: &'static str, path_and_query: &str) -> Req {
@@ -43,6 +44,7 @@ fn req(method: &'static str, path_and_query: &str) -> Req {
         headers: Vec::new(),
         now: parse_time(MARKET_OPEN).unwrap(),
         peer: (None, None),
+        route: None,
     }
 }
 
@@ -53,6 +55,10 @@ impl Req {
     }
     fn at(mut self, time: &str) -> Req {
         self.now = parse_time(time).unwrap();
+        self
+    }
+    fn route(mut self, r: &'static str) -> Req {
+        self.route = Some(r);
         self
     }
     fn host(mut self, h: &'static str) -> Req {
@@ -75,6 +81,7 @@ fn decide(p: &Policy, t: &VerifiedToken, r: &Req) -> String {
         headers: &r.headers,
         now: r.now,
         peer: Peer { uri_san: r.peer.0, certificate_sha256: r.peer.1.as_deref() },
+        route: r.route,
     };
     let fast = p.evaluate(t, &request);
     let slow = p.explain(t, &request);
@@ -492,6 +499,7 @@ fn explain_says_why() {
         headers: &[],
         now: r.now,
         peer: Peer::default(),
+        route: None,
     };
     let e = p.explain(&agent(TRADER), &request);
     assert_eq!(e.decision, Decision::NoRuleAllows { missing_scope: None });
@@ -656,6 +664,7 @@ fn dry_run_rules_are_reported_never_applied() {
             headers: &[],
             now: r.now,
             peer: Peer::default(),
+            route: None,
         };
         p.dry_run_hits(&t, &request).into_iter().map(|(id, _)| id.to_owned()).collect::<Vec<_>>()
     };
@@ -664,4 +673,17 @@ fn dry_run_rules_are_reported_never_applied() {
     assert_eq!(decide(&p, &t, &req("GET", "/quotes/x")), "no rule allows");
     assert_eq!(hits("GET", "/quotes/x"), ["trial-quotes"]);
     assert!(hits("GET", "/orders/1").is_empty());
+}
+
+#[test]
+fn envoy_route_names_select_rules() {
+    let p = policy(json!({"rules": [
+        {"id": "public-api", "effect": "allow", "agents": ["*"], "envoy_routes": ["public", "partner"]}
+    ]}))
+    .unwrap();
+    assert!(p.needs().route);
+    let t = agent(TRADER);
+    assert_eq!(decide(&p, &t, &req("GET", "/x").route("public")), "allowed by \"public-api\"");
+    assert_eq!(decide(&p, &t, &req("GET", "/x").route("internal")), "no rule allows");
+    assert_eq!(decide(&p, &t, &req("GET", "/x")), "no rule allows");
 }

@@ -98,6 +98,22 @@ pub fn required_string<'a>(claims: &'a Map<String, Value>, name: &'static str) -
     }
 }
 
+/// RFC 8705: the token's `cnf.x5t#S256` (base64url SHA-256) against Envoy's hex digest of the peer
+/// certificate. `None` when the token has no thumbprint or the digest is not hex.
+pub fn certificate_bound(claims: &Map<String, Value>, peer_hex: &str) -> Option<bool> {
+    let thumbprint = claims.get("cnf")?.as_object()?.get("x5t#S256")?.as_str()?;
+    let decoded = crate::b64::decode(thumbprint.as_bytes()).ok()?;
+    if decoded.len() != 32 || peer_hex.len() != 64 {
+        return Some(false);
+    }
+    let mut peer = [0u8; 32];
+    for (i, pair) in peer_hex.as_bytes().chunks_exact(2).enumerate() {
+        let hex = std::str::from_utf8(pair).ok()?;
+        peer[i] = u8::from_str_radix(hex, 16).ok()?;
+    }
+    Some(peer[..] == decoded[..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

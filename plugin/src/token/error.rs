@@ -47,6 +47,9 @@ pub enum TokenError {
     /// The issuer's remote key set has not been fetched yet, or is older than allowed: the gateway's fault,
     /// not the token's (answered 503 if it does not arrive in time).
     KeysUnavailable,
+    /// The issuer binds its tokens to the mutual-TLS connection, and this one does not match it (the peer's
+    /// URI SAN is not the agent, or `cnf.x5t#S256` is not the peer certificate's digest).
+    NotBound,
 }
 
 impl TokenError {
@@ -73,6 +76,7 @@ impl TokenError {
             TokenError::MissingRequiredClaim => "missing_required_claim",
             TokenError::Revoked => "revoked",
             TokenError::KeysUnavailable => "keys_unavailable",
+            TokenError::NotBound => "not_bound",
         }
     }
 }
@@ -102,6 +106,7 @@ impl fmt::Display for TokenError {
             TokenError::MissingRequiredClaim => f.write_str("a claim required by the issuer is missing"),
             TokenError::Revoked => f.write_str("token has been revoked"),
             TokenError::KeysUnavailable => f.write_str("the issuer's keys are not available"),
+            TokenError::NotBound => f.write_str("token is not bound to this connection"),
         }
     }
 }

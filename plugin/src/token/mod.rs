@@ -54,12 +54,41 @@ pub struct Issuer {
     pub keys: KeySet,
     /// Where the keys come from when they are fetched, not configured inline.
     pub remote: Option<remote::RemoteJwksConfig>,
+    /// Mutual-TLS binding every token of this issuer must satisfy.
+    pub binding: Binding,
     /// Tolerated clock difference, seconds.
     pub clock_skew: i64,
     /// Longest accepted `exp - iat`, seconds.
     pub max_lifetime: Option<i64>,
     /// Most `act` actors a token may carry.
     pub max_delegation_depth: usize,
+}
+
+/// How an issuer's tokens are bound to the mutual-TLS connection they arrive on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Binding {
+    /// The agent (current actor, or `sub`) must equal the peer certificate's URI SAN.
+    pub actor_is_peer: bool,
+    /// `cnf.x5t#S256` must equal the peer certificate's SHA-256 digest (RFC 8705).
+    pub certificate_bound: bool,
+}
+
+impl Binding {
+    /// Whether any binding is required.
+    pub fn any(&self) -> bool {
+        self.actor_is_peer || self.certificate_bound
+    }
+
+    /// Checks a verified token against the peer (URI SAN, hex SHA-256 of the certificate).
+    pub fn check(&self, token: &VerifiedToken, uri_san: Option<&str>, digest: Option<&str>) -> Result<(), TokenError> {
+        if self.actor_is_peer && uri_san != Some(token.agent.as_str()) {
+            return Err(TokenError::NotBound);
+        }
+        if self.certificate_bound && digest.and_then(|d| claims::certificate_bound(&token.claims, d)) != Some(true) {
+            return Err(TokenError::NotBound);
+        }
+        Ok(())
+    }
 }
 
 /// A token that passed every check.

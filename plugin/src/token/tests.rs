@@ -24,6 +24,7 @@ fn issuer_with(keys: &[(&SigningKey, Option<&str>)]) -> Issuer {
         max_lifetime: None,
         max_delegation_depth: delegation::DEFAULT_MAX_DEPTH,
         remote: None,
+        binding: Default::default(),
         iss_required: true,
         profile: Profile::Jwt,
         trust_domain: None,
