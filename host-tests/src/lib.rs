@@ -4,8 +4,10 @@
 //! - [`testbed`]: real processes on loopback for end-to-end runs: an echo upstream, Envoy, an HTTP client.
 //! - [`vectors`]: signature edge cases shared by the host and Envoy tests.
 //! - [`demo`]: demo keys, tokens and the scripted gateway scenario shared by `make demo` and the tests.
+//! - [`measure`]: the benchmarks' timing harness.
 pub mod demo;
 pub mod host;
+pub mod measure;
 pub mod testbed;
 pub mod vectors;
 

@@ -563,3 +563,22 @@ fn real_sdk_module_smoke() {
     let _ = vm.request().send();
     vm.assert_healthy();
 }
+
+#[test]
+fn a_metered_host_counts_instructions_per_callback_deterministically() {
+    let wasm = wat::parse_str(agent_iam_host::measure::BASELINE_WAT).unwrap();
+    let host = Host::metered_from_bytes(&wasm).unwrap();
+    let mut vm = host.vm().start().unwrap();
+    let mut per_request = Vec::new();
+    for _ in 0..3 {
+        let before = vm.fuel_consumed().unwrap();
+        assert!(vm.request().path("/x").send().is_allowed());
+        per_request.push(vm.fuel_consumed().unwrap() - before);
+    }
+    assert!(per_request[0] > 0);
+    assert_eq!(per_request[1], per_request[2], "the same request costs the same instructions");
+    assert!(vm.fuel_by_export().iter().any(|(name, n)| name == "proxy_on_request_headers" && *n > 0));
+    // An unmetered host reports nothing.
+    let plain = Host::from_bytes(&wasm).unwrap();
+    assert_eq!(plain.vm().start().unwrap().fuel_consumed(), None);
+}

@@ -558,11 +558,14 @@ impl Engine {
             };
         if status == 403 && self.settings.policy_denial_status == 404 {
             // Hide what exists: a plain 404, no challenge, no rule, no scope.
-            let body = json!({"error": "not_found", "error_description": "not found", "request_id": request_id});
             return Denial {
                 status: 404,
                 headers: vec![("content-type", "application/json".to_owned())],
-                body: body.to_string(),
+                body: json_body(&[
+                    ("error", "not_found"),
+                    ("error_description", "not found"),
+                    ("request_id", &request_id),
+                ]),
                 details: format!("agent_iam.{reason}"),
                 reason,
                 rule,
@@ -591,18 +594,18 @@ impl Engine {
             }
             headers.push(("www-authenticate", challenge));
         }
-        let mut body = json!({
-            "error": error.unwrap_or("missing_token"),
-            "error_description": description,
-            "request_id": request_id,
-        });
-        if let (Some(rule), Some(obj)) = (rule, body.as_object_mut()) {
-            obj.insert("rule".into(), rule.into());
+        let mut fields = vec![
+            ("error", error.unwrap_or("missing_token")),
+            ("error_description", description.as_str()),
+            ("request_id", request_id.as_str()),
+        ];
+        if let Some(rule) = &rule {
+            fields.push(("rule", rule));
         }
         Denial {
             status,
             headers,
-            body: body.to_string(),
+            body: json_body(&fields),
             details: format!("agent_iam.{reason}"),
             reason,
             rule: deciding_rule,
@@ -651,6 +654,42 @@ fn single_text<'h>(headers: &'h Headers, name: &str) -> Option<&'h str> {
         (Some((_, v)), None) => std::str::from_utf8(v).ok(),
         _ => None,
     }
+}
+
+/// A flat JSON object of strings, written directly: a denial is on the request path, and building a
+/// `serde_json::Value` to print it cost more than the rest of the denial.
+fn json_body(fields: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(96 + fields.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>());
+    out.push('{');
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_string(&mut out, name);
+        out.push(':');
+        json_string(&mut out, value);
+    }
+    out.push('}');
+    out
+}
+
+/// Appends `s` as a JSON string (RFC 8259 escapes).
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(char::from(HEX[(c as usize) >> 4]));
+                out.push(char::from(HEX[(c as usize) & 15]));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// Every client-sent identity header, each name once.
@@ -707,6 +746,9 @@ fn request_id(headers: &Headers) -> String {
 /// Percent-encodes `%` and every byte outside visible ASCII and space, so CR, LF and NUL can never reach a
 /// forwarded header (CVE-2023-27493) and the encoding is reversible.
 pub fn header_safe(value: &str) -> String {
+    if value.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'%') {
+        return value.to_owned();
+    }
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if (0x20..0x7f).contains(&b) && b != b'%' {

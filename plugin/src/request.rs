@@ -87,6 +87,9 @@ pub fn canonical_path(raw: &str) -> Result<(String, Option<&str>), RequestError>
     if query.is_some_and(|q| q.bytes().any(|b| !(0x21..0x7f).contains(&b))) {
         return Err(RequestError::InvalidPath);
     }
+    if is_canonical(path) {
+        return Ok((path.to_owned(), query));
+    }
     let decoded = decode_path(path.as_bytes())?;
     // `..;x` is a literal segment to us but `..` to servers that strip path parameters (Tomcat, Spring,
     // Jetty): a dot segment with parameters is read differently by different parsers, so it is refused.
@@ -97,6 +100,15 @@ pub fn canonical_path(raw: &str) -> Result<(String, Option<&str>), RequestError>
         return Err(RequestError::AmbiguousPath);
     }
     Ok((remove_dot_segments(&decoded), query))
+}
+
+/// The common case, checked in one pass: visible ASCII without `%` or `\\`, no empty segment, no segment
+/// starting with `.` (so no dot segment and no `..;`). Such a path is its own canonical form.
+fn is_canonical(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.first() == Some(&b'/')
+        && b.iter().all(|&c| (0x21..0x7f).contains(&c) && c != b'%' && c != b'\\')
+        && !b.windows(2).any(|w| w[0] == b'/' && (w[1] == b'/' || w[1] == b'.'))
 }
 
 fn hex(b: u8) -> Option<u8> {

@@ -267,7 +267,11 @@ pub struct Host {
     engine: Engine,
     pre: InstancePre<VmState>,
     shared: Arc<Shared>,
+    metered: bool,
 }
+
+/// Fuel given to a metered VM: more than any test or benchmark can spend.
+const FUEL: u64 = u64::MAX / 2;
 
 impl Host {
     /// Compile a `.wasm` file.
@@ -279,7 +283,27 @@ impl Host {
 
     /// Compile a module (binary wasm). Fails on imports Envoy does not provide.
     pub fn from_bytes(b: &[u8]) -> Result<Host> {
-        let engine = Engine::default();
+        Host::build(b, false)
+    }
+
+    /// Like [`Host::from_file`], but every VM counts the wasm instructions it executes (wasmtime fuel: one
+    /// unit per operator), readable with [`Vm::fuel_consumed`]. Deterministic, unlike time, and slower:
+    /// for benchmarks that want a figure no other process on the machine can disturb.
+    pub fn metered_from_file(p: impl AsRef<Path>) -> Result<Host> {
+        let p = p.as_ref();
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        Host::build(&bytes, true).with_context(|| format!("loading {}", p.display()))
+    }
+
+    /// [`Host::metered_from_file`] for a module in memory.
+    pub fn metered_from_bytes(b: &[u8]) -> Result<Host> {
+        Host::build(b, true)
+    }
+
+    fn build(b: &[u8], metered: bool) -> Result<Host> {
+        let mut config = wasmtime::Config::new();
+        config.consume_fuel(metered);
+        let engine = Engine::new(&config).map_err(anyhow::Error::from).context("configuring wasmtime")?;
         let module = Module::new(&engine, b).map_err(anyhow::Error::from).context("compiling the wasm module")?;
         let mut linker = Linker::new(&engine);
         abi::link(&mut linker)?;
@@ -301,7 +325,7 @@ impl Host {
             bail!("the module imports functions Envoy does not provide: {}", unknown.join(", "));
         }
         let pre = linker.instantiate_pre(&module).map_err(anyhow::Error::from).context("linking the wasm module")?;
-        let host = Host { engine, pre, shared: Arc::new(Shared::default()) };
+        let host = Host { engine, pre, shared: Arc::new(Shared::default()), metered };
         // The foreign functions Envoy 1.40 registers that agent-iam uses.
         host.register_foreign_function("verify_signature", envoy_foreign::verify_signature);
         host.register_foreign_function("clear_route_cache", envoy_foreign::clear_route_cache);
@@ -458,6 +482,9 @@ impl<'h> VmBuilder<'h> {
             rng: seed,
         };
         let mut store = Store::new(&host.engine, state);
+        if host.metered {
+            store.set_fuel(FUEL).map_err(anyhow::Error::from).context("fuelling the VM")?;
+        }
         let instance =
             host.pre.instantiate(&mut store).map_err(anyhow::Error::from).context("instantiating the module")?;
         let memory = instance.get_memory(&mut store, "memory");
@@ -468,7 +495,14 @@ impl<'h> VmBuilder<'h> {
             .ok();
         store.data_mut().memory = memory;
         store.data_mut().alloc = alloc;
-        let mut vm = Vm { store, instance, failed: None, next_context: ROOT_CONTEXT + 1, finished: HashMap::new() };
+        let mut vm = Vm {
+            store,
+            instance,
+            failed: None,
+            next_context: ROOT_CONTEXT + 1,
+            finished: HashMap::new(),
+            fuel_by_export: HashMap::new(),
+        };
 
         let init = if vm.has_export("_initialize") { "_initialize" } else { "_start" };
         if vm.has_export(init) {
@@ -502,6 +536,8 @@ pub struct Vm {
     failed: Option<String>,
     next_context: u32,
     finished: HashMap<u32, Outcome>,
+    /// Metered hosts: instructions spent per export (callback), since start or the last reset.
+    fuel_by_export: HashMap<String, u64>,
 }
 
 impl Vm {
@@ -636,6 +672,24 @@ impl Vm {
         self.store.data().now
     }
 
+    /// Wasm instructions (fuel units) this VM has executed so far, on a [`Host::metered_from_file`] host.
+    pub fn fuel_consumed(&self) -> Option<u64> {
+        self.store.get_fuel().ok().map(|left| FUEL.saturating_sub(left))
+    }
+
+    /// On a metered host: instructions spent in each export (`proxy_on_request_headers`, ...) since the VM
+    /// started or [`Vm::reset_fuel_by_export`], largest first: where a request's instructions go.
+    pub fn fuel_by_export(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self.fuel_by_export.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
+    }
+
+    /// Clears [`Vm::fuel_by_export`].
+    pub fn reset_fuel_by_export(&mut self) {
+        self.fuel_by_export.clear();
+    }
+
     /// Captured logs.
     pub fn logs(&self) -> &[LogEntry] {
         &self.store.data().logs
@@ -725,10 +779,14 @@ impl Vm {
         }
         let f = self.instance.get_func(&mut self.store, name)?;
         self.store.data_mut().effective = ctx;
+        let fuel_before = self.store.get_fuel().ok();
         let r = f
             .typed::<P, R>(&self.store)
             .and_then(|f| f.call(&mut self.store, params))
             .map_err(|e| anyhow!("{:#}", anyhow::Error::from(e)));
+        if let (Some(before), Ok(after)) = (fuel_before, self.store.get_fuel()) {
+            *self.fuel_by_export.entry(name.to_owned()).or_default() += before.saturating_sub(after);
+        }
         self.store.data_mut().effective = ROOT_CONTEXT;
         match r {
             Ok(r) => Some(r),

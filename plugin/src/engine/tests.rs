@@ -398,3 +398,15 @@ fn an_issuer_can_bind_every_token_to_the_mtls_peer() {
     bad["issuers"][0]["mtls"] = json!({"actor_is_peer": false});
     assert!(config::parse(bad.to_string().as_bytes()).unwrap_err().to_string().starts_with("issuers[0].mtls:"));
 }
+
+#[test]
+fn denial_bodies_are_json_whatever_the_strings() {
+    let tricky = ["", "plain", "quote \" and \\ backslash", "ctl \u{1}\n\t\u{1f}", "ünïcödé ✓", "</script>"];
+    for a in tricky {
+        for b in tricky {
+            let body = json_body(&[("error", a), ("request_id", b)]);
+            let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(v, json!({"error": a, "request_id": b}), "{body}");
+        }
+    }
+}

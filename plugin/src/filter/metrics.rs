@@ -8,14 +8,16 @@
 //! - `agent_iam.token_cache.hit` / `.miss`
 //! - `agent_iam.jwks.fetch.ok` / `agent_iam.jwks.fetch.<failure>`; gauge `agent_iam.jwks.issuer_<n>.age_seconds`
 
+use crate::policy::fxhash::FxHashMap;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
-use std::collections::HashMap;
 
-/// Metric ids of this VM, by name.
+/// Metric ids of this VM, by name; per-rule ids by rule id, so a decision formats no name.
 #[derive(Default)]
 pub struct Metrics {
-    ids: HashMap<String, u32>,
+    ids: FxHashMap<String, u32>,
+    rule_allow: FxHashMap<String, Option<u32>>,
+    rule_deny: FxHashMap<String, Option<u32>>,
 }
 
 impl Metrics {
@@ -35,6 +37,23 @@ impl Metrics {
         }
         if let Some(id) = self.id(MetricType::Counter, name) {
             let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Counts a decision by its deciding rule (`agent_iam.rule.<id>.allow` or `.deny`).
+    pub fn count_rule(&mut self, rule: &str, allow: bool) {
+        let map = if allow { &mut self.rule_allow } else { &mut self.rule_deny };
+        let id = match map.get(rule) {
+            Some(id) => *id,
+            None => {
+                let name = format!("agent_iam.rule.{rule}.{}", if allow { "allow" } else { "deny" });
+                let id = hostcalls::define_metric(MetricType::Counter, &name).ok();
+                map.insert(rule.to_owned(), id);
+                id
+            }
+        };
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
         }
     }
 

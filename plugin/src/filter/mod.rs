@@ -462,7 +462,7 @@ fn record(shared: &Rc<RefCell<Shared>>, engine: &Engine, verdict: &Verdict, hits
     match verdict {
         Verdict::Allow { rule, dry_run: None, .. } => {
             m.count("agent_iam.decision.allow", 1);
-            m.count(&format!("agent_iam.rule.{rule}.allow"), 1);
+            m.count_rule(rule, true);
         }
         Verdict::Allow { dry_run: Some(d), .. } => {
             m.count("agent_iam.decision.dry_run_deny", 1);
@@ -478,7 +478,7 @@ fn count_denial(m: &mut metrics::Metrics, d: &Denial) {
     m.count("agent_iam.decision.deny", 1);
     m.count(&format!("agent_iam.denied.{}", d.reason), 1);
     if let Some(rule) = &d.rule {
-        m.count(&format!("agent_iam.rule.{rule}.deny"), 1);
+        m.count_rule(rule, false);
     }
 }
 

@@ -254,6 +254,8 @@ pub struct Policy {
     indexes: Vec<Index>,
     /// Dry-run rules, evaluated directly (they are few: rules on trial).
     dry_run: Vec<u32>,
+    /// Whether any enforced deny rule exists (else the deny walk is skipped).
+    has_deny: bool,
     /// Route templates; entry `rule` is the route's index in `route_masks`.
     routes: Trie,
     route_masks: Vec<u64>,
@@ -284,12 +286,14 @@ impl Policy {
             Ctx { token, request, segments: &segments, template: None, lists: &self.lists, labels: &label_mask };
 
         let mut deny: Option<u32> = None;
-        let _ = self.for_each_index(&token.agent, &mut |index| {
-            index.deny.walk::<()>(&segments, &mut |e| {
-                if deny.is_none_or(|d| e.rule < d) && self.rule_applies(e, &mut ctx) != Truth::False {
-                    deny = Some(e.rule);
-                }
-                ControlFlow::Continue(())
+        let _ = self.has_deny.then(|| {
+            self.for_each_index(&token.agent, &mut |index| {
+                index.deny.walk::<()>(&segments, &mut |e| {
+                    if deny.is_none_or(|d| e.rule < d) && self.rule_applies(e, &mut ctx) != Truth::False {
+                        deny = Some(e.rule);
+                    }
+                    ControlFlow::Continue(())
+                })
             })
         });
         if let Some(rule) = deny.and_then(|d| self.rules.get(d as usize)) {
@@ -895,6 +899,7 @@ impl Compiler {
                 }
             }
         }
+        let has_deny = rules.iter().any(|r| r.effect == Effect::Deny && !r.dry_run);
         let longest_prefix = by_prefix.keys().map(|k| k.len()).max().unwrap_or(0);
         let mut headers = std::mem::take(&mut self.headers);
         headers.sort();
@@ -908,6 +913,7 @@ impl Compiler {
             by_prefix,
             longest_prefix,
             any,
+            has_deny,
             indexes,
             dry_run,
             routes,

@@ -1,0 +1,126 @@
+//! Timing for the benchmarks: per figure, calibrate a batch size so one batch takes about `sample`, run a
+//! discarded warm-up, then take `samples` batches and report the median, p10 and p90 of the nanoseconds per
+//! operation. Figures are only compared within one run; targets are reported, never asserted.
+
+use std::time::{Duration, Instant};
+
+/// How long to measure each figure.
+#[derive(Debug, Clone, Copy)]
+pub struct Harness {
+    /// Warm-up before sampling, discarded.
+    pub warmup: Duration,
+    /// Target duration of one sample (batch).
+    pub sample: Duration,
+    /// Number of samples.
+    pub samples: usize,
+}
+
+/// The distribution of one figure: nanoseconds per operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    /// Median ns per operation.
+    pub median: f64,
+    /// 10th percentile.
+    pub p10: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// Operations per timed batch.
+    pub batch: u64,
+    /// Samples taken.
+    pub samples: usize,
+}
+
+impl Harness {
+    /// Times `op` on `state`; `between` runs after every batch, untimed (housekeeping such as draining logs).
+    pub fn run<S>(&self, state: &mut S, mut op: impl FnMut(&mut S), mut between: impl FnMut(&mut S)) -> Stats {
+        let batch = self.calibrate(&mut || op(state));
+        between(state);
+        // Warm-up, discarded: caches, branch predictors, the allocator's free lists, CPU frequency.
+        let warm = Instant::now();
+        while warm.elapsed() < self.warmup {
+            sample(&mut || op(state), batch);
+            between(state);
+        }
+        let per_op_ns = (0..self.samples)
+            .map(|_| {
+                let ns = sample(&mut || op(state), batch);
+                between(state);
+                ns
+            })
+            .collect();
+        Stats::of(per_op_ns, batch)
+    }
+
+    /// Times `op` with no state to look after.
+    pub fn time(&self, mut op: impl FnMut()) -> Stats {
+        self.run(&mut (), |_| op(), |_| {})
+    }
+
+    /// Times `a` and `b` in alternating samples (A B A B ...), so that a change in the machine's load during
+    /// the run hits both alike and their ratio stays meaningful.
+    pub fn pair(&self, mut a: impl FnMut(), mut b: impl FnMut()) -> (Stats, Stats) {
+        let (batch_a, batch_b) = (self.calibrate(&mut a), self.calibrate(&mut b));
+        let warm = Instant::now();
+        while warm.elapsed() < self.warmup {
+            sample(&mut a, batch_a);
+            sample(&mut b, batch_b);
+        }
+        let (mut xs, mut ys) = (Vec::with_capacity(self.samples), Vec::with_capacity(self.samples));
+        for _ in 0..self.samples {
+            xs.push(sample(&mut a, batch_a));
+            ys.push(sample(&mut b, batch_b));
+        }
+        (Stats::of(xs, batch_a), Stats::of(ys, batch_b))
+    }
+
+    /// A batch size that takes about one sample period: single operations for half a period estimate the
+    /// cost (this also starts the warm-up).
+    pub fn calibrate(&self, op: &mut dyn FnMut()) -> u64 {
+        let start = Instant::now();
+        let mut calls = 0u64;
+        while calls < 3 || start.elapsed() < self.sample / 2 {
+            op();
+            calls += 1;
+        }
+        let per_op = start.elapsed().as_secs_f64() / calls as f64;
+        ((self.sample.as_secs_f64() / per_op).round() as u64).max(1)
+    }
+}
+
+/// Nanoseconds per operation over one batch.
+pub fn sample(op: &mut dyn FnMut(), batch: u64) -> f64 {
+    let t = Instant::now();
+    for _ in 0..batch {
+        op();
+    }
+    t.elapsed().as_nanos() as f64 / batch as f64
+}
+
+impl Stats {
+    pub fn of(mut per_op_ns: Vec<f64>, batch: u64) -> Stats {
+        per_op_ns.sort_by(f64::total_cmp);
+        Stats {
+            median: percentile(&per_op_ns, 0.5),
+            p10: percentile(&per_op_ns, 0.1),
+            p90: percentile(&per_op_ns, 0.9),
+            batch,
+            samples: per_op_ns.len(),
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted values, linearly interpolated between neighbours.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// A module whose `proxy_on_request_headers` only answers Continue: the same request through it is the host's
+/// own cost, to subtract from the plugin's.
+pub const BASELINE_WAT: &str = r#"(module (memory (export "memory") 1)
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0)))"#;
