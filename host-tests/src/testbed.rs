@@ -1,4 +1,5 @@
-//! Real processes on loopback for end-to-end runs: an echo upstream, Envoy, and a small HTTP/1.1 client.
+//! Real processes on loopback for end-to-end runs: an echo upstream, a JWKS endpoint whose answer can be
+//! changed while it runs, Envoy, and a small HTTP/1.1 client.
 //!
 //! Everything binds 127.0.0.1 only. Every process started here is stopped when its guard is dropped, so a
 //! failing test or an interrupted demo leaves nothing running.
@@ -9,15 +10,43 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// A port on 127.0.0.1 that was free a moment ago (the OS picks it, so two runs do not collide).
+/// A port on 127.0.0.1 that was free a moment ago, for a process started later (Envoy) to bind.
+///
+/// Ports come from below the OS's ephemeral range (`ip_local_port_range`), where the OS never hands out
+/// ports itself: a port from `bind(0)` would be in that range, and while Envoy starts (seconds under load)
+/// an outgoing connection of a parallel test could get it first. Within this process ports are handed
+/// out in turn from a random starting point, so parallel tests never get the same one; a port some
+/// other process holds is skipped.
 pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+    static NEXT: std::sync::OnceLock<AtomicUsize> = std::sync::OnceLock::new();
+    const LOW: usize = 20_000;
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<usize>().ok()))
+        .unwrap_or(32_768)
+        .clamp(LOW, 65_536);
+    if high - LOW < 1000 {
+        // No room below the ephemeral range: let the OS choose.
+        let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+        return Ok(listener.local_addr()?.port());
+    }
+    let next = NEXT.get_or_init(|| {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        AtomicUsize::new((nanos.subsec_nanos() as usize).wrapping_add(std::process::id() as usize * 7919))
+    });
+    for _ in 0..1000 {
+        let port = LOW + next.fetch_add(1, Ordering::SeqCst) % (high - LOW);
+        let port = u16::try_from(port).context("port out of range")?;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port on 127.0.0.1 between {LOW} and {high}")
 }
 
 /// The Envoy binary: `$ENVOY_BIN`, else `.venv/bin/envoy` in the workspace (installed by `make envoy`).
@@ -184,6 +213,213 @@ fn serve_fixed(
     }
 }
 
+/// A JWKS endpoint (an identity provider's key set) on 127.0.0.1 whose answer can be changed while it runs:
+/// the body, the status, a `Cache-Control: max-age`, or no answer at all ([`JwksServer::go_down`]: the port
+/// is closed and open connections are cut, so Envoy sees connection refused). Plain HTTP/1.1 with keep-alive,
+/// like the echo upstream; every request is counted and recorded.
+pub struct JwksServer {
+    port: u16,
+    state: Arc<JwksState>,
+    /// The accept loop while the server is up, with its stop flag.
+    accept: Mutex<Option<(Arc<AtomicBool>, thread::JoinHandle<()>)>>,
+}
+
+struct JwksState {
+    answer: Mutex<JwksAnswer>,
+    up: AtomicBool,
+    hits: AtomicUsize,
+    received: Mutex<Vec<ReceivedRequest>>,
+    /// Open connections, so that going down can cut them (Envoy keeps its connections to a cluster).
+    connections: Mutex<Vec<TcpStream>>,
+}
+
+struct JwksAnswer {
+    status: u16,
+    body: Vec<u8>,
+    max_age: Option<u32>,
+}
+
+impl JwksServer {
+    /// Starts on `port` (0 for a [`free_port`], which it can bind again after going down), answering 200
+    /// with `keys` (a JWKS document) and no `Cache-Control`.
+    pub fn start(port: u16, keys: &serde_json::Value) -> Result<JwksServer> {
+        let port = if port == 0 { free_port()? } else { port };
+        let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding 127.0.0.1:{port}"))?;
+        let port = listener.local_addr()?.port();
+        let state = Arc::new(JwksState {
+            answer: Mutex::new(JwksAnswer { status: 200, body: keys.to_string().into_bytes(), max_age: None }),
+            up: AtomicBool::new(true),
+            hits: AtomicUsize::new(0),
+            received: Mutex::new(Vec::new()),
+            connections: Mutex::new(Vec::new()),
+        });
+        let server = JwksServer { port, state, accept: Mutex::new(None) };
+        server.accept_on(listener);
+        Ok(server)
+    }
+
+    fn accept_on(&self, listener: TcpListener) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stopping, state) = (stop.clone(), self.state.clone());
+        let handle = thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                if let (Ok(mut open), Ok(copy)) = (state.connections.lock(), conn.try_clone()) {
+                    open.retain(|c| c.peer_addr().is_ok());
+                    open.push(copy);
+                }
+                let state = state.clone();
+                thread::spawn(move || {
+                    let _ = serve_jwks(conn, &state);
+                });
+            }
+            // The listener is dropped here: the port refuses connections until `come_back`.
+        });
+        self.state.up.store(true, Ordering::SeqCst);
+        if let Ok(mut accept) = self.accept.lock() {
+            *accept = Some((stop, handle));
+        }
+    }
+
+    /// The port it listens on (kept across [`JwksServer::go_down`] and [`JwksServer::come_back`]).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves `keys` (a JWKS document) from now on; the status stays what it was.
+    pub fn set_keys(&self, keys: &serde_json::Value) {
+        self.set_body(keys.to_string().into_bytes());
+    }
+
+    /// Serves these bytes as the body from now on (e.g. something that is not a JWKS).
+    pub fn set_body(&self, body: Vec<u8>) {
+        if let Ok(mut answer) = self.state.answer.lock() {
+            answer.body = body;
+        }
+    }
+
+    /// Answers with this status from now on (the body stays: a JWKS with 503 is still a failed fetch).
+    pub fn set_status(&self, status: u16) {
+        if let Ok(mut answer) = self.state.answer.lock() {
+            answer.status = status;
+        }
+    }
+
+    /// Sends `Cache-Control: max-age=<seconds>` from now on (`None`: no `Cache-Control`).
+    pub fn set_max_age(&self, seconds: Option<u32>) {
+        if let Ok(mut answer) = self.state.answer.lock() {
+            answer.max_age = seconds;
+        }
+    }
+
+    /// Stops answering: closes the port (connection refused) and cuts the open connections. Returns once
+    /// nothing more will be answered.
+    pub fn go_down(&self) {
+        self.state.up.store(false, Ordering::SeqCst);
+        let accept = self.accept.lock().ok().and_then(|mut a| a.take());
+        if let Some((stop, handle)) = accept {
+            stop.store(true, Ordering::SeqCst);
+            // Wake the accept loop so it sees the flag and drops the listener.
+            let _ = TcpStream::connect(("127.0.0.1", self.port));
+            let _ = handle.join();
+        }
+        if let Ok(mut open) = self.state.connections.lock() {
+            for conn in open.drain(..) {
+                let _ = conn.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// Listens on the same port again after [`JwksServer::go_down`] (a no-op while up).
+    pub fn come_back(&self) -> Result<()> {
+        if self.is_up() {
+            return Ok(());
+        }
+        let listener = TcpListener::bind(("127.0.0.1", self.port))
+            .with_context(|| format!("binding 127.0.0.1:{} again", self.port))?;
+        self.accept_on(listener);
+        Ok(())
+    }
+
+    /// Whether it listens.
+    pub fn is_up(&self) -> bool {
+        self.state.up.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered so far (any status).
+    pub fn hits(&self) -> usize {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` requests were answered; whether they were within `timeout`.
+    pub fn wait_for_hits(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.hits() < n {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// The requests answered so far, oldest first.
+    pub fn received(&self) -> Vec<ReceivedRequest> {
+        self.state.received.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.go_down();
+    }
+}
+
+fn serve_jwks(conn: TcpStream, state: &JwksState) -> Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut writer = conn;
+    loop {
+        let Some(head) = read_head(&mut reader)? else { return Ok(()) };
+        let mut lines = head.iter();
+        let request_line = lines.next().cloned().unwrap_or_default();
+        let mut parts = request_line.split(' ');
+        let method = parts.next().unwrap_or_default().to_owned();
+        let path = parts.next().unwrap_or_default().to_owned();
+        let headers = parse_headers(lines);
+        let body = read_body(&mut reader, &headers)?;
+        // Down since this connection was accepted: close it without an answer.
+        if !state.up.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let response = {
+            let answer = state.answer.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            let mut head = format!(
+                "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+                answer.status,
+                if answer.status == 200 { "OK" } else { "Status" },
+                answer.body.len()
+            );
+            if let Some(seconds) = answer.max_age {
+                head.push_str(&format!("cache-control: max-age={seconds}\r\n"));
+            }
+            head.push_str("\r\n");
+            let mut response = head.into_bytes();
+            response.extend_from_slice(&answer.body);
+            response
+        };
+        if let Ok(mut log) = state.received.lock() {
+            log.push(ReceivedRequest { method, path, headers, body });
+        }
+        state.hits.fetch_add(1, Ordering::SeqCst);
+        writer.write_all(&response)?;
+        writer.flush()?;
+    }
+}
+
 fn serve_echo(conn: TcpStream) -> Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
@@ -328,6 +564,9 @@ pub struct Envoy {
 impl Envoy {
     /// Starts `binary` with `config_yaml` (written to `work_dir/envoy.yaml`), one worker, logging to
     /// `work_dir/envoy.log`, and waits until the admin endpoint reports ready (or fails with the log tail).
+    ///
+    /// Envoy gets SIGTERM when the *thread* that started it ends (`PR_SET_PDEATHSIG` follows the thread), so
+    /// start it on a thread that lives as long as it is used.
     pub fn start(binary: &Path, config_yaml: &str, admin_port: u16, work_dir: &Path) -> Result<Envoy> {
         if !binary.exists() {
             bail!("Envoy not found at {} (run `make envoy`, or set ENVOY_BIN)", binary.display());

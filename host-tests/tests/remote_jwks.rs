@@ -276,3 +276,42 @@ fn an_unknown_cluster_is_retried_and_remote_settings_are_validated() {
         assert!(log.contains(path), "{log}");
     }
 }
+
+#[test]
+fn dry_run_forwards_unknown_kids_and_missing_key_sets_marked() {
+    let mut c = config();
+    c["mode"] = json!("dry_run");
+    let mut vm = HOST
+        .vm()
+        .plugin_config(c.to_string())
+        .clusters(["idp"])
+        .time(UNIX_EPOCH + Duration::from_secs(NOW))
+        .start()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    // No key set in time: forwarded, marked.
+    let first = only_callout(&vm);
+    let Outcome::Paused(pending) = send(&mut vm, &token(&OLD, "old")) else { panic!("expected the request to wait") };
+    vm.respond(first.token, 503, &[], b"down");
+    wait(&mut vm, 2_250);
+    for c in vm.pending_callouts() {
+        vm.respond(c.token, 200, &[], &jwks(&[(&OLD, "old")]));
+    }
+    let o = vm.resume(pending);
+    assert!(o.is_allowed(), "{o:#?}");
+    assert_eq!(o.header("x-agent-iam-dry-run"), Some("503 keys_unavailable"));
+    // An unknown kid after its refetch: forwarded, marked, never a 401.
+    assert!(send(&mut vm, &token(&OLD, "old")).is_allowed());
+    let stranger = SigningKey::from_seed(Algorithm::ES256, [9; 32]).unwrap();
+    let Outcome::Paused(pending) = send(&mut vm, &token(&stranger, "nobody")) else { panic!("expected a refetch") };
+    wait(&mut vm, 250);
+    let refetch = only_callout(&vm);
+    vm.respond(refetch.token, 200, &[], &jwks(&[(&OLD, "old")]));
+    let o = vm.resume(pending);
+    assert!(o.is_allowed(), "{o:#?}");
+    assert_eq!(o.header("x-agent-iam-dry-run"), Some("401 unknown_key"));
+    // And at once when the refetch is rate-limited.
+    let o = send(&mut vm, &token(&stranger, "nobody"));
+    assert!(o.is_allowed(), "{o:#?}");
+    assert_eq!(o.header("x-agent-iam-dry-run"), Some("401 unknown_key"));
+    vm.assert_healthy();
+}

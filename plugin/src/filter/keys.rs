@@ -22,6 +22,29 @@ use std::time::Duration;
 /// deadlines.
 pub const TICK_MS: u64 = 250;
 
+thread_local! {
+    /// The last fetch state of every remote key set this VM has fetched, by issuer name. Envoy gives an
+    /// updated listener new root contexts in the same VM, so a reload must find the keys here, not in the
+    /// old root context's state.
+    static KNOWN: RefCell<Vec<(String, RemoteJwks)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn remember(name: &str, state: &RemoteJwks) {
+    KNOWN.with(|known| {
+        let Ok(mut known) = known.try_borrow_mut() else { return };
+        match known.iter_mut().find(|(n, s)| n == name && s.config() == state.config()) {
+            Some(entry) => entry.1 = state.adopt(),
+            None => known.push((name.to_owned(), state.adopt())),
+        }
+    });
+}
+
+fn recall(name: &str, config: &crate::token::remote::RemoteJwksConfig) -> Option<RemoteJwks> {
+    KNOWN.with(|known| {
+        known.try_borrow().ok()?.iter().find(|(n, s)| n == name && s.config() == config).map(|(_, s)| s.adopt())
+    })
+}
+
 /// The fetch state of one issuer.
 pub struct Remote {
     /// Index of the issuer in the configuration.
@@ -55,7 +78,7 @@ pub fn install(shared: &Rc<RefCell<Shared>>, engine: Engine, now_ms: u64) -> boo
             None => remotes.push(Remote {
                 issuer: index,
                 name: issuer.issuer.clone(),
-                state: RemoteJwks::new(config.clone(), now),
+                state: recall(&issuer.issuer, config).unwrap_or_else(|| RemoteJwks::new(config.clone(), now)),
                 callout: None,
                 serving: false,
             }),
@@ -177,6 +200,7 @@ pub fn on_response(shared: &Rc<RefCell<Shared>>, token: u32, now_ms: u64, body_s
                 &format!("agent-iam: key set of {} fetched: {} key(s) [{}]", r.name, keys.len(), kids.join(", ")),
             );
             r.serving = true;
+            remember(&r.name, &r.state);
             let issuer = r.issuer;
             s.engine = engine.map(|e| Rc::new(e.with_keys(issuer, keys)));
             Some(issuer)

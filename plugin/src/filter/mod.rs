@@ -175,7 +175,7 @@ impl Root {
                     LogLevel::Info,
                     "agent-iam: dry run: no key set in time; forwarding a request enforcement would answer 503",
                 );
-                forward_unverified(&format!("{} {}", w.on_timeout.status, w.on_timeout.reason));
+                forward_unverified(&format!("{} {}", w.on_timeout.status, w.on_timeout.reason), true);
             } else {
                 log(LogLevel::Warn, &format!("agent-iam: no key set in time; answering {}", w.on_timeout.status));
                 reply(&w.on_timeout);
@@ -296,13 +296,13 @@ fn fail_closed(why: &str) -> Applied {
 
 /// Dry-run mode, a held request whose keys never came: forward it without any identity header but the
 /// dry-run mark.
-fn forward_unverified(mark: &str) {
+fn forward_unverified(mark: &str, resume: bool) {
     let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
     for (name, _) in headers.iter().filter(|(n, _)| crate::engine::is_identity_header(n)) {
         let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
     }
     let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, DRY_RUN_HEADER, Some(mark));
-    if hostcalls::resume_http_request().is_err() {
+    if resume && hostcalls::resume_http_request().is_err() {
         log(LogLevel::Error, "agent-iam: a held request could not be resumed");
     }
 }
@@ -414,6 +414,7 @@ fn decide_and_apply(
             Applied::Stopped
         }
         Verdict::WaitForKeys { issuer, on_timeout } => {
+            let dry_run = engine.settings().mode == Mode::DryRun;
             let wait_ms =
                 engine.verifier().issuers().get(issuer).and_then(|i| i.remote.as_ref()).map(|r| r.wait_timeout_ms);
             hold(
@@ -423,9 +424,12 @@ fn decide_and_apply(
                 held_until.or(wait_ms.map(|w| now_ms.saturating_add(w))),
                 on_timeout,
                 now_ms,
+                dry_run,
+                held_until.is_some(),
             )
         }
         Verdict::UnknownKey { issuer, denial } => {
+            let dry_run = engine.settings().mode == Mode::DryRun;
             // One refetch per unknown kid (rate-limited per issuer); a request decided again after it is answered.
             let refetch = held_until.is_none()
                 && shared
@@ -437,19 +441,42 @@ fn decide_and_apply(
                     .unwrap_or(false);
             if !refetch {
                 explain(LogLevel::Debug);
-                if let Ok(mut s) = shared.try_borrow_mut() {
-                    count_denial(&mut s.metrics, &denial);
-                }
-                reply(&denial);
-                return Applied::Stopped;
+                return refuse(shared, &denial, dry_run, held_until.is_some());
             }
             let wait_ms =
                 engine.verifier().issuers().get(issuer).and_then(|i| i.remote.as_ref()).map(|r| r.wait_timeout_ms);
             // The root context fetches on its next tick: a call made here would be answered to this stream
             // (the SDK routes answers to the calling context), and lost if the stream ends first.
-            hold(shared, context_id, issuer, wait_ms.map(|w| now_ms.saturating_add(w)), denial, now_ms)
+            hold(shared, context_id, issuer, wait_ms.map(|w| now_ms.saturating_add(w)), denial, now_ms, dry_run, false)
         }
     }
+}
+
+/// Answers a denial decided in the filter itself (an unknown key after the refetch, no key set in time). In
+/// dry-run mode the request is forwarded instead, marked, without any identity header; `held`: the request
+/// was paused and must be resumed.
+fn refuse(shared: &Rc<RefCell<Shared>>, denial: &Denial, dry_run: bool, held: bool) -> Applied {
+    if let Ok(mut s) = shared.try_borrow_mut() {
+        if dry_run {
+            s.metrics.count("agent_iam.decision.dry_run_deny", 1);
+            s.metrics.count(&format!("agent_iam.denied.{}", denial.reason), 1);
+        } else {
+            count_denial(&mut s.metrics, denial);
+        }
+    }
+    if !dry_run {
+        reply(denial);
+        return Applied::Stopped;
+    }
+    log(
+        LogLevel::Info,
+        &format!(
+            "agent-iam: dry run: forwarding a request enforcement would answer {} ({})",
+            denial.status, denial.details
+        ),
+    );
+    forward_unverified(&format!("{} {}", denial.status, denial.reason), held);
+    Applied::Continue
 }
 
 /// Counts a decision: by result, by deciding rule, by denial reason, and the token cache's hits and misses.
@@ -483,6 +510,7 @@ fn count_denial(m: &mut metrics::Metrics, d: &Denial) {
 }
 
 /// Holds a request until `deadline_ms` (answering `on_timeout` at once if there is none or it has passed).
+#[allow(clippy::too_many_arguments)]
 fn hold(
     shared: &Rc<RefCell<Shared>>,
     context_id: u32,
@@ -490,18 +518,14 @@ fn hold(
     deadline_ms: Option<u64>,
     on_timeout: Denial,
     now_ms: u64,
+    dry_run: bool,
+    held: bool,
 ) -> Applied {
-    match (deadline_ms, shared.try_borrow_mut()) {
-        (Some(deadline_ms), Ok(mut s)) if deadline_ms > now_ms => {
-            s.waiting.push(Waiter { context_id, issuer, deadline_ms, on_timeout });
-            Applied::Stopped
-        }
-        (_, shared) => {
-            if let Ok(mut s) = shared {
-                count_denial(&mut s.metrics, &on_timeout);
-            }
-            reply(&on_timeout);
-            Applied::Stopped
-        }
+    if let (Some(deadline_ms), Ok(mut s)) = (deadline_ms, shared.try_borrow_mut())
+        && deadline_ms > now_ms
+    {
+        s.waiting.push(Waiter { context_id, issuer, deadline_ms, on_timeout });
+        return Applied::Stopped;
     }
+    refuse(shared, &on_timeout, dry_run, held)
 }

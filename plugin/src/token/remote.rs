@@ -115,6 +115,12 @@ impl RemoteJwks {
         self.in_flight = true;
     }
 
+    /// A copy of this state for another root context: its own fetches start afresh (the call in flight
+    /// belongs to the root context that made it).
+    pub fn adopt(&self) -> RemoteJwks {
+        RemoteJwks { in_flight: false, ..self.clone() }
+    }
+
     /// Whether a fetch is under way.
     pub fn in_flight(&self) -> bool {
         self.in_flight
