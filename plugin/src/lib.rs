@@ -6,6 +6,8 @@
 #![warn(missing_docs)]
 
 pub mod b64;
+#[cfg(all(feature = "bench-exports", target_arch = "wasm32"))]
+mod bench_exports;
 pub mod config;
 pub mod engine;
 pub mod json;
