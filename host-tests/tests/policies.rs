@@ -134,16 +134,7 @@ fn every_policy_case_passes() {
 #[test]
 fn demo_gateway_runs_the_demo_policy() {
     let yaml = read(&agent_iam_host::demo::template_path());
-    // The plugin configuration is the block scalar after `value: |`, indented deeper than that line.
-    let start = yaml.find("value: |").expect("plugin configuration in envoy/demo.yaml");
-    let indent = yaml[..start].rsplit('\n').next().map_or(0, str::len) + 2;
-    let config: String = yaml[start..]
-        .lines()
-        .skip(1)
-        .take_while(|l| l.trim().is_empty() || l.len() > indent && l[..indent].trim().is_empty())
-        .map(|l| format!("{}\n", l.get(indent..).unwrap_or("")))
-        .collect();
-    let config: Value = serde_json::from_str(&config).unwrap();
+    let config = agent_iam_host::demo::plugin_config_in(&yaml).unwrap();
     let demo: Value = serde_json::from_str(&read(&root().join("policies/demo.json"))).unwrap();
     assert_eq!(config["policy"], demo);
 }

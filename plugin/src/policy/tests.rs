@@ -69,20 +69,23 @@ impl Req {
         self.peer = (san, digest);
         self
     }
+    fn view(&self) -> Request<'_> {
+        Request {
+            method: self.method,
+            path: &self.path,
+            query: self.query.as_deref(),
+            host: self.host,
+            headers: &self.headers,
+            now: self.now,
+            peer: Peer { uri_san: self.peer.0, certificate_sha256: self.peer.1.as_deref() },
+            route: self.route,
+        }
+    }
 }
 
 /// Evaluates through the index and directly, insists they agree, and returns the decision as text.
 fn decide(p: &Policy, t: &VerifiedToken, r: &Req) -> String {
-    let request = Request {
-        method: r.method,
-        path: &r.path,
-        query: r.query.as_deref(),
-        host: r.host,
-        headers: &r.headers,
-        now: r.now,
-        peer: Peer { uri_san: r.peer.0, certificate_sha256: r.peer.1.as_deref() },
-        route: r.route,
-    };
+    let request = r.view();
     let fast = p.evaluate(t, &request);
     let slow = p.explain(t, &request);
     assert_eq!(fast, slow.decision, "index and explain disagree");
@@ -491,16 +494,7 @@ fn explain_says_why() {
     }))
     .unwrap();
     let r = req("POST", "/orders").at("2026-11-23T17:05:00-05:00");
-    let request = Request {
-        method: r.method,
-        path: &r.path,
-        query: None,
-        host: None,
-        headers: &[],
-        now: r.now,
-        peer: Peer::default(),
-        route: None,
-    };
+    let request = r.view();
     let e = p.explain(&agent(TRADER), &request);
     assert_eq!(e.decision, Decision::NoRuleAllows { missing_scope: None });
     assert_eq!(e.policy_version, Some("2026-11-22"));
@@ -656,16 +650,7 @@ fn dry_run_rules_are_reported_never_applied() {
     let t = agent(TRADER);
     let hits = |method: &'static str, path: &str| {
         let r = req(method, path);
-        let request = Request {
-            method: r.method,
-            path: &r.path,
-            query: None,
-            host: None,
-            headers: &[],
-            now: r.now,
-            peer: Peer::default(),
-            route: None,
-        };
+        let request = r.view();
         p.dry_run_hits(&t, &request).into_iter().map(|(id, _)| id.to_owned()).collect::<Vec<_>>()
     };
     assert_eq!(decide(&p, &t, &req("DELETE", "/orders/1")), "allowed by \"orders\"");
