@@ -196,16 +196,9 @@ fn serve_fixed(
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut writer = conn;
     loop {
-        let Some(head) = read_head(&mut reader)? else { return Ok(()) };
-        let mut lines = head.iter();
-        let request_line = lines.next().cloned().unwrap_or_default();
-        let mut parts = request_line.split(' ');
-        let method = parts.next().unwrap_or_default().to_owned();
-        let path = parts.next().unwrap_or_default().to_owned();
-        let headers = parse_headers(lines);
-        let body = read_body(&mut reader, &headers)?;
+        let Some(request) = read_request(&mut reader)? else { return Ok(()) };
         if let Ok(mut log) = log.lock() {
-            log.push(ReceivedRequest { method, path, headers, body });
+            log.push(request);
         }
         thread::sleep(delay);
         writer.write_all(response)?;
@@ -383,14 +376,7 @@ fn serve_jwks(conn: TcpStream, state: &JwksState) -> Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut writer = conn;
     loop {
-        let Some(head) = read_head(&mut reader)? else { return Ok(()) };
-        let mut lines = head.iter();
-        let request_line = lines.next().cloned().unwrap_or_default();
-        let mut parts = request_line.split(' ');
-        let method = parts.next().unwrap_or_default().to_owned();
-        let path = parts.next().unwrap_or_default().to_owned();
-        let headers = parse_headers(lines);
-        let body = read_body(&mut reader, &headers)?;
+        let Some(request) = read_request(&mut reader)? else { return Ok(()) };
         // Down since this connection was accepted: close it without an answer.
         if !state.up.load(Ordering::SeqCst) {
             return Ok(());
@@ -412,7 +398,7 @@ fn serve_jwks(conn: TcpStream, state: &JwksState) -> Result<()> {
             response
         };
         if let Ok(mut log) = state.received.lock() {
-            log.push(ReceivedRequest { method, path, headers, body });
+            log.push(request);
         }
         state.hits.fetch_add(1, Ordering::SeqCst);
         writer.write_all(&response)?;
@@ -425,14 +411,7 @@ fn serve_echo(conn: TcpStream) -> Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut writer = conn;
     loop {
-        let Some(head) = read_head(&mut reader)? else { return Ok(()) };
-        let mut lines = head.iter();
-        let request_line = lines.next().cloned().unwrap_or_default();
-        let mut parts = request_line.split(' ');
-        let method = parts.next().unwrap_or_default().to_owned();
-        let path = parts.next().unwrap_or_default().to_owned();
-        let headers = parse_headers(lines);
-        read_body(&mut reader, &headers)?;
+        let Some(ReceivedRequest { method, path, headers, .. }) = read_request(&mut reader)? else { return Ok(()) };
         let echo = serde_json::json!({"method": method, "path": path, "headers": headers});
         let body = echo.to_string();
         write!(
@@ -445,6 +424,19 @@ fn serve_echo(conn: TcpStream) -> Result<()> {
 }
 
 /// Reads the request or status line and the header lines; `None` at a clean end of stream.
+/// The next request on a keep-alive connection (`None` when the client closed it).
+fn read_request(reader: &mut impl BufRead) -> Result<Option<ReceivedRequest>> {
+    let Some(head) = read_head(reader)? else { return Ok(None) };
+    let mut lines = head.iter();
+    let request_line = lines.next().cloned().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let method = parts.next().unwrap_or_default().to_owned();
+    let path = parts.next().unwrap_or_default().to_owned();
+    let headers = parse_headers(lines);
+    let body = read_body(reader, &headers)?;
+    Ok(Some(ReceivedRequest { method, path, headers, body }))
+}
+
 fn read_head(reader: &mut impl BufRead) -> Result<Option<Vec<String>>> {
     let mut lines = Vec::new();
     loop {
