@@ -73,6 +73,30 @@ impl Harness {
         (Stats::of(xs, batch_a), Stats::of(ys, batch_b))
     }
 
+    /// Times each of `ops` (one operation each), sampled in turn (A B C A B C ...). `min_batch` keeps a
+    /// batch from covering fewer operations than one cycle of a request mix, so that a slow operation's
+    /// median is still a median over the mix; after five rounds, sampling stops once `budget` is spent.
+    pub fn group(&self, ops: &mut [&mut dyn FnMut()], min_batch: u64, budget: Duration) -> Vec<Stats> {
+        let batches: Vec<u64> = ops.iter_mut().map(|op| self.calibrate(*op).max(min_batch)).collect();
+        let warm = Instant::now();
+        while warm.elapsed() < self.warmup {
+            for (op, &batch) in ops.iter_mut().zip(&batches) {
+                sample(*op, batch);
+            }
+        }
+        let mut per_op = vec![Vec::with_capacity(self.samples); ops.len()];
+        let started = Instant::now();
+        for round in 0..self.samples {
+            if round >= 5 && started.elapsed() > budget {
+                break;
+            }
+            for ((op, &batch), xs) in ops.iter_mut().zip(&batches).zip(per_op.iter_mut()) {
+                xs.push(sample(*op, batch));
+            }
+        }
+        per_op.into_iter().zip(batches).map(|(xs, batch)| Stats::of(xs, batch)).collect()
+    }
+
     /// A batch size that takes about one sample period: single operations for half a period estimate the
     /// cost (this also starts the warm-up).
     pub fn calibrate(&self, op: &mut dyn FnMut()) -> u64 {
@@ -97,6 +121,19 @@ pub fn sample(op: &mut dyn FnMut(), batch: u64) -> f64 {
 }
 
 impl Stats {
+    /// The distribution for a benchmark's JSON (ns to a tenth), with what the figure measures.
+    pub fn json(&self, what: &str) -> serde_json::Value {
+        let tenth = |x: f64| (x * 10.0).round() / 10.0;
+        serde_json::json!({
+            "median": tenth(self.median),
+            "p10": tenth(self.p10),
+            "p90": tenth(self.p90),
+            "batch": self.batch,
+            "samples": self.samples,
+            "what": what,
+        })
+    }
+
     pub fn of(mut per_op_ns: Vec<f64>, batch: u64) -> Stats {
         per_op_ns.sort_by(f64::total_cmp);
         Stats {
@@ -124,3 +161,34 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 pub const BASELINE_WAT: &str = r#"(module (memory (export "memory") 1)
   (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0)))"#;
+
+/// The machine a benchmark ran on, for its JSON: CPU, cores, OS, compiler, build, load at the end.
+pub fn machine() -> serde_json::Value {
+    let rustc = std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+    });
+    serde_json::json!({
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).ok(),
+        "cpu": cpu,
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+        "rustc": rustc,
+        "build": if cfg!(debug_assertions) { "debug" } else { "optimised" },
+        "loadavg_at_end": load_average(),
+    })
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute averages: other work on the machine inflates every figure.
+pub fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}

@@ -21,7 +21,7 @@ use agent_iam::engine::{Engine, Verdict};
 use agent_iam::mint::SigningKey;
 use agent_iam::token::{Algorithm, CryptoBackend, PureRust};
 use agent_iam_host::host::{Host, LogLevel, Vm};
-use agent_iam_host::measure::{BASELINE_WAT, Harness, Stats};
+use agent_iam_host::measure::{BASELINE_WAT, Harness, Stats, load_average, machine};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Map, Value, json};
 use std::hint::black_box;
@@ -567,52 +567,12 @@ fn notes(report: &mut Report) {
     }
 }
 
-fn machine() -> Value {
-    let rustc = std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
-        s.lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_owned())
-    });
-    json!({
-        "nproc": std::thread::available_parallelism().map(|n| n.get()).ok(),
-        "cpu": cpu,
-        "os": std::env::consts::OS,
-        "arch": std::env::consts::ARCH,
-        "rustc": rustc,
-        "build": if cfg!(debug_assertions) { "debug" } else { "optimised" },
-        "loadavg_at_end": load_average(),
-    })
-}
-
-/// `/proc/loadavg`'s 1, 5 and 15 minute averages: other work on the machine inflates every figure.
-fn load_average() -> Option<String> {
-    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    Some(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-}
-
 fn document(report: &Report, harness: &Harness) -> Value {
     let mut doc = Map::new();
     let mut distribution = Map::new();
     for f in &report.figures {
         doc.insert(f.key.clone(), json!(f.stats.median.round()));
-        distribution.insert(
-            f.key.clone(),
-            json!({
-                "median": (f.stats.median * 10.0).round() / 10.0,
-                "p10": (f.stats.p10 * 10.0).round() / 10.0,
-                "p90": (f.stats.p90 * 10.0).round() / 10.0,
-                "batch": f.stats.batch,
-                "samples": f.stats.samples,
-                "what": f.what,
-            }),
-        );
+        distribution.insert(f.key.clone(), f.stats.json(&f.what));
     }
     for (k, v) in &report.extra {
         doc.insert(k.clone(), v.clone());

@@ -21,6 +21,7 @@
 use agent_iam::policy::cases::token_from_claims;
 use agent_iam::policy::{Decision, Peer, Policy, PolicyDocument, Request};
 use agent_iam::token::VerifiedToken;
+use agent_iam_host::measure::{Harness, Stats, load_average, machine};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::{Map, Value, json};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -145,97 +146,6 @@ fn main() {
         eprintln!("agent-iam-policy-bench: {e:#}");
         std::process::exit(1);
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Harness (as in agent-iam-bench)
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy)]
-struct Harness {
-    warmup: Duration,
-    sample: Duration,
-    samples: usize,
-    /// A figure whose samples would take longer than this in all gets fewer samples (at least 5).
-    budget: Duration,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Stats {
-    median: f64,
-    p10: f64,
-    p90: f64,
-    /// Operations per timed batch.
-    batch: u64,
-    samples: usize,
-}
-
-impl Harness {
-    /// Times each of `ops` (one evaluation each), sampled in turn. `min_batch` keeps a batch from covering
-    /// fewer requests than one cycle of the request mix, so that a slow evaluator's median is still a median
-    /// over the mix and not over single requests.
-    fn group(&self, ops: &mut [&mut dyn FnMut()], min_batch: u64) -> Vec<Stats> {
-        let batches: Vec<u64> = ops.iter_mut().map(|op| self.calibrate(*op).max(min_batch)).collect();
-        let warm = Instant::now();
-        while warm.elapsed() < self.warmup {
-            for (op, &batch) in ops.iter_mut().zip(&batches) {
-                sample(*op, batch);
-            }
-        }
-        // The slowest batch decides how many rounds fit the budget.
-        let mut per_op = vec![Vec::with_capacity(self.samples); ops.len()];
-        let started = Instant::now();
-        for round in 0..self.samples {
-            if round >= 5 && started.elapsed() > self.budget {
-                break;
-            }
-            for ((op, &batch), xs) in ops.iter_mut().zip(&batches).zip(per_op.iter_mut()) {
-                xs.push(sample(*op, batch));
-            }
-        }
-        per_op.into_iter().zip(batches).map(|(xs, batch)| Stats::of(xs, batch)).collect()
-    }
-
-    fn calibrate(&self, op: &mut dyn FnMut()) -> u64 {
-        let start = Instant::now();
-        let mut calls = 0u64;
-        while calls < 3 || start.elapsed() < self.sample / 2 {
-            op();
-            calls += 1;
-        }
-        let per_op = start.elapsed().as_secs_f64() / calls as f64;
-        ((self.sample.as_secs_f64() / per_op).round() as u64).max(1)
-    }
-}
-
-fn sample(op: &mut dyn FnMut(), batch: u64) -> f64 {
-    let t = Instant::now();
-    for _ in 0..batch {
-        op();
-    }
-    t.elapsed().as_nanos() as f64 / batch as f64
-}
-
-impl Stats {
-    fn of(mut per_op_ns: Vec<f64>, batch: u64) -> Stats {
-        per_op_ns.sort_by(f64::total_cmp);
-        Stats {
-            median: percentile(&per_op_ns, 0.5),
-            p10: percentile(&per_op_ns, 0.1),
-            p90: percentile(&per_op_ns, 0.9),
-            batch,
-            samples: per_op_ns.len(),
-        }
-    }
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q * (sorted.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -813,6 +723,8 @@ impl WasmBench {
 
 struct Options {
     harness: Harness,
+    /// A figure whose samples would take longer than this in all gets fewer samples (at least 5).
+    budget: Duration,
     sizes: Vec<usize>,
     requests: usize,
     wasm: Option<PathBuf>,
@@ -823,12 +735,8 @@ struct Options {
 fn parse_args() -> Result<Options> {
     let root = agent_iam_host::workspace_root();
     let mut o = Options {
-        harness: Harness {
-            warmup: Duration::from_millis(200),
-            sample: Duration::from_millis(20),
-            samples: 31,
-            budget: Duration::from_secs(20),
-        },
+        harness: Harness { warmup: Duration::from_millis(200), sample: Duration::from_millis(20), samples: 31 },
+        budget: Duration::from_secs(20),
         sizes: SIZES.to_vec(),
         requests: 300,
         wasm: Some(root.join("target/bench-wasm/wasm32-wasip1/release/agent_iam.wasm")),
@@ -840,12 +748,8 @@ fn parse_args() -> Result<Options> {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--quick" => {
-                o.harness = Harness {
-                    warmup: Duration::from_millis(20),
-                    sample: Duration::from_millis(3),
-                    samples: 7,
-                    budget: Duration::from_secs(2),
-                };
+                o.harness = Harness { warmup: Duration::from_millis(20), sample: Duration::from_millis(3), samples: 7 };
+                o.budget = Duration::from_secs(2);
                 o.requests = 60;
             }
             "--samples" => o.harness.samples = value("--samples")?.parse().context("--samples")?,
@@ -1039,7 +943,7 @@ fn run() -> Result<()> {
         if wasm.is_some() {
             ops.push(&mut op_wasm);
         }
-        let stats = o.harness.group(&mut ops, 3);
+        let stats = o.harness.group(&mut ops, 3, o.budget);
         ensure!(!rego_failed, "regorus failed during timing");
         ensure!(!wasm_failed, "the .wasm trapped during timing");
         let names = [
@@ -1083,7 +987,7 @@ fn run() -> Result<()> {
             })
             .collect();
         let mut refs: Vec<&mut dyn FnMut()> = kind_ops.iter_mut().map(|b| &mut **b as &mut dyn FnMut()).collect();
-        let stats = o.harness.group(&mut refs, 1);
+        let stats = o.harness.group(&mut refs, 1, o.budget);
         for ((_, key, what), s) in by_kind.iter().zip(stats) {
             let key = format!("{key}_{n}");
             eprintln!("  {key:<22} {:>12} ns", fmt_ns(s.median));
@@ -1125,7 +1029,7 @@ fn run() -> Result<()> {
         "warmup_ms": o.harness.warmup.as_millis() as u64,
         "sample_ms": o.harness.sample.as_millis() as u64,
         "samples": o.harness.samples,
-        "budget_s": o.harness.budget.as_secs(),
+        "budget_s": o.budget.as_secs(),
         "statistic": "median ns per evaluation over batches (p10, p90 in distribution); the evaluators of one N sampled in turn",
     }));
     doc.insert("machine".into(), machine());
@@ -1163,17 +1067,7 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Value {
 fn distribution(rows: &[Row]) -> Value {
     let mut m = Map::new();
     for r in rows {
-        m.insert(
-            r.key.clone(),
-            json!({
-                "median": (r.stats.median * 10.0).round() / 10.0,
-                "p10": (r.stats.p10 * 10.0).round() / 10.0,
-                "p90": (r.stats.p90 * 10.0).round() / 10.0,
-                "batch": r.stats.batch,
-                "samples": r.stats.samples,
-                "what": r.what,
-            }),
-        );
+        m.insert(r.key.clone(), r.stats.json(&r.what));
     }
     Value::Object(m)
 }
@@ -1247,28 +1141,6 @@ fn notes() -> Value {
         m.insert(k.into(), Value::String(v.split_whitespace().collect::<Vec<_>>().join(" ")));
     }
     Value::Object(m)
-}
-
-fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
-        s.lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_owned())
-    });
-    json!({
-        "nproc": std::thread::available_parallelism().map(|n| n.get()).ok(),
-        "cpu": cpu,
-        "os": std::env::consts::OS,
-        "arch": std::env::consts::ARCH,
-        "build": if cfg!(debug_assertions) { "debug" } else { "optimised" },
-        "loadavg_at_end": load_average(),
-    })
-}
-
-fn load_average() -> Option<String> {
-    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    Some(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 fn print_table(rows: &[Row], doc: &Value, sizes: &[usize]) {
