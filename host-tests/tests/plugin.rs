@@ -621,23 +621,33 @@ fn conditional_config() -> Value {
 /// 2030-03-18T14:00:00Z: a Monday, 10:00 in New York (EDT).
 const MONDAY_MORNING_NY: u64 = 1_900_072_800;
 
+/// A VM with [`conditional_config`], its clock `after` seconds past [`MONDAY_MORNING_NY`].
+fn market(after: u64, level: LogLevel) -> Vm {
+    HOST.vm()
+        .plugin_config(conditional_config().to_string())
+        .time(UNIX_EPOCH + Duration::from_secs(MONDAY_MORNING_NY + after))
+        .log_level(level)
+        .start()
+        .unwrap()
+}
+
+/// A trader token with `scope`, issued at `iat` and valid until `exp`.
+fn scoped_token(scope: &str, iat: u64, exp: u64) -> String {
+    let mut c = claims(TRADER);
+    c["iat"] = json!(iat);
+    c["exp"] = json!(exp);
+    c["scope"] = json!(scope);
+    es256(&c)
+}
+
 fn order(vm: &mut Vm, token: &str, query: &str) -> Outcome {
     request(vm).method("POST").path(&format!("/orders?{query}")).header("x-desk", "equities").bearer(token).send()
 }
 
 #[test]
 fn conditions_see_query_headers_host_scopes_and_the_vm_clock() {
-    let mut vm = HOST
-        .vm()
-        .plugin_config(conditional_config().to_string())
-        .time(UNIX_EPOCH + Duration::from_secs(MONDAY_MORNING_NY))
-        .start()
-        .unwrap();
-    let mut c = claims(TRADER);
-    c["iat"] = json!(MONDAY_MORNING_NY - 60);
-    c["exp"] = json!(MONDAY_MORNING_NY + 12 * 3600);
-    c["scope"] = json!("orders:read orders:write");
-    let token = es256(&c);
+    let mut vm = market(0, LogLevel::Trace);
+    let token = scoped_token("orders:read orders:write", MONDAY_MORNING_NY - 60, MONDAY_MORNING_NY + 12 * 3600);
     let o = order(&mut vm, &token, "symbol=ACME");
     assert_forwarded(&o, TRADER, TRADER, "market-hours-orders");
     assert_no_rule_allows(&order(&mut vm, &token, "symbol=EVIL"));
@@ -662,17 +672,9 @@ fn conditions_see_query_headers_host_scopes_and_the_vm_clock() {
 
 #[test]
 fn a_missing_scope_is_named_in_the_challenge() {
-    let mut vm = HOST
-        .vm()
-        .plugin_config(conditional_config().to_string())
-        .time(UNIX_EPOCH + Duration::from_secs(MONDAY_MORNING_NY))
-        .start()
-        .unwrap();
-    let mut c = claims(TRADER);
-    c["iat"] = json!(MONDAY_MORNING_NY - 60);
-    c["exp"] = json!(MONDAY_MORNING_NY + 3600);
-    c["scope"] = json!("orders:read");
-    let o = order(&mut vm, &es256(&c), "symbol=ACME");
+    let mut vm = market(0, LogLevel::Trace);
+    let token = scoped_token("orders:read", MONDAY_MORNING_NY - 60, MONDAY_MORNING_NY + 3600);
+    let o = order(&mut vm, &token, "symbol=ACME");
     assert_eq!(o.status(), Some(403));
     let challenge = o.header("www-authenticate").unwrap_or_default();
     assert_eq!(
@@ -686,21 +688,12 @@ fn a_missing_scope_is_named_in_the_challenge() {
 
 #[test]
 fn debug_logging_explains_denials_and_warnings_are_logged() {
-    let mut vm = HOST
-        .vm()
-        .plugin_config(conditional_config().to_string())
-        .time(UNIX_EPOCH + Duration::from_secs(MONDAY_MORNING_NY + 8 * 3600))
-        .log_level(LogLevel::Debug)
-        .start()
-        .unwrap();
+    let mut vm = market(8 * 3600, LogLevel::Debug);
     let logs = vm.logs_text();
     assert!(logs.contains("agent-iam: policy warning: policy.rules[1].when.claims.n: no value can satisfy"), "{logs}");
     assert!(logs.contains("2 rule(s), policy version conditions-1"), "{logs}");
-    let mut c = claims(TRADER);
-    c["iat"] = json!(MONDAY_MORNING_NY);
-    c["exp"] = json!(MONDAY_MORNING_NY + 9 * 3600);
-    c["scope"] = json!("orders:write");
-    assert_no_rule_allows(&order(&mut vm, &es256(&c), "symbol=ACME"));
+    let token = scoped_token("orders:write", MONDAY_MORNING_NY, MONDAY_MORNING_NY + 9 * 3600);
+    assert_no_rule_allows(&order(&mut vm, &token, "symbol=ACME"));
     let line = vm
         .logs()
         .iter()
@@ -720,14 +713,8 @@ fn debug_logging_explains_denials_and_warnings_are_logged() {
     );
 
     // At info level (Envoy's default) no explanation is computed.
-    let mut quiet = HOST
-        .vm()
-        .plugin_config(conditional_config().to_string())
-        .time(UNIX_EPOCH + Duration::from_secs(MONDAY_MORNING_NY + 8 * 3600))
-        .log_level(LogLevel::Info)
-        .start()
-        .unwrap();
-    assert_no_rule_allows(&order(&mut quiet, &es256(&c), "symbol=ACME"));
+    let mut quiet = market(8 * 3600, LogLevel::Info);
+    assert_no_rule_allows(&order(&mut quiet, &token, "symbol=ACME"));
     assert!(!quiet.logs_text().contains("agent-iam: explain"), "{}", quiet.logs_text());
 }
 

@@ -13,17 +13,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let key = SigningKey::from_seed(Algorithm::ES256, [5; 32]).unwrap();
-    let doc = json!({
-        "realm": "trading",
-        "issuers": [{"issuer": "https://issuer.example", "audiences": ["trading-api"], "algorithms": ["ES256"],
-                     "jwks": {"keys": [key.public_jwk(Some("k1"))]}}],
-        "policy": {"rules": [
-            {"id": "trader-orders", "effect": "allow", "agents": [TRADER], "methods": ["POST"], "paths": ["/orders/**"]},
-            {"id": "no-admin", "effect": "deny", "agents": ["*"], "paths": ["/orders/admin/**"]}
-        ]}
-    });
-    let engine = config::parse(doc.to_string().as_bytes()).unwrap();
+    let (key, engine) = engine_with(json!({}));
     Fixture { key, engine }
 }
 
@@ -36,9 +26,7 @@ impl Fixture {
     }
 
     fn decide(&self, headers: &[(&str, &str)]) -> Verdict {
-        let headers: Vec<(String, Vec<u8>)> =
-            headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
-        self.engine.decide(&headers, NOW, &PureRust)
+        decide_on(&self.engine, headers)
     }
 }
 
@@ -213,7 +201,8 @@ fn fetched_keys_wait_then_verify_and_unknown_kids_are_flagged() {
     assert!(matches!(engine.with_keys(0, keys).decide(&headers, NOW, &PureRust), Verdict::Allow { .. }));
 }
 
-/// The fixture's configuration with `extra` merged at the top level.
+/// The fixture's configuration (trader may POST under `/orders`, nobody reaches `/orders/admin`) with
+/// `extra` merged at the top level.
 fn engine_with(extra: Value) -> (SigningKey, Engine) {
     let key = SigningKey::from_seed(Algorithm::ES256, [5; 32]).unwrap();
     let mut doc = json!({
