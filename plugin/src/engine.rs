@@ -174,6 +174,8 @@ pub struct Engine {
     policy: Rc<Policy>,
     settings: Rc<Settings>,
     cache: RefCell<TokenCache>,
+    /// Whether any issuer binds its tokens to the mTLS peer (decided once, not per request).
+    binds_peer: bool,
 }
 
 enum Failure {
@@ -198,7 +200,8 @@ impl Engine {
     /// Assembles an engine from validated parts.
     pub fn new(verifier: Verifier, policy: Policy, settings: Settings) -> Engine {
         let cache = RefCell::new(TokenCache::new(settings.cache_capacity));
-        Engine { verifier, policy: Rc::new(policy), settings: Rc::new(settings), cache }
+        let binds_peer = verifier.issuers().iter().any(|i| i.binding.any());
+        Engine { verifier, policy: Rc::new(policy), settings: Rc::new(settings), cache, binds_peer }
     }
 
     /// The response and forwarding settings.
@@ -214,6 +217,7 @@ impl Engine {
             policy: self.policy.clone(),
             settings: self.settings.clone(),
             cache: RefCell::new(TokenCache::new(self.settings.cache_capacity)),
+            binds_peer: self.binds_peer,
         }
     }
 
@@ -241,7 +245,7 @@ impl Engine {
 
     /// Whether decisions need the mutual-TLS peer (a rule or an issuer binds to it).
     pub fn needs_peer(&self) -> bool {
-        self.policy.needs().peer || self.verifier.issuers().iter().any(|i| i.binding.any())
+        self.binds_peer || self.policy.needs().peer
     }
 
     /// The compiled policy.
@@ -441,7 +445,9 @@ impl Engine {
         crypto: &dyn CryptoBackend,
     ) -> Result<Verdict, Failure> {
         let p = self.prepare(headers, now, crypto)?;
-        if let Some(issuer) = self.verifier.issuers().iter().find(|i| i.issuer == p.verified.issuer && i.binding.any())
+        if self.binds_peer
+            && let Some(issuer) =
+                self.verifier.issuers().iter().find(|i| i.issuer == p.verified.issuer && i.binding.any())
         {
             issuer
                 .binding
