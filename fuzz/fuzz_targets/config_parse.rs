@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(engine) = agent_iam::config::parse(data) {
         let token = a_genuine_token().as_bytes();
         for (method, path) in [("POST", "/orders/1"), ("GET", "/quotes?s=ACME"), ("DELETE", "/admin/../admin/x")] {
-            let _ = engine.decide(as_headers(&request(method, path, token)), NOW, &PureRust);
+            let _ = engine.decide(&as_headers(&request(method, path, token)), NOW, &PureRust);
         }
     }
 });

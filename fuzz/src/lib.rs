@@ -4,7 +4,7 @@
 //! The key set and tokens are checked in (`seeds/`), written by `cargo run --release --bin gen_seeds` from
 //! fixed seeds, so a target starts instantly (no RSA key generation) and its corpus stays valid.
 
-use agent_iam::engine::{Engine, Headers};
+use agent_iam::engine::{Engine, Header};
 use agent_iam::token::Verifier;
 
 /// The fuzzers' clock: the seed tokens are valid at this instant (they expire an hour later).
@@ -86,9 +86,9 @@ pub fn check_canonical_path(raw: &str) {
     assert_eq!(agent_iam::request::canonical_path(&path), Ok((path.clone(), None)), "{raw:?} is not a fixed point");
 }
 
-/// Keeps `Headers` in the public signature checked (it is a slice type alias).
-pub fn as_headers(h: &[(String, Vec<u8>)]) -> &Headers {
-    h
+/// The headers as the filter hands them to the engine: borrowed from the proxy's buffer.
+pub fn as_headers(h: &[(String, Vec<u8>)]) -> Vec<Header<'_>> {
+    h.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect()
 }
 
 /// A policy with every construct: templates with parameters, labels, hosts, scopes, roles, each operator,
@@ -146,10 +146,7 @@ pub fn check_policy_eval(text: &str) {
     }
     let Some(claims) = claims.as_object().cloned() else { return };
     let Ok(token) = cases::token_from_claims(claims) else { return };
-    let headers = vec![
-        ("x-desk".to_owned(), header.as_bytes().to_vec()),
-        ("x-tag".to_owned(), header.as_bytes().to_vec()),
-    ];
+    let headers: Vec<Header<'_>> = vec![("x-desk", header.as_bytes()), ("x-tag", header.as_bytes())];
     let request = Request {
         method: &method,
         path: &path,

@@ -269,6 +269,9 @@ pub struct IssuerDocument {
     /// Shared secrets for HS256/384/512.
     #[serde(default)]
     pub hmac_secrets: Vec<HmacSecretDocument>,
+    /// Envoy's `jwt_authn` filter verifies this issuer's signatures before the plugin runs.
+    #[serde(default)]
+    pub jwt_authn: Option<JwtAuthnDocument>,
     /// Claims every token must carry.
     #[serde(default)]
     pub required_claims: Vec<String>,
@@ -284,6 +287,14 @@ pub struct IssuerDocument {
     /// Most nested `act` actors a token may carry (RFC 8693 delegation).
     #[serde(default = "default_delegation_depth")]
     pub max_delegation_depth: usize,
+}
+
+/// Trust in Envoy's `jwt_authn` filter as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtAuthnDocument {
+    /// The provider's `forward_payload_header`.
+    pub payload_header: String,
 }
 
 /// A remote JWKS as written.
@@ -533,8 +544,8 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
             Some(jwks) => KeySet::from_value(jwks).map_err(|e| {
                 err(if e.path.is_empty() { at("jwks") } else { format!("issuers[{i}].jwks.{}", e.path) }, e.message)
             })?,
-            None if d.hmac_secrets.is_empty() && remote.is_none() => {
-                return Err(err(at("jwks"), "is required (or remote_jwks, or hmac_secrets)"));
+            None if d.hmac_secrets.is_empty() && remote.is_none() && d.jwt_authn.is_none() => {
+                return Err(err(at("jwks"), "is required (or remote_jwks, hmac_secrets or jwt_authn)"));
             }
             None => KeySet::default(),
         };
@@ -551,6 +562,22 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
             let key = HmacKey::new(alg, &bytes).map_err(|e| err(at("secret"), e.to_string()))?;
             keys.add_secret(secret.kid.as_deref(), key).map_err(|e| err(at(&e.path), e.message))?;
         }
+        let jwt_authn_payload_header = match &d.jwt_authn {
+            None => None,
+            Some(j) => {
+                let name = &j.payload_header;
+                if !crate::policy::valid_header_name(name) || name.bytes().any(|b| b.is_ascii_uppercase()) {
+                    return Err(err(at("jwt_authn.payload_header"), "must be a lower-case HTTP header name"));
+                }
+                if crate::engine::is_identity_header(name) {
+                    return Err(err(
+                        at("jwt_authn.payload_header"),
+                        format!("must not be a header the plugin sets ({}*)", crate::engine::IDENTITY_HEADER_PREFIX),
+                    ));
+                }
+                Some(name.clone())
+            }
+        };
         if d.required_claims.iter().any(String::is_empty) {
             return Err(err(at("required_claims"), "claim names must not be empty"));
         }
@@ -581,6 +608,7 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
             clock_skew: i64::from(d.clock_skew_seconds),
             max_lifetime: d.max_lifetime_seconds.map(i64::from),
             max_delegation_depth: d.max_delegation_depth,
+            jwt_authn_payload_header,
             remote,
             binding: match &d.mtls {
                 None => token::Binding::default(),

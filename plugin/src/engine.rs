@@ -31,9 +31,13 @@ pub const CLAIM_HEADER_PREFIX: &str = "x-agent-iam-claim-";
 /// when the token carries `act`.
 pub const CHAIN_HEADER: &str = "x-agent-iam-chain";
 
+/// One request header: lower-case name, raw value bytes.
+pub type Header<'a> = (&'a str, &'a [u8]);
+
 /// A request's headers as the proxy hands them over: names lower-case, values raw bytes, pseudo-headers
-/// (`:method`, `:path`, `:authority`) included, repeated headers repeated.
-pub type Headers = [(String, Vec<u8>)];
+/// (`:method`, `:path`, `:authority`) included, repeated headers repeated. Borrowed from the one buffer the
+/// proxy fills ([`crate::header_map`]), so that reading them copies nothing.
+pub type Headers<'a> = [Header<'a>];
 
 /// The gateway's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,11 +236,18 @@ impl Engine {
     }
 
     /// Verifies a token, answering from the cache when these exact bytes verified before and are still valid.
-    fn verify(&self, token: &[u8], now: i64, crypto: &dyn CryptoBackend) -> Result<Rc<VerifiedToken>, TokenError> {
+    fn verify(
+        &self,
+        token: &[u8],
+        headers: &Headers<'_>,
+        now: i64,
+        crypto: &dyn CryptoBackend,
+    ) -> Result<Rc<VerifiedToken>, TokenError> {
         if let Some(hit) = self.cache.try_borrow_mut().ok().and_then(|mut c| c.get(token, now)) {
             return Ok(hit);
         }
-        let verified = Rc::new(self.verifier.verify(token, now, crypto)?);
+        let single = |name: &str| single_value(headers, name);
+        let verified = Rc::new(self.verifier.verify_with(token, now, crypto, &single)?);
         if let Ok(mut cache) = self.cache.try_borrow_mut() {
             cache.insert(token, verified.clone(), now, verified.valid_until);
         }
@@ -259,7 +270,7 @@ impl Engine {
     }
 
     /// Decides for one request at `now` (seconds since the epoch).
-    pub fn decide(&self, headers: &Headers, now: i64, crypto: &dyn CryptoBackend) -> Verdict {
+    pub fn decide(&self, headers: &Headers<'_>, now: i64, crypto: &dyn CryptoBackend) -> Verdict {
         self.decide_with(headers, Connection::default(), now, crypto)
     }
 
@@ -267,29 +278,29 @@ impl Engine {
     /// when the filter reads them.
     pub fn decide_with(
         &self,
-        headers: &Headers,
+        headers: &Headers<'_>,
         conn: Connection<'_>,
         now: i64,
         crypto: &dyn CryptoBackend,
     ) -> Verdict {
-        let request_id = request_id(headers);
+        // The request id is only read for an answer the plugin writes itself.
         match self.evaluate(headers, conn, now, crypto) {
             Ok(verdict) => verdict,
             Err(Failure::RemoteKeys { issuer, error }) => {
-                let denial = self.denial(Failure::Token(error), request_id);
+                let denial = self.denial(Failure::Token(error), request_id(headers));
                 match error {
                     TokenError::KeysUnavailable => Verdict::WaitForKeys { issuer, on_timeout: denial },
                     _ => Verdict::UnknownKey { issuer, denial },
                 }
             }
-            Err(failure) if self.settings.mode == Mode::DryRun => self.dry_run(headers, failure, request_id),
-            Err(failure) => Verdict::Deny(self.denial(failure, request_id)),
+            Err(failure) if self.settings.mode == Mode::DryRun => self.dry_run(headers, failure, request_id(headers)),
+            Err(failure) => Verdict::Deny(self.denial(failure, request_id(headers))),
         }
     }
 
     /// Dry-run mode: what enforcement would have refused is forwarded, without any client-sent identity
     /// header, with the verified identity when the token was valid, and marked with [`DRY_RUN_HEADER`].
-    fn dry_run(&self, headers: &Headers, failure: Failure, request_id: String) -> Verdict {
+    fn dry_run(&self, headers: &Headers<'_>, failure: Failure, request_id: String) -> Verdict {
         let identity = match &failure {
             Failure::Forbidden { identity, .. } => identity.clone(),
             _ => Vec::new(),
@@ -308,20 +319,20 @@ impl Engine {
 
     /// The token of a request, from the configured sources: `Ok(None)` when there is none, an error when
     /// there is more than one.
-    fn credential<'h>(&self, headers: &'h Headers, query: Option<&'h str>) -> Result<Option<&'h [u8]>, Failure> {
+    fn credential<'h>(&self, headers: &'h Headers<'h>, query: Option<&'h str>) -> Result<Option<&'h [u8]>, Failure> {
         let mut found: Option<&[u8]> = None;
         let mut count = 0usize;
         for source in &self.settings.token_sources {
             match source {
                 TokenSource::Header { name, prefix } => {
-                    for (_, value) in headers.iter().filter(|(n, _)| n == name) {
+                    for &(_, value) in headers.iter().filter(|(n, _)| *n == name.as_str()) {
                         count += 1;
                         let token = match prefix {
                             Some(p) => value
                                 .split_at_checked(p.len())
                                 .filter(|(scheme, rest)| scheme.eq_ignore_ascii_case(p.as_bytes()) && !rest.is_empty())
                                 .map(|(_, rest)| rest),
-                            None => Some(value.as_slice()).filter(|v| !v.is_empty()),
+                            None => Some(value).filter(|v| !v.is_empty()),
                         };
                         found = found.or(token);
                     }
@@ -345,14 +356,20 @@ impl Engine {
     }
 
     /// Canonicalises the request and verifies its token: everything before policy.
-    fn prepare<'h>(&self, headers: &'h Headers, now: i64, crypto: &dyn CryptoBackend) -> Result<Prepared<'h>, Failure> {
-        let method = single_text(headers, ":method").ok_or(Failure::BadRequest(RequestError::MissingMethod))?;
+    fn prepare<'h>(
+        &self,
+        headers: &'h Headers<'h>,
+        now: i64,
+        crypto: &dyn CryptoBackend,
+    ) -> Result<Prepared<'h>, Failure> {
+        let pseudo = Pseudo::of(headers);
+        let method = pseudo.method.ok_or(Failure::BadRequest(RequestError::MissingMethod))?;
         let method = request::canonical_method(method).map_err(Failure::BadRequest)?;
-        let raw_path = single_text(headers, ":path").ok_or(Failure::BadRequest(RequestError::MissingPath))?;
+        let raw_path = pseudo.path.ok_or(Failure::BadRequest(RequestError::MissingPath))?;
         let (path, query) = request::canonical_path(raw_path).map_err(Failure::BadRequest)?;
 
         let token = self.credential(headers, query)?.ok_or(Failure::NoToken)?;
-        let verified = self.verify(token, now, crypto).map_err(|error| match error {
+        let verified = self.verify(token, headers, now, crypto).map_err(|error| match error {
             TokenError::KeysUnavailable | TokenError::UnknownKey => match self.verifier.remote_issuer_of(token) {
                 Some(issuer) => Failure::RemoteKeys { issuer, error },
                 None => Failure::Token(error),
@@ -360,7 +377,7 @@ impl Engine {
             _ => Failure::Token(error),
         })?;
 
-        let host = match single_text(headers, ":authority") {
+        let host = match pseudo.authority {
             Some(h) => Some(request::canonical_host(h).map_err(Failure::BadRequest)?),
             None => None,
         };
@@ -371,7 +388,7 @@ impl Engine {
     /// has none, or the request does not reach policy.
     pub fn dry_run_rules(
         &self,
-        headers: &Headers,
+        headers: &Headers<'_>,
         conn: Connection<'_>,
         now: i64,
         crypto: &dyn CryptoBackend,
@@ -386,7 +403,7 @@ impl Engine {
 
     /// Why this request gets its decision, as one line of JSON for logs and tools: the decision and, when
     /// policy decided, every candidate rule with its result and reasons (see [`Policy::explain`]).
-    pub fn explain(&self, headers: &Headers, conn: Connection<'_>, now: i64, crypto: &dyn CryptoBackend) -> String {
+    pub fn explain(&self, headers: &Headers<'_>, conn: Connection<'_>, now: i64, crypto: &dyn CryptoBackend) -> String {
         let p = match self.prepare(headers, now, crypto) {
             Ok(p) => p,
             Err(failure) => {
@@ -439,7 +456,7 @@ impl Engine {
 
     fn evaluate(
         &self,
-        headers: &Headers,
+        headers: &Headers<'_>,
         conn: Connection<'_>,
         now: i64,
         crypto: &dyn CryptoBackend,
@@ -465,7 +482,7 @@ impl Engine {
                 if !self.settings.forward_credential {
                     for source in &self.settings.token_sources {
                         match source {
-                            TokenSource::Header { name, .. } if headers.iter().any(|(n, _)| n == name) => {
+                            TokenSource::Header { name, .. } if headers.iter().any(|(n, _)| *n == name.as_str()) => {
                                 remove.push(name.clone());
                             }
                             TokenSource::Query { name } => {
@@ -499,11 +516,11 @@ impl Engine {
 
     /// The identity headers for a verified token: agent, subject, issuer, chain, selected claims.
     fn identity(&self, verified: &VerifiedToken) -> Vec<(&'static str, String)> {
-        let mut set = vec![
-            (AGENT_HEADER, header_safe(&verified.agent)),
-            (SUBJECT_HEADER, header_safe(&verified.subject)),
-            (ISSUER_HEADER, header_safe(&verified.issuer)),
-        ];
+        // Room for the rule and chain headers too: an allow pushes the rule after this.
+        let mut set = Vec::with_capacity(5 + self.settings.forward_claims.len());
+        set.push((AGENT_HEADER, header_safe(&verified.agent)));
+        set.push((SUBJECT_HEADER, header_safe(&verified.subject)));
+        set.push((ISSUER_HEADER, header_safe(&verified.issuer)));
         if verified.chain.depth() > 0 {
             set.push((CHAIN_HEADER, verified.chain.header_value()));
         }
@@ -630,16 +647,16 @@ pub struct Connection<'a> {
 
 /// A canonical request with a verified token.
 struct Prepared<'h> {
-    method: String,
+    method: Cow<'h, str>,
     raw_path: &'h str,
     path: String,
     query: Option<&'h str>,
-    host: Option<String>,
+    host: Option<Cow<'h, str>>,
     verified: Rc<VerifiedToken>,
 }
 
 impl<'h> Prepared<'h> {
-    fn view<'a>(&'a self, headers: &'a Headers, conn: Connection<'a>, now: i64) -> Request<'a> {
+    fn view<'a>(&'a self, headers: &'a Headers<'a>, conn: Connection<'a>, now: i64) -> Request<'a> {
         Request {
             method: &self.method,
             path: &self.path,
@@ -653,11 +670,60 @@ impl<'h> Prepared<'h> {
     }
 }
 
+/// The pseudo-headers a decision reads, each only if it appears exactly once and is text: one pass over the
+/// headers instead of one per name.
+#[derive(Default)]
+struct Pseudo<'h> {
+    method: Option<&'h str>,
+    path: Option<&'h str>,
+    authority: Option<&'h str>,
+}
+
+impl<'h> Pseudo<'h> {
+    fn of(headers: &'h Headers<'h>) -> Pseudo<'h> {
+        let (mut method, mut path, mut authority) = (Seen::None, Seen::None, Seen::None);
+        for &(name, value) in headers {
+            let slot = match name {
+                ":method" => &mut method,
+                ":path" => &mut path,
+                ":authority" => &mut authority,
+                _ => continue,
+            };
+            *slot = match slot {
+                Seen::None => Seen::Once(value),
+                _ => Seen::Repeated,
+            };
+        }
+        Pseudo { method: method.text(), path: path.text(), authority: authority.text() }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Seen<'h> {
+    None,
+    Once(&'h [u8]),
+    Repeated,
+}
+
+impl<'h> Seen<'h> {
+    fn text(self) -> Option<&'h str> {
+        match self {
+            Seen::Once(v) => std::str::from_utf8(v).ok(),
+            Seen::None | Seen::Repeated => None,
+        }
+    }
+}
+
 /// The value of a header that must appear exactly once, as text.
-fn single_text<'h>(headers: &'h Headers, name: &str) -> Option<&'h str> {
-    let mut values = headers.iter().filter(|(n, _)| n == name);
+fn single_text<'h>(headers: &'h Headers<'h>, name: &str) -> Option<&'h str> {
+    single_value(headers, name).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// The value of a header that must appear exactly once.
+fn single_value<'h>(headers: &'h Headers<'h>, name: &str) -> Option<&'h [u8]> {
+    let mut values = headers.iter().filter(|(n, _)| *n == name);
     match (values.next(), values.next()) {
-        (Some((_, v)), None) => std::str::from_utf8(v).ok(),
+        (Some(&(_, v)), None) => Some(v),
         _ => None,
     }
 }
@@ -699,11 +765,11 @@ fn json_string(out: &mut String, s: &str) {
 }
 
 /// Every client-sent identity header, each name once.
-fn identity_headers_in(headers: &Headers) -> Vec<String> {
+fn identity_headers_in(headers: &Headers<'_>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for (n, _) in headers.iter().filter(|(n, _)| is_identity_header(n)) {
-        if !out.contains(n) {
-            out.push(n.clone());
+    for &(n, _) in headers.iter().filter(|(n, _)| is_identity_header(n)) {
+        if !out.iter().any(|o| o == n) {
+            out.push(n.to_owned());
         }
     }
     out
@@ -742,7 +808,7 @@ pub fn is_identity_header(name: &str) -> bool {
         })
 }
 
-fn request_id(headers: &Headers) -> String {
+fn request_id(headers: &Headers<'_>) -> String {
     single_text(headers, "x-request-id")
         .filter(|id| id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
         .unwrap_or("")

@@ -10,6 +10,7 @@ pub mod b64;
 mod bench_exports;
 pub mod config;
 pub mod engine;
+pub mod header_map;
 pub mod json;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;

@@ -2,6 +2,7 @@
 //! so that `//admin`, `/a/../admin` and `/%2e%2e/admin` are all `/admin` (CVE-2019-9901, CVE-2021-31920), and
 //! encodings that different components would read differently are refused outright (CVE-2021-29492).
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why a request cannot be evaluated; answered with 400.
@@ -50,18 +51,22 @@ impl fmt::Display for RequestError {
 
 /// HTTP method, upper-cased: methods are case-sensitive on the wire, but a rule written for `DELETE` must
 /// not be bypassed by `delete` reaching a lenient upstream.
-pub fn canonical_method(raw: &str) -> Result<String, RequestError> {
+pub fn canonical_method(raw: &str) -> Result<Cow<'_, str>, RequestError> {
     if raw.is_empty() {
         return Err(RequestError::MissingMethod);
     }
     if !raw.bytes().all(is_tchar) {
         return Err(RequestError::UnsupportedMethod);
     }
-    let method = raw.to_ascii_uppercase();
-    if method == "CONNECT" {
+    if raw.eq_ignore_ascii_case("CONNECT") {
         return Err(RequestError::UnsupportedMethod);
     }
-    Ok(method)
+    // Nearly every method arrives upper-case already: no copy then.
+    Ok(if raw.bytes().any(|b| b.is_ascii_lowercase()) {
+        Cow::Owned(raw.to_ascii_uppercase())
+    } else {
+        Cow::Borrowed(raw)
+    })
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -181,13 +186,13 @@ fn remove_dot_segments(path: &str) -> String {
 }
 
 /// Host as policy sees it: lower case, no port, no trailing dot (CVE-2021-39155).
-pub fn canonical_host(raw: &str) -> Result<String, RequestError> {
+pub fn canonical_host(raw: &str) -> Result<Cow<'_, str>, RequestError> {
     let host = if let Some(rest) = raw.strip_prefix('[') {
         let (v6, after) = rest.split_once(']').ok_or(RequestError::InvalidHost)?;
         if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
             return Err(RequestError::InvalidHost);
         }
-        return Ok(format!("[{}]", v6.to_ascii_lowercase()));
+        return Ok(Cow::Owned(format!("[{}]", v6.to_ascii_lowercase())));
     } else {
         match raw.rsplit_once(':') {
             Some((h, port)) if is_port(port) => h,
@@ -199,7 +204,11 @@ pub fn canonical_host(raw: &str) -> Result<String, RequestError> {
     if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
         return Err(RequestError::InvalidHost);
     }
-    Ok(host.to_ascii_lowercase())
+    Ok(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 fn is_port(p: &str) -> bool {

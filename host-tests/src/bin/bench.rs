@@ -288,7 +288,8 @@ fn run() -> Result<()> {
     let es256 = &keys[0];
     let es256_token = &tokens[0];
     let engine = native_engine(&plugin_config(es256, "pure-rust", None))?;
-    let headers = native_headers(es256_token);
+    let owned = native_headers(es256_token);
+    let headers: Vec<(&str, &[u8])> = owned.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
     ensure!(matches!(engine.decide(&headers, NOW, &PureRust), Verdict::Allow { .. }), "the engine denied the token");
     let stats = harness.time(|| {
         black_box(engine.decide(black_box(&headers), NOW, &PureRust));

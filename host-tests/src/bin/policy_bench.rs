@@ -453,16 +453,14 @@ struct Prepared {
     token: VerifiedToken,
     method: String,
     path: String,
-    headers: Vec<(String, Vec<u8>)>,
+    headers: Vec<(&'static str, &'static [u8])>,
 }
 
 impl Prepared {
     fn new(r: &RequestSpec) -> Result<Prepared> {
         let token = token_from_claims(r.claims()).map_err(|e| anyhow!("token: {e}"))?;
-        let headers = vec![
-            ("x-request-id".to_owned(), b"req-bench".to_vec()),
-            ("user-agent".to_owned(), b"agent-iam-policy-bench".to_vec()),
-        ];
+        let headers: Vec<(&str, &[u8])> =
+            vec![("x-request-id", b"req-bench"), ("user-agent", b"agent-iam-policy-bench")];
         Ok(Prepared { token, method: r.method.to_owned(), path: r.path.clone(), headers })
     }
 

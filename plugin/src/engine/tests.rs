@@ -179,8 +179,8 @@ fn fetched_keys_wait_then_verify_and_unknown_kids_are_flagged() {
     let engine = config::parse(doc.to_string().as_bytes()).unwrap();
     let claims = json!({"iss": "https://issuer.example", "sub": TRADER, "aud": "trading-api", "exp": NOW + 60});
     let token = format!("Bearer {}", key.sign_jwt(Some("k1"), &claims));
-    let headers: Vec<(String, Vec<u8>)> =
-        request("GET", "/", Some(&token)).iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+    let request = request("GET", "/", Some(&token));
+    let headers = as_bytes(&request);
     match engine.decide(&headers, NOW, &PureRust) {
         Verdict::WaitForKeys { issuer: 0, on_timeout } => {
             assert_eq!(on_timeout.status, 503);
@@ -222,8 +222,12 @@ fn engine_with(extra: Value) -> (SigningKey, Engine) {
 }
 
 fn decide_on(engine: &Engine, headers: &[(&str, &str)]) -> Verdict {
-    let headers: Vec<(String, Vec<u8>)> = headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
-    engine.decide(&headers, NOW, &PureRust)
+    engine.decide(&as_bytes(headers), NOW, &PureRust)
+}
+
+/// Headers as the filter hands them to the engine: values as bytes.
+fn as_bytes<'a>(headers: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a [u8])> {
+    headers.iter().map(|&(n, v)| (n, v.as_bytes())).collect()
 }
 
 fn trader_token(key: &SigningKey, extra: Value) -> String {
@@ -372,8 +376,8 @@ fn an_issuer_can_bind_every_token_to_the_mtls_peer() {
     let digest = [9u8; 32];
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     let auth = format!("Bearer {}", trader_token(&key, json!({"cnf": {"x5t#S256": crate::b64::encode(&digest)}})));
-    let headers: Vec<(String, Vec<u8>)> =
-        request("GET", "/", Some(&auth)).iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+    let request = request("GET", "/", Some(&auth));
+    let headers = as_bytes(&request);
     let on = |san: Option<&str>, digest: Option<&str>| {
         let conn = Connection { peer: Peer { uri_san: san, certificate_sha256: digest }, route: None };
         engine.decide_with(&headers, conn, NOW, &PureRust)
@@ -397,5 +401,72 @@ fn denial_bodies_are_json_whatever_the_strings() {
             let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body}: {e}"));
             assert_eq!(v, json!({"error": a, "request_id": b}), "{body}");
         }
+    }
+}
+
+/// An issuer behind Envoy's `jwt_authn`: a token is believed without a signature check only when the
+/// forwarded payload header carries exactly its payload; every other check still applies.
+#[test]
+fn jwt_authn_attests_the_payload_it_forwarded_and_nothing_else() {
+    let base = |issuer_extra: Value| {
+        let (key, mut doc) = (SigningKey::from_seed(Algorithm::ES256, [5; 32]).unwrap(), json!({}));
+        doc["issuers"] = json!([{"issuer": "https://issuer.example", "audiences": ["trading-api"],
+                                 "algorithms": ["ES256"], "jwt_authn": {"payload_header": "x-jwt-payload"}}]);
+        for (k, v) in issuer_extra.as_object().unwrap() {
+            doc["issuers"][0][k] = v.clone();
+        }
+        doc["policy"] = json!({"rules": [{"id": "any", "effect": "allow", "agents": ["*"]}]});
+        (key, config::parse(doc.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}")))
+    };
+    let payload = |token: &str| token.split('.').nth(1).unwrap().to_owned();
+    let forged = |token: &str| format!("{}.AAAA", token.rsplit_once('.').unwrap().0);
+    let run = |engine: &Engine, token: &str, forwarded: &[&str]| {
+        let auth = format!("Bearer {token}");
+        let mut h = request("GET", "/", Some(&auth));
+        h.extend(forwarded.iter().map(|f| ("x-jwt-payload", *f)));
+        decide_on(engine, &h)
+    };
+    let reason = |v: Verdict| match v {
+        Verdict::Allow { .. } => "allowed",
+        other => denial(other).reason,
+    };
+
+    // No keys of its own: jwt_authn is the only way in.
+    let (key, engine) = base(json!({}));
+    let token = trader_token(&key, json!({}));
+    let p = payload(&token);
+    assert_eq!(reason(run(&engine, &token, &[])), "not_attested");
+    assert_eq!(reason(run(&engine, &token, &[&p])), "allowed");
+    assert_eq!(reason(run(&engine, &forged(&token), &[&p])), "allowed", "the signature is jwt_authn's to check");
+    assert_eq!(reason(run(&engine, &token, &[&format!("{p}==")])), "allowed", "pad_forward_payload_header");
+    let other = trader_token(&key, json!({"sub": "spiffe://trading.example/agent/other"}));
+    for forwarded in [&[][..], &[payload(&other).as_str()], &[&p, &p], &[""], &[&p[1..]]] {
+        // A fresh engine each time: the token cache remembers bytes that were once vouched for.
+        let d = denial(run(&base(json!({})).1, &token, forwarded));
+        assert_eq!((d.status, d.reason), (401, "not_attested"), "{forwarded:?}");
+    }
+    let expired = trader_token(&key, json!({"exp": NOW - 3600}));
+    assert_eq!(reason(run(&engine, &expired, &[&payload(&expired)])), "expired", "claims are still checked");
+    let elsewhere = trader_token(&key, json!({"aud": "billing"}));
+    assert_eq!(reason(run(&engine, &elsewhere, &[&payload(&elsewhere)])), "wrong_audience");
+
+    // With keys as well: tokens jwt_authn did not vouch for are verified here.
+    let (key, engine) = base(json!({"jwks": {"keys": [SigningKey::from_seed(Algorithm::ES256, [5; 32])
+        .unwrap()
+        .public_jwk(Some("k1"))]}}));
+    let token = trader_token(&key, json!({}));
+    assert_eq!(reason(run(&engine, &token, &[])), "allowed");
+    assert_eq!(reason(run(&engine, &forged(&token), &[])), "bad_signature");
+    assert_eq!(reason(run(&engine, &forged(&token), &[&payload(&other)])), "bad_signature");
+
+    for (header, problem) in [("X-Jwt-Payload", "lower-case"), ("x jwt", "lower-case"), ("x-agent-iam-p", "sets")] {
+        let mut doc = json!({"issuers": [{"issuer": "i", "audiences": ["a"], "algorithms": ["ES256"],
+                                          "jwt_authn": {"payload_header": header}}],
+                             "policy": {"rules": []}});
+        let e = config::parse(doc.to_string().as_bytes()).unwrap_err().to_string();
+        assert!(e.starts_with("issuers[0].jwt_authn.payload_header: ") && e.contains(problem), "{e}");
+        doc["issuers"][0].as_object_mut().unwrap().remove("jwt_authn");
+        let e = config::parse(doc.to_string().as_bytes()).unwrap_err().to_string();
+        assert!(e.starts_with("issuers[0].jwks: is required"), "{e}");
     }
 }

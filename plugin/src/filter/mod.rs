@@ -20,6 +20,7 @@ use std::time::{Duration, UNIX_EPOCH};
 mod keys;
 mod local_reply;
 mod metrics;
+mod request_headers;
 
 use keys::Remote;
 
@@ -297,7 +298,8 @@ fn fail_closed(why: &str) -> Applied {
 /// Dry-run mode, a held request whose keys never came: forward it without any identity header but the
 /// dry-run mark.
 fn forward_unverified(mark: &str, resume: bool) {
-    let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+    let buffer = request_headers::read().unwrap_or_default();
+    let headers = crate::header_map::parse(&buffer).unwrap_or_default();
     for (name, _) in headers.iter().filter(|(n, _)| crate::engine::is_identity_header(n)) {
         let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
     }
@@ -330,9 +332,12 @@ fn decide_and_apply(
     let Ok(now) = i64::try_from(now_ms / 1000) else {
         return fail_closed("the host clock is out of range");
     };
-    // The byte variant: the String one unwraps UTF-8 and would trap on an obs-text header value.
-    let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
+    let Some(buffer) = request_headers::read() else {
         return fail_closed("the request headers are unavailable");
+    };
+    let headers = match crate::header_map::parse(&buffer) {
+        Ok(headers) => headers,
+        Err(e) => return fail_closed(&format!("the request headers cannot be read ({e:?})")),
     };
     // The peer certificate only when a rule binds to it: two property reads otherwise saved.
     let (uri_san, digest) = if engine.needs_peer() {

@@ -185,12 +185,13 @@ fn run_case(policy: &Policy, file: &CaseFile, case: &Case, at: &str) -> Result<C
         }
         Ok(c) => c,
     };
+    let borrowed: Vec<_> = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
     let request = Request {
         method: &method,
         path: &path,
         query: query.as_deref(),
         host: host.as_deref(),
-        headers: &headers,
+        headers: &borrowed,
         now,
         peer: Peer { uri_san: peer.uri_san.as_deref(), certificate_sha256: peer.certificate_sha256.as_deref() },
         route: r.envoy_route.as_deref(),

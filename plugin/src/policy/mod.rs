@@ -92,7 +92,7 @@ pub struct Request<'a> {
     /// Canonical host (lower case, no port).
     pub host: Option<&'a str>,
     /// Header names lower-case; repeated headers repeated.
-    pub headers: &'a [(String, Vec<u8>)],
+    pub headers: &'a crate::engine::Headers<'a>,
     /// Seconds since the epoch.
     pub now: i64,
     /// The mutual-TLS peer, if any.

@@ -25,7 +25,7 @@ struct Req {
     path: String,
     query: Option<String>,
     host: Option<&'static str>,
-    headers: Vec<(String, Vec<u8>)>,
+    headers: Vec<(&'static str, &'static [u8])>,
     now: i64,
     peer: (Option<&'static str>, Option<String>),
     route: Option<&'static str>,
@@ -49,8 +49,8 @@ fn req(method: &'static str, path_and_query: &str) -> Req {
 }
 
 impl Req {
-    fn header(mut self, n: &str, v: &str) -> Req {
-        self.headers.push((n.to_owned(), v.as_bytes().to_vec()));
+    fn header(mut self, n: &'static str, v: &'static str) -> Req {
+        self.headers.push((n, v.as_bytes()));
         self
     }
     fn at(mut self, time: &str) -> Req {

@@ -50,6 +50,9 @@ pub enum TokenError {
     /// The issuer binds its tokens to the mutual-TLS connection, and this one does not match it (the peer's
     /// URI SAN is not the agent, or `cnf.x5t#S256` is not the peer certificate's digest).
     NotBound,
+    /// The issuer relies on Envoy's `jwt_authn` for signatures, and this token's payload is not the one
+    /// `jwt_authn` vouched for (no, or another, forwarded payload header).
+    NotAttested,
 }
 
 impl TokenError {
@@ -77,6 +80,7 @@ impl TokenError {
             TokenError::Revoked => "revoked",
             TokenError::KeysUnavailable => "keys_unavailable",
             TokenError::NotBound => "not_bound",
+            TokenError::NotAttested => "not_attested",
         }
     }
 }
@@ -107,6 +111,7 @@ impl fmt::Display for TokenError {
             TokenError::Revoked => f.write_str("token has been revoked"),
             TokenError::KeysUnavailable => f.write_str("the issuer's keys are not available"),
             TokenError::NotBound => f.write_str("token is not bound to this connection"),
+            TokenError::NotAttested => f.write_str("token was not verified by the gateway's jwt_authn filter"),
         }
     }
 }

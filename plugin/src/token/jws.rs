@@ -19,6 +19,8 @@ const FORBIDDEN_HEADERS: [&str; 6] = ["jku", "jwk", "x5u", "x5c", "zip", "crit"]
 pub struct Jws<'a> {
     /// `BASE64URL(header) || '.' || BASE64URL(payload)`: the bytes the signature covers.
     pub signing_input: &'a [u8],
+    /// `BASE64URL(payload)` as sent: what Envoy's `jwt_authn` forwards in its payload header.
+    pub payload_b64: &'a [u8],
     /// The protected header's `alg`.
     pub alg: Algorithm,
     /// The protected header's `kid`, if any.
@@ -70,7 +72,7 @@ pub fn parse(token: &[u8]) -> Result<Jws<'_>, TokenError> {
         _ => TokenError::Malformed("payload is not a JSON object"),
     })?;
     let signature = b64::decode(signature_b64).map_err(|_| TokenError::Malformed("signature is not base64url"))?;
-    Ok(Jws { signing_input: &token[..second], alg, kid, typ, claims, signature })
+    Ok(Jws { signing_input: &token[..second], payload_b64, alg, kid, typ, claims, signature })
 }
 
 /// Positions of exactly two dots; a third is refused at once, without scanning for more of them.

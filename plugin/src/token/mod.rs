@@ -62,6 +62,10 @@ pub struct Issuer {
     pub max_lifetime: Option<i64>,
     /// Most `act` actors a token may carry.
     pub max_delegation_depth: usize,
+    /// The header in which Envoy's `jwt_authn` filter, configured before this plugin, forwards the payload of
+    /// the token it verified (`forward_payload_header`). A token whose payload segment equals that header's
+    /// single value is believed without checking its signature again; every other check still applies.
+    pub jwt_authn_payload_header: Option<String>,
 }
 
 /// How an issuer's tokens are bound to the mutual-TLS connection they arrive on.
@@ -179,8 +183,20 @@ impl Verifier {
         }
     }
 
-    /// Verifies `token` at `now` (seconds since the epoch).
+    /// Verifies `token` at `now` (seconds since the epoch), checking every signature itself.
     pub fn verify(&self, token: &[u8], now: i64, crypto: &dyn CryptoBackend) -> Result<VerifiedToken, TokenError> {
+        self.verify_with(token, now, crypto, &|_| None)
+    }
+
+    /// [`Verifier::verify`], where `header` gives the single value of a request header (`None` when absent or
+    /// repeated): issuers that trust Envoy's `jwt_authn` read the payload it vouched for from there.
+    pub fn verify_with<'h>(
+        &self,
+        token: &[u8],
+        now: i64,
+        crypto: &dyn CryptoBackend,
+        header: &dyn Fn(&str) -> Option<&'h [u8]>,
+    ) -> Result<VerifiedToken, TokenError> {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
@@ -189,15 +205,13 @@ impl Verifier {
         if !issuer.algorithms.contains(&jws.alg) {
             return Err(TokenError::AlgorithmNotAllowed);
         }
-        if issuer.remote.is_some() && issuer.keys.is_empty() {
-            return Err(TokenError::KeysUnavailable);
-        }
-        let mut candidates = issuer.keys.candidates(jws.kid.as_deref(), jws.alg).peekable();
-        if candidates.peek().is_none() {
-            return Err(TokenError::UnknownKey);
-        }
-        if !candidates.any(|k| crypto.verify(jws.alg, &k.key, jws.signing_input, &jws.signature)) {
-            return Err(TokenError::BadSignature);
+        let attested = issuer
+            .jwt_authn_payload_header
+            .as_deref()
+            .and_then(header)
+            .is_some_and(|forwarded| attests(forwarded, jws.payload_b64));
+        if !attested {
+            self.check_signature(issuer, &jws, crypto)?;
         }
         let expires_at = claims::check_times(&jws.claims, now, issuer.clock_skew, issuer.max_lifetime)?;
         claims::check_audience(&jws.claims, &issuer.audiences)?;
@@ -224,6 +238,36 @@ impl Verifier {
             claims: jws.claims,
         })
     }
+
+    fn check_signature(
+        &self,
+        issuer: &Issuer,
+        jws: &jws::Jws<'_>,
+        crypto: &dyn CryptoBackend,
+    ) -> Result<(), TokenError> {
+        if issuer.jwt_authn_payload_header.is_some() && issuer.keys.is_empty() && issuer.remote.is_none() {
+            // No keys of its own: jwt_authn is the only way such a token can be verified.
+            return Err(TokenError::NotAttested);
+        }
+        if issuer.remote.is_some() && issuer.keys.is_empty() {
+            return Err(TokenError::KeysUnavailable);
+        }
+        let mut candidates = issuer.keys.candidates(jws.kid.as_deref(), jws.alg).peekable();
+        if candidates.peek().is_none() {
+            return Err(TokenError::UnknownKey);
+        }
+        if !candidates.any(|k| crypto.verify(jws.alg, &k.key, jws.signing_input, &jws.signature)) {
+            return Err(TokenError::BadSignature);
+        }
+        Ok(())
+    }
+}
+
+/// Whether `jwt_authn`'s forwarded payload header is this token's payload segment. `jwt_authn` forwards the
+/// segment exactly as the client sent it, padded with `=` when `pad_forward_payload_header` is set.
+fn attests(forwarded: &[u8], payload_b64: &[u8]) -> bool {
+    let unpadded = forwarded.strip_suffix(b"==").or_else(|| forwarded.strip_suffix(b"=")).unwrap_or(forwarded);
+    !payload_b64.is_empty() && unpadded == payload_b64
 }
 
 #[cfg(test)]

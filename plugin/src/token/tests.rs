@@ -23,6 +23,7 @@ fn issuer_with(keys: &[(&SigningKey, Option<&str>)]) -> Issuer {
         clock_skew: 30,
         max_lifetime: None,
         max_delegation_depth: delegation::DEFAULT_MAX_DEPTH,
+        jwt_authn_payload_header: None,
         remote: None,
         binding: Default::default(),
         iss_required: true,
