@@ -39,7 +39,7 @@ unit: wasm
 	$(CARGO) test --workspace
 
 e2e: wasm envoy
-	$(CARGO) test --workspace --test e2e --test probe -- --ignored
+	$(CARGO) test --workspace --test e2e --test e2e_mtls --test probe -- --ignored
 
 # Medians of batches, warm-up discarded, figures compared only within one run; targets reported, never asserted.
 # The policy bench builds Cedar and regorus (feature `compare`, never in CI) and its own .wasm with the plugin's

@@ -8,6 +8,7 @@
 pub mod demo;
 pub mod host;
 pub mod measure;
+pub mod pki;
 pub mod testbed;
 pub mod vectors;
 

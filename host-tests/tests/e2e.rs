@@ -126,6 +126,8 @@ fn invalid_plugin_config_is_refused_with_its_path() {
 #[ignore = "needs Envoy: run `make e2e`"]
 fn every_envoy_config_validates() {
     let dir = agent_iam_host::workspace_root().join("envoy");
+    // envoy/sidecar-mtls.yaml reads its certificates from target/pki (Envoy checks that they load).
+    agent_iam_host::pki::TestPki::generate().unwrap().write_pem(&agent_iam_host::pki::sidecar_pki_dir()).unwrap();
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
