@@ -61,6 +61,31 @@ fn demo_scenario_decides_as_expected_in_real_envoy() {
     assert_eq!(echoed(delegated, "x-agent-iam-subject"), vec![demo::ALICE.to_owned()]);
     assert_eq!(echoed(delegated, "x-agent-iam-agent"), vec![demo::TRADER.to_owned()]);
 
+    // The decision and who it was about reach Envoy's access log through the filter state the plugin writes
+    // (envoy/demo.yaml: "forward": {"filter_state": true} and %FILTER_STATE(wasm.agent_iam.*:PLAIN)%).
+    for line in [
+        format!(
+            "access: POST /orders 200 via_upstream decision=allow agent={} subject={} rule=trader-places-orders",
+            demo::TRADER,
+            demo::ALICE
+        ),
+        format!(
+            "access: POST /orders 403 agent_iam.no_rule_allows decision=deny agent={0} subject={0} rule=-",
+            demo::RESEARCH
+        ),
+        format!(
+            "access: GET /admin/users 403 agent_iam.denied_by_rule decision=deny agent={0} subject={0} rule=no-admin",
+            demo::TRADER
+        ),
+        "access: POST /orders 401 agent_iam.expired decision=deny agent=- subject=- rule=-".to_owned(),
+    ] {
+        assert!(
+            demo::wait_for_log(&gateway.envoy, &line, 1, Duration::from_secs(15)),
+            "no `{line}` in\n{}",
+            gateway.envoy.log_tail(30)
+        );
+    }
+
     for r in results.iter().filter(|r| r.response.status != 200) {
         let body = r.response.json();
         // Envoy generates x-request-id; the plugin reports it so a denial can be traced in the logs.

@@ -851,3 +851,68 @@ fn envoy_route_names_and_issuer_mtls_binding_reach_the_plugin() {
     assert_eq!(details(&o), "agent_iam.not_bound");
     vm.assert_healthy();
 }
+
+/// `forward.filter_state`: every decision, and who it was about, in Envoy filter state for access logs
+/// (`%FILTER_STATE(wasm.agent_iam.agent:PLAIN)%`); nothing written unless configured.
+#[test]
+fn decisions_and_identity_are_written_to_filter_state_when_configured() {
+    let state = |vm: &Vm| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> =
+            vm.last_filter_state().iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect();
+        v.sort();
+        v
+    };
+    let pairs = |want: &[(&str, &str)]| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        v.sort();
+        v
+    };
+    let mut vm = gateway();
+    assert!(send(&mut vm, "GET", "/orders/1", &es256(&claims(TRADER))).is_allowed());
+    assert!(vm.last_filter_state().is_empty(), "off by default: {:?}", state(&vm));
+
+    let mut c = config();
+    c["forward"] = json!({"filter_state": true});
+    let mut vm = start(&c);
+    let mut delegated = claims(ALICE);
+    delegated["act"] = json!({"sub": TRADER});
+    assert!(send(&mut vm, "POST", "/orders", &es256(&delegated)).is_allowed());
+    assert_eq!(
+        state(&vm),
+        pairs(&[
+            ("agent_iam.decision", "allow"),
+            ("agent_iam.reason", "allowed"),
+            ("agent_iam.rule", "trader-orders"),
+            ("agent_iam.agent", TRADER),
+            ("agent_iam.subject", ALICE),
+            ("agent_iam.issuer", ISSUER),
+            ("agent_iam.chain", TRADER),
+        ])
+    );
+    // A policy denial records who was refused, though the client learns nothing more than before.
+    assert_eq!(send(&mut vm, "GET", "/admin/users", &es256(&claims(READER))).status(), Some(403));
+    assert_eq!(
+        state(&vm),
+        pairs(&[
+            ("agent_iam.decision", "deny"),
+            ("agent_iam.reason", "denied_by_rule"),
+            ("agent_iam.rule", "no-admin-console"),
+            ("agent_iam.agent", READER),
+            ("agent_iam.subject", READER),
+            ("agent_iam.issuer", ISSUER),
+        ])
+    );
+    // A token that does not verify names nobody.
+    let mut expired = claims(TRADER);
+    expired["exp"] = json!(NOW - 3600);
+    expired["iat"] = json!(NOW - 4000);
+    assert_eq!(send(&mut vm, "GET", "/orders/1", &es256(&expired)).status(), Some(401));
+    assert_eq!(state(&vm), pairs(&[("agent_iam.decision", "deny"), ("agent_iam.reason", "expired")]));
+
+    c["mode"] = json!("dry_run");
+    let mut vm = start(&c);
+    assert!(send(&mut vm, "GET", "/admin/users", &es256(&claims(READER))).is_allowed());
+    assert_eq!(state(&vm)[0], ("agent_iam.agent".to_owned(), READER.to_owned()));
+    assert!(state(&vm).contains(&("agent_iam.decision".to_owned(), "dry_run_deny".to_owned())), "{:?}", state(&vm));
+    vm.assert_healthy();
+}

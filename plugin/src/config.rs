@@ -114,11 +114,14 @@ pub struct ForwardDocument {
     /// Top-level claims forwarded as `x-agent-iam-claim-<name>`.
     #[serde(default)]
     pub claims: Vec<String>,
+    /// Write the decision and the verified identity to Envoy filter state (`wasm.agent_iam.*`).
+    #[serde(default)]
+    pub filter_state: bool,
 }
 
 impl Default for ForwardDocument {
     fn default() -> Self {
-        ForwardDocument { credential: true, claims: Vec::new() }
+        ForwardDocument { credential: true, claims: Vec::new(), filter_state: false }
     }
 }
 
@@ -214,6 +217,7 @@ fn settings(doc: &ConfigDocument, crypto: CryptoPreference) -> Result<Settings, 
         expose_rule: doc.denials.expose_rule,
         forward_credential: doc.forward.credential,
         forward_claims,
+        filter_state: doc.forward.filter_state,
     })
 }
 

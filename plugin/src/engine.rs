@@ -91,6 +91,9 @@ pub struct Denial {
     pub reason: &'static str,
     /// The deny rule that decided, for metrics and audit (whether or not the body names it).
     pub rule: Option<String>,
+    /// For a policy denial, who was refused: the identity an allow would have forwarded (for audit, never
+    /// sent to the client); empty when the token did not verify.
+    pub identity: Vec<(&'static str, String)>,
 }
 
 /// Which signature backend the configuration asks for.
@@ -151,6 +154,9 @@ pub struct Settings {
     pub forward_credential: bool,
     /// Claims forwarded as `x-agent-iam-claim-<name>` headers: (claim, header name).
     pub forward_claims: Vec<(String, String)>,
+    /// Whether the filter writes each decision and identity to Envoy filter state, for access logs and
+    /// later filters.
+    pub filter_state: bool,
 }
 
 impl Default for Settings {
@@ -165,6 +171,7 @@ impl Default for Settings {
             expose_rule: true,
             forward_credential: true,
             forward_claims: Vec::new(),
+            filter_state: false,
         }
     }
 }
@@ -543,6 +550,10 @@ impl Engine {
             Failure::Forbidden { missing_scope: Some(s), .. } => Some(s.clone()),
             _ => None,
         };
+        let identity = match &failure {
+            Failure::Forbidden { identity, .. } => identity.clone(),
+            _ => Vec::new(),
+        };
         let (status, error, description, reason, rule): (u16, Option<&str>, String, &'static str, Option<String>) =
             match failure {
                 Failure::BadRequest(e) => (400, Some("invalid_request"), e.to_string(), e.label(), None),
@@ -592,6 +603,7 @@ impl Engine {
                 details: format!("agent_iam.{reason}"),
                 reason,
                 rule,
+                identity,
             };
         }
         let deciding_rule = rule.clone();
@@ -632,6 +644,7 @@ impl Engine {
             details: format!("agent_iam.{reason}"),
             reason,
             rule: deciding_rule,
+            identity,
         }
     }
 }

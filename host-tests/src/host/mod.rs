@@ -502,6 +502,7 @@ impl<'h> VmBuilder<'h> {
             next_context: ROOT_CONTEXT + 1,
             finished: HashMap::new(),
             fuel_by_export: HashMap::new(),
+            last_filter_state: HashMap::new(),
         };
 
         let init = if vm.has_export("_initialize") { "_initialize" } else { "_start" };
@@ -538,6 +539,8 @@ pub struct Vm {
     finished: HashMap<u32, Outcome>,
     /// Metered hosts: instructions spent per export (callback), since start or the last reset.
     fuel_by_export: HashMap<String, u64>,
+    /// Filter state the plugin wrote on the stream that finished last.
+    last_filter_state: HashMap<String, Vec<u8>>,
 }
 
 impl Vm {
@@ -683,6 +686,12 @@ impl Vm {
         let mut v: Vec<(String, u64)> = self.fuel_by_export.iter().map(|(k, v)| (k.clone(), *v)).collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         v
+    }
+
+    /// The filter state (`proxy_set_property`) the plugin wrote on the stream that finished last, by key as
+    /// written; Envoy keeps each as `wasm.<key>`, read in access logs with `%FILTER_STATE(wasm.<key>:PLAIN)%`.
+    pub fn last_filter_state(&self) -> &HashMap<String, Vec<u8>> {
+        &self.last_filter_state
     }
 
     /// Clears [`Vm::fuel_by_export`].
@@ -1101,7 +1110,9 @@ impl Vm {
         self.call::<i32, i32>("proxy_on_done", ctx, ctx as i32);
         self.call::<i32, ()>("proxy_on_delete", ctx, ctx as i32);
         let s = self.store.data_mut();
-        s.streams.remove(&ctx);
+        if let Some(st) = s.streams.remove(&ctx) {
+            self.last_filter_state = st.filter_state;
+        }
         s.scratch.remove(&ctx);
         // Drop actions aimed at the finished stream.
         s.deferred.retain(|d| {

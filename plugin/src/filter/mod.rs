@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
+mod audit;
 mod keys;
 mod local_reply;
 mod metrics;
@@ -164,6 +165,7 @@ impl Root {
             if hostcalls::set_effective_context(w.context_id).is_err() {
                 continue;
             }
+            audit_refused(&self.shared, &w.on_timeout, dry_run);
             if let Ok(mut s) = self.shared.try_borrow_mut() {
                 if dry_run {
                     s.metrics.count("agent_iam.decision.dry_run_deny", 1);
@@ -356,6 +358,15 @@ fn decide_and_apply(
     let (hits_before, misses_before) = engine.cache_stats();
     let verdict = engine.decide_with(&headers, conn, now, crypto);
     record(shared, &engine, &verdict, hits_before, misses_before);
+    if engine.settings().filter_state {
+        match &verdict {
+            Verdict::Allow { rule, set, dry_run: None, .. } => audit::allowed(rule, set),
+            Verdict::Allow { dry_run: Some(d), .. } => audit::refused(d, true),
+            Verdict::Deny(d) => audit::refused(d, false),
+            // Recorded when they are finally decided or answered.
+            Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } => {}
+        }
+    }
     if engine.policy().has_dry_run_rules() {
         let enforced = match &verdict {
             Verdict::Allow { rule, dry_run: None, .. } => format!("allowed by \"{rule}\""),
@@ -461,6 +472,7 @@ fn decide_and_apply(
 /// dry-run mode the request is forwarded instead, marked, without any identity header; `held`: the request
 /// was paused and must be resumed.
 fn refuse(shared: &Rc<RefCell<Shared>>, denial: &Denial, dry_run: bool, held: bool) -> Applied {
+    audit_refused(shared, denial, dry_run);
     if let Ok(mut s) = shared.try_borrow_mut() {
         if dry_run {
             s.metrics.count("agent_iam.decision.dry_run_deny", 1);
@@ -482,6 +494,15 @@ fn refuse(shared: &Rc<RefCell<Shared>>, denial: &Denial, dry_run: bool, held: bo
     );
     forward_unverified(&format!("{} {}", denial.status, denial.reason), held);
     Applied::Continue
+}
+
+/// Records a refusal the filter decided itself (no key set in time, an unknown key after the refetch) in
+/// filter state, when configured.
+fn audit_refused(shared: &Rc<RefCell<Shared>>, denial: &Denial, dry_run: bool) {
+    let enabled = shared.try_borrow().ok().and_then(|s| s.engine.clone()).is_some_and(|e| e.settings().filter_state);
+    if enabled {
+        audit::refused(denial, dry_run);
+    }
 }
 
 /// Counts a decision: by result, by deciding rule, by denial reason, and the token cache's hits and misses.

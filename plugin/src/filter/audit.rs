@@ -1,0 +1,56 @@
+//! The decision and the verified identity in Envoy filter state, for access logs and later filters
+//! (`forward.filter_state`). Envoy stores a value written with `proxy_set_property("agent_iam.agent", ...)` as
+//! the filter state object `wasm.agent_iam.agent`, which an access log reads with
+//! `%FILTER_STATE(wasm.agent_iam.agent:PLAIN)%` and RBAC or Lua filters after this one can match on.
+//!
+//! Keys: `agent_iam.decision` (`allow`, `deny`, `dry_run_deny`), `agent_iam.reason` (`allowed` or the denial
+//! reason, as in metrics), `agent_iam.rule` (the allowing or deciding deny rule), and when the token verified:
+//! `agent_iam.agent`, `agent_iam.subject`, `agent_iam.issuer`, `agent_iam.chain` (escaped as the headers are).
+
+use crate::engine::{AGENT_HEADER, CHAIN_HEADER, Denial, ISSUER_HEADER, SUBJECT_HEADER};
+
+#[link(wasm_import_module = "env")]
+unsafe extern "C" {
+    fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
+}
+
+/// Writes one filter state value. Called directly: the SDK's `set_property` panics on any status but Ok
+/// (e.g. a host without filter state), and audit must never stop a request.
+fn set(key: &str, value: &str) {
+    // SAFETY: both pointer/length pairs describe live buffers for the whole call; the host copies them.
+    let _ = unsafe { proxy_set_property(key.as_ptr(), key.len(), value.as_ptr(), value.len()) };
+}
+
+/// The identity headers, as filter state keys.
+fn identity(headers: &[(&'static str, String)]) {
+    for (name, value) in headers {
+        let key = match *name {
+            AGENT_HEADER => "agent_iam.agent",
+            SUBJECT_HEADER => "agent_iam.subject",
+            ISSUER_HEADER => "agent_iam.issuer",
+            CHAIN_HEADER => "agent_iam.chain",
+            _ => continue,
+        };
+        set(key, value);
+    }
+}
+
+/// An allowed request (`set`: the identity headers it is forwarded with).
+pub fn allowed(rule: &str, set: &[(&'static str, String)]) {
+    set_decision("allow", "allowed", Some(rule));
+    identity(set);
+}
+
+/// A refused request: answered, or forwarded in dry-run mode (`dry_run`).
+pub fn refused(denial: &Denial, dry_run: bool) {
+    set_decision(if dry_run { "dry_run_deny" } else { "deny" }, denial.reason, denial.rule.as_deref());
+    identity(&denial.identity);
+}
+
+fn set_decision(decision: &str, reason: &str, rule: Option<&str>) {
+    set("agent_iam.decision", decision);
+    set("agent_iam.reason", reason);
+    if let Some(rule) = rule {
+        set("agent_iam.rule", rule);
+    }
+}
