@@ -156,6 +156,7 @@ pub fn check_policy_eval(text: &str) {
         now: NOW.saturating_add(offset),
         peer: Peer { uri_san: Some(agent), certificate_sha256: Some(header) },
         route: Some(header),
+        route_tag: Some(header),
     };
     let fast = policy.evaluate(&token, &request);
     let slow = policy.explain(&token, &request);

@@ -129,6 +129,36 @@ fn path_tricks_never_reach_a_denied_resource() {
     assert_eq!(r.status, 200, "a query string must not stop the path match");
 }
 
+/// `envoy_route_tags` read Envoy's route metadata (`filter_metadata.agent_iam.tag`) through the property
+/// path the plugin asks for: a tagged route, an untagged one, and a deny rule scoped to a tag.
+#[test]
+#[ignore = "needs Envoy and the release .wasm: run `make e2e`"]
+fn rules_select_envoy_routes_by_their_metadata_tag() {
+    let keys = DemoKeys::generate().unwrap();
+    let tokens = DemoTokens::mint(&keys, demo::now(), 600);
+    let gateway = Gateway::start_with(&keys, Ports::free().unwrap(), &work_dir("route-tags"), |config| {
+        let routes = "              - match: { prefix: \"/partner/\" }\n                route: { cluster: demo_upstream }\n                metadata: { filter_metadata: { agent_iam: { tag: partner } } }\n              - match: { prefix: \"/research/\" }\n                route: { cluster: demo_upstream }\n                metadata: { filter_metadata: { agent_iam: { tag: read-only } } }\n              - match: { prefix: \"/\" }\n                route: { cluster: demo_upstream }";
+        let rules = r#""rules": [{"id": "partner-routes", "effect": "allow", "agents": ["*"], "envoy_route_tags": ["partner"]}, {"id": "read-only-routes", "effect": "deny", "agents": ["*"], "methods": ["POST"], "envoy_route_tags": ["read-only"]}, {"id": "research-writes", "effect": "allow", "agents": ["*"], "paths": ["/research/**"]},"#;
+        let out = config
+            .replacen("              - match: { prefix: \"/\" }\n                route: { cluster: demo_upstream }", routes, 1)
+            .replacen(r#""rules": ["#, rules, 1);
+        assert_eq!(out.matches("agent_iam: { tag:").count(), 2, "the demo config's routes changed");
+        out
+    })
+    .unwrap();
+    let port = gateway.ports.listener;
+    let call = |method: &str, path: &str| {
+        let auth = format!("Bearer {}", tokens.research);
+        testbed::http_request(port, method, path, &[("authorization", &auth)], b"{}").unwrap().status
+    };
+    let log = || gateway.envoy.log_tail(30);
+    assert_eq!(call("POST", "/partner/deals"), 200, "{}", log());
+    assert_eq!(call("POST", "/research/notes"), 403, "the read-only tag's deny rule\n{}", log());
+    assert_eq!(call("GET", "/research/notes"), 200, "{}", log());
+    // Untagged: only the demo policy's own rules apply (the research agent may not place orders).
+    assert_eq!(call("POST", "/orders"), 403, "{}", log());
+}
+
 #[test]
 #[ignore = "needs Envoy and the release .wasm: run `make e2e`"]
 fn invalid_plugin_config_is_refused_with_its_path() {

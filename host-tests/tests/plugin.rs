@@ -852,6 +852,35 @@ fn envoy_route_names_and_issuer_mtls_binding_reach_the_plugin() {
     vm.assert_healthy();
 }
 
+/// `envoy_route_tags`: the route's `metadata.filter_metadata.agent_iam.tag`, read only when a rule needs it.
+#[test]
+fn envoy_route_tags_reach_the_plugin() {
+    let mut c = config();
+    c["policy"] = json!({"rules": [
+        {"id": "partner-routes", "effect": "allow", "agents": ["*"], "envoy_route_tags": ["partner"]},
+        {"id": "read-only-routes", "effect": "deny", "agents": ["*"], "methods": ["POST"],
+         "envoy_route_tags": ["read-only"]},
+        {"id": "orders", "effect": "allow", "agents": [TRADER], "paths": ["/orders/**"]}
+    ]});
+    let mut vm = start(&c);
+    let token = es256(&claims(TRADER));
+    let on = |vm: &mut Vm, method: &str, path: &str, tag: Option<&str>| {
+        let r = request(vm).method(method).path(path).bearer(&token);
+        match tag {
+            Some(tag) => r.property("xds.route_metadata.filter_metadata.agent_iam.tag", tag).send(),
+            None => r.send(),
+        }
+    };
+    assert_forwarded(&on(&mut vm, "GET", "/x", Some("partner")), TRADER, TRADER, "partner-routes");
+    assert_no_rule_allows(&on(&mut vm, "GET", "/x", Some("internal")));
+    assert_no_rule_allows(&on(&mut vm, "GET", "/x", None));
+    // An untagged route is not a read-only one; a tagged one refuses writes.
+    assert_forwarded(&on(&mut vm, "POST", "/orders/1", None), TRADER, TRADER, "orders");
+    let o = on(&mut vm, "POST", "/orders/1", Some("read-only"));
+    assert_eq!((o.status(), details(&o)), (Some(403), "agent_iam.denied_by_rule"));
+    vm.assert_healthy();
+}
+
 /// `forward.filter_state`: every decision, and who it was about, in Envoy filter state for access logs
 /// (`%FILTER_STATE(wasm.agent_iam.agent:PLAIN)%`); nothing written unless configured.
 #[test]

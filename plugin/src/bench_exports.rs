@@ -138,6 +138,7 @@ pub extern "C" fn agent_iam_bench_run(iterations: u32) -> u32 {
                 now: r.now,
                 peer: Peer::default(),
                 route: None,
+                route_tag: None,
             };
             if matches!(bench.policy.evaluate(&r.token, &view), Decision::Allow { .. }) {
                 allowed += 1;

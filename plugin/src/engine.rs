@@ -656,6 +656,9 @@ pub struct Connection<'a> {
     pub peer: Peer<'a>,
     /// The matched Envoy route's name (`xds.route_name`).
     pub route: Option<&'a str>,
+    /// The matched route's tag (`xds.route_metadata` `filter_metadata.agent_iam.tag`): `""` for a route
+    /// without one, `None` when unknown.
+    pub route_tag: Option<&'a str>,
 }
 
 /// A canonical request with a verified token.
@@ -679,6 +682,7 @@ impl<'h> Prepared<'h> {
             now,
             peer: conn.peer,
             route: conn.route,
+            route_tag: conn.route_tag,
         }
     }
 }

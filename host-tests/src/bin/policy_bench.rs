@@ -474,6 +474,7 @@ impl Prepared {
             now: NOW,
             peer: Peer::default(),
             route: None,
+            route_tag: None,
         }
     }
 }

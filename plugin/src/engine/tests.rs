@@ -379,7 +379,7 @@ fn an_issuer_can_bind_every_token_to_the_mtls_peer() {
     let request = request("GET", "/", Some(&auth));
     let headers = as_bytes(&request);
     let on = |san: Option<&str>, digest: Option<&str>| {
-        let conn = Connection { peer: Peer { uri_san: san, certificate_sha256: digest }, route: None };
+        let conn = Connection { peer: Peer { uri_san: san, certificate_sha256: digest }, ..Connection::default() };
         engine.decide_with(&headers, conn, NOW, &PureRust)
     };
     assert!(matches!(on(Some(TRADER), Some(&hex)), Verdict::Allow { .. }));

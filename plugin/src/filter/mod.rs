@@ -59,6 +59,16 @@ fn property_text(path: &[&str]) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// The matched route's `agent_iam` tag (route `metadata.filter_metadata.agent_iam.tag`): `""` when the
+/// route has none, `None` when Envoy cannot say (no route, an error, a tag that is not text).
+fn route_tag() -> Option<String> {
+    match hostcalls::get_property(vec!["xds", "route_metadata", "filter_metadata", "agent_iam", "tag"]) {
+        Ok(None) => Some(String::new()),
+        Ok(Some(bytes)) => String::from_utf8(bytes).ok(),
+        Err(_) => None,
+    }
+}
+
 /// Envoy's `verify_signature` foreign function (BoringSSL).
 struct EnvoyForeign;
 
@@ -351,9 +361,11 @@ fn decide_and_apply(
         (None, None)
     };
     let route = if engine.policy().needs().route { property_text(&["xds", "route_name"]) } else { None };
+    let route_tag = if engine.policy().needs().route_tag { route_tag() } else { None };
     let conn = Connection {
         peer: Peer { uri_san: uri_san.as_deref(), certificate_sha256: digest.as_deref() },
         route: route.as_deref(),
+        route_tag: route_tag.as_deref(),
     };
     let (hits_before, misses_before) = engine.cache_stats();
     let verdict = engine.decide_with(&headers, conn, now, crypto);

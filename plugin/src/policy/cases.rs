@@ -66,6 +66,9 @@ pub struct CaseRequest {
     /// The Envoy route name the request matched (`xds.route_name`).
     #[serde(default)]
     pub envoy_route: Option<String>,
+    /// The matched route's tag (metadata `filter_metadata.agent_iam.tag`); absent: an untagged route.
+    #[serde(default)]
+    pub envoy_route_tag: Option<String>,
 }
 
 /// The mutual-TLS peer in a case.
@@ -195,6 +198,7 @@ fn run_case(policy: &Policy, file: &CaseFile, case: &Case, at: &str) -> Result<C
         now,
         peer: Peer { uri_san: peer.uri_san.as_deref(), certificate_sha256: peer.certificate_sha256.as_deref() },
         route: r.envoy_route.as_deref(),
+        route_tag: Some(r.envoy_route_tag.as_deref().unwrap_or("")),
     };
     let decision = policy.evaluate(&token, &request);
     let explanation = policy.explain(&token, &request);

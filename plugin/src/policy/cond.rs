@@ -68,6 +68,8 @@ pub(crate) enum Kind {
     Scopes(Vec<Box<str>>),
     Hosts(Vec<HostPattern>),
     Routes(Vec<Box<str>>),
+    /// The matched Envoy route's tag is one of these.
+    RouteTags(Vec<Box<str>>),
     /// Bit mask of route labels; the request must carry one of them.
     Labels(u64),
     Attr {
@@ -631,6 +633,11 @@ impl Cond {
                 Some(route) => Truth::from_bool(names.iter().any(|n| **n == *route)),
                 None => Truth::Unknown,
             },
+            // An untagged route (`""`) is simply not one of them; only a tag Envoy could not report is unknown.
+            Kind::RouteTags(tags) => match ctx.request.route_tag {
+                Some(tag) => Truth::from_bool(tags.iter().any(|n| **n == *tag)),
+                None => Truth::Unknown,
+            },
             Kind::Attr { source, test } => {
                 let fetched = fetch(source, ctx);
                 let value = match &fetched {
@@ -698,6 +705,11 @@ impl Cond {
             Kind::Routes(names) => match ctx.request.route {
                 Some(route) => write!(why, "Envoy route {} {} {}", quoted(route), in_word(truth), join(names)),
                 None => write!(why, "the Envoy route name is not known"),
+            },
+            Kind::RouteTags(tags) => match ctx.request.route_tag {
+                Some("") => write!(why, "the Envoy route has no agent_iam tag"),
+                Some(tag) => write!(why, "Envoy route tag {} {} {}", quoted(tag), in_word(truth), join(tags)),
+                None => write!(why, "the Envoy route's tag is not known"),
             },
             Kind::Labels(_) => write!(
                 why,

@@ -90,6 +90,10 @@ pub struct RuleDocument {
     /// them, for when Envoy's routing should pick the policy.
     #[serde(default)]
     pub envoy_routes: Option<Vec<String>>,
+    /// Envoy route tags: the matched route's metadata `filter_metadata.agent_iam.tag`, for selecting the
+    /// policy by route without depending on route names.
+    #[serde(default)]
+    pub envoy_route_tags: Option<Vec<String>>,
     /// Route labels (from `routes`); the rule applies to requests whose path carries any of them.
     #[serde(default)]
     pub labels: Option<Vec<String>>,

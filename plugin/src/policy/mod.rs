@@ -99,6 +99,9 @@ pub struct Request<'a> {
     pub peer: Peer<'a>,
     /// The name of the Envoy route the request matched (`xds.route_name`), if known.
     pub route: Option<&'a str>,
+    /// The matched route's tag (metadata `filter_metadata.agent_iam.tag`): `""` for a route without one,
+    /// `None` when Envoy could not say.
+    pub route_tag: Option<&'a str>,
 }
 
 /// The mutual-TLS peer certificate, as Envoy reports it.
@@ -189,6 +192,8 @@ pub struct Needs {
     pub peer: bool,
     /// Whether any rule selects Envoy routes by name.
     pub route: bool,
+    /// Whether any rule selects Envoy routes by tag.
+    pub route_tag: bool,
 }
 
 const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"];
@@ -581,6 +586,7 @@ struct Compiler {
     headers: Vec<String>,
     peer: bool,
     route: bool,
+    route_tag: bool,
 }
 
 fn id_patterns(list: &[String], at: &str) -> Result<Vec<IdPattern>, PolicyError> {
@@ -764,6 +770,13 @@ impl Compiler {
                 });
                 self.route = true;
             }
+            if let Some(list) = &r.envoy_route_tags {
+                conds.push(Cond {
+                    at: at("envoy_route_tags").into(),
+                    kind: Kind::RouteTags(names(list, &at("envoy_route_tags"), "route tag", visible)?),
+                });
+                self.route_tag = true;
+            }
             if let Some(list) = &r.scopes {
                 conds.push(Cond {
                     at: at("scopes").into(),
@@ -920,7 +933,7 @@ impl Compiler {
             route_masks,
             labels,
             lists,
-            needs: Needs { headers, peer: self.peer, route: self.route },
+            needs: Needs { headers, peer: self.peer, route: self.route, route_tag: self.route_tag },
             warnings: self.warnings,
         })
     }

@@ -29,6 +29,7 @@ struct Req {
     now: i64,
     peer: (Option<&'static str>, Option<String>),
     route: Option<&'static str>,
+    route_tag: Option<&'static str>,
 }
 
 fn req(method: &'static str, path_and_query: &str) -> Req {
@@ -45,6 +46,7 @@ fn req(method: &'static str, path_and_query: &str) -> Req {
         now: parse_time(MARKET_OPEN).unwrap(),
         peer: (None, None),
         route: None,
+        route_tag: None,
     }
 }
 
@@ -55,6 +57,10 @@ impl Req {
     }
     fn at(mut self, time: &str) -> Req {
         self.now = parse_time(time).unwrap();
+        self
+    }
+    fn route_tag(mut self, t: Option<&'static str>) -> Req {
+        self.route_tag = t;
         self
     }
     fn route(mut self, r: &'static str) -> Req {
@@ -79,6 +85,7 @@ impl Req {
             now: self.now,
             peer: Peer { uri_san: self.peer.0, certificate_sha256: self.peer.1.as_deref() },
             route: self.route,
+            route_tag: self.route_tag,
         }
     }
 }
@@ -671,4 +678,25 @@ fn envoy_route_names_select_rules() {
     assert_eq!(decide(&p, &t, &req("GET", "/x").route("public")), "allowed by \"public-api\"");
     assert_eq!(decide(&p, &t, &req("GET", "/x").route("internal")), "no rule allows");
     assert_eq!(decide(&p, &t, &req("GET", "/x")), "no rule allows");
+}
+
+#[test]
+fn envoy_route_tags_select_rules_and_an_untagged_route_is_not_unknown() {
+    let p = policy(json!({"rules": [
+        {"id": "partners", "effect": "allow", "agents": ["*"], "envoy_route_tags": ["partner", "public"]},
+        {"id": "no-writes-on-public", "effect": "deny", "agents": ["*"], "methods": ["POST"],
+         "envoy_route_tags": ["public"]}
+    ]}))
+    .unwrap();
+    assert!(p.needs().route_tag && !p.needs().route);
+    let t = agent(TRADER);
+    let on = |method: &'static str, tag: Option<&'static str>| decide(&p, &t, &req(method, "/x").route_tag(tag));
+    assert_eq!(on("POST", Some("partner")), "allowed by \"partners\"");
+    assert_eq!(on("GET", Some("public")), "allowed by \"partners\"");
+    assert_eq!(on("POST", Some("public")), "denied by \"no-writes-on-public\"");
+    assert_eq!(on("GET", Some("internal")), "no rule allows");
+    // Untagged: neither rule applies. Unknown (Envoy could not say): the deny rule applies, the allow does not.
+    assert_eq!(on("GET", Some("")), "no rule allows");
+    assert_eq!(on("POST", None), "denied by \"no-writes-on-public\"");
+    assert_eq!(on("GET", None), "no rule allows");
 }
