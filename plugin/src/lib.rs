@@ -8,6 +8,7 @@
 pub mod b64;
 #[cfg(all(feature = "bench-exports", target_arch = "wasm32"))]
 mod bench_exports;
+pub mod bytes;
 pub mod config;
 pub mod engine;
 pub mod header_map;

@@ -18,6 +18,7 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 mod audit;
+mod fast_memcmp;
 mod keys;
 mod local_reply;
 mod metrics;
