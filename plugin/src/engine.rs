@@ -501,11 +501,21 @@ impl Engine {
                         }
                     }
                 }
-                let forwarded = match query {
-                    Some(q) => format!("{path}?{q}"),
-                    None => path.clone(),
+                // Forward exactly the authorised path: rewritten only when canonicalisation or a removed
+                // credential changed it (no allocation in the common case).
+                let unchanged = match &query {
+                    Some(q) => {
+                        raw_path.len() == path.len() + 1 + q.len()
+                            && raw_path.starts_with(&**path)
+                            && raw_path.ends_with(&**q)
+                            && raw_path.as_bytes()[path.len()] == b'?'
+                    }
+                    None => raw_path == path,
                 };
-                let canonical_path = (forwarded != raw_path).then_some(forwarded);
+                let canonical_path = (!unchanged).then(|| match &query {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path.to_string(),
+                });
                 Ok(Verdict::Allow { remove, set, rule: rule.to_owned(), canonical_path, dry_run: None })
             }
             Decision::Deny { rule } => Err(Failure::Forbidden {
@@ -665,7 +675,7 @@ pub struct Connection<'a> {
 struct Prepared<'h> {
     method: Cow<'h, str>,
     raw_path: &'h str,
-    path: String,
+    path: Cow<'h, str>,
     query: Option<&'h str>,
     host: Option<Cow<'h, str>>,
     verified: Rc<VerifiedToken>,

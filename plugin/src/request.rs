@@ -78,7 +78,7 @@ fn is_tchar(b: u8) -> bool {
 /// Steps: split off the query; refuse fragments, backslashes, controls and non-ASCII; decode percent-encoded
 /// unreserved characters and upper-case the hex of the rest; refuse `%2F`, `%5C`, `%00`, `%23`; merge
 /// slashes; resolve `.` and `..` (never above the root).
-pub fn canonical_path(raw: &str) -> Result<(String, Option<&str>), RequestError> {
+pub fn canonical_path(raw: &str) -> Result<(Cow<'_, str>, Option<&str>), RequestError> {
     let (path, query) = match raw.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (raw, None),
@@ -93,7 +93,7 @@ pub fn canonical_path(raw: &str) -> Result<(String, Option<&str>), RequestError>
         return Err(RequestError::InvalidPath);
     }
     if is_canonical(path) {
-        return Ok((path.to_owned(), query));
+        return Ok((Cow::Borrowed(path), query));
     }
     let decoded = decode_path(path.as_bytes())?;
     // `..;x` is a literal segment to us but `..` to servers that strip path parameters (Tomcat, Spring,
@@ -104,7 +104,7 @@ pub fn canonical_path(raw: &str) -> Result<(String, Option<&str>), RequestError>
     {
         return Err(RequestError::AmbiguousPath);
     }
-    Ok((remove_dot_segments(&decoded), query))
+    Ok((Cow::Owned(remove_dot_segments(&decoded)), query))
 }
 
 /// The common case, checked in one pass: visible ASCII without `%` or `\\`, no empty segment, no segment
@@ -220,7 +220,7 @@ mod tests {
     use super::*;
 
     fn path(raw: &str) -> Result<String, RequestError> {
-        canonical_path(raw).map(|(p, _)| p)
+        canonical_path(raw).map(|(p, _)| p.into_owned())
     }
 
     #[test]
