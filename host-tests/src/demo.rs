@@ -187,6 +187,25 @@ pub fn render_ports(template: &str, ports: Ports, wasm: &Path) -> Result<String>
     Ok(out)
 }
 
+/// A `make bench-envoy` template (`envoy/bench/`) as the benchmark runs it: the generated JWKS where the
+/// placeholder is, these ports, the absolute `.wasm` path, and for configuration E the empty filter module,
+/// written to `target/bench/envoy/`.
+pub fn render_bench_config(template: &str, jwks: &Value, ports: Ports, wasm: &Path) -> Result<String> {
+    const EMPTY_FILTER: &str = "target/bench/envoy/empty-filter.wasm";
+    let mut out = if template.contains(PLACEHOLDER_JWKS) {
+        render_config(template, jwks, ports, wasm)?
+    } else {
+        render_ports(template, ports, wasm)?
+    };
+    let reference = format!("filename: {EMPTY_FILTER}");
+    if out.contains(&reference) {
+        let path = crate::workspace_root().join(EMPTY_FILTER);
+        crate::measure::write_empty_filter(&path)?;
+        out = replace_once(&out, &reference, &format!("filename: {}", path.display()))?;
+    }
+    Ok(out)
+}
+
 /// `envoy/demo.yaml` with the generated JWKS, the given ports and the absolute path of the `.wasm`.
 pub fn render_config(template: &str, jwks: &Value, ports: Ports, wasm: &Path) -> Result<String> {
     let out = replace_once(template, PLACEHOLDER_JWKS, &jwks.to_string())

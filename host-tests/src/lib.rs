@@ -7,6 +7,7 @@
 //! - [`measure`]: the benchmarks' timing harness.
 pub mod demo;
 pub mod host;
+pub mod loadgen;
 pub mod measure;
 pub mod pki;
 pub mod testbed;
