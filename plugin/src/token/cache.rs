@@ -56,6 +56,9 @@ pub struct TokenCache {
     entries: HashMap<u64, Entry, BuildHasherDefault<PassThrough>>,
     hasher: RandomState,
     capacity: usize,
+    /// When expired entries were last swept out (seconds): at most once a second, since a sweep walks every
+    /// entry and a full cache of live tokens would otherwise pay it on every new token.
+    swept_at: i64,
     hits: u64,
     misses: u64,
 }
@@ -73,6 +76,7 @@ impl TokenCache {
             entries: HashMap::with_capacity_and_hasher(capacity.min(DEFAULT_CAPACITY), Default::default()),
             hasher: RandomState::new(),
             capacity,
+            swept_at: i64::MIN,
             hits: 0,
             misses: 0,
         }
@@ -110,7 +114,10 @@ impl TokenCache {
         }
         let key = self.hasher.hash_one(hashed_part(token));
         if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
-            self.entries.retain(|_, e| now < e.valid_until);
+            if self.swept_at != now {
+                self.swept_at = now;
+                self.entries.retain(|_, e| now < e.valid_until);
+            }
             if self.entries.len() >= self.capacity {
                 // Still full of live tokens: drop an arbitrary one (the hasher is randomly keyed, so an
                 // attacker cannot choose which).
