@@ -98,6 +98,7 @@ lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p agent-iam -p agent-iam-probe --target $(WASM_TARGET) --release -- -D warnings
+	$(CARGO) clippy -p agent-iam --target $(WASM_TARGET) --release --features bench-exports -- -D warnings
 
 clean:
 	$(CARGO) clean
