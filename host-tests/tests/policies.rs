@@ -295,3 +295,15 @@ fn docs_examples_are_valid() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(policies >= 10, "docs/policy.md has only {policies} policy examples");
 }
+
+/// The README's "Tokens and issuers" example is a configuration the plugin accepts, with no policy warnings.
+#[test]
+fn readme_issuers_example_is_a_valid_configuration() {
+    let readme = read(&root().join("README.md"));
+    let marker = "<!-- README example: compiled by host-tests/tests/policies.rs -->";
+    let after = readme.split_once(marker).expect("the README example marker").1;
+    let block = after.split_once("```json\n").and_then(|(_, b)| b.split_once("\n```")).expect("a json block").0;
+    let engine = agent_iam::config::parse(block.as_bytes()).unwrap_or_else(|e| panic!("README example: {e}"));
+    assert_eq!(engine.verifier().issuers().len(), 3);
+    assert!(engine.policy().warnings().is_empty(), "{:?}", engine.policy().warnings());
+}
