@@ -822,7 +822,9 @@ fn run() -> Result<()> {
         }
     }
 
-    // Token-cache counters: hits for C, misses for C' and C''.
+    // Token-cache counters: hits for C, misses for C' and C''. The plugin hands counters to Envoy at most once a
+    // second (on its tick when idle): wait for the last ones.
+    std::thread::sleep(Duration::from_millis(1500));
     let mut hit_ratio = Map::new();
     let mut counters = Map::new();
     for g in gateways.iter().filter(|g| g.config.plugin) {

@@ -41,8 +41,24 @@ fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
-fn logging_at(level: LogLevel) -> bool {
-    hostcalls::get_log_level().is_ok_and(|l| l as u32 <= level as u32)
+/// Whether the host logs at `level`. The host's level is asked at most once a second (`now_ms`: the request's
+/// clock reading): an operator's change through Envoy's admin takes effect within a second, and requests
+/// save a call between V8 and Envoy.
+fn logging_at(level: LogLevel, now_ms: u64) -> bool {
+    thread_local! {
+        static LEVEL: std::cell::Cell<(u64, u32)> = const { std::cell::Cell::new((u64::MAX, 0)) };
+    }
+    let second = now_ms / 1000;
+    let host_level = LEVEL.with(|cached| {
+        let (asked, level) = cached.get();
+        if asked == second {
+            return level;
+        }
+        let level = hostcalls::get_log_level().map_or(LogLevel::Critical as u32, |l| l as u32);
+        cached.set((second, level));
+        level
+    });
+    host_level <= level as u32
 }
 
 /// The host clock in milliseconds since the epoch.
@@ -240,8 +256,9 @@ impl RootContext for Root {
         let now = now_ms().unwrap_or(0);
         let any_remote = keys::install(&self.shared, engine, now);
         log(LogLevel::Info, &summary);
-        // Ticks drive fetches, refreshes and the deadlines of held requests.
-        let period = if any_remote { Duration::from_millis(keys::TICK_MS) } else { Duration::ZERO };
+        // Ticks drive fetches, refreshes and the deadlines of held requests, and hand counters to the host when
+        // requests stop coming.
+        let period = Duration::from_millis(if any_remote { keys::TICK_MS } else { metrics::FLUSH_MS });
         let _ = hostcalls::set_tick_period(period);
         if any_remote {
             keys::fetch_due(&self.shared, now);
@@ -257,6 +274,9 @@ impl RootContext for Root {
             self.resume_waiting(None);
         }
         self.expire_waiting(now);
+        if let Ok(mut s) = self.shared.try_borrow_mut() {
+            s.metrics.flush(now, true);
+        }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -370,7 +390,7 @@ fn decide_and_apply(
     };
     let (hits_before, misses_before) = engine.cache_stats();
     let verdict = engine.decide_with(&headers, conn, now, crypto);
-    record(shared, &engine, &verdict, hits_before, misses_before);
+    record(shared, &engine, &verdict, hits_before, misses_before, now_ms);
     if engine.settings().filter_state {
         match &verdict {
             Verdict::Allow { rule, set, dry_run: None, .. } => audit::allowed(rule, set),
@@ -395,7 +415,7 @@ fn decide_and_apply(
         }
     }
     let explain = |level: LogLevel| {
-        if logging_at(level) {
+        if logging_at(level, now_ms) {
             log(level, &format!("agent-iam: explain {}", engine.explain(&headers, conn, now, crypto)));
         }
     };
@@ -519,7 +539,14 @@ fn audit_refused(shared: &Rc<RefCell<Shared>>, denial: &Denial, dry_run: bool) {
 }
 
 /// Counts a decision: by result, by deciding rule, by denial reason, and the token cache's hits and misses.
-fn record(shared: &Rc<RefCell<Shared>>, engine: &Engine, verdict: &Verdict, hits_before: u64, misses_before: u64) {
+fn record(
+    shared: &Rc<RefCell<Shared>>,
+    engine: &Engine,
+    verdict: &Verdict,
+    hits_before: u64,
+    misses_before: u64,
+    now_ms: u64,
+) {
     let Ok(mut s) = shared.try_borrow_mut() else { return };
     let m = &mut s.metrics;
     let (hits, misses) = engine.cache_stats();
@@ -538,6 +565,7 @@ fn record(shared: &Rc<RefCell<Shared>>, engine: &Engine, verdict: &Verdict, hits
         // Counted when they are finally answered.
         Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } => {}
     }
+    m.flush(now_ms, false);
 }
 
 fn count_denial(m: &mut metrics::Metrics, d: &Denial) {
