@@ -308,12 +308,8 @@ impl Engine {
     /// Dry-run mode: what enforcement would have refused is forwarded, without any client-sent identity
     /// header, with the verified identity when the token was valid, and marked with [`DRY_RUN_HEADER`].
     fn dry_run(&self, headers: &Headers<'_>, failure: Failure, request_id: String) -> Verdict {
-        let identity = match &failure {
-            Failure::Forbidden { identity, .. } => identity.clone(),
-            _ => Vec::new(),
-        };
         let denial = self.denial(failure, request_id);
-        let mut set = identity;
+        let mut set = denial.identity.clone();
         set.push((DRY_RUN_HEADER, format!("{} {}", denial.status, denial.reason)));
         Verdict::Allow {
             remove: identity_headers_in(headers),
@@ -554,14 +550,15 @@ impl Engine {
         set
     }
 
-    fn denial(&self, failure: Failure, request_id: String) -> Denial {
+    fn denial(&self, mut failure: Failure, request_id: String) -> Denial {
         // Scope tokens were checked at compile time to be visible ASCII without quotes or backslashes.
         let scope = match &failure {
             Failure::Forbidden { missing_scope: Some(s), .. } => Some(s.clone()),
             _ => None,
         };
-        let identity = match &failure {
-            Failure::Forbidden { identity, .. } => identity.clone(),
+        // Moved out, not copied: the match below needs only the rest of the failure.
+        let identity = match &mut failure {
+            Failure::Forbidden { identity, .. } => std::mem::take(identity),
             _ => Vec::new(),
         };
         let (status, error, description, reason, rule): (u16, Option<&str>, String, &'static str, Option<String>) =
