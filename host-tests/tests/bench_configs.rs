@@ -6,7 +6,7 @@
 
 use agent_iam_host::demo::{self, DemoKeys, Ports};
 use agent_iam_host::testbed;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn bench_dir() -> PathBuf {
     agent_iam_host::workspace_root().join("envoy/bench")
@@ -20,11 +20,6 @@ fn bench_configs() -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-/// What `agent-iam-envoy-bench` does to a template: keys, ports, `.wasm` path.
-fn render(template: &str, jwks: &serde_json::Value, ports: Ports, wasm: &Path) -> String {
-    demo::render_bench_config(template, jwks, ports, wasm).unwrap()
 }
 
 #[test]
@@ -42,7 +37,8 @@ fn every_bench_config_renders_and_validates() {
         let template = std::fs::read_to_string(file).unwrap();
         let ports =
             Ports { listener: testbed::free_port().unwrap(), admin: testbed::free_port().unwrap(), ..Ports::DEFAULT };
-        let rendered = render(&template, &keys.jwks(), ports, &wasm);
+        // As `agent-iam-envoy-bench` renders it: keys, ports, `.wasm` path.
+        let rendered = demo::render_bench_config(&template, &keys.jwks(), ports, &wasm).unwrap();
         assert!(!rendered.contains("port_value: 10000 "), "{}: listener port not substituted", file.display());
         assert!(!rendered.contains("port_value: 9901 "), "{}: admin port not substituted", file.display());
         assert!(!rendered.contains(demo::PLACEHOLDER_JWKS), "{}: placeholder JWKS left", file.display());

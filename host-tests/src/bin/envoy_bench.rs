@@ -578,11 +578,6 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
 // Set-up and checks
 // ---------------------------------------------------------------------------------------------
 
-/// A template from `envoy/bench/` with the generated keys, these ports and the absolute `.wasm` path.
-fn render(template: &str, jwks: &Value, ports: Ports, wasm: &Path) -> Result<String> {
-    demo::render_bench_config(template, jwks, ports, wasm)
-}
-
 /// Every configuration must decide right before it is timed: 200 for the good token, 401 for a forged,
 /// expired or missing one, 403 for another agent or another path.
 fn verify(port: u16, config: &Config, tokens: &DemoTokens, fresh: &str) -> Result<()> {
@@ -708,7 +703,7 @@ fn run() -> Result<()> {
             let template = std::fs::read_to_string(&template_path)
                 .with_context(|| format!("reading {}", template_path.display()))?;
             let ports = Ports { listener: testbed::free_port()?, admin: testbed::free_port()?, ..Ports::DEFAULT };
-            let yaml = render(&template, &jwks, ports, &wasm)?;
+            let yaml = demo::render_bench_config(&template, &jwks, ports, &wasm)?;
             let before = children();
             let envoy = Envoy::start(&envoy_bin, &yaml, ports.admin, &work.join(config.key))
                 .with_context(|| format!("starting {} ({})", config.label, config.file))?;
