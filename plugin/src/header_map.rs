@@ -1,4 +1,4 @@
-//! The proxy-wasm header map serialisation, read in place.
+//! The proxy-wasm header map serialisation, read in place (and written, for local replies).
 //!
 //! `proxy_get_header_map_pairs` hands over one buffer: a little-endian `u32` count, then a `u32` name length
 //! and a `u32` value length per pair, then each name and value followed by a NUL. The SDK copies every name
@@ -15,6 +15,24 @@ pub enum MapError {
     /// A header name that is not UTF-8 (Envoy's codecs only pass tokens; anything else is not a header a
     /// rule or the identity stripping could be reasoned about).
     NameNotText,
+}
+
+/// Serialises header pairs in the same format, as the plugin hands them to the host (local replies).
+pub fn serialize<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Vec<u8> {
+    let size = 4 + pairs.iter().map(|(n, v)| n.as_ref().len() + v.as_ref().len() + 10).sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (n, v) in pairs {
+        out.extend_from_slice(&(n.as_ref().len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.as_ref().len() as u32).to_le_bytes());
+    }
+    for (n, v) in pairs {
+        out.extend_from_slice(n.as_ref());
+        out.push(0);
+        out.extend_from_slice(v.as_ref());
+        out.push(0);
+    }
+    out
 }
 
 /// The pairs of a serialised header map, borrowing from `buf`. An empty buffer is an empty map.
@@ -62,20 +80,9 @@ fn take<'b>(buf: &'b [u8], at: &mut usize, len: usize) -> Result<&'b [u8], MapEr
 mod tests {
     use super::*;
 
-    /// The host side of the ABI: what Envoy (and our wasmtime host) writes.
+    /// [`serialize`] with the test's byte-string literals coerced to slices.
     fn serialise(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (n, v) in pairs {
-            out.extend((n.len() as u32).to_le_bytes());
-            out.extend((v.len() as u32).to_le_bytes());
-        }
-        for (n, v) in pairs {
-            out.extend(*n);
-            out.push(0);
-            out.extend(*v);
-            out.push(0);
-        }
-        out
+        serialize(pairs)
     }
 
     #[test]

@@ -18,28 +18,9 @@ unsafe extern "C" {
     ) -> Status;
 }
 
-/// Header pairs in the proxy-wasm map serialization: count, then (key length, value length) pairs, then each
-/// key and value followed by a NUL.
-fn serialize(headers: &[(&str, &str)]) -> Vec<u8> {
-    let size = 4 + headers.iter().map(|(n, v)| n.len() + v.len() + 10).sum::<usize>();
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
-    for (n, v) in headers {
-        out.extend_from_slice(&(n.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (n, v) in headers {
-        out.extend_from_slice(n.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
-}
-
 /// Sends a local reply; Envoy applies it when the current callback returns. `false` if the host refused.
 pub fn send(status: u32, details: &str, headers: &[(&str, &str)], body: &[u8]) -> bool {
-    let headers = serialize(headers);
+    let headers = crate::header_map::serialize(headers);
     // SAFETY: every pointer/length pair describes a live buffer owned by this frame for the whole call; the
     // host copies what it needs before returning. -1 means "not a gRPC reply".
     let status = unsafe {
