@@ -7,10 +7,108 @@ use serde_json::{Map, Value};
 /// Largest NumericDate accepted. Far beyond any real token, small enough that adding a skew never overflows.
 const MAX_NUMERIC_DATE: i64 = 1 << 40;
 
+/// The registered claims verification reads, found in one pass over the claims rather than one lookup each.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Registered<'a> {
+    /// `iss`.
+    pub iss: Option<&'a Value>,
+    /// `sub`.
+    pub sub: Option<&'a Value>,
+    /// `aud`.
+    pub aud: Option<&'a Value>,
+    /// `exp`.
+    pub exp: Option<&'a Value>,
+    /// `nbf`.
+    pub nbf: Option<&'a Value>,
+    /// `iat`.
+    pub iat: Option<&'a Value>,
+    /// `jti`.
+    pub jti: Option<&'a Value>,
+    /// `act` (RFC 8693).
+    pub act: Option<&'a Value>,
+    /// `may_act` (RFC 8693).
+    pub may_act: Option<&'a Value>,
+}
+
+impl<'a> Registered<'a> {
+    /// Finds them in `claims`.
+    pub fn of(claims: &'a Map<String, Value>) -> Registered<'a> {
+        let mut found = Registered::default();
+        for (name, value) in claims {
+            let slot = match name.as_str() {
+                "iss" => &mut found.iss,
+                "sub" => &mut found.sub,
+                "aud" => &mut found.aud,
+                "exp" => &mut found.exp,
+                "nbf" => &mut found.nbf,
+                "iat" => &mut found.iat,
+                "jti" => &mut found.jti,
+                "act" => &mut found.act,
+                "may_act" => &mut found.may_act,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        found
+    }
+
+    /// [`check_times`] on these claims.
+    pub fn check_times(&self, now: i64, skew: i64, max_lifetime: Option<i64>) -> Result<i64, TokenError> {
+        let exp = numeric_date_of(self.exp, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
+        let nbf = numeric_date_of(self.nbf, "nbf")?;
+        let iat = numeric_date_of(self.iat, "iat")?;
+        if now >= exp + skew {
+            return Err(TokenError::Expired);
+        }
+        if nbf.is_some_and(|nbf| nbf > now + skew) {
+            return Err(TokenError::NotYetValid);
+        }
+        if iat.is_some_and(|iat| iat > now + skew) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if let Some(max) = max_lifetime
+            && exp - iat.unwrap_or(now) > max
+        {
+            return Err(TokenError::LifetimeTooLong);
+        }
+        Ok(exp)
+    }
+
+    /// [`check_audience`] on these claims.
+    pub fn check_audience(&self, accepted: &[String]) -> Result<(), TokenError> {
+        let matches = |a: &str| accepted.iter().any(|ok| ok == a);
+        match self.aud {
+            None => Err(TokenError::MissingClaim("aud")),
+            Some(Value::String(a)) if !a.is_empty() => {
+                if matches(a) {
+                    Ok(())
+                } else {
+                    Err(TokenError::WrongAudience)
+                }
+            }
+            Some(Value::Array(list)) if !list.is_empty() => {
+                let mut found = false;
+                for item in list {
+                    match item {
+                        Value::String(a) if !a.is_empty() => found |= matches(a),
+                        _ => return Err(TokenError::InvalidClaim("aud")),
+                    }
+                }
+                if found { Ok(()) } else { Err(TokenError::WrongAudience) }
+            }
+            Some(_) => Err(TokenError::InvalidClaim("aud")),
+        }
+    }
+}
+
 /// Reads a NumericDate claim: a JSON number of seconds, integer or finite fraction (truncated), in
 /// `0..=2^40`.
 pub fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
-    let Some(value) = claims.get(name) else {
+    numeric_date_of(claims.get(name), name)
+}
+
+fn numeric_date_of(value: Option<&Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
+    let Some(value) = value else {
         return Ok(None);
     };
     let Value::Number(n) = value else {
@@ -40,24 +138,7 @@ pub fn check_times(
     skew: i64,
     max_lifetime: Option<i64>,
 ) -> Result<i64, TokenError> {
-    let exp = numeric_date(claims, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
-    let nbf = numeric_date(claims, "nbf")?;
-    let iat = numeric_date(claims, "iat")?;
-    if now >= exp + skew {
-        return Err(TokenError::Expired);
-    }
-    if nbf.is_some_and(|nbf| nbf > now + skew) {
-        return Err(TokenError::NotYetValid);
-    }
-    if iat.is_some_and(|iat| iat > now + skew) {
-        return Err(TokenError::IssuedInFuture);
-    }
-    if let Some(max) = max_lifetime
-        && exp - iat.unwrap_or(now) > max
-    {
-        return Err(TokenError::LifetimeTooLong);
-    }
-    Ok(exp)
+    Registered::of(claims).check_times(now, skew, max_lifetime)
 }
 
 /// `aud` must be a non-empty string or a non-empty array of strings containing one of `accepted`.
@@ -65,28 +146,7 @@ pub fn check_times(
 /// A token without `aud` is refused: every agent-iam issuer names its audiences, and a token minted for
 /// "anyone" must not be replayable at this API (CVE-2020-26160 class).
 pub fn check_audience(claims: &Map<String, Value>, accepted: &[String]) -> Result<(), TokenError> {
-    let matches = |a: &str| accepted.iter().any(|ok| ok == a);
-    match claims.get("aud") {
-        None => Err(TokenError::MissingClaim("aud")),
-        Some(Value::String(a)) if !a.is_empty() => {
-            if matches(a) {
-                Ok(())
-            } else {
-                Err(TokenError::WrongAudience)
-            }
-        }
-        Some(Value::Array(list)) if !list.is_empty() => {
-            let mut found = false;
-            for item in list {
-                match item {
-                    Value::String(a) if !a.is_empty() => found |= matches(a),
-                    _ => return Err(TokenError::InvalidClaim("aud")),
-                }
-            }
-            if found { Ok(()) } else { Err(TokenError::WrongAudience) }
-        }
-        Some(_) => Err(TokenError::InvalidClaim("aud")),
-    }
+    Registered::of(claims).check_audience(accepted)
 }
 
 /// A required string claim.
@@ -160,6 +220,33 @@ mod tests {
         assert_eq!(check_times(&c, 1000, 0, Some(3600)), Ok(4600));
         let c = claims(json!({"exp": 4601, "iat": 1000}));
         assert_eq!(check_times(&c, 1000, 0, Some(3600)), Err(TokenError::LifetimeTooLong));
+    }
+
+    #[test]
+    fn registered_claims_are_found_in_one_pass() {
+        let c = claims(json!({
+            "iss": "i", "sub": "s", "aud": ["a"], "exp": 3, "nbf": 1, "iat": 2, "jti": "j",
+            "act": {"sub": "x"}, "may_act": {"sub": "y"}, "scope": "read", "Sub": "not sub", "sub ": 0,
+        }));
+        let r = Registered::of(&c);
+        for (name, found) in [
+            ("iss", r.iss),
+            ("sub", r.sub),
+            ("aud", r.aud),
+            ("exp", r.exp),
+            ("nbf", r.nbf),
+            ("iat", r.iat),
+            ("jti", r.jti),
+            ("act", r.act),
+            ("may_act", r.may_act),
+        ] {
+            assert_eq!(found, c.get(name), "{name}");
+        }
+        let empty = Map::new();
+        let none = Registered::of(&empty);
+        assert!(none.iss.is_none() && none.sub.is_none() && none.exp.is_none() && none.may_act.is_none());
+        assert_eq!(Registered::of(&c).check_times(2, 0, None), check_times(&c, 2, 0, None));
+        assert_eq!(Registered::of(&c).check_audience(&["a".to_owned()]), Ok(()));
     }
 
     #[test]

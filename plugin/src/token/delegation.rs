@@ -43,6 +43,7 @@
 //! back the exact UTF-8 `sub` ([`decode_header_value`] does both). A token without `act` gives the empty
 //! string; the filter then omits the header.
 
+use super::claims::Registered;
 use super::error::TokenError;
 use super::spiffe::{SpiffeId, SpiffeIdError};
 use serde_json::{Map, Value};
@@ -206,13 +207,18 @@ pub struct DelegationChain {
 impl DelegationChain {
     /// Reads the chain from a verified token's claims, allowing at most `max_depth` actors.
     pub fn from_claims(claims: &Map<String, Value>, max_depth: usize) -> Result<DelegationChain, TokenError> {
-        let subject = match claims.get("sub") {
+        DelegationChain::from_registered(&Registered::of(claims), max_depth)
+    }
+
+    /// [`DelegationChain::from_claims`] from the claims already found.
+    pub fn from_registered(claims: &Registered<'_>, max_depth: usize) -> Result<DelegationChain, TokenError> {
+        let subject = match claims.sub {
             None => return Err(TokenError::MissingClaim("sub")),
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             Some(_) => return Err(TokenError::InvalidClaim("sub")),
         };
         let mut actors = Vec::new();
-        let mut next = claims.get("act");
+        let mut next = claims.act;
         while let Some(value) = next {
             let Value::Object(object) = value else {
                 return Err(TokenError::InvalidClaim("act"));
@@ -223,7 +229,7 @@ impl DelegationChain {
             actors.push(Actor::from_object(object)?);
             next = object.get("act");
         }
-        let may_act = claims.get("may_act").map(MayAct::from_value).transpose()?;
+        let may_act = claims.may_act.map(MayAct::from_value).transpose()?;
         Ok(DelegationChain { subject, actors, may_act })
     }
 

@@ -149,7 +149,7 @@ impl Verifier {
             return None;
         }
         let jws = jws::parse(token).ok()?;
-        let issuer = self.select_issuer(&jws.claims).ok()?;
+        let issuer = self.select_issuer(&claims::Registered::of(&jws.claims)).ok()?;
         let index = self.issuers.iter().position(|i| std::ptr::eq(i, issuer))?;
         issuer.remote.is_some().then_some(index)
     }
@@ -157,8 +157,8 @@ impl Verifier {
     /// The issuer whose keys may verify these (not yet verified) claims: by exact `iss` first; otherwise, for a
     /// SPIFFE `sub`, the JWT-SVID issuer of its trust domain. A present `iss` of the wrong type, or one that a
     /// trust-domain issuer does not expect, is refused rather than ignored.
-    fn select_issuer(&self, claims: &Map<String, Value>) -> Result<&Issuer, TokenError> {
-        let iss = match claims.get("iss") {
+    fn select_issuer(&self, claims: &claims::Registered<'_>) -> Result<&Issuer, TokenError> {
+        let iss = match claims.iss {
             None => None,
             Some(Value::String(s)) if !s.is_empty() => Some(s.as_str()),
             Some(_) => return Err(TokenError::InvalidClaim("iss")),
@@ -168,7 +168,7 @@ impl Verifier {
         {
             return Ok(issuer);
         }
-        let td = match claims.get("sub") {
+        let td = match claims.sub {
             Some(Value::String(sub)) => SpiffeId::parse(sub).ok().map(|id| id.trust_domain().clone()),
             _ => None,
         };
@@ -200,8 +200,10 @@ impl Verifier {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
-        let jws = jws::parse(token)?;
-        let issuer = self.select_issuer(&jws.claims)?;
+        let mut header_buf = jws::HeaderBuf::new();
+        let jws = jws::parse_in(token, &mut header_buf)?;
+        let registered = claims::Registered::of(&jws.claims);
+        let issuer = self.select_issuer(&registered)?;
         if !issuer.algorithms.contains(&jws.alg) {
             return Err(TokenError::AlgorithmNotAllowed);
         }
@@ -213,11 +215,11 @@ impl Verifier {
         if !attested {
             self.check_signature(issuer, &jws, crypto)?;
         }
-        let expires_at = claims::check_times(&jws.claims, now, issuer.clock_skew, issuer.max_lifetime)?;
-        claims::check_audience(&jws.claims, &issuer.audiences)?;
+        let expires_at = registered.check_times(now, issuer.clock_skew, issuer.max_lifetime)?;
+        registered.check_audience(&issuer.audiences)?;
         issuer.profile.check(jws.typ.as_deref(), &jws.claims, issuer.trust_domain.as_ref())?;
         if !issuer.revoked_jti.is_empty()
-            && let Some(Value::String(jti)) = jws.claims.get("jti")
+            && let Some(Value::String(jti)) = registered.jti
             && issuer.revoked_jti.binary_search(jti).is_ok()
         {
             return Err(TokenError::Revoked);
@@ -227,7 +229,7 @@ impl Verifier {
                 return Err(TokenError::MissingRequiredClaim);
             }
         }
-        let chain = DelegationChain::from_claims(&jws.claims, issuer.max_delegation_depth)?;
+        let chain = DelegationChain::from_registered(&registered, issuer.max_delegation_depth)?;
         Ok(VerifiedToken {
             issuer: issuer.issuer.clone(),
             subject: chain.subject().to_owned(),
@@ -242,7 +244,7 @@ impl Verifier {
     fn check_signature(
         &self,
         issuer: &Issuer,
-        jws: &jws::Jws<'_>,
+        jws: &jws::Jws<'_, '_>,
         crypto: &dyn CryptoBackend,
     ) -> Result<(), TokenError> {
         if issuer.jwt_authn_payload_header.is_some() && issuer.keys.is_empty() && issuer.remote.is_none() {

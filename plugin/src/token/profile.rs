@@ -49,15 +49,12 @@ impl Profile {
         trust_domain: Option<&TrustDomain>,
     ) -> Result<(), TokenError> {
         // Media type names are case-insensitive (RFC 7515 §4.1.9), and "application/" may be omitted.
-        let typ = typ.map(|t| {
-            let t = t.to_ascii_lowercase();
-            t.strip_prefix("application/").map(str::to_owned).unwrap_or(t)
-        });
-        let typ = typ.as_deref();
+        let typ = typ.map(without_application_prefix);
+        let typ_is = |name: &str| typ.is_some_and(|t| t.eq_ignore_ascii_case(name));
         match self {
             Profile::Jwt => Ok(()),
             Profile::JwtSvid => {
-                if !matches!(typ, None | Some("jwt") | Some("jose")) {
+                if typ.is_some() && !typ_is("jwt") && !typ_is("jose") {
                     return Err(TokenError::ProfileViolation("JWT-SVID typ must be JWT or JOSE"));
                 }
                 let sub = required_string(claims, "sub")?;
@@ -68,7 +65,7 @@ impl Profile {
                 }
             }
             Profile::AtJwt => {
-                if typ != Some("at+jwt") {
+                if !typ_is("at+jwt") {
                     return Err(TokenError::ProfileViolation("typ must be at+jwt"));
                 }
                 required_string(claims, "client_id")?;
@@ -76,13 +73,22 @@ impl Profile {
                 require_present(claims, "iat")
             }
             Profile::TxnToken => {
-                if typ != Some("txntoken+jwt") {
+                if !typ_is("txntoken+jwt") {
                     return Err(TokenError::ProfileViolation("typ must be txntoken+jwt"));
                 }
                 required_string(claims, "txn")?;
                 require_present(claims, "iat")
             }
         }
+    }
+}
+
+/// `typ` without a leading "application/" in any case.
+fn without_application_prefix(typ: &str) -> &str {
+    const PREFIX: &str = "application/";
+    match typ.get(..PREFIX.len()) {
+        Some(prefix) if prefix.eq_ignore_ascii_case(PREFIX) => typ.get(PREFIX.len()..).unwrap_or(typ),
+        _ => typ,
     }
 }
 
@@ -112,6 +118,58 @@ mod tests {
         let not_spiffe = c(json!({"sub": "agent-x"}));
         assert!(Profile::JwtSvid.check(None, &not_spiffe, Some(&td)).is_err());
         assert!(Profile::JwtSvid.check(None, &ok, None).is_err());
+    }
+
+    #[test]
+    fn typ_is_compared_as_before_without_allocating() {
+        // The rule as first written: lower-case the whole value, then drop one "application/" prefix.
+        let reference = |typ: &str| {
+            let t = typ.to_ascii_lowercase();
+            t.strip_prefix("application/").map(str::to_owned).unwrap_or(t)
+        };
+        let td = TrustDomain::parse("trading.example").unwrap();
+        let claims =
+            c(json!({"sub": "spiffe://trading.example/a", "client_id": "c", "jti": "j", "txn": "t", "iat": 1}));
+        for typ in [
+            "jwt",
+            "JWT",
+            "jose",
+            "JOSE",
+            "at+jwt",
+            "AT+JWT",
+            "txntoken+jwt",
+            "TxnToken+JWT",
+            "application/jwt",
+            "Application/JOSE",
+            "APPLICATION/at+jwt",
+            "application/txntoken+jwt",
+            "application/",
+            "application",
+            "application/application/jwt",
+            "applicatio/jwt",
+            "xapplication/jwt",
+            "jwt ",
+            " jwt",
+            "",
+            "é",
+            "applicatioñ/jwt",
+            "application/jwtx",
+            "jw",
+            "ȷwt",
+            "application/\u{212a}",
+        ] {
+            let stripped = reference(typ);
+            for profile in [Profile::Jwt, Profile::JwtSvid, Profile::AtJwt, Profile::TxnToken] {
+                let want = match (profile, stripped.as_str()) {
+                    (Profile::Jwt, _) | (Profile::JwtSvid, "jwt" | "jose") => Ok(()),
+                    (Profile::AtJwt, "at+jwt") | (Profile::TxnToken, "txntoken+jwt") => Ok(()),
+                    (Profile::JwtSvid, _) => Err(TokenError::ProfileViolation("JWT-SVID typ must be JWT or JOSE")),
+                    (Profile::AtJwt, _) => Err(TokenError::ProfileViolation("typ must be at+jwt")),
+                    (Profile::TxnToken, _) => Err(TokenError::ProfileViolation("typ must be txntoken+jwt")),
+                };
+                assert_eq!(profile.check(Some(typ), &claims, Some(&td)), want, "{profile:?} {typ:?}");
+            }
+        }
     }
 
     #[test]

@@ -315,6 +315,100 @@ proptest! {
     }
 }
 
+// ---- (d') the fast readers answer as the full ones ----
+
+/// A JOSE header written out member by member, so names may repeat; values are JSON (escaped as needed).
+fn header_text() -> impl Strategy<Value = String> {
+    let value = prop_oneof![
+        3 => prop::sample::select(vec!["HS256", "ES256", "none", "JWT", "k", "", "x\"y", "é"]).prop_map(Value::from),
+        1 => json_value(),
+    ];
+    prop::collection::vec((member_name(), value), 0..6).prop_map(|members| {
+        let members: Vec<String> =
+            members.iter().map(|(name, value)| format!("{}:{value}", Value::from(name.as_str()))).collect();
+        format!("{{{}}}", members.join(","))
+    })
+}
+
+/// `jws::parse` gives the reference parser's answer.
+fn assert_parse_as_reference(token: &[u8]) -> Result<(), TestCaseError> {
+    let want = jws::reference_parse(token);
+    let got = jws::parse(token);
+    prop_assert_eq!(
+        got.as_ref().map(jws::Jws::as_reference).map_err(|e| *e),
+        want,
+        "{:?}",
+        String::from_utf8_lossy(token)
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn json_plain_reader_agrees_with_serde_json(v in json_value(), depth in 0usize..8, pretty in any::<bool>()) {
+        let text = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { v.to_string() };
+        prop_assert_eq!(json::parse_object(text.as_bytes(), depth), json::parse_object_with_serde(text.as_bytes(), depth));
+    }
+
+    #[test]
+    fn json_plain_reader_agrees_with_serde_json_after_a_byte_change(
+        v in prop::collection::btree_map(member_name(), json_value(), 0..6),
+        at in any::<Index>(),
+        new in prop::sample::select(b"{}[]\",:0123456789-+.eEtrufalsn \\\n\x01\x7f\xc3\xff".to_vec()),
+    ) {
+        let mut text = Value::Object(v.into_iter().collect()).to_string().into_bytes();
+        let i = at.index(text.len());
+        text[i] = new;
+        prop_assert_eq!(json::parse_object(&text, 32), json::parse_object_with_serde(&text, 32));
+    }
+
+    #[test]
+    fn json_plain_reader_agrees_with_serde_json_on_json_like_text(
+        text in r#"\{[\[\]{}",:0-9a-z\\ .eE+\-]{0,64}"#,
+        depth in 0usize..6,
+    ) {
+        prop_assert_eq!(json::parse_object(text.as_bytes(), depth), json::parse_object_with_serde(text.as_bytes(), depth));
+    }
+
+    #[test]
+    fn jws_parse_agrees_with_the_reference(h in prop_oneof![header().prop_map(|h| h.to_string()), header_text()], p in payload(), sig in signature()) {
+        let token = format!("{}.{}.{}", b64::encode(h.as_bytes()), b64::encode(p.to_string().as_bytes()), b64::encode(&sig));
+        assert_parse_as_reference(token.as_bytes())?;
+    }
+
+    #[test]
+    fn jws_parse_agrees_with_the_reference_after_a_byte_change(
+        h in prop_oneof![header().prop_map(|h| h.to_string()), header_text()],
+        p in payload(),
+        which in 0usize..3,
+        at in any::<Index>(),
+        new in any::<u8>(),
+    ) {
+        let (mut h, mut p) = (h.into_bytes(), p.to_string().into_bytes());
+        let mut token = String::new();
+        if which < 2 {
+            // A change to the JSON itself, still well encoded.
+            let text = if which == 0 { &mut h } else { &mut p };
+            let i = at.index(text.len());
+            text[i] = new;
+        }
+        token.push_str(&format!("{}.{}.{}", b64::encode(&h), b64::encode(&p), b64::encode(b"sig")));
+        let mut token = token.into_bytes();
+        if which == 2 {
+            let i = at.index(token.len());
+            token[i] = new;
+        }
+        assert_parse_as_reference(&token)?;
+    }
+
+    #[test]
+    fn jws_parse_agrees_with_the_reference_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        assert_parse_as_reference(&bytes)?;
+    }
+}
+
 // ---- (e) request paths ----
 
 /// Paths made of the characters canonicalisation cares about.

@@ -85,6 +85,49 @@ fn current_actor_comes_from_the_outermost_act() {
 }
 
 #[test]
+fn tokens_verify_alike_whichever_reader_reads_them() {
+    // The header and payload shapes real issuers send go through the fast readers; escapes, whitespace and
+    // sizes beyond the stack buffers go through serde_json. Each must verify to the same identity.
+    let f = fixture();
+    let sign_raw = |header: &str, payload: &str| {
+        let input = format!("{}.{}", b64::encode(header.as_bytes()), b64::encode(payload.as_bytes()));
+        format!("{input}.{}", b64::encode(&f.es.sign(input.as_bytes())))
+    };
+    let body = claims().to_string();
+    let escaped = body.replace("agent/trader", "agent\\/tr\\u0061der");
+    let pretty = serde_json::to_string_pretty(&claims()).unwrap();
+    let mut large = claims();
+    large["note"] = "n".repeat(3000).into();
+    let large = large.to_string();
+    let padding = "p".repeat(1000);
+    let plain_header = r#"{"alg":"ES256","kid":"es","typ":"JWT"}"#;
+    let headers = [
+        plain_header.to_owned(),
+        r#"{"alg":"ES\u0032\u00356","kid":"\u0065s","typ":"J\u0057T"}"#.to_owned(),
+        "{\"alg\": \"ES256\",\r\n \"kid\": \"es\"}".to_owned(),
+        format!(r#"{{"alg":"ES256","kid":"es","x-padding":"{padding}"}}"#),
+        r#"{"alg":"ES256","kid":"es","a":"1","b":"2","c":"3","d":"4","e":"5"}"#.to_owned(),
+    ];
+    for header in &headers {
+        for payload in [&body, &escaped, &pretty, &large] {
+            let t = f.check(&sign_raw(header, payload)).unwrap_or_else(|e| panic!("{header} {payload}: {e}"));
+            assert_eq!(t.agent, "spiffe://trading.example/agent/trader");
+            assert_eq!(t.expires_at, NOW + 300);
+        }
+    }
+    let dup_after_many = r#"{"alg":"ES256","kid":"es","a":"1","b":"2","c":"3","d":"4","e":"5","a":"6"}"#;
+    assert_eq!(
+        f.check(&sign_raw(dup_after_many, &body)).unwrap_err(),
+        TokenError::Malformed("header is not a JSON object")
+    );
+    let big_dup = large.replacen('{', r#"{"sub":"spiffe://x/admin","#, 1);
+    assert_eq!(
+        f.check(&sign_raw(plain_header, &big_dup)).unwrap_err(),
+        TokenError::Malformed("payload is not a JSON object")
+    );
+}
+
+#[test]
 fn any_single_byte_change_is_rejected() {
     let f = fixture();
     for token in [f.es.sign_jwt(Some("es"), &claims()), f.ed.sign_jwt(Some("ed"), &claims())] {
