@@ -582,3 +582,40 @@ fn a_metered_host_counts_instructions_per_callback_deterministically() {
     let plain = Host::from_bytes(&wasm).unwrap();
     assert_eq!(plain.vm().start().unwrap().fuel_consumed(), None);
 }
+
+#[test]
+fn a_clocked_vm_keeps_the_time_inside_the_module_and_counts_its_host_calls() {
+    // Two host calls per request, in a callback that also computes for a while.
+    let wasm = module(
+        r#"
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (local $i i32)
+    (drop (call $now (i32.const 0x100)))
+    (loop $spin
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $spin (i32.lt_u (local.get $i) (i32.const 100000))))
+    (drop (call $now (i32.const 0x100)))
+    (i32.const 0))"#,
+    );
+    let host = Host::from_bytes(&wasm).unwrap();
+    let mut vm = host.vm().clock_wasm(true).start().unwrap();
+    let (inside_before, calls_before) = vm.wasm_time().unwrap();
+    for _ in 0..3 {
+        assert!(vm.request().path("/x").send().is_allowed());
+    }
+    let (inside, calls) = vm.wasm_time().unwrap();
+    assert_eq!(calls - calls_before, 6, "every host call is counted, and nothing else");
+    assert!(inside > inside_before, "the spin loop ran inside the module");
+    // Without the clock there is nothing to read.
+    assert_eq!(host.vm().start().unwrap().wasm_time(), None);
+}
+
+#[test]
+fn a_callback_with_the_wrong_signature_fails_the_vm() {
+    let wasm = module(r#"(func (export "proxy_on_request_headers") (param i32) (result i32) (i32.const 0))"#);
+    let host = Host::from_bytes(&wasm).unwrap();
+    let mut vm = host.vm().start().unwrap();
+    let _ = vm.request().path("/x").send();
+    let trap = vm.trap().map(str::to_owned).unwrap_or_default();
+    assert!(trap.contains("bad function signature for proxy_on_request_headers"), "{trap:?}");
+}

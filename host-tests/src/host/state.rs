@@ -258,6 +258,8 @@ pub(crate) enum Deferred {
 /// The wasmtime store data of one VM.
 pub(crate) struct VmState {
     pub shared: Arc<Shared>,
+    /// Time spent executing the module's own code, when the VM was built with [`super::VmBuilder::clock_wasm`].
+    pub wasm_clock: Option<WasmClock>,
     pub vm_serial: u32,
     pub memory: Option<Memory>,
     pub alloc: Option<TypedFunc<i32, i32>>,
@@ -316,5 +318,35 @@ impl VmState {
         x ^= x >> 27;
         self.rng = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// Time spent inside the module, kept by a wasmtime call hook: the clock runs from entering wasm (a callback, or a
+/// host call returning) to leaving it (a host call, or the callback returning). The hook's own clock reads sit on
+/// the boundaries, so about half of each lands on the wasm side: the figure is an upper bound.
+#[derive(Debug, Default)]
+pub(crate) struct WasmClock {
+    /// When the module was last entered, while it runs.
+    pub entered: Option<std::time::Instant>,
+    /// Time inside the module so far.
+    pub inside: Duration,
+    /// Host calls made by the module so far.
+    pub host_calls: u64,
+}
+
+impl WasmClock {
+    pub fn hook(&mut self, hook: wasmtime::CallHook) {
+        use wasmtime::CallHook;
+        match hook {
+            CallHook::CallingWasm | CallHook::ReturningFromHost => self.entered = Some(std::time::Instant::now()),
+            CallHook::ReturningFromWasm | CallHook::CallingHost => {
+                if let Some(t) = self.entered.take() {
+                    self.inside += t.elapsed();
+                }
+                if matches!(hook, CallHook::CallingHost) {
+                    self.host_calls += 1;
+                }
+            }
+        }
     }
 }
