@@ -32,7 +32,35 @@ pub struct Stats {
 
 impl Harness {
     /// Times `op` on `state`; `between` runs after every batch, untimed (housekeeping such as draining logs).
-    pub fn run<S>(&self, state: &mut S, mut op: impl FnMut(&mut S), mut between: impl FnMut(&mut S)) -> Stats {
+    pub fn run<S>(&self, state: &mut S, op: impl FnMut(&mut S), between: impl FnMut(&mut S)) -> Stats {
+        self.run_with(state, op, between, |state, run_batch| run_batch(state))
+    }
+
+    /// Like [`Harness::run`], but each sample is how far `clock` advanced per operation, not the wall time of
+    /// the batch: for a cost only the system under test can see, such as the time spent inside a Wasm module.
+    pub fn run_clocked<S>(
+        &self,
+        state: &mut S,
+        op: impl FnMut(&mut S),
+        between: impl FnMut(&mut S),
+        mut clock: impl FnMut(&S) -> Duration,
+    ) -> Stats {
+        self.run_with(state, op, between, |state, run_batch| {
+            let before = clock(state);
+            run_batch(state);
+            clock(state).saturating_sub(before).as_nanos() as f64
+        })
+    }
+
+    /// Calibration, warm-up and samples; `measure` runs one batch (the closure it is given, which answers the
+    /// batch's wall time) and says what the batch cost in total, in ns.
+    fn run_with<S>(
+        &self,
+        state: &mut S,
+        mut op: impl FnMut(&mut S),
+        mut between: impl FnMut(&mut S),
+        mut measure: impl FnMut(&mut S, &mut dyn FnMut(&mut S) -> f64) -> f64,
+    ) -> Stats {
         let batch = self.calibrate(&mut || op(state));
         between(state);
         // Warm-up, discarded: caches, branch predictors, the allocator's free lists, CPU frequency.
@@ -43,9 +71,9 @@ impl Harness {
         }
         let per_op_ns = (0..self.samples)
             .map(|_| {
-                let ns = sample(&mut || op(state), batch);
+                let total = measure(state, &mut |state| sample(&mut || op(state), batch) * batch as f64);
                 between(state);
-                ns
+                total / batch as f64
             })
             .collect();
         Stats::of(per_op_ns, batch)

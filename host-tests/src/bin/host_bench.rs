@@ -1,8 +1,10 @@
 //! `agent-iam-host-bench`: what one request costs inside the real `.wasm`, run by the wasmtime host as Envoy
-//! runs it. Two figures per scenario, from the same module:
+//! runs it. Three figures per scenario, from the same module:
 //!
 //! - `ns`: median wall time per request (harness of [`agent_iam_host::measure`]), host overhead included
 //!   (`baseline` is the same request through a module that only answers Continue);
+//! - `in_wasm_ns`: median time per request inside the module's own code, kept by a wasmtime call hook that
+//!   stops the clock whenever the module calls the host (the host's work is not the plugin's);
 //! - `instructions`: wasm instructions per request (wasmtime fuel, one unit per operator) on a metered host,
 //!   averaged over a batch after a warm-up request. Deterministic: the same module and request give the same
 //!   count on any machine, whatever its load — the figure to compare across commits. Crypto done by the host
@@ -137,8 +139,10 @@ fn scenarios() -> Result<Vec<Scenario>> {
     Ok(out)
 }
 
-fn start(host: &Host, config: &Value) -> Result<Vm> {
+/// A VM for a scenario; `clocked`: it keeps the time spent inside the module.
+fn start(host: &Host, config: &Value, clocked: bool) -> Result<Vm> {
     host.vm()
+        .clock_wasm(clocked)
         .log_level(LogLevel::Info)
         .plugin_config(config.to_string())
         .time(UNIX_EPOCH + Duration::from_secs(NOW))
@@ -175,6 +179,7 @@ fn run() -> Result<()> {
     let host = Host::from_file(&wasm).context("build the plugin first: make wasm")?;
     let metered = Host::metered_from_file(&wasm)?;
     let mut ns = Map::new();
+    let mut in_wasm = Map::new();
     let mut instructions = Map::new();
     let mut by_callback = Map::new();
 
@@ -184,7 +189,7 @@ fn run() -> Result<()> {
     ns.insert("baseline".into(), json!(stats.median.round()));
 
     for s in scenarios()? {
-        let mut vm = start(&host, &s.config)?;
+        let mut vm = start(&host, &s.config, false)?;
         let first = send(&mut vm, &s.path, s.bearer.as_deref());
         ensure!(first.is_allowed() == s.allowed, "{}: unexpected {first:?}\n{}", s.name, vm.logs_text());
         let stats = harness.run(
@@ -195,7 +200,17 @@ fn run() -> Result<()> {
         ensure!(vm.trap().is_none(), "{}: the plugin trapped", s.name);
         ns.insert(s.name.clone(), json!(stats.median.round()));
 
-        let mut m = start(&metered, &s.config)?;
+        let mut c = start(&host, &s.config, true)?;
+        send(&mut c, &s.path, s.bearer.as_deref());
+        let inside = harness.run_clocked(
+            &mut c,
+            |vm| drop(black_box(send(vm, &s.path, s.bearer.as_deref()))),
+            |vm| drop(vm.take_logs()),
+            |vm| vm.wasm_time().map_or(Duration::ZERO, |(inside, _)| inside),
+        );
+        in_wasm.insert(s.name.clone(), json!(inside.median.round()));
+
+        let mut m = start(&metered, &s.config, false)?;
         send(&mut m, &s.path, s.bearer.as_deref());
         let before = m.fuel_consumed().context("metered host")?;
         for _ in 0..METERED {
@@ -210,7 +225,10 @@ fn run() -> Result<()> {
         let split: Map<String, Value> =
             m.fuel_by_export().into_iter().map(|(export, n)| (export, json!(n / METERED))).collect();
         by_callback.insert(s.name.clone(), Value::Object(split));
-        println!("{:<24} {:>10.0} ns {:>12} instructions", s.name, stats.median, per_request);
+        println!(
+            "{:<24} {:>10.0} ns {:>10.0} ns in wasm {:>12} instructions",
+            s.name, stats.median, inside.median, per_request
+        );
     }
 
     let get = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_f64);
@@ -225,6 +243,7 @@ fn run() -> Result<()> {
     });
     let report = json!({
         "ns": ns,
+        "in_wasm_ns": in_wasm,
         "instructions": instructions,
         "instructions_by_callback": by_callback,
         "derived": derived,
@@ -232,6 +251,7 @@ fn run() -> Result<()> {
         "quick": quick,
         "notes": {
             "ns": "median wall time per request through the wasmtime host, host overhead included; compare within one run",
+            "in_wasm_ns": "median time per request inside the module's own code (a wasmtime call hook stops the clock at every host call): the host's work is not counted, two clock reads per crossing are (an upper bound)",
             "instructions": "wasm instructions per request (wasmtime fuel), deterministic; host-side crypto not counted",
             "cached_plugin_ns": "cached minus baseline: the plugin's own time in a cached request",
         }
