@@ -30,31 +30,26 @@ impl Hasher for PassThrough {
     }
 }
 
-/// What the keyed hash covers: the signature segment. It is what differs between any two tokens an issuer
-/// signs, and a quarter of the bytes (a cached request hashes it every time); two tokens sharing it still
-/// need the exact comparison to match, and at worst replace each other's entry.
-fn hashed_part(token: &[u8]) -> &[u8] {
-    match token.iter().rposition(|&b| b == b'.') {
-        Some(dot) => &token[dot..],
-        None => token,
-    }
-}
+/// How many bytes at the end of a token choose its slot.
+const SLOT_BYTES: usize = 32;
 
 /// Default number of entries.
 pub const DEFAULT_CAPACITY: usize = 4096;
 
-struct Entry {
+struct Entry<V> {
     token: Box<[u8]>,
-    verified: Rc<VerifiedToken>,
+    verified: V,
     valid_until: i64,
 }
 
-/// A bounded map from token bytes to their verification result.
-pub struct TokenCache {
-    // The hash is the key; a collision simply replaces the older entry (the exact comparison on lookup keeps
+/// A bounded map from token bytes to their verification result: by default the [`VerifiedToken`]; the engine
+/// keeps it together with what it derives from it once per token.
+pub struct TokenCache<V = Rc<VerifiedToken>> {
+    // The slot is the key; a collision simply replaces the older entry (the exact comparison on lookup keeps
     // a colliding token from ever being answered with another token's identity).
-    entries: HashMap<u64, Entry, BuildHasherDefault<PassThrough>>,
-    hasher: RandomState,
+    entries: HashMap<u64, Entry<V>, BuildHasherDefault<PassThrough>>,
+    /// Random per cache: which tokens share a slot, and which entry a full cache drops, cannot be predicted.
+    key: u64,
     capacity: usize,
     /// When expired entries were last swept out (seconds): at most once a second, since a sweep walks every
     /// entry and a full cache of live tokens would otherwise pay it on every new token.
@@ -63,18 +58,18 @@ pub struct TokenCache {
     misses: u64,
 }
 
-impl std::fmt::Debug for TokenCache {
+impl<V> std::fmt::Debug for TokenCache<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCache").field("len", &self.entries.len()).field("capacity", &self.capacity).finish()
     }
 }
 
-impl TokenCache {
+impl<V: Clone> TokenCache<V> {
     /// An empty cache holding at most `capacity` tokens (0 disables caching).
-    pub fn new(capacity: usize) -> TokenCache {
+    pub fn new(capacity: usize) -> TokenCache<V> {
         TokenCache {
             entries: HashMap::with_capacity_and_hasher(capacity.min(DEFAULT_CAPACITY), Default::default()),
-            hasher: RandomState::new(),
+            key: RandomState::new().hash_one(0u64),
             capacity,
             swept_at: i64::MIN,
             hits: 0,
@@ -87,9 +82,28 @@ impl TokenCache {
         self.capacity
     }
 
-    /// The verified token for exactly these bytes, if cached and still valid at `now`.
-    pub fn get(&mut self, token: &[u8], now: i64) -> Option<Rc<VerifiedToken>> {
-        let key = self.hasher.hash_one(hashed_part(token));
+    /// The slot of a token: its last [`SLOT_BYTES`] bytes mixed with the cache's random key. Every token that
+    /// is ever stored verified, so those bytes end its signature: output of its issuer's key, which no client
+    /// chooses, and different for any two tokens. A lookup of other bytes only reads. A cached request pays
+    /// this on every request, so it reads a few words rather than hashing the whole signature.
+    fn slot(&self, token: &[u8]) -> u64 {
+        let tail = token.get(token.len().saturating_sub(SLOT_BYTES)..).unwrap_or(token);
+        let mut h = self.key ^ (tail.len() as u64);
+        for chunk in tail.chunks(8) {
+            let mut word = [0u8; 8];
+            if let Some(dst) = word.get_mut(..chunk.len()) {
+                dst.copy_from_slice(chunk);
+            }
+            h = (h ^ u64::from_le_bytes(word)).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
+        }
+        // MurmurHash3's finaliser: every input bit reaches the high bits the map's control bytes use.
+        h = (h ^ (h >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
+    }
+
+    /// The verification result for exactly these bytes, if cached and still valid at `now`.
+    pub fn get(&mut self, token: &[u8], now: i64) -> Option<V> {
+        let key = self.slot(token);
         match self.entries.get(&key) {
             Some(e) if &*e.token == token && now < e.valid_until => {
                 self.hits += 1;
@@ -108,18 +122,18 @@ impl TokenCache {
     }
 
     /// Stores a token that just verified; usable until `valid_until` (exclusive, seconds since the epoch).
-    pub fn insert(&mut self, token: &[u8], verified: Rc<VerifiedToken>, now: i64, valid_until: i64) {
+    pub fn insert(&mut self, token: &[u8], verified: V, now: i64, valid_until: i64) {
         if self.capacity == 0 || now >= valid_until {
             return;
         }
-        let key = self.hasher.hash_one(hashed_part(token));
+        let key = self.slot(token);
         if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
             if self.swept_at != now {
                 self.swept_at = now;
                 self.entries.retain(|_, e| now < e.valid_until);
             }
             if self.entries.len() >= self.capacity {
-                // Still full of live tokens: drop an arbitrary one (the hasher is randomly keyed, so an
+                // Still full of live tokens: drop an arbitrary one (the slots are randomly keyed, so an
                 // attacker cannot choose which).
                 if let Some(&victim) = self.entries.keys().next() {
                     self.entries.remove(&victim);
@@ -195,6 +209,39 @@ mod tests {
             c.insert(&[b'u', i], verified("y"), 10, 1000);
             assert!(c.len() <= 4);
         }
+    }
+
+    #[test]
+    fn tokens_sharing_their_slot_bytes_are_still_told_apart() {
+        let tail = "x".repeat(SLOT_BYTES);
+        let (a, b) = (format!("aaaa.{tail}"), format!("bbbb.{tail}"));
+        let mut c = TokenCache::new(8);
+        c.insert(a.as_bytes(), verified("a"), 0, 100);
+        assert!(c.get(b.as_bytes(), 1).is_none(), "same slot, other bytes: not answered");
+        c.insert(b.as_bytes(), verified("b"), 0, 100);
+        assert_eq!(c.get(b.as_bytes(), 1).map(|v| v.agent.clone()), Some("b".into()));
+        // At worst one replaced the other; never is one answered with the other's identity.
+        assert!(c.get(a.as_bytes(), 1).is_none_or(|v| v.agent == "a"));
+        // Shorter than the slot, empty, and differing only in the last byte.
+        let short = [&b""[..], b"t", b"token-1", b"token-2"];
+        for (i, t) in short.iter().enumerate() {
+            c.insert(t, verified(&format!("agent-{i}")), 0, 100);
+        }
+        for (i, t) in short.iter().enumerate() {
+            assert_eq!(c.get(t, 1).map(|v| v.agent.clone()), Some(format!("agent-{i}")));
+        }
+    }
+
+    #[test]
+    fn slots_spread_over_the_whole_word() {
+        let c: TokenCache = TokenCache::new(8);
+        let slots: Vec<u64> = (0..64u32).map(|i| c.slot(format!("sig-{i:032}").as_bytes())).collect();
+        let distinct: std::collections::HashSet<_> = slots.iter().collect();
+        assert_eq!(distinct.len(), slots.len());
+        // The map takes its control bits from the top of the hash and its bucket from the bottom.
+        let top: std::collections::HashSet<_> = slots.iter().map(|s| s >> 57).collect();
+        let bottom: std::collections::HashSet<_> = slots.iter().map(|s| s & 0x7f).collect();
+        assert!(top.len() > 32 && bottom.len() > 32, "{} {}", top.len(), bottom.len());
     }
 
     #[test]
