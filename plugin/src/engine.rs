@@ -31,6 +31,10 @@ pub const CLAIM_HEADER_PREFIX: &str = "x-agent-iam-claim-";
 /// when the token carries `act`.
 pub const CHAIN_HEADER: &str = "x-agent-iam-chain";
 
+/// A header value the plugin sets: shared, since the identity of a cached token is escaped once and then set on
+/// every request that presents it.
+pub type HeaderValue = Rc<str>;
+
 /// One request header: lower-case name, raw value bytes.
 pub type Header<'a> = (&'a str, &'a [u8]);
 
@@ -47,9 +51,9 @@ pub enum Verdict {
         /// Client-sent header names to remove (as they appear in the request).
         remove: Vec<String>,
         /// Headers to set, values already safe for a header.
-        set: Vec<(&'static str, String)>,
+        set: Vec<(&'static str, HeaderValue)>,
         /// The allowing rule.
-        rule: String,
+        rule: Rc<str>,
         /// The canonical `:path` (with the raw query) to forward, when it differs from what the client sent,
         /// so the upstream sees exactly the path that was authorised.
         canonical_path: Option<String>,
@@ -93,7 +97,7 @@ pub struct Denial {
     pub rule: Option<String>,
     /// For a policy denial, who was refused: the identity an allow would have forwarded (for audit, never
     /// sent to the client); empty when the token did not verify.
-    pub identity: Vec<(&'static str, String)>,
+    pub identity: Vec<(&'static str, HeaderValue)>,
 }
 
 /// Which signature backend the configuration asks for.
@@ -184,9 +188,17 @@ pub struct Engine {
     verifier: Verifier,
     policy: Rc<Policy>,
     settings: Rc<Settings>,
-    cache: RefCell<TokenCache>,
+    cache: RefCell<TokenCache<Rc<Admitted>>>,
     /// Whether any issuer binds its tokens to the mTLS peer (decided once, not per request).
     binds_peer: bool,
+}
+
+/// A token that verified, with the identity headers an allow forwards for it: made once, when the token
+/// verifies, and cached with it, so that a cached request escapes and formats nothing.
+#[derive(Debug)]
+struct Admitted {
+    token: VerifiedToken,
+    identity: Vec<(&'static str, HeaderValue)>,
 }
 
 enum Failure {
@@ -198,7 +210,7 @@ enum Failure {
     Forbidden {
         rule: Option<String>,
         missing_scope: Option<String>,
-        identity: Vec<(&'static str, String)>,
+        identity: Vec<(&'static str, HeaderValue)>,
     },
     /// A fetched key set is missing (`KeysUnavailable`) or lacks the token's key (`UnknownKey`).
     RemoteKeys {
@@ -249,16 +261,18 @@ impl Engine {
         headers: &Headers<'_>,
         now: i64,
         crypto: &dyn CryptoBackend,
-    ) -> Result<Rc<VerifiedToken>, TokenError> {
+    ) -> Result<Rc<Admitted>, TokenError> {
         if let Some(hit) = self.cache.try_borrow_mut().ok().and_then(|mut c| c.get(token, now)) {
             return Ok(hit);
         }
         let single = |name: &str| single_value(headers, name);
-        let verified = Rc::new(self.verifier.verify_with(token, now, crypto, &single)?);
+        let verified = self.verifier.verify_with(token, now, crypto, &single)?;
+        let valid_until = verified.valid_until;
+        let admitted = Rc::new(Admitted { identity: self.identity(&verified), token: verified });
         if let Ok(mut cache) = self.cache.try_borrow_mut() {
-            cache.insert(token, verified.clone(), now, verified.valid_until);
+            cache.insert(token, admitted.clone(), now, valid_until);
         }
-        Ok(verified)
+        Ok(admitted)
     }
 
     /// Whether decisions need the mutual-TLS peer (a rule or an issuer binds to it).
@@ -310,11 +324,11 @@ impl Engine {
     fn dry_run(&self, headers: &Headers<'_>, failure: Failure, request_id: String) -> Verdict {
         let denial = self.denial(failure, request_id);
         let mut set = denial.identity.clone();
-        set.push((DRY_RUN_HEADER, format!("{} {}", denial.status, denial.reason)));
+        set.push((DRY_RUN_HEADER, format!("{} {}", denial.status, denial.reason).into()));
         Verdict::Allow {
             remove: identity_headers_in(headers),
             set,
-            rule: String::new(),
+            rule: "".into(),
             canonical_path: None,
             dry_run: Some(denial),
         }
@@ -401,7 +415,11 @@ impl Engine {
         }
         let Ok(p) = self.prepare(headers, now, crypto) else { return Vec::new() };
         let view = p.view(headers, conn, now);
-        self.policy.dry_run_hits(&p.verified, &view).into_iter().map(|(id, effect)| (id.to_owned(), effect)).collect()
+        self.policy
+            .dry_run_hits(&p.verified.token, &view)
+            .into_iter()
+            .map(|(id, effect)| (id.to_owned(), effect))
+            .collect()
     }
 
     /// Why this request gets its decision, as one line of JSON for logs and tools: the decision and, when
@@ -415,7 +433,7 @@ impl Engine {
             }
         };
         let view = p.view(headers, conn, now);
-        let e = self.policy.explain(&p.verified, &view);
+        let e = self.policy.explain(&p.verified.token, &view);
         let (decision, rule, reason, scope) = match e.decision {
             Decision::Allow { rule } => ("allow", Some(rule), "allowed", None),
             Decision::Deny { rule } => ("deny", Some(rule), "denied_by_rule", None),
@@ -443,10 +461,10 @@ impl Engine {
             "reason": reason,
             "rule": rule,
             "missing_scope": scope,
-            "agent": p.verified.agent,
-            "subject": p.verified.subject,
-            "issuer": p.verified.issuer,
-            "chain": p.verified.chain.actors().iter().map(|a| a.sub()).collect::<Vec<_>>(),
+            "agent": p.verified.token.agent,
+            "subject": p.verified.token.subject,
+            "issuer": p.verified.token.issuer,
+            "chain": p.verified.token.chain.actors().iter().map(|a| a.sub()).collect::<Vec<_>>(),
             "method": p.method,
             "path": p.path,
             "policy_version": e.policy_version,
@@ -467,20 +485,22 @@ impl Engine {
         let p = self.prepare(headers, now, crypto)?;
         if self.binds_peer
             && let Some(issuer) =
-                self.verifier.issuers().iter().find(|i| i.issuer == p.verified.issuer && i.binding.any())
+                self.verifier.issuers().iter().find(|i| i.issuer == p.verified.token.issuer && i.binding.any())
         {
             issuer
                 .binding
-                .check(&p.verified, conn.peer.uri_san, conn.peer.certificate_sha256)
+                .check(&p.verified.token, conn.peer.uri_san, conn.peer.certificate_sha256)
                 .map_err(Failure::Token)?;
         }
-        let (verified, path, query, raw_path) = (&p.verified, &p.path, p.query, p.raw_path);
+        let (admitted, path, query, raw_path) = (&p.verified, &p.path, p.query, p.raw_path);
         let view = p.view(headers, conn, now);
-        match self.policy.evaluate(verified, &view) {
+        match self.policy.evaluate(&admitted.token, &view) {
             Decision::Allow { rule } => {
                 let mut remove = identity_headers_in(headers);
-                let mut set = self.identity(verified);
-                set.push((RULE_HEADER, rule.to_owned()));
+                let rule: Rc<str> = rule.into();
+                let mut set = Vec::with_capacity(admitted.identity.len() + 1);
+                set.extend(admitted.identity.iter().cloned());
+                set.push((RULE_HEADER, rule.clone()));
                 let mut query: Option<Cow<'_, str>> = query.map(Cow::Borrowed);
                 if !self.settings.forward_credential {
                     for source in &self.settings.token_sources {
@@ -512,36 +532,35 @@ impl Engine {
                     Some(q) => format!("{path}?{q}"),
                     None => path.to_string(),
                 });
-                Ok(Verdict::Allow { remove, set, rule: rule.to_owned(), canonical_path, dry_run: None })
+                Ok(Verdict::Allow { remove, set, rule, canonical_path, dry_run: None })
             }
             Decision::Deny { rule } => Err(Failure::Forbidden {
                 rule: Some(rule.to_owned()),
                 missing_scope: None,
-                identity: self.identity(verified),
+                identity: admitted.identity.clone(),
             }),
             Decision::NoRuleAllows { missing_scope } => Err(Failure::Forbidden {
                 rule: None,
                 missing_scope: missing_scope.map(str::to_owned),
-                identity: self.identity(verified),
+                identity: admitted.identity.clone(),
             }),
         }
     }
 
     /// The identity headers for a verified token: agent, subject, issuer, chain, selected claims.
-    fn identity(&self, verified: &VerifiedToken) -> Vec<(&'static str, String)> {
-        // Room for the rule and chain headers too: an allow pushes the rule after this.
-        let mut set = Vec::with_capacity(5 + self.settings.forward_claims.len());
-        set.push((AGENT_HEADER, header_safe(&verified.agent)));
-        set.push((SUBJECT_HEADER, header_safe(&verified.subject)));
-        set.push((ISSUER_HEADER, header_safe(&verified.issuer)));
+    fn identity(&self, verified: &VerifiedToken) -> Vec<(&'static str, HeaderValue)> {
+        let mut set = Vec::with_capacity(4 + self.settings.forward_claims.len());
+        set.push((AGENT_HEADER, header_safe(&verified.agent).into()));
+        set.push((SUBJECT_HEADER, header_safe(&verified.subject).into()));
+        set.push((ISSUER_HEADER, header_safe(&verified.issuer).into()));
         if verified.chain.depth() > 0 {
-            set.push((CHAIN_HEADER, verified.chain.header_value()));
+            set.push((CHAIN_HEADER, verified.chain.header_value().into()));
         }
         for (claim, header) in &self.settings.forward_claims {
             let value = match verified.claims.get(claim) {
                 None | Some(serde_json::Value::Null) => continue,
-                Some(serde_json::Value::String(s)) => header_safe(s),
-                Some(other) => header_safe(&other.to_string()),
+                Some(serde_json::Value::String(s)) => header_safe(s).into(),
+                Some(other) => header_safe(&other.to_string()).into(),
             };
             // The header names were built from validated claim names at configuration time; leaking them
             // once per configuration keeps `set` free of per-request allocations of names.
@@ -675,7 +694,7 @@ struct Prepared<'h> {
     path: Cow<'h, str>,
     query: Option<&'h str>,
     host: Option<Cow<'h, str>>,
-    verified: Rc<VerifiedToken>,
+    verified: Rc<Admitted>,
 }
 
 impl<'h> Prepared<'h> {

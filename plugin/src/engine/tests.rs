@@ -63,10 +63,10 @@ fn allows_and_forwards_the_verified_identity() {
     match f.decide(&h) {
         Verdict::Allow { remove, set, rule, canonical_path, dry_run: None } => {
             assert_eq!(canonical_path, None, "the path was already canonical");
-            assert_eq!(rule, "trader-orders");
+            assert_eq!(&*rule, "trader-orders");
             assert_eq!(remove, vec!["x-agent-iam-agent".to_owned(), "X_Agent_Iam_Subject".to_owned()]);
-            assert!(set.contains(&(AGENT_HEADER, TRADER.to_owned())));
-            assert!(set.contains(&(SUBJECT_HEADER, TRADER.to_owned())));
+            assert!(set.contains(&(AGENT_HEADER, TRADER.into())));
+            assert!(set.contains(&(SUBJECT_HEADER, TRADER.into())));
         }
         other => panic!("not allowed: {other:?}"),
     }
@@ -275,8 +275,8 @@ fn credentials_can_be_kept_from_the_upstream() {
     match decide_on(&engine, &request("POST", "/orders", Some(&bearer))) {
         Verdict::Allow { remove, set, .. } => {
             assert!(remove.contains(&"authorization".to_owned()), "{remove:?}");
-            assert!(set.contains(&("x-agent-iam-claim-department", "equities".to_owned())), "{set:?}");
-            assert!(set.contains(&("x-agent-iam-claim-cost-center", "42".to_owned())), "{set:?}");
+            assert!(set.contains(&("x-agent-iam-claim-department", "equities".into())), "{set:?}");
+            assert!(set.contains(&("x-agent-iam-claim-cost-center", "42".into())), "{set:?}");
         }
         other => panic!("{other:?}"),
     }
@@ -297,20 +297,20 @@ fn dry_run_forwards_what_enforcement_would_refuse_and_marks_it() {
         Verdict::Allow { remove, set, dry_run: Some(would), .. } => {
             assert_eq!(would.status, 403);
             assert_eq!(remove, ["x-agent-iam-agent"]);
-            assert!(set.contains(&(DRY_RUN_HEADER, "403 no_rule_allows".to_owned())), "{set:?}");
-            assert!(set.contains(&(AGENT_HEADER, TRADER.to_owned())), "a valid token's identity is forwarded: {set:?}");
+            assert!(set.contains(&(DRY_RUN_HEADER, "403 no_rule_allows".into())), "{set:?}");
+            assert!(set.contains(&(AGENT_HEADER, TRADER.into())), "a valid token's identity is forwarded: {set:?}");
         }
         other => panic!("{other:?}"),
     }
     match decide_on(&engine, &request("POST", "/orders", Some("Bearer not.a.token"))) {
         Verdict::Allow { set, dry_run: Some(would), .. } => {
             assert_eq!(would.status, 401);
-            assert_eq!(set, [(DRY_RUN_HEADER, "401 malformed".to_owned())], "no identity from an invalid token");
+            assert_eq!(set, [(DRY_RUN_HEADER, "401 malformed".into())], "no identity from an invalid token");
         }
         other => panic!("{other:?}"),
     }
     match decide_on(&engine, &request("POST", "/orders", Some(&auth))) {
-        Verdict::Allow { dry_run: None, rule, .. } => assert_eq!(rule, "trader-orders"),
+        Verdict::Allow { dry_run: None, rule, .. } => assert_eq!(&*rule, "trader-orders"),
         other => panic!("{other:?}"),
     }
 }

@@ -7,7 +7,7 @@
 //! reason, as in metrics), `agent_iam.rule` (the allowing or deciding deny rule), and when the token verified:
 //! `agent_iam.agent`, `agent_iam.subject`, `agent_iam.issuer`, `agent_iam.chain` (escaped as the headers are).
 
-use crate::engine::{AGENT_HEADER, CHAIN_HEADER, Denial, ISSUER_HEADER, SUBJECT_HEADER};
+use crate::engine::{AGENT_HEADER, CHAIN_HEADER, Denial, HeaderValue, ISSUER_HEADER, SUBJECT_HEADER};
 
 #[link(wasm_import_module = "env")]
 unsafe extern "C" {
@@ -22,7 +22,7 @@ fn set(key: &str, value: &str) {
 }
 
 /// The identity headers, as filter state keys.
-fn identity(headers: &[(&'static str, String)]) {
+fn identity(headers: &[(&'static str, HeaderValue)]) {
     for (name, value) in headers {
         let key = match *name {
             AGENT_HEADER => "agent_iam.agent",
@@ -36,7 +36,7 @@ fn identity(headers: &[(&'static str, String)]) {
 }
 
 /// An allowed request (`set`: the identity headers it is forwarded with).
-pub fn allowed(rule: &str, set: &[(&'static str, String)]) {
+pub fn allowed(rule: &str, set: &[(&'static str, HeaderValue)]) {
     set_decision("allow", "allowed", Some(rule));
     identity(set);
 }
