@@ -79,14 +79,23 @@ fn is_tchar(b: u8) -> bool {
 /// unreserved characters and upper-case the hex of the rest; refuse `%2F`, `%5C`, `%00`, `%23`; merge
 /// slashes; resolve `.` and `..` (never above the root).
 pub fn canonical_path(raw: &str) -> Result<(Cow<'_, str>, Option<&str>), RequestError> {
-    let (path, query) = match raw.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
+    // One pass for both: `str` pattern searches cost more to set up than a path takes to scan.
+    let (mut question, mut fragment) = (None, false);
+    for (i, b) in raw.bytes().enumerate() {
+        match b {
+            b'?' if question.is_none() => question = Some(i),
+            b'#' => fragment = true,
+            _ => {}
+        }
+    }
+    let (path, query) = match question.and_then(|q| raw.split_at_checked(q)) {
+        Some((p, q)) => (p, q.strip_prefix('?')),
         None => (raw, None),
     };
     if !path.starts_with('/') {
         return Err(RequestError::MissingPath);
     }
-    if raw.contains('#') {
+    if fragment {
         return Err(RequestError::AmbiguousPath);
     }
     if query.is_some_and(|q| q.bytes().any(|b| !(0x21..0x7f).contains(&b))) {
@@ -194,21 +203,27 @@ pub fn canonical_host(raw: &str) -> Result<Cow<'_, str>, RequestError> {
         }
         return Ok(Cow::Owned(format!("[{}]", v6.to_ascii_lowercase())));
     } else {
-        match raw.rsplit_once(':') {
-            Some((h, port)) if is_port(port) => h,
+        // Byte loops rather than `str` patterns: a host is a few dozen bytes and is read on every request, where
+        // a pattern searcher's setup costs more than the search.
+        match raw.bytes().rposition(|b| b == b':').and_then(|colon| raw.split_at_checked(colon)) {
+            Some((h, port)) if port.strip_prefix(':').is_some_and(is_port) => h,
             Some(_) => return Err(RequestError::InvalidHost),
             None => raw,
         }
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
+    let mut upper = false;
+    for b in host.bytes() {
+        match b {
+            b'A'..=b'Z' => upper = true,
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {}
+            _ => return Err(RequestError::InvalidHost),
+        }
+    }
+    if host.is_empty() {
         return Err(RequestError::InvalidHost);
     }
-    Ok(if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
-    })
+    Ok(if upper { Cow::Owned(host.to_ascii_lowercase()) } else { Cow::Borrowed(host) })
 }
 
 fn is_port(p: &str) -> bool {
@@ -297,5 +312,31 @@ mod tests {
         assert_eq!(canonical_host("a:b:c"), Err(RequestError::InvalidHost));
         assert_eq!(canonical_host("evil.com/x"), Err(RequestError::InvalidHost));
         assert_eq!(canonical_host(""), Err(RequestError::InvalidHost));
+        for (raw, want) in [
+            ("a:b:80", Err(RequestError::InvalidHost)),
+            ("host:", Err(RequestError::InvalidHost)),
+            ("host:123456", Err(RequestError::InvalidHost)),
+            ("host:8a", Err(RequestError::InvalidHost)),
+            (":80", Err(RequestError::InvalidHost)),
+            (".", Err(RequestError::InvalidHost)),
+            (".:80", Err(RequestError::InvalidHost)),
+            ("h\u{e9}st", Err(RequestError::InvalidHost)),
+            ("h st", Err(RequestError::InvalidHost)),
+            ("Host_1.internal:65535", Ok("host_1.internal")),
+            ("x:0", Ok("x")),
+        ] {
+            assert_eq!(canonical_host(raw).as_deref().map_err(|e| *e), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn query_and_fragment_are_found_wherever_they_are() {
+        assert_eq!(canonical_path("/a?b?c").map(|(p, q)| (p.into_owned(), q)), Ok(("/a".into(), Some("b?c"))));
+        assert_eq!(canonical_path("/a?").map(|(p, q)| (p.into_owned(), q)), Ok(("/a".into(), Some(""))));
+        assert_eq!(canonical_path("?a"), Err(RequestError::MissingPath));
+        for raw in ["/a#f", "/a?b#f", "/a?b=#", "#/a"] {
+            let want = if raw.starts_with('#') { RequestError::MissingPath } else { RequestError::AmbiguousPath };
+            assert_eq!(canonical_path(raw).map(|_| ()), Err(want), "{raw}");
+        }
     }
 }
