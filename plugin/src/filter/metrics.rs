@@ -17,12 +17,39 @@ use crate::policy::fxhash::FxHashMap;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-/// Metric ids of this VM, by name; per-rule ids by rule id, so a decision formats no name.
 /// Tick period when nothing else needs ticks: counters reach the host at least this often.
 pub const FLUSH_MS: u64 = 1000;
 
+/// The counters every decision touches, kept by position rather than looked up by name on every request.
+#[derive(Debug, Clone, Copy)]
+pub enum Counter {
+    Allow,
+    Deny,
+    DryRunDeny,
+    CacheHit,
+    CacheMiss,
+}
+
+impl Counter {
+    const ALL: usize = 5;
+
+    fn name(self) -> &'static str {
+        match self {
+            Counter::Allow => "agent_iam.decision.allow",
+            Counter::Deny => "agent_iam.decision.deny",
+            Counter::DryRunDeny => "agent_iam.decision.dry_run_deny",
+            Counter::CacheHit => "agent_iam.token_cache.hit",
+            Counter::CacheMiss => "agent_iam.token_cache.miss",
+        }
+    }
+}
+
+/// Metric ids of this VM: the per-decision counters by position, others by name, per-rule ids by rule id, so a
+/// decision formats no name.
 #[derive(Default)]
 pub struct Metrics {
+    /// `None` until first used; `Some(None)` when the host refused to define it.
+    counters: [Option<Option<u32>>; Counter::ALL],
     ids: FxHashMap<String, u32>,
     rule_allow: FxHashMap<String, Option<u32>>,
     rule_deny: FxHashMap<String, Option<u32>>,
@@ -49,6 +76,18 @@ impl Metrics {
             return;
         }
         if let Some(id) = self.id(MetricType::Counter, name) {
+            self.add(id, by);
+        }
+    }
+
+    /// Adds `by` to one of the per-decision counters.
+    pub fn count_decision(&mut self, counter: Counter, by: u64) {
+        if by == 0 {
+            return;
+        }
+        let Some(slot) = self.counters.get_mut(counter as usize) else { return };
+        let id = *slot.get_or_insert_with(|| hostcalls::define_metric(MetricType::Counter, counter.name()).ok());
+        if let Some(id) = id {
             self.add(id, by);
         }
     }

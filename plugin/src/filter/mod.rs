@@ -25,6 +25,7 @@ mod metrics;
 mod request_headers;
 
 use keys::Remote;
+use metrics::Counter;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -195,7 +196,7 @@ impl Root {
             audit_refused(&self.shared, &w.on_timeout, dry_run);
             if let Ok(mut s) = self.shared.try_borrow_mut() {
                 if dry_run {
-                    s.metrics.count("agent_iam.decision.dry_run_deny", 1);
+                    s.metrics.count_decision(Counter::DryRunDeny, 1);
                 } else {
                     count_denial(&mut s.metrics, &w.on_timeout);
                 }
@@ -508,7 +509,7 @@ fn refuse(shared: &Rc<RefCell<Shared>>, denial: &Denial, dry_run: bool, held: bo
     audit_refused(shared, denial, dry_run);
     if let Ok(mut s) = shared.try_borrow_mut() {
         if dry_run {
-            s.metrics.count("agent_iam.decision.dry_run_deny", 1);
+            s.metrics.count_decision(Counter::DryRunDeny, 1);
             s.metrics.count(&format!("agent_iam.denied.{}", denial.reason), 1);
         } else {
             count_denial(&mut s.metrics, denial);
@@ -550,15 +551,15 @@ fn record(
     let Ok(mut s) = shared.try_borrow_mut() else { return };
     let m = &mut s.metrics;
     let (hits, misses) = engine.cache_stats();
-    m.count("agent_iam.token_cache.hit", hits.saturating_sub(hits_before));
-    m.count("agent_iam.token_cache.miss", misses.saturating_sub(misses_before));
+    m.count_decision(Counter::CacheHit, hits.saturating_sub(hits_before));
+    m.count_decision(Counter::CacheMiss, misses.saturating_sub(misses_before));
     match verdict {
         Verdict::Allow { rule, dry_run: None, .. } => {
-            m.count("agent_iam.decision.allow", 1);
+            m.count_decision(Counter::Allow, 1);
             m.count_rule(rule, true);
         }
         Verdict::Allow { dry_run: Some(d), .. } => {
-            m.count("agent_iam.decision.dry_run_deny", 1);
+            m.count_decision(Counter::DryRunDeny, 1);
             m.count(&format!("agent_iam.denied.{}", d.reason), 1);
         }
         Verdict::Deny(d) => count_denial(m, d),
@@ -569,7 +570,7 @@ fn record(
 }
 
 fn count_denial(m: &mut metrics::Metrics, d: &Denial) {
-    m.count("agent_iam.decision.deny", 1);
+    m.count_decision(Counter::Deny, 1);
     m.count(&format!("agent_iam.denied.{}", d.reason), 1);
     if let Some(rule) = &d.rule {
         m.count_rule(rule, false);
