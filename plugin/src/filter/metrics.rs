@@ -50,6 +50,9 @@ impl Counter {
 pub struct Metrics {
     /// `None` until first used; `Some(None)` when the host refused to define it.
     counters: [Option<Option<u32>>; Counter::ALL],
+    /// `agent_iam.denied.<reason>` by reason: a few dozen reasons at most, searched linearly, so that a
+    /// denial formats no name.
+    denied: Vec<(&'static str, Option<u32>)>,
     ids: FxHashMap<String, u32>,
     rule_allow: FxHashMap<String, Option<u32>>,
     rule_deny: FxHashMap<String, Option<u32>>,
@@ -89,6 +92,21 @@ impl Metrics {
         let id = *slot.get_or_insert_with(|| hostcalls::define_metric(MetricType::Counter, counter.name()).ok());
         if let Some(id) = id {
             self.add(id, by);
+        }
+    }
+
+    /// Counts a denial by its reason (`agent_iam.denied.<reason>`).
+    pub fn count_denied(&mut self, reason: &'static str) {
+        let id = match self.denied.iter().find(|(r, _)| *r == reason) {
+            Some((_, id)) => *id,
+            None => {
+                let id = hostcalls::define_metric(MetricType::Counter, &format!("agent_iam.denied.{reason}")).ok();
+                self.denied.push((reason, id));
+                id
+            }
+        };
+        if let Some(id) = id {
+            self.add(id, 1);
         }
     }
 

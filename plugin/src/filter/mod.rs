@@ -456,7 +456,10 @@ fn decide_and_apply(
             Applied::Continue
         }
         Verdict::Deny(denial) => {
-            log(LogLevel::Debug, &format!("agent-iam: {} {}", denial.status, denial.details));
+            // Formatted only when it will be written: every refused request passes here.
+            if logging_at(LogLevel::Debug, now_ms) {
+                log(LogLevel::Debug, &format!("agent-iam: {} {}", denial.status, denial.details));
+            }
             // Why, rule by rule: only when an operator turned debug logging on, as it re-evaluates every rule
             // (`--component-log-level wasm:debug`).
             explain(LogLevel::Debug);
@@ -510,7 +513,7 @@ fn refuse(shared: &Rc<RefCell<Shared>>, denial: &Denial, dry_run: bool, held: bo
     if let Ok(mut s) = shared.try_borrow_mut() {
         if dry_run {
             s.metrics.count_decision(Counter::DryRunDeny, 1);
-            s.metrics.count(&format!("agent_iam.denied.{}", denial.reason), 1);
+            s.metrics.count_denied(denial.reason);
         } else {
             count_denial(&mut s.metrics, denial);
         }
@@ -560,7 +563,7 @@ fn record(
         }
         Verdict::Allow { dry_run: Some(d), .. } => {
             m.count_decision(Counter::DryRunDeny, 1);
-            m.count(&format!("agent_iam.denied.{}", d.reason), 1);
+            m.count_denied(d.reason);
         }
         Verdict::Deny(d) => count_denial(m, d),
         // Counted when they are finally answered.
@@ -571,7 +574,7 @@ fn record(
 
 fn count_denial(m: &mut metrics::Metrics, d: &Denial) {
     m.count_decision(Counter::Deny, 1);
-    m.count(&format!("agent_iam.denied.{}", d.reason), 1);
+    m.count_denied(d.reason);
     if let Some(rule) = &d.rule {
         m.count_rule(rule, false);
     }
