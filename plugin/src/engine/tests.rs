@@ -394,7 +394,17 @@ fn an_issuer_can_bind_every_token_to_the_mtls_peer() {
 
 #[test]
 fn denial_bodies_are_json_whatever_the_strings() {
-    let tricky = ["", "plain", "quote \" and \\ backslash", "ctl \u{1}\n\t\u{1f}", "ünïcödé ✓", "</script>"];
+    let tricky = [
+        "",
+        "plain",
+        "quote \" and \\ backslash",
+        "ctl \u{1}\n\t\u{1f}",
+        "ünïcödé ✓",
+        "</script>",
+        "ü\"ü\\ü\u{0}",
+        "\"",
+        "\u{7f}\u{80}",
+    ];
     for a in tricky {
         for b in tricky {
             let body = json_body(&[("error", a), ("request_id", b)]);
