@@ -19,7 +19,7 @@ unsafe extern "C" {
 }
 
 /// Sends a local reply; Envoy applies it when the current callback returns. `false` if the host refused.
-pub fn send(status: u32, details: &str, headers: &[(&str, &str)], body: &[u8]) -> bool {
+pub fn send<N: AsRef<[u8]>, V: AsRef<[u8]>>(status: u32, details: &str, headers: &[(N, V)], body: &[u8]) -> bool {
     let headers = crate::header_map::serialize(headers);
     // SAFETY: every pointer/length pair describes a live buffer owned by this frame for the whole call; the
     // host copies what it needs before returning. -1 means "not a gRPC reply".

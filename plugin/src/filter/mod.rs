@@ -344,8 +344,7 @@ fn forward_unverified(mark: &str, resume: bool) {
 }
 
 fn reply(denial: &Denial) {
-    let headers: Vec<(&str, &str)> = denial.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    local_reply::send(u32::from(denial.status), &denial.details, &headers, denial.body.as_bytes());
+    local_reply::send(u32::from(denial.status), &denial.details, &denial.headers, denial.body.as_bytes());
 }
 
 /// Decides for the request of the effective context and applies the verdict. `held_until` is set when a
