@@ -20,7 +20,7 @@ use agent_iam::config;
 use agent_iam::engine::{Engine, Verdict};
 use agent_iam::mint::SigningKey;
 use agent_iam::token::{Algorithm, CryptoBackend, PureRust};
-use agent_iam_host::host::{Host, LogLevel, Vm, VmBuilder};
+use agent_iam_host::host::{Host, LogLevel, Vm};
 use agent_iam_host::measure::{BASELINE_WAT, Harness, Stats, load_average, machine};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Map, Value, json};
@@ -187,19 +187,21 @@ fn native_headers(token: &str) -> Vec<(String, Vec<u8>)> {
     .collect()
 }
 
+/// What a figure through the .wasm measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Clock {
+    /// The wall time of whole requests through the wasmtime host.
+    Wall,
+    /// The time spent inside the module (the host's in-module clock, `VmBuilder::clock_wasm`).
+    InModule,
+}
+
 /// A VM of `host` with `config`, its clock at [`NOW`], logging at Envoy's default level (info): at debug
 /// and trace the plugin explains its decisions, which is not the request path being measured.
-fn start_vm(host: &Host, config: &Value) -> Result<Vm> {
-    start_vm_with(host.vm(), config)
-}
-
-/// [`start_vm`], keeping the time spent inside the module.
-fn start_clocked_vm(host: &Host, config: &Value) -> Result<Vm> {
-    start_vm_with(host.vm().clock_wasm(true), config)
-}
-
-fn start_vm_with(vm: VmBuilder<'_>, config: &Value) -> Result<Vm> {
-    vm.log_level(LogLevel::Info)
+fn start_vm(host: &Host, config: &Value, clock: Clock) -> Result<Vm> {
+    host.vm()
+        .clock_wasm(clock == Clock::InModule)
+        .log_level(LogLevel::Info)
         .plugin_config(config.to_string())
         .time(UNIX_EPOCH + Duration::from_secs(NOW as u64))
         .start()
@@ -221,44 +223,34 @@ fn send(vm: &mut Vm, bearer: Option<&str>) -> agent_iam_host::host::Outcome {
     r.send()
 }
 
-/// Times requests through `vm`, after checking the first one is answered as `expect_allowed` says.
-fn time_requests(harness: &Harness, vm: &mut Vm, bearer: Option<&str>, expect_allowed: bool) -> Result<Stats> {
+/// Times requests through `vm` by `clock`, after checking the first one is answered as `expect_allowed` says.
+fn time_requests(
+    harness: &Harness,
+    vm: &mut Vm,
+    bearer: Option<&str>,
+    expect_allowed: bool,
+    clock: Clock,
+) -> Result<Stats> {
     let first = send(vm, bearer);
     ensure!(
         first.is_allowed() == expect_allowed,
         "unexpected outcome {first:?} (expected allowed = {expect_allowed}); VM logs:\n{}",
         vm.logs_text()
     );
+    ensure!(clock == Clock::Wall || vm.wasm_time().is_some(), "the VM keeps no in-module clock");
     vm.take_logs();
-    let stats = harness.run(
-        vm,
-        |vm| {
-            black_box(send(vm, bearer));
-        },
-        |vm| {
-            vm.take_logs();
-        },
-    );
-    ensure!(vm.trap().is_none(), "the plugin trapped: {:?}", vm.trap());
-    Ok(stats)
-}
-
-/// As [`time_requests`], but the figure is the time spent inside the module (a VM built with `clock_wasm`).
-fn clock_requests(harness: &Harness, vm: &mut Vm, bearer: Option<&str>, expect_allowed: bool) -> Result<Stats> {
-    let first = send(vm, bearer);
-    ensure!(first.is_allowed() == expect_allowed, "unexpected outcome {first:?}; VM logs:\n{}", vm.logs_text());
-    ensure!(vm.wasm_time().is_some(), "the VM keeps no in-module clock");
-    vm.take_logs();
-    let stats = harness.run_clocked(
-        vm,
-        |vm| {
-            black_box(send(vm, bearer));
-        },
-        |vm| {
-            vm.take_logs();
-        },
-        |vm| vm.wasm_time().map_or(Duration::ZERO, |(inside, _)| inside),
-    );
+    let op = |vm: &mut Vm| {
+        black_box(send(vm, bearer));
+    };
+    let between = |vm: &mut Vm| {
+        vm.take_logs();
+    };
+    let stats = match clock {
+        Clock::Wall => harness.run(vm, op, between),
+        Clock::InModule => {
+            harness.run_clocked(vm, op, between, |vm| vm.wasm_time().map_or(Duration::ZERO, |(inside, _)| inside))
+        }
+    };
     ensure!(vm.trap().is_none(), "the plugin trapped: {:?}", vm.trap());
     Ok(stats)
 }
@@ -371,8 +363,8 @@ fn run() -> Result<()> {
     report.set("wasm_path", json!(wasm.display().to_string()));
     report.set("wasm_bytes", json!(std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0)));
 
-    let mut vm = start_vm(&host, &plugin_config(es256, "pure-rust", None))?;
-    let stats = time_requests(&harness, &mut vm, None, false)?;
+    let mut vm = start_vm(&host, &plugin_config(es256, "pure-rust", None), Clock::Wall)?;
+    let stats = time_requests(&harness, &mut vm, None, false, Clock::Wall)?;
     report.add(
         "request_overhead_ns_wasm",
         stats,
@@ -383,7 +375,7 @@ fn run() -> Result<()> {
     // the host includes besides the plugin.
     let baseline = Host::from_bytes(&wat::parse_str(BASELINE_WAT)?)?;
     let mut vm = baseline.vm().start()?;
-    let stats = time_requests(&harness, &mut vm, Some("Bearer x"), true)?;
+    let stats = time_requests(&harness, &mut vm, Some("Bearer x"), true, Clock::Wall)?;
     report.add(
         "host_baseline_ns_wasm",
         stats,
@@ -392,24 +384,24 @@ fn run() -> Result<()> {
 
     // The same module with the host's call hook keeping the time spent inside it: what the clock itself adds.
     let mut vm = baseline.vm().clock_wasm(true).start()?;
-    let stats = clock_requests(&harness, &mut vm, Some("Bearer x"), true)?;
+    let stats = time_requests(&harness, &mut vm, Some("Bearer x"), true, Clock::InModule)?;
     report.add(
         "clock_floor_ns_wasm",
         stats,
         "time inside the module that only answers Continue: the in-module clock's own reads, its floor",
     );
 
-    let mut vm = start_vm(&host, &plugin_config(es256, "auto", None))?;
+    let mut vm = start_vm(&host, &plugin_config(es256, "auto", None), Clock::Wall)?;
     let bearer = format!("Bearer {es256_token}");
-    let stats = time_requests(&harness, &mut vm, Some(&bearer), true)?;
+    let stats = time_requests(&harness, &mut vm, Some(&bearer), true, Clock::Wall)?;
     report.add(
         "cached_request_ns_wasm",
         stats,
         "a whole request through the wasmtime host and the .wasm, the same ES256 token every time (cache hit)",
     );
 
-    let mut vm = start_clocked_vm(&host, &plugin_config(es256, "auto", None))?;
-    let stats = clock_requests(&harness, &mut vm, Some(&bearer), true)?;
+    let mut vm = start_vm(&host, &plugin_config(es256, "auto", None), Clock::InModule)?;
+    let stats = time_requests(&harness, &mut vm, Some(&bearer), true, Clock::InModule)?;
     report.add(
         "cached_ns_wasm",
         stats,
@@ -426,9 +418,9 @@ fn run() -> Result<()> {
         let alg = key.alg().name();
         let key_name = format!("verify_ns_{alg}_wasm_pure");
         let config = plugin_config(key, "pure-rust", Some(0));
-        let mut vm = start_vm(&host, &config)?;
+        let mut vm = start_vm(&host, &config, Clock::Wall)?;
         let bearer = format!("Bearer {token}");
-        let stats = time_requests(&harness, &mut vm, Some(&bearer), true)?;
+        let stats = time_requests(&harness, &mut vm, Some(&bearer), true, Clock::Wall)?;
         report.add(key_name, stats, format!("request through the .wasm, {alg}, crypto_backend pure-rust, no cache"));
     }
 
@@ -436,7 +428,7 @@ fn run() -> Result<()> {
     let mut on_host = Vec::new();
     for (key, token) in keys.iter().zip(&tokens) {
         let alg = key.alg().name();
-        let mut vm = start_vm(&host, &plugin_config(key, "auto", Some(0)))?;
+        let mut vm = start_vm(&host, &plugin_config(key, "auto", Some(0)), Clock::Wall)?;
         let chosen = vm.logs().iter().map(|l| l.message.clone()).find(|m| m.contains("signatures verified"));
         let host_list = chosen
             .as_deref()
@@ -447,7 +439,7 @@ fn run() -> Result<()> {
             continue;
         }
         on_host.push(alg);
-        let stats = time_requests(&harness, &mut vm, Some(&bearer_of(token)), true)?;
+        let stats = time_requests(&harness, &mut vm, Some(&bearer_of(token)), true, Clock::Wall)?;
         report.add(
             format!("verify_ns_{alg}_wasm_host"),
             stats,
