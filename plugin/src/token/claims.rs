@@ -52,11 +52,12 @@ impl<'a> Registered<'a> {
         found
     }
 
-    /// [`check_times`] on these claims.
+    /// Time rules: `exp` required and rejected at `now >= exp + skew`; `nbf` honoured; `iat` not in the future
+    /// beyond skew; optional maximum lifetime (`exp - iat`, or `exp - now` without `iat`). Returns `exp`.
     pub fn check_times(&self, now: i64, skew: i64, max_lifetime: Option<i64>) -> Result<i64, TokenError> {
-        let exp = numeric_date_of(self.exp, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
-        let nbf = numeric_date_of(self.nbf, "nbf")?;
-        let iat = numeric_date_of(self.iat, "iat")?;
+        let exp = numeric_date(self.exp, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
+        let nbf = numeric_date(self.nbf, "nbf")?;
+        let iat = numeric_date(self.iat, "iat")?;
         if now >= exp + skew {
             return Err(TokenError::Expired);
         }
@@ -74,7 +75,10 @@ impl<'a> Registered<'a> {
         Ok(exp)
     }
 
-    /// [`check_audience`] on these claims.
+    /// `aud` must be a non-empty string or a non-empty array of strings containing one of `accepted`.
+    ///
+    /// A token without `aud` is refused: every agent-iam issuer names its audiences, and a token minted for
+    /// "anyone" must not be replayable at this API (CVE-2020-26160 class).
     pub fn check_audience(&self, accepted: &[String]) -> Result<(), TokenError> {
         let matches = |a: &str| accepted.iter().any(|ok| ok == a);
         match self.aud {
@@ -101,13 +105,9 @@ impl<'a> Registered<'a> {
     }
 }
 
-/// Reads a NumericDate claim: a JSON number of seconds, integer or finite fraction (truncated), in
+/// Reads a NumericDate claim `name`: a JSON number of seconds, integer or finite fraction (truncated), in
 /// `0..=2^40`.
-pub fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
-    numeric_date_of(claims.get(name), name)
-}
-
-fn numeric_date_of(value: Option<&Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
+fn numeric_date(value: Option<&Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
     let Some(value) = value else {
         return Ok(None);
     };
@@ -128,25 +128,6 @@ fn numeric_date_of(value: Option<&Value>, name: &'static str) -> Result<Option<i
         return Err(TokenError::InvalidClaim(name));
     }
     Ok(Some(seconds))
-}
-
-/// Time rules: `exp` required and rejected at `now >= exp + skew`; `nbf` honoured; `iat` not in the future
-/// beyond skew; optional maximum lifetime (`exp - iat`, or `exp - now` without `iat`). Returns `exp`.
-pub fn check_times(
-    claims: &Map<String, Value>,
-    now: i64,
-    skew: i64,
-    max_lifetime: Option<i64>,
-) -> Result<i64, TokenError> {
-    Registered::of(claims).check_times(now, skew, max_lifetime)
-}
-
-/// `aud` must be a non-empty string or a non-empty array of strings containing one of `accepted`.
-///
-/// A token without `aud` is refused: every agent-iam issuer names its audiences, and a token minted for
-/// "anyone" must not be replayable at this API (CVE-2020-26160 class).
-pub fn check_audience(claims: &Map<String, Value>, accepted: &[String]) -> Result<(), TokenError> {
-    Registered::of(claims).check_audience(accepted)
 }
 
 /// A required string claim.
@@ -178,6 +159,14 @@ pub fn certificate_bound(claims: &Map<String, Value>, peer_hex: &str) -> Option<
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn check_times(c: &Map<String, Value>, now: i64, skew: i64, max: Option<i64>) -> Result<i64, TokenError> {
+        Registered::of(c).check_times(now, skew, max)
+    }
+
+    fn check_audience(c: &Map<String, Value>, accepted: &[String]) -> Result<(), TokenError> {
+        Registered::of(c).check_audience(accepted)
+    }
 
     fn claims(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()
