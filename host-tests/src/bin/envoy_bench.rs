@@ -41,7 +41,7 @@
 use agent_iam::mint::SigningKey;
 use agent_iam_host::demo::{self, DemoKeys, DemoTokens, Ports};
 use agent_iam_host::loadgen::{self, Plan, Report};
-use agent_iam_host::measure::{load_average, machine};
+use agent_iam_host::measure::{load_average, machine, percentile};
 use agent_iam_host::testbed::{self, Envoy};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Map, Value, json};
@@ -297,6 +297,12 @@ impl Minter<'_> {
     }
 
     /// `n` new tokens, on every CPU.
+    /// What a run of `seconds` at up to `rps` sends: fresh tokens when the configuration needs them, else the
+    /// one token `fixed`.
+    fn load<'t>(&mut self, fresh: bool, rps: f64, seconds: u64, fixed: &'t str) -> Result<Load<'t>> {
+        Ok(if fresh { Load::Fresh(self.fresh(tokens_for(rps, seconds))?) } else { Load::Fixed(fixed) })
+    }
+
     fn fresh(&mut self, n: usize) -> Result<Vec<String>> {
         let first = self.next;
         self.next += n as u64;
@@ -570,8 +576,7 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
         return None;
     }
     xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    Some(if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 })
+    Some(percentile(&xs, 0.5))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -622,10 +627,7 @@ fn cache_counters(admin: u16) -> Result<(u64, u64)> {
             name.trim().ends_with(suffix).then(|| v.trim().parse().ok()).flatten()
         })
     };
-    match (value("token_cache.hit"), value("token_cache.miss")) {
-        (Some(h), Some(m)) => Ok((h, m)),
-        (h, m) => Ok((h.unwrap_or(0), m.unwrap_or(0))),
-    }
+    Ok((value("token_cache.hit").unwrap_or(0), value("token_cache.miss").unwrap_or(0)))
 }
 
 fn wrk_version() -> Option<String> {
@@ -747,11 +749,7 @@ fn run() -> Result<()> {
     // Warm-up, discarded; it also gives a first estimate of how many fresh tokens a run needs.
     let mut estimate = vec![30_000.0; gateways.len()];
     for (g, est) in gateways.iter().zip(estimate.iter_mut()) {
-        let load = if g.config.fresh_tokens {
-            Load::Fresh(minter.fresh(tokens_for(*est, opts.warmup))?)
-        } else {
-            Load::Fixed(&tokens.trader)
-        };
+        let load = minter.load(g.config.fresh_tokens, *est, opts.warmup, &tokens.trader)?;
         let run = closed_run(g, &opts, wrk.is_some(), opts.warmup, &load, &work)?;
         *est = run.rps;
     }
@@ -759,11 +757,7 @@ fn run() -> Result<()> {
     // Maximum throughput, configurations interleaved, round after round.
     for round in 0..opts.rounds {
         for (g, est) in gateways.iter_mut().zip(estimate.iter_mut()) {
-            let load = if g.config.fresh_tokens {
-                Load::Fresh(minter.fresh(tokens_for(*est, opts.seconds))?)
-            } else {
-                Load::Fixed(&tokens.trader)
-            };
+            let load = minter.load(g.config.fresh_tokens, *est, opts.seconds, &tokens.trader)?;
             let run = closed_run(g, &opts, wrk.is_some(), opts.seconds, &load, &work)?;
             eprintln!("round {} closed loop {:>3}: {:>8.0} req/s", round + 1, g.config.label, run.rps);
             // The fastest run so far sizes the next token list (a faster round must not run out).
@@ -783,11 +777,7 @@ fn run() -> Result<()> {
     let perf = opts.perf && Command::new("perf").arg("--version").output().is_ok_and(|o| o.status.success());
     if perf {
         for (g, est) in gateways.iter().zip(estimate.iter()) {
-            let load = if g.config.fresh_tokens {
-                Load::Fresh(minter.fresh(tokens_for(*est, opts.seconds))?)
-            } else {
-                Load::Fixed(&tokens.trader)
-            };
+            let load = minter.load(g.config.fresh_tokens, *est, opts.seconds, &tokens.trader)?;
             let p = profile(g, &opts, wrk.is_some(), opts.seconds, &load, &work)
                 .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
             profiles.insert(g.config.key.into(), p);
@@ -797,11 +787,7 @@ fn run() -> Result<()> {
     // Latency at half of A's maximum, interleaved the same way.
     for round in 0..opts.rounds {
         for (g, est) in gateways.iter_mut().zip(estimate.iter()) {
-            let load = if g.config.fresh_tokens {
-                Load::Fresh(minter.fresh(tokens_for(rate.min(*est * 1.3), opts.seconds))?)
-            } else {
-                Load::Fixed(&tokens.trader)
-            };
+            let load = minter.load(g.config.fresh_tokens, rate.min(*est * 1.3), opts.seconds, &tokens.trader)?;
             let run = open_run(g, &opts, rate, opts.seconds, &load)?;
             if let Some(l) = run.latency {
                 eprintln!(
@@ -992,9 +978,10 @@ fn results(opts: &Options, gateways: &[Gateway], failed: &Map<String, Value>, r:
             "wall_seconds": r.wall.as_secs(),
         }),
     );
-    out.insert("load_average".into(), json!({"start": r.load_at_start, "end": load_average()}));
+    let end = load_average();
+    out.insert("load_average".into(), json!({"start": r.load_at_start, "end": end}));
     let mut machine = r.machine;
-    machine["loadavg_at_end"] = load_average().into();
+    machine["loadavg_at_end"] = end.into();
     out.insert("machine".into(), machine);
     out.into()
 }
