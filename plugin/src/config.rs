@@ -507,7 +507,7 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
             (None, Some(td)) => (td.id().as_str().to_owned(), false),
             (None, None) => return Err(err(at("issuer"), "is required (or a trust_domain for jwt-svid)")),
         };
-        if issuers.iter().any(|prev: &Issuer| prev.issuer == name) {
+        if issuers.iter().any(|prev: &Issuer| *prev.issuer == *name) {
             return Err(err(at("issuer"), format!("duplicate issuer \"{name}\"")));
         }
         if let Some(td) = &trust_domain
@@ -595,7 +595,7 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
             return Err(err(at("max_lifetime_seconds"), "must be positive"));
         }
         issuers.push(Issuer {
-            issuer: name,
+            issuer: name.into(),
             iss_required,
             profile,
             trust_domain,

@@ -461,9 +461,9 @@ impl Engine {
             "reason": reason,
             "rule": rule,
             "missing_scope": scope,
-            "agent": p.verified.token.agent,
-            "subject": p.verified.token.subject,
-            "issuer": p.verified.token.issuer,
+            "agent": p.verified.token.agent(),
+            "subject": p.verified.token.subject(),
+            "issuer": &*p.verified.token.issuer,
             "chain": p.verified.token.chain.actors().iter().map(|a| a.sub()).collect::<Vec<_>>(),
             "method": p.method,
             "path": p.path,
@@ -550,17 +550,21 @@ impl Engine {
     /// The identity headers for a verified token: agent, subject, issuer, chain, selected claims.
     fn identity(&self, verified: &VerifiedToken) -> Vec<(&'static str, HeaderValue)> {
         let mut set = Vec::with_capacity(4 + self.settings.forward_claims.len());
-        set.push((AGENT_HEADER, header_safe(&verified.agent).into()));
-        set.push((SUBJECT_HEADER, header_safe(&verified.subject).into()));
+        set.push((AGENT_HEADER, header_safe(verified.agent()).into()));
+        set.push((SUBJECT_HEADER, header_safe(verified.subject()).into()));
         set.push((ISSUER_HEADER, header_safe(&verified.issuer).into()));
         if verified.chain.depth() > 0 {
             set.push((CHAIN_HEADER, verified.chain.header_value().into()));
         }
         for (claim, header) in &self.settings.forward_claims {
             let value = match verified.claims.get(claim) {
-                None | Some(serde_json::Value::Null) => continue,
-                Some(serde_json::Value::String(s)) => header_safe(s).into(),
-                Some(other) => header_safe(&other.to_string()).into(),
+                None => continue,
+                Some(found) if found.is_null() => continue,
+                Some(found) => match found.as_str() {
+                    Some(s) => header_safe(s).into(),
+                    // Other values are forwarded as compact JSON, whatever spacing the token used.
+                    None => header_safe(&found.to_value().to_string()).into(),
+                },
             };
             // The header names were built from validated claim names at configuration time; leaking them
             // once per configuration keeps `set` free of per-request allocations of names.

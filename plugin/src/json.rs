@@ -9,6 +9,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::map::Entry;
 use serde_json::{Map, Value};
 use std::fmt;
+use std::ops::Range;
 
 /// Why a JSON document was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,18 +75,25 @@ struct Plain<'a> {
 /// documents nested past its own recursion limit (128), which [`Plain`] must never accept.
 const PLAIN_MAX_DEPTH: usize = 32;
 
-impl Plain<'_> {
+impl<'a> Plain<'a> {
     fn object(bytes: &[u8], max_depth: usize) -> Option<Map<String, Value>> {
         // Valid UTF-8 throughout means any string cut at its (ASCII) quotes is valid too.
-        let text = std::str::from_utf8(bytes).ok()?;
+        let mut p = Plain::start(std::str::from_utf8(bytes).ok()?, max_depth)?;
+        let map = p.map(1)?;
+        p.finish().then_some(map)
+    }
+
+    /// A reader at the first `{` of `text`, or `None` if the text does not start with an object.
+    fn start(text: &'a str, max_depth: usize) -> Option<Plain<'a>> {
         let mut p = Plain { text, pos: 0, max_depth: max_depth.min(PLAIN_MAX_DEPTH) };
         p.skip_whitespace();
-        if p.peek() != Some(b'{') {
-            return None;
-        }
-        let map = p.map(1)?;
-        p.skip_whitespace();
-        (p.pos == text.len()).then_some(map)
+        (p.peek() == Some(b'{')).then_some(p)
+    }
+
+    /// Whether nothing but whitespace follows.
+    fn finish(&mut self) -> bool {
+        self.skip_whitespace();
+        self.pos == self.text.len()
     }
 
     fn peek(&self) -> Option<u8> {
@@ -105,17 +113,17 @@ impl Plain<'_> {
         }
     }
 
-    /// An object whose `{` is next, at `depth` (the top level is 1).
-    fn map(&mut self, depth: usize) -> Option<Map<String, Value>> {
+    /// Walks an object whose `{` is next, at `depth` (the top level is 1): `member` is called with each name
+    /// and must consume the value that follows. Repeated names are `member`'s to refuse.
+    fn each_member(&mut self, depth: usize, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
         if depth > self.max_depth {
             return None;
         }
         self.pos += 1;
-        let mut map = Map::new();
         self.skip_whitespace();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            return Some(map);
+            return Some(());
         }
         loop {
             self.skip_whitespace();
@@ -125,93 +133,310 @@ impl Plain<'_> {
                 return None;
             }
             self.skip_whitespace();
-            let value = self.value(depth)?;
-            let Entry::Vacant(slot) = map.entry(name) else {
-                return None;
-            };
-            slot.insert(value);
+            member(self, name)?;
             self.skip_whitespace();
             match self.next()? {
                 b',' => {}
-                b'}' => return Some(map),
+                b'}' => return Some(()),
                 _ => return None,
             }
         }
     }
 
-    /// An array whose `[` is next, at `depth`.
-    fn array(&mut self, depth: usize) -> Option<Vec<Value>> {
+    /// Walks an array whose `[` is next, at `depth`: `item` must consume each item.
+    fn each_item(&mut self, depth: usize, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         if depth > self.max_depth {
             return None;
         }
         self.pos += 1;
-        let mut items = Vec::new();
         self.skip_whitespace();
         if self.peek() == Some(b']') {
             self.pos += 1;
-            return Some(items);
+            return Some(());
         }
         loop {
             self.skip_whitespace();
-            items.push(self.value(depth)?);
+            item(self)?;
             self.skip_whitespace();
             match self.next()? {
                 b',' => {}
-                b']' => return Some(items),
+                b']' => return Some(()),
                 _ => return None,
             }
         }
     }
 
-    /// A value inside a container at `depth`.
-    fn value(&mut self, depth: usize) -> Option<Value> {
-        match self.peek()? {
-            b'"' => self.string().map(Value::String),
-            b'{' => self.map(depth + 1).map(Value::Object),
-            b'[' => self.array(depth + 1).map(Value::Array),
-            b't' => self.literal("true", Value::Bool(true)),
-            b'f' => self.literal("false", Value::Bool(false)),
-            b'n' => self.literal("null", Value::Null),
-            b'0'..=b'9' => self.integer(),
-            _ => None,
-        }
+    /// An object whose `{` is next, at `depth`, read into a map.
+    fn map(&mut self, depth: usize) -> Option<Map<String, Value>> {
+        let mut map = Map::new();
+        self.each_member(depth, |p, name| {
+            let value = p.value(depth)?;
+            let Entry::Vacant(slot) = map.entry(name) else {
+                return None;
+            };
+            slot.insert(value);
+            Some(())
+        })?;
+        Some(map)
     }
 
-    fn literal(&mut self, word: &str, value: Value) -> Option<Value> {
-        self.text.get(self.pos..)?.starts_with(word).then(|| {
-            self.pos += word.len();
-            value
+    /// A value inside a container at `depth`.
+    fn value(&mut self, depth: usize) -> Option<Value> {
+        Some(match self.peek()? {
+            b'"' => Value::String(self.string()?.to_owned()),
+            b'{' => Value::Object(self.map(depth + 1)?),
+            b'[' => {
+                let mut items = Vec::new();
+                self.each_item(depth + 1, |p| {
+                    items.push(p.value(depth + 1)?);
+                    Some(())
+                })?;
+                Value::Array(items)
+            }
+            _ => self.scalar()?,
         })
     }
 
-    /// Digits with no sign, fraction or exponent, no leading zero, and few enough to fit a u64.
-    fn integer(&mut self) -> Option<Value> {
-        let rest = self.text.get(self.pos..)?.as_bytes();
-        let len = rest.iter().position(|b| !b.is_ascii_digit()).unwrap_or(rest.len());
-        let digits = rest.get(..len)?;
-        if len > 18 || (len > 1 && digits.first() == Some(&b'0')) || matches!(rest.get(len), Some(b'.' | b'e' | b'E')) {
-            return None;
+    /// A value inside a container at `depth`, checked and passed over without building anything. Objects
+    /// nested inside one with more than [`SKIPPED_OBJECT_MEMBERS`] members are declined: their names are
+    /// compared on the stack.
+    fn skip_value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' => {
+                let mut seen = SeenNames::<SKIPPED_OBJECT_MEMBERS>::new(self.text);
+                self.each_member(depth + 1, |p, name| {
+                    seen.insert(name)?;
+                    p.skip_value(depth + 1)
+                })
+            }
+            b'[' => self.each_item(depth + 1, |p| p.skip_value(depth + 1)),
+            _ => {
+                self.pos += scalar_len(self.text.get(self.pos..)?)?;
+                Some(())
+            }
         }
-        let n = digits.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
-        self.pos += len;
-        Some(Value::from(n))
     }
 
-    /// A string whose `"` is next, with no escapes and no control characters.
-    fn string(&mut self) -> Option<String> {
-        let (contents, after) = plain_string(self.text.get(self.pos..)?)?;
-        self.pos = self.text.len() - after.len();
-        Some(contents.to_owned())
+    /// `true`, `false`, `null` or an integer.
+    fn scalar(&mut self) -> Option<Value> {
+        let rest = self.text.get(self.pos..)?;
+        let text = rest.get(..scalar_len(rest)?)?;
+        self.pos += text.len();
+        Some(match text {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            "null" => Value::Null,
+            // At most 18 digits: no overflow.
+            digits => Value::from(digits.bytes().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))),
+        })
     }
+
+    /// A string whose `"` is next, with no escapes and no control characters: its contents.
+    fn string(&mut self) -> Option<&'a str> {
+        let bytes = self.text.as_bytes();
+        if bytes.get(self.pos) != Some(&b'"') {
+            return None;
+        }
+        let start = self.pos + 1;
+        let end = start + plain_run(bytes.get(start..)?);
+        if bytes.get(end) != Some(&b'"') {
+            return None;
+        }
+        self.pos = end + 1;
+        // Both ends sit next to an ASCII quote: always a character boundary.
+        self.text.get(start..end)
+    }
+}
+
+/// Most members an object nested in a document that [`scan_object`] reads may have; larger ones go to
+/// serde_json.
+const SKIPPED_OBJECT_MEMBERS: usize = 16;
+
+/// Most top-level members [`scan_object`] lists; larger documents go to serde_json.
+const SCANNED_MEMBERS: usize = 64;
+
+/// Whether `text` is an object that [`parse_object`]'s plain reader would read itself, checked exactly as that
+/// reader checks it (repeated names at any depth, nesting, the JSON subset) without building anything: `member`
+/// is called with each top-level name and the byte range of its value. `false` leaves the document to
+/// [`parse_object`], whatever `member` was told.
+///
+/// The values are JSON text of the plain subset: strings without escapes, non-negative integers, literals, and
+/// arrays and objects of those; [`plain_items`] splits an array of them, and [`member_value`] finds a member.
+pub(crate) fn scan_object(text: &str, max_depth: usize, mut member: impl FnMut(&str, Range<usize>)) -> bool {
+    let Some(mut p) = Plain::start(text, max_depth) else {
+        return false;
+    };
+    let mut seen = SeenNames::<SCANNED_MEMBERS>::new(text);
+    p.each_member(1, |p, name| {
+        seen.insert(name)?;
+        let start = p.pos;
+        p.skip_value(1)?;
+        member(name, start..p.pos);
+        Some(())
+    })
+    .is_some()
+        && p.finish()
+}
+
+/// The value of top-level member `name` in `text`, an object [`scan_object`] passed.
+pub(crate) fn member_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let mut found = None;
+    scan_object(text, PLAIN_MAX_DEPTH, |n, value| {
+        if n == name {
+            found = text.get(value);
+        }
+    });
+    found
+}
+
+/// The member names of one object so far, to refuse a repeat. A 64-bit filter answers most names without a
+/// comparison; most claim names are three bytes long, so it mixes the first two bytes and the last. Names are
+/// kept as 32-bit offsets into the document, which need no initialising beyond zeroes.
+struct SeenNames<'a, const N: usize> {
+    text: &'a str,
+    names: [(u32, u32); N],
+    count: usize,
+    filter: u64,
+}
+
+impl<'a, const N: usize> SeenNames<'a, N> {
+    fn new(text: &'a str) -> Self {
+        SeenNames { text, names: [(0, 0); N], count: 0, filter: 0 }
+    }
+
+    /// Records `name`, a slice of the document; `None` if it was seen before, or if there is no room for it.
+    #[inline]
+    fn insert(&mut self, name: &'a str) -> Option<()> {
+        let b = name.as_bytes();
+        let byte = |i: usize| u32::from(b.get(i).copied().unwrap_or(0));
+        let mixed = (b.len() as u32).wrapping_mul(0x9e37_79b9)
+            ^ byte(0)
+            ^ (byte(1) << 7)
+            ^ (byte(b.len().wrapping_sub(1)) << 13);
+        let bit = 1u64 << (mixed.wrapping_mul(0x2545_f491) >> 26);
+        let text = self.text;
+        if self.filter & bit != 0
+            && self
+                .names
+                .get(..self.count)?
+                .iter()
+                .any(|&(at, len)| text.get(at as usize..at as usize + len as usize) == Some(name))
+        {
+            return None;
+        }
+        let at = (name.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+        *self.names.get_mut(self.count)? = (u32::try_from(at).ok()?, u32::try_from(name.len()).ok()?);
+        self.count += 1;
+        self.filter |= bit;
+        Some(())
+    }
+}
+
+/// The items of `array`, the JSON text of an array that [`scan_object`] passed (anything else gives
+/// nothing useful, but never panics): each item's JSON text, without surrounding whitespace.
+pub(crate) fn plain_items(array: &str) -> PlainItems<'_> {
+    PlainItems { rest: array.trim().strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or("") }
+}
+
+/// See [`plain_items`].
+#[derive(Debug, Clone)]
+pub struct PlainItems<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for PlainItems<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.rest.trim().is_empty() {
+            return None;
+        }
+        // Strings carry no escapes, so a quote always opens or closes one, and no bracket or comma inside one
+        // counts.
+        let (mut depth, mut quoted) = (0usize, false);
+        let end = self
+            .rest
+            .bytes()
+            .position(|b| match b {
+                b'"' => {
+                    quoted = !quoted;
+                    false
+                }
+                b'[' | b'{' if !quoted => {
+                    depth += 1;
+                    false
+                }
+                b']' | b'}' if !quoted => {
+                    depth = depth.saturating_sub(1);
+                    false
+                }
+                b',' => !quoted && depth == 0,
+                _ => false,
+            })
+            .unwrap_or(self.rest.len());
+        let (item, after) = self.rest.split_at_checked(end)?;
+        self.rest = after.get(1..).unwrap_or("");
+        Some(item.trim())
+    }
+}
+
+/// The length of the `true`, `false`, `null` or plain integer at the start of `text`.
+fn scalar_len(text: &str) -> Option<usize> {
+    match text.as_bytes().first()? {
+        b't' => text.starts_with("true").then_some(4),
+        b'f' => text.starts_with("false").then_some(5),
+        b'n' => text.starts_with("null").then_some(4),
+        b'0'..=b'9' => plain_integer(text).map(str::len),
+        _ => None,
+    }
+}
+
+/// At the start of `text`, the digits of an integer in the plain subset: no sign, fraction or exponent, no
+/// leading zero, and few enough to fit a u64.
+pub(crate) fn plain_integer(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let mut len = 0;
+    while len < bytes.len() && bytes[len].is_ascii_digit() {
+        len += 1;
+    }
+    let leading_zero = len > 1 && bytes[0] == b'0';
+    if len == 0 || len > 18 || leading_zero || matches!(bytes.get(len), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    text.get(..len)
 }
 
 /// At the start of `text`, a JSON string with neither escapes nor control characters: its contents and the
 /// text after it. `None` for anything else, including a string that needs unescaping.
 pub(crate) fn plain_string(text: &str) -> Option<(&str, &str)> {
     let rest = text.strip_prefix('"')?;
-    let len = rest.bytes().position(|b| b == b'"' || b == b'\\' || b < 0x20)?;
-    let (contents, after) = rest.split_at_checked(len)?;
+    let (contents, after) = rest.split_at_checked(plain_run(rest.as_bytes()))?;
     Some((contents, after.strip_prefix('"')?))
+}
+
+/// How many bytes at the start of `bytes` a string can hold as they are: none is `"`, `\` or a control
+/// character. Eight at a time, as most of the bytes of a token's payload are in its strings.
+fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = ONES * 0x80;
+    let mut done = 0;
+    while let Some(word) = bytes.get(done..).and_then(<[u8]>::first_chunk::<8>) {
+        let x = u64::from_le_bytes(*word);
+        let (quote, backslash) = (x ^ (ONES * u64::from(b'"')), x ^ (ONES * u64::from(b'\\')));
+        // The classic zero-byte test, three times; a borrow can only flag bytes after a real hit, and the
+        // first hit is the lowest bit on this little-endian load.
+        let stop = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (x.wrapping_sub(ONES * 0x20) & !x))
+            & HIGHS;
+        if stop != 0 {
+            return done + stop.trailing_zeros() as usize / 8;
+        }
+        done += 8;
+    }
+    let tail = bytes.get(done..).unwrap_or_default();
+    done + tail.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(tail.len())
 }
 
 // serde errors are strings by the time they come back; our own two are recognised by their exact text.
@@ -330,12 +555,67 @@ mod tests {
         assert_eq!(parse_object(deep.as_bytes(), 32), Err(JsonError::TooDeep));
     }
 
-    /// `parse_object` answers exactly as serde_json alone does, whichever reader decided.
+    /// `parse_object` answers exactly as serde_json alone does, whichever reader decided; the scanner takes
+    /// exactly what the plain reader takes (these documents are all small), and lists its members.
     fn assert_agrees(text: &[u8]) {
         for depth in [0, 1, 2, 3, 32] {
             let shown = String::from_utf8_lossy(text);
             assert_eq!(parse_object(text, depth), parse_object_with_serde(text, depth), "{shown} at {depth}");
+            let scanned = std::str::from_utf8(text).ok().and_then(|t| scan(t, depth).map(|m| (t, m)));
+            assert_eq!(scanned.is_some(), Plain::object(text, depth).is_some(), "{shown} at {depth}");
+            if let Some((t, members)) = scanned {
+                assert_eq!(Ok(members_map(t, &members)), parse_object_with_serde(text, depth), "{shown}");
+            }
         }
+    }
+
+    /// What [`scan_object`] reports: each top-level name and its value's text, or `None` if it declines.
+    fn scan(text: &str, depth: usize) -> Option<Vec<(String, &str)>> {
+        let mut members = Vec::new();
+        let plain = scan_object(text, depth, |name, value| members.push((name.to_owned(), &text[value])));
+        plain.then_some(members)
+    }
+
+    /// A scanned document's members, each value parsed on its own; also found one by one by `member_value`.
+    fn members_map(text: &str, members: &[(String, &str)]) -> Map<String, Value> {
+        let map: Map<String, Value> = members
+            .iter()
+            .map(|(name, value)| {
+                assert_eq!(member_value(text, name), Some(*value));
+                (name.clone(), parse_value(value.as_bytes(), 32).unwrap())
+            })
+            .collect();
+        assert_eq!(map.len(), members.len());
+        map
+    }
+
+    #[test]
+    fn the_scanner_declines_what_it_cannot_check_on_the_stack() {
+        let members = |n: usize| (0..n).map(|i| format!("\"m{i}\":{i}")).collect::<Vec<_>>().join(",");
+        let top = |n: usize| format!("{{{}}}", members(n));
+        let nested = |n: usize| format!("{{\"x\":[{{{}}}]}}", members(n));
+        assert!(scan(&top(SCANNED_MEMBERS), 32).is_some());
+        assert!(scan(&top(SCANNED_MEMBERS + 1), 32).is_none());
+        assert!(scan(&nested(SKIPPED_OBJECT_MEMBERS), 32).is_some());
+        assert!(scan(&nested(SKIPPED_OBJECT_MEMBERS + 1), 32).is_none());
+        for text in [top(SCANNED_MEMBERS + 1), nested(SKIPPED_OBJECT_MEMBERS + 1)] {
+            assert!(parse_object(text.as_bytes(), 32).is_ok());
+        }
+    }
+
+    #[test]
+    fn plain_items_split_arrays_at_their_own_commas() {
+        fn items(t: &str) -> Vec<&str> {
+            plain_items(t).collect()
+        }
+        assert_eq!(items("[]"), Vec::<&str>::new());
+        assert_eq!(items(" [ ] "), Vec::<&str>::new());
+        assert_eq!(items(r#"["a",1]"#), ["\"a\"", "1"]);
+        assert_eq!(items(r#"[ "a,b" , [1,2] , {"k":"]"} ]"#), ["\"a,b\"", "[1,2]", r#"{"k":"]"}"#]);
+        assert_eq!(items(r#"[[],{},"[{"]"#), ["[]", "{}", "\"[{\""]);
+        // Not an array: nothing, and no panic.
+        assert_eq!(items("1"), Vec::<&str>::new());
+        assert_eq!(items(""), Vec::<&str>::new());
     }
 
     #[test]
@@ -462,6 +742,29 @@ mod tests {
         assert_eq!(plain_string("\"é\u{7f}\""), Some(("é\u{7f}", "")));
         for declined in ["abc", r#""abc"#, r#""a\"b""#, "\"a\nb\"", "\"a\u{0}b\"", "", "\""] {
             assert_eq!(plain_string(declined), None, "{declined:?}");
+        }
+    }
+
+    #[test]
+    fn plain_runs_stop_at_the_first_byte_a_string_cannot_hold_as_it_is() {
+        let naive = |b: &[u8]| b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).unwrap_or(b.len());
+        // Every stop byte at every position of the first three words, behind every kind of byte that is not one
+        // (including those the word tests could confuse: 0x20, 0x7f, 0x80, 0xa0, 0xff), and a second stop after.
+        for len in 0..26 {
+            for filler in [b'a', b' ', 0x7f, 0x80, 0xa0, 0xff, b'#', b']'] {
+                for stop in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                    for at in 0..=len {
+                        let mut bytes = vec![filler; len];
+                        if at < len {
+                            bytes[at] = stop;
+                            if at + 3 < len {
+                                bytes[at + 3] = 0x01;
+                            }
+                        }
+                        assert_eq!(plain_run(&bytes), naive(&bytes), "{bytes:?}");
+                    }
+                }
+            }
         }
     }
 

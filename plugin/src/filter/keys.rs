@@ -69,7 +69,7 @@ pub fn install(shared: &Rc<RefCell<Shared>>, engine: Engine, now_ms: u64) -> boo
     let mut remotes = Vec::new();
     for (index, issuer) in engine.verifier().issuers().iter().enumerate() {
         let Some(config) = &issuer.remote else { continue };
-        match old.iter().position(|o| o.name == issuer.issuer && o.state.config() == config) {
+        match old.iter().position(|o| *o.name == *issuer.issuer && o.state.config() == config) {
             Some(p) => {
                 let mut kept = old.swap_remove(p);
                 kept.issuer = index;
@@ -77,7 +77,7 @@ pub fn install(shared: &Rc<RefCell<Shared>>, engine: Engine, now_ms: u64) -> boo
             }
             None => remotes.push(Remote {
                 issuer: index,
-                name: issuer.issuer.clone(),
+                name: issuer.issuer.to_string(),
                 state: recall(&issuer.issuer, config).unwrap_or_else(|| RemoteJwks::new(config.clone(), now)),
                 callout: None,
                 serving: false,

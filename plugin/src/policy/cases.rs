@@ -5,6 +5,7 @@
 
 use super::{Decision, Peer, Policy, PolicyError, Request, RuleResult};
 use crate::request::{self, RequestError};
+use crate::token::claims::Claims;
 use crate::token::{DelegationChain, VerifiedToken};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -137,13 +138,11 @@ pub fn token_from_claims(claims: Map<String, Value>) -> Result<VerifiedToken, St
     let issuer = claims.get("iss").and_then(Value::as_str).unwrap_or_default().to_owned();
     let expires_at = claims.get("exp").and_then(Value::as_i64).unwrap_or(i64::MAX);
     Ok(VerifiedToken {
-        issuer,
-        subject: chain.subject().to_owned(),
-        agent: chain.agent().to_owned(),
+        issuer: issuer.into(),
         chain,
         expires_at,
         valid_until: expires_at,
-        claims,
+        claims: Claims::from_map(claims),
     })
 }
 

@@ -377,7 +377,7 @@ enum Fetched<'a> {
 fn fetch<'a>(source: &Source, ctx: &Ctx<'a>) -> Fetched<'a> {
     match source {
         Source::Claim(path) => {
-            path.lookup(&ctx.token.claims).map_or(Fetched::Missing, |v| Fetched::Value(Attr::Json(v)))
+            path.lookup(ctx.token.claims.map()).map_or(Fetched::Missing, |v| Fetched::Value(Attr::Json(v)))
         }
         Source::Header(name) => {
             let mut values = ctx.request.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
@@ -617,12 +617,12 @@ impl Cond {
         let chain = &token.chain;
         match &self.kind {
             Kind::Issuers(list) => Truth::from_bool(list.iter().any(|i| **i == *token.issuer)),
-            Kind::Subjects(list) => Truth::from_bool(list.iter().any(|p| p.matches(&token.subject))),
+            Kind::Subjects(list) => Truth::from_bool(list.iter().any(|p| p.matches(token.subject()))),
             Kind::Roles { claim, any_of } => {
-                claim.lookup(&token.claims).map_or(Truth::Unknown, |v| roles_hold(v, any_of))
+                claim.lookup(token.claims.map()).map_or(Truth::Unknown, |v| roles_hold(v, any_of))
             }
             Kind::Scopes(all) => all.iter().fold(Truth::True, |acc, s| {
-                acc.and(has_scope(&token.claims, s).map_or(Truth::Unknown, Truth::from_bool))
+                acc.and(has_scope(token.claims.map(), s).map_or(Truth::Unknown, Truth::from_bool))
             }),
             Kind::Hosts(list) => match ctx.request.host {
                 Some(host) => Truth::from_bool(list.iter().any(|h| h.matches(host))),
@@ -668,7 +668,7 @@ impl Cond {
                 _ => Truth::Unknown,
             },
             Kind::ActorIsPeer => match ctx.request.peer.uri_san {
-                Some(san) => Truth::from_bool(san == token.agent),
+                Some(san) => Truth::from_bool(san == token.agent()),
                 None => Truth::Unknown,
             },
             Kind::CertificateBound => match ctx.request.peer.certificate_sha256 {
@@ -687,14 +687,14 @@ impl Cond {
         let _ = match &self.kind {
             Kind::Issuers(list) => write!(why, "issuer {} {} {}", quoted(&token.issuer), in_word(truth), join(list)),
             Kind::Subjects(list) => {
-                write!(why, "subject {} {} {}", quoted(&token.subject), match_word(truth), join(list))
+                write!(why, "subject {} {} {}", quoted(token.subject()), match_word(truth), join(list))
             }
-            Kind::Roles { claim, any_of } => match claim.lookup(&token.claims) {
+            Kind::Roles { claim, any_of } => match claim.lookup(token.claims.map()) {
                 Some(v) => write!(why, "roles {} {} any of {}", short(v), holds_word(truth), join(any_of)),
                 None => write!(why, "the token has no roles claim"),
             },
-            Kind::Scopes(all) => match all.iter().find(|s| has_scope(&token.claims, s) != Some(true)) {
-                Some(s) if has_scope(&token.claims, s).is_some() => write!(why, "missing scope {}", quoted(s)),
+            Kind::Scopes(all) => match all.iter().find(|s| has_scope(token.claims.map(), s) != Some(true)) {
+                Some(s) if has_scope(token.claims.map(), s).is_some() => write!(why, "missing scope {}", quoted(s)),
                 Some(_) => write!(why, "the token has no scope claim"),
                 None => write!(why, "all scopes {} present", join(all)),
             },
@@ -806,7 +806,7 @@ impl Cond {
     /// The scope this condition finds missing, if it is a scope condition that fails only for that.
     pub fn missing_scope<'c>(&'c self, ctx: &Ctx<'_>) -> Option<&'c str> {
         match &self.kind {
-            Kind::Scopes(all) => all.iter().find(|s| has_scope(&ctx.token.claims, s) == Some(false)).map(|s| &**s),
+            Kind::Scopes(all) => all.iter().find(|s| has_scope(ctx.token.claims.map(), s) == Some(false)).map(|s| &**s),
             _ => None,
         }
     }

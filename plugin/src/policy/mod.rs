@@ -292,7 +292,7 @@ impl Policy {
 
         let mut deny: Option<u32> = None;
         let _ = self.has_deny.then(|| {
-            self.for_each_index(&token.agent, &mut |index| {
+            self.for_each_index(token.agent(), &mut |index| {
                 index.deny.walk::<()>(&segments, &mut |e| {
                     if deny.is_none_or(|d| e.rule < d) && self.rule_applies(e, &mut ctx) != Truth::False {
                         deny = Some(e.rule);
@@ -305,7 +305,7 @@ impl Policy {
             return Decision::Deny { rule: &rule.id };
         }
         let mut allow: Option<u32> = None;
-        let _ = self.for_each_index(&token.agent, &mut |index| {
+        let _ = self.for_each_index(token.agent(), &mut |index| {
             index.allow.walk::<()>(&segments, &mut |e| {
                 if allow.is_none_or(|a| e.rule < a) && self.rule_applies(e, &mut ctx) == Truth::True {
                     allow = Some(e.rule);
@@ -317,7 +317,7 @@ impl Policy {
             return Decision::Allow { rule: &rule.id };
         }
         let mut scoped: Option<(u32, &str)> = None;
-        let _ = self.for_each_index(&token.agent, &mut |index| {
+        let _ = self.for_each_index(token.agent(), &mut |index| {
             index.allow.walk::<()>(&segments, &mut |e| {
                 if scoped.is_none_or(|(r, _)| e.rule < r)
                     && let Some(s) = self.only_missing_scope(e, &mut ctx)
@@ -342,7 +342,7 @@ impl Policy {
         let mut missing_scope = None;
         for rule in &self.rules {
             let mut reasons = Vec::new();
-            let result = match self.applicability(rule, &token.agent, request.method, &segments) {
+            let result = match self.applicability(rule, token.agent(), request.method, &segments) {
                 Err(why) => {
                     reasons.push(why);
                     RuleResult::NotApplicable
@@ -411,7 +411,7 @@ impl Policy {
         let mut hits = Vec::new();
         for &i in &self.dry_run {
             let Some(rule) = self.rules.get(i as usize) else { continue };
-            let Ok(template) = self.applicability(rule, &token.agent, request.method, &segments) else { continue };
+            let Ok(template) = self.applicability(rule, token.agent(), request.method, &segments) else { continue };
             ctx.template = template;
             let truth = rule.conds.iter().fold(Truth::True, |acc, c| acc.and(c.eval(&ctx)));
             if truth == Truth::True || (rule.effect == Effect::Deny && truth == Truth::Unknown) {

@@ -162,7 +162,6 @@ impl<V: Clone> TokenCache<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Map;
 
     fn verified(agent: &str) -> Rc<VerifiedToken> {
         let chain = super::super::DelegationChain::from_claims(
@@ -172,12 +171,10 @@ mod tests {
         .unwrap();
         Rc::new(VerifiedToken {
             issuer: "i".into(),
-            subject: agent.into(),
-            agent: agent.into(),
             chain,
             expires_at: 100,
             valid_until: 100,
-            claims: Map::new(),
+            claims: Default::default(),
         })
     }
 
@@ -185,7 +182,7 @@ mod tests {
     fn answers_only_exact_bytes_until_expiry() {
         let mut c = TokenCache::new(8);
         c.insert(b"token-a", verified("a"), 10, 130);
-        assert_eq!(c.get(b"token-a", 129).map(|v| v.agent.clone()), Some("a".into()));
+        assert_eq!(c.get(b"token-a", 129).map(|v| v.agent().to_owned()), Some("a".into()));
         assert!(c.get(b"token-A", 50).is_none());
         assert!(c.get(b"token-a ", 50).is_none());
         assert!(c.get(b"token-a", 130).is_none(), "valid_until is exclusive");
@@ -219,16 +216,16 @@ mod tests {
         c.insert(a.as_bytes(), verified("a"), 0, 100);
         assert!(c.get(b.as_bytes(), 1).is_none(), "same slot, other bytes: not answered");
         c.insert(b.as_bytes(), verified("b"), 0, 100);
-        assert_eq!(c.get(b.as_bytes(), 1).map(|v| v.agent.clone()), Some("b".into()));
+        assert_eq!(c.get(b.as_bytes(), 1).map(|v| v.agent().to_owned()), Some("b".into()));
         // At worst one replaced the other; never is one answered with the other's identity.
-        assert!(c.get(a.as_bytes(), 1).is_none_or(|v| v.agent == "a"));
+        assert!(c.get(a.as_bytes(), 1).is_none_or(|v| v.agent() == "a"));
         // Shorter than the slot, empty, and differing only in the last byte.
         let short = [&b""[..], b"t", b"token-1", b"token-2"];
         for (i, t) in short.iter().enumerate() {
             c.insert(t, verified(&format!("agent-{i}")), 0, 100);
         }
         for (i, t) in short.iter().enumerate() {
-            assert_eq!(c.get(t, 1).map(|v| v.agent.clone()), Some(format!("agent-{i}")));
+            assert_eq!(c.get(t, 1).map(|v| v.agent().to_owned()), Some(format!("agent-{i}")));
         }
     }
 

@@ -43,7 +43,7 @@
 //! back the exact UTF-8 `sub` ([`decode_header_value`] does both). A token without `act` gives the empty
 //! string; the filter then omits the header.
 
-use super::claims::Registered;
+use super::claims::{Claim, Registered, required_string};
 use super::error::TokenError;
 use super::spiffe::{SpiffeId, SpiffeIdError};
 use serde_json::{Map, Value};
@@ -212,13 +212,11 @@ impl DelegationChain {
 
     /// [`DelegationChain::from_claims`] from the claims already found.
     pub fn from_registered(claims: &Registered<'_>, max_depth: usize) -> Result<DelegationChain, TokenError> {
-        let subject = match claims.sub {
-            None => return Err(TokenError::MissingClaim("sub")),
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(_) => return Err(TokenError::InvalidClaim("sub")),
-        };
+        let subject = required_string(claims.sub, "sub")?.to_owned();
         let mut actors = Vec::new();
-        let mut next = claims.act;
+        // Kept as text until now, `act` and `may_act` are parsed here, and only when the token has them.
+        let act = claims.act.map(Claim::to_value);
+        let mut next = act.as_deref();
         while let Some(value) = next {
             let Value::Object(object) = value else {
                 return Err(TokenError::InvalidClaim("act"));
@@ -229,7 +227,7 @@ impl DelegationChain {
             actors.push(Actor::from_object(object)?);
             next = object.get("act");
         }
-        let may_act = claims.may_act.map(MayAct::from_value).transpose()?;
+        let may_act = claims.may_act.map(|m| MayAct::from_value(&m.to_value())).transpose()?;
         Ok(DelegationChain { subject, actors, may_act })
     }
 

@@ -5,12 +5,14 @@
 //! still checked for repeated names and depth, and the answer for any header is what reading it into a map
 //! and looking the members up gave (`reference_parse` in the tests holds it to that).
 
+use super::claims::Claims;
 use super::crypto::Algorithm;
 use super::error::TokenError;
 use super::jwk::MAX_KID_BYTES;
 use crate::json::StrictValue;
 use crate::{b64, json};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+#[cfg(test)]
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -30,10 +32,11 @@ const FORBIDDEN_HEADERS: [&str; 6] = ["jku", "jwk", "x5u", "x5c", "zip", "crit"]
 /// Decoded headers up to this size (every real one: a maximal `kid` is 256 bytes) need no allocation.
 const HEADER_STACK_BYTES: usize = 512;
 
-/// Decoded payloads up to this size are parsed from the stack rather than from a fresh allocation.
-const PAYLOAD_STACK_BYTES: usize = 1024;
+/// Decoded signatures up to this size (every real one: RSA-4096 signs in 512 bytes) need no allocation.
+const SIGNATURE_STACK_BYTES: usize = 512;
 
-/// The three segments of a compact JWS, decoded: `'t` borrows from the token, `'h` from its decoded header.
+/// The three segments of a compact JWS, decoded: `'t` borrows from the token, `'h` from the [`DecodeBuf`] its
+/// header and signature were decoded into.
 #[derive(Debug)]
 pub struct Jws<'t, 'h> {
     /// `BASE64URL(header) || '.' || BASE64URL(payload)`: the bytes the signature covers.
@@ -47,34 +50,41 @@ pub struct Jws<'t, 'h> {
     /// The protected header's `typ`, if any.
     pub typ: Option<Cow<'h, str>>,
     /// The claims.
-    pub claims: Map<String, Value>,
+    pub claims: Claims,
     /// The raw signature bytes.
-    pub signature: Vec<u8>,
+    pub signature: Cow<'h, [u8]>,
 }
 
-/// Where [`parse_in`] decodes a header, for the [`Jws`] to borrow `kid` and `typ` from: on the stack unless the
-/// header is unusually large.
-pub struct HeaderBuf {
-    stack: [u8; HEADER_STACK_BYTES],
-    heap: Vec<u8>,
+/// Where [`parse_in`] decodes a header and a signature, for the [`Jws`] to borrow `kid`, `typ` and the
+/// signature from: on the stack unless they are unusually large.
+pub struct DecodeBuf {
+    header: [u8; HEADER_STACK_BYTES],
+    header_heap: Vec<u8>,
+    signature: [u8; SIGNATURE_STACK_BYTES],
+    signature_heap: Vec<u8>,
 }
 
-impl HeaderBuf {
+impl DecodeBuf {
     /// An empty buffer (no allocation).
-    pub fn new() -> HeaderBuf {
-        HeaderBuf { stack: [0; HEADER_STACK_BYTES], heap: Vec::new() }
+    pub fn new() -> DecodeBuf {
+        DecodeBuf {
+            header: [0; HEADER_STACK_BYTES],
+            header_heap: Vec::new(),
+            signature: [0; SIGNATURE_STACK_BYTES],
+            signature_heap: Vec::new(),
+        }
     }
 }
 
-impl Default for HeaderBuf {
-    fn default() -> HeaderBuf {
-        HeaderBuf::new()
+impl Default for DecodeBuf {
+    fn default() -> DecodeBuf {
+        DecodeBuf::new()
     }
 }
 
 /// Splits and decodes a compact JWS. The caller has already checked the size cap.
 pub fn parse(token: &[u8]) -> Result<Jws<'_, 'static>, TokenError> {
-    let mut buf = HeaderBuf::new();
+    let mut buf = DecodeBuf::new();
     let jws = parse_in(token, &mut buf)?;
     Ok(Jws {
         signing_input: jws.signing_input,
@@ -83,12 +93,12 @@ pub fn parse(token: &[u8]) -> Result<Jws<'_, 'static>, TokenError> {
         kid: jws.kid.map(|kid| Cow::Owned(kid.into_owned())),
         typ: jws.typ.map(|typ| Cow::Owned(typ.into_owned())),
         claims: jws.claims,
-        signature: jws.signature,
+        signature: Cow::Owned(jws.signature.into_owned()),
     })
 }
 
-/// [`parse`], with the header decoded into `buf`.
-pub fn parse_in<'t, 'h>(token: &'t [u8], buf: &'h mut HeaderBuf) -> Result<Jws<'t, 'h>, TokenError> {
+/// [`parse`], with the header and signature decoded into `buf`.
+pub fn parse_in<'t, 'h>(token: &'t [u8], buf: &'h mut DecodeBuf) -> Result<Jws<'t, 'h>, TokenError> {
     let (first, second) = split_points(token)?;
     let header_b64 = &token[..first];
     let payload_b64 = &token[first + 1..second];
@@ -96,7 +106,7 @@ pub fn parse_in<'t, 'h>(token: &'t [u8], buf: &'h mut HeaderBuf) -> Result<Jws<'
     if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
         return Err(TokenError::Malformed("empty segment"));
     }
-    let header_bytes = decode_segment(header_b64, &mut buf.stack, &mut buf.heap)
+    let header_bytes = decode_segment(header_b64, &mut buf.header, &mut buf.header_heap)
         .map_err(|_| TokenError::Malformed("header is not base64url"))?;
     let header = Header::parse(header_bytes).map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
     if let Some(name) = header.first_forbidden() {
@@ -118,16 +128,15 @@ pub fn parse_in<'t, 'h>(token: &'t [u8], buf: &'h mut HeaderBuf) -> Result<Jws<'
         Member::String(t) => Some(t),
         Member::Other => return Err(TokenError::Malformed("header typ is not a string")),
     };
-    let mut stack = [0; PAYLOAD_STACK_BYTES];
-    let mut heap = Vec::new();
-    let payload_bytes = decode_segment(payload_b64, &mut stack, &mut heap)
-        .map_err(|_| TokenError::Malformed("payload is not base64url"))?;
-    let claims = json::parse_object(payload_bytes, MAX_JSON_DEPTH).map_err(|e| match e {
+    // Decoded straight into the allocation that a verified token keeps its claims in.
+    let payload = b64::decode(payload_b64).map_err(|_| TokenError::Malformed("payload is not base64url"))?;
+    let claims = Claims::parse(payload, MAX_JSON_DEPTH).map_err(|e| match e {
         json::JsonError::TooDeep => TokenError::Malformed("payload is nested too deeply"),
         _ => TokenError::Malformed("payload is not a JSON object"),
     })?;
-    let signature = b64::decode(signature_b64).map_err(|_| TokenError::Malformed("signature is not base64url"))?;
-    Ok(Jws { signing_input: &token[..second], payload_b64, alg, kid, typ, claims, signature })
+    let signature = decode_segment(signature_b64, &mut buf.signature, &mut buf.signature_heap)
+        .map_err(|_| TokenError::Malformed("signature is not base64url"))?;
+    Ok(Jws { signing_input: &token[..second], payload_b64, alg, kid, typ, claims, signature: Cow::Borrowed(signature) })
 }
 
 /// Decodes `input` into `stack`, or into `heap` when it does not fit.
@@ -474,8 +483,8 @@ impl Jws<'_, '_> {
             alg: self.alg,
             kid: self.kid.as_deref().map(str::to_owned),
             typ: self.typ.as_deref().map(str::to_owned),
-            claims: self.claims.clone(),
-            signature: self.signature.clone(),
+            claims: self.claims.map().clone(),
+            signature: self.signature.to_vec(),
         }
     }
 }
@@ -497,7 +506,7 @@ mod tests {
         let got = parse(token.as_bytes());
         let shown = String::from_utf8_lossy(header);
         assert_eq!(got.as_ref().map(Jws::as_reference).map_err(|e| *e), want, "header {shown}");
-        let mut buf = HeaderBuf::new();
+        let mut buf = DecodeBuf::new();
         let got_in = parse_in(token.as_bytes(), &mut buf);
         assert_eq!(got_in.as_ref().map(Jws::as_reference).map_err(|e| *e), want, "header {shown}");
         want.map(|r| ReferenceJws { signing_input: &[], payload_b64: &[], ..r })
@@ -687,20 +696,51 @@ mod tests {
     }
 
     #[test]
-    fn payloads_on_and_off_the_stack_and_their_errors() {
+    fn payloads_kept_as_text_or_parsed_and_their_errors() {
         let header = br#"{"alg":"HS256"}"#;
-        let big = format!(r#"{{"sub":"{}"}}"#, "s".repeat(2 * PAYLOAD_STACK_BYTES));
-        assert!(assert_as_reference(header, big.as_bytes()).is_ok());
-        let big_dup = format!(r#"{{"sub":"{}","sub":1}}"#, "s".repeat(2 * PAYLOAD_STACK_BYTES));
+        let many: Vec<String> = (0..70).map(|i| format!(r#""m{i}":{i}"#)).collect();
+        let wide_nested: Vec<String> = (0..17).map(|i| format!(r#""n{i}":{i}"#)).collect();
+        for (payload, scanned) in [
+            (format!(r#"{{"sub":"{}"}}"#, "s".repeat(4096)), true),
+            (format!("{{{}}}", many[..64].join(",")), true),
+            (format!("{{{}}}", many.join(",")), false),
+            (format!(r#"{{"x":{{{}}}}}"#, wide_nested[..16].join(",")), true),
+            (format!(r#"{{"x":{{{}}}}}"#, wide_nested.join(",")), false),
+            (r#"{"sub":"a\u0062"}"#.to_owned(), false),
+            (r#"{"exp":1.5}"#.to_owned(), false),
+        ] {
+            assert_as_reference(header, payload.as_bytes()).unwrap();
+            let claims = parse(token(header, payload.as_bytes()).as_bytes()).unwrap().claims;
+            assert_eq!(claims.is_map_built(), !scanned, "{payload}");
+        }
+        let big_dup = format!(r#"{{"sub":"{}","sub":1}}"#, "s".repeat(4096));
         let deep = format!(r#"{{"x":{}{}}}"#, "[".repeat(40), "]".repeat(40));
+        let late_dup = format!("{{{},\"m3\":1}}", many[..10].join(","));
+        let nested_dup = format!(r#"{{"x":[{{{},"n1":1}}]}}"#, wide_nested[..5].join(","));
         for (payload, want) in [
             (&big_dup[..], "payload is not a JSON object"),
+            (&late_dup, "payload is not a JSON object"),
+            (&nested_dup, "payload is not a JSON object"),
             (&deep, "payload is nested too deeply"),
             ("[]", "payload is not a JSON object"),
             ("{\"a\":1} x", "payload is not a JSON object"),
         ] {
             let got = assert_as_reference(header, payload.as_bytes()).map(|_| ());
             assert_eq!(got, Err(TokenError::Malformed(want)), "{payload}");
+        }
+    }
+
+    #[test]
+    fn signatures_on_and_off_the_stack() {
+        let head = format!("{}.{}", b64::encode(br#"{"alg":"RS256"}"#), b64::encode(PAYLOAD));
+        for len in [1, 64, SIGNATURE_STACK_BYTES - 1, SIGNATURE_STACK_BYTES, SIGNATURE_STACK_BYTES + 1, 2048] {
+            let signature: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let token = format!("{head}.{}", b64::encode(&signature));
+            let parsed = parse(token.as_bytes()).unwrap();
+            assert_eq!(parsed.as_reference(), reference_parse(token.as_bytes()).unwrap());
+            assert_eq!(&*parsed.signature, &signature[..], "{len}");
+            let mut buf = DecodeBuf::new();
+            assert_eq!(&*parse_in(token.as_bytes(), &mut buf).unwrap().signature, &signature[..], "{len}");
         }
     }
 

@@ -23,7 +23,8 @@ pub use jwk::{KeySet, PublicKey};
 pub use profile::Profile;
 use spiffe::{SpiffeId, TrustDomain};
 
-use serde_json::{Map, Value};
+use claims::{Claim, Claims};
+use std::sync::Arc;
 
 /// Default cap on a token's length in bytes, checked before anything else (CVE-2025-30204).
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -33,7 +34,7 @@ pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub struct Issuer {
     /// The exact `iss` value. For a JWT-SVID issuer without one, `iss` is not checked and the trust domain's
     /// SPIFFE ID (`spiffe://<trust domain>`) stands for the issuer in decisions and headers.
-    pub issuer: String,
+    pub issuer: Arc<str>,
     /// Whether tokens must carry `iss` equal to [`Issuer::issuer`] (always, except JWT-SVID issuers
     /// configured by trust domain alone).
     pub iss_required: bool,
@@ -85,7 +86,7 @@ impl Binding {
 
     /// Checks a verified token against the peer (URI SAN, hex SHA-256 of the certificate).
     pub fn check(&self, token: &VerifiedToken, uri_san: Option<&str>, digest: Option<&str>) -> Result<(), TokenError> {
-        if self.actor_is_peer && uri_san != Some(token.agent.as_str()) {
+        if self.actor_is_peer && uri_san != Some(token.agent()) {
             return Err(TokenError::NotBound);
         }
         if self.certificate_bound && digest.and_then(|d| claims::certificate_bound(&token.claims, d)) != Some(true) {
@@ -99,20 +100,28 @@ impl Binding {
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
     /// The issuer that vouched for it.
-    pub issuer: String,
-    /// `sub`: the subject, who the token is about (a human or the originating service).
-    pub subject: String,
-    /// The current actor: the outermost `act.sub` when the token carries delegation (RFC 8693 §4.1),
-    /// otherwise the subject itself. This is the agent presenting the token.
-    pub agent: String,
-    /// Every actor, current first, and `may_act`.
+    pub issuer: Arc<str>,
+    /// The subject, every actor, current first, and `may_act`.
     pub chain: DelegationChain,
     /// `exp`, seconds since the epoch.
     pub expires_at: i64,
     /// `exp + skew`: the first second at which this token is refused. Caches must not outlive it.
     pub valid_until: i64,
-    /// Every claim, for policy conditions and forwarding.
-    pub claims: Map<String, Value>,
+    /// Every claim, for policy conditions and forwarding (the map is built when first read).
+    pub claims: Claims,
+}
+
+impl VerifiedToken {
+    /// `sub`: the subject, who the token is about (a human or the originating service).
+    pub fn subject(&self) -> &str {
+        self.chain.subject()
+    }
+
+    /// The current actor: the outermost `act.sub` when the token carries delegation (RFC 8693 §4.1),
+    /// otherwise the subject itself. This is the agent presenting the token.
+    pub fn agent(&self) -> &str {
+        self.chain.agent()
+    }
 }
 
 /// Verifies tokens against a fixed set of issuers.
@@ -149,7 +158,7 @@ impl Verifier {
             return None;
         }
         let jws = jws::parse(token).ok()?;
-        let issuer = self.select_issuer(&claims::Registered::of(&jws.claims)).ok()?;
+        let issuer = self.select_issuer(&jws.claims.registered()).ok()?;
         let index = self.issuers.iter().position(|i| std::ptr::eq(i, issuer))?;
         issuer.remote.is_some().then_some(index)
     }
@@ -158,20 +167,21 @@ impl Verifier {
     /// SPIFFE `sub`, the JWT-SVID issuer of its trust domain. A present `iss` of the wrong type, or one that a
     /// trust-domain issuer does not expect, is refused rather than ignored.
     fn select_issuer(&self, claims: &claims::Registered<'_>) -> Result<&Issuer, TokenError> {
-        let iss = match claims.iss {
+        let iss = match claims.iss.map(Claim::as_str) {
             None => None,
-            Some(Value::String(s)) if !s.is_empty() => Some(s.as_str()),
+            Some(Some(s)) if !s.is_empty() => Some(s),
             Some(_) => return Err(TokenError::InvalidClaim("iss")),
         };
         if let Some(iss) = iss
-            && let Some(issuer) = self.issuers.iter().find(|i| i.iss_required && i.issuer == iss)
+            && let Some(issuer) = self.issuers.iter().find(|i| i.iss_required && *i.issuer == *iss)
         {
             return Ok(issuer);
         }
-        let td = match claims.sub {
-            Some(Value::String(sub)) => SpiffeId::parse(sub).ok().map(|id| id.trust_domain().clone()),
-            _ => None,
-        };
+        let td = claims
+            .sub
+            .and_then(Claim::as_str)
+            .and_then(|sub| SpiffeId::parse(sub).ok())
+            .map(|id| id.trust_domain().clone());
         let by_domain = td.and_then(|td| {
             self.issuers.iter().find(|i| i.profile == Profile::JwtSvid && i.trust_domain.as_ref() == Some(&td))
         });
@@ -200,9 +210,9 @@ impl Verifier {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
-        let mut header_buf = jws::HeaderBuf::new();
-        let jws = jws::parse_in(token, &mut header_buf)?;
-        let registered = claims::Registered::of(&jws.claims);
+        let mut buf = jws::DecodeBuf::new();
+        let jws = jws::parse_in(token, &mut buf)?;
+        let registered = jws.claims.registered();
         let issuer = self.select_issuer(&registered)?;
         if !issuer.algorithms.contains(&jws.alg) {
             return Err(TokenError::AlgorithmNotAllowed);
@@ -217,23 +227,21 @@ impl Verifier {
         }
         let expires_at = registered.check_times(now, issuer.clock_skew, issuer.max_lifetime)?;
         registered.check_audience(&issuer.audiences)?;
-        issuer.profile.check(jws.typ.as_deref(), &jws.claims, issuer.trust_domain.as_ref())?;
+        issuer.profile.check(jws.typ.as_deref(), &registered, issuer.trust_domain.as_ref())?;
         if !issuer.revoked_jti.is_empty()
-            && let Some(Value::String(jti)) = registered.jti
-            && issuer.revoked_jti.binary_search(jti).is_ok()
+            && let Some(jti) = registered.jti.and_then(Claim::as_str)
+            && issuer.revoked_jti.binary_search_by(|revoked| revoked.as_str().cmp(jti)).is_ok()
         {
             return Err(TokenError::Revoked);
         }
         for name in &issuer.required_claims {
-            if jws.claims.get(name).is_none_or(Value::is_null) {
+            if jws.claims.get(name).is_none_or(Claim::is_null) {
                 return Err(TokenError::MissingRequiredClaim);
             }
         }
         let chain = DelegationChain::from_registered(&registered, issuer.max_delegation_depth)?;
         Ok(VerifiedToken {
             issuer: issuer.issuer.clone(),
-            subject: chain.subject().to_owned(),
-            agent: chain.agent().to_owned(),
             chain,
             expires_at,
             valid_until: expires_at + issuer.clock_skew,

@@ -11,10 +11,9 @@
 //!
 //! Explicit typing (RFC 8725 §3.11) is what stops a token minted for one purpose being replayed as another.
 
-use super::claims::required_string;
+use super::claims::{Claim, Registered, required_string};
 use super::error::TokenError;
 use super::spiffe::{SpiffeId, TrustDomain};
-use serde_json::{Map, Value};
 
 /// Which profile an issuer's tokens follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +44,7 @@ impl Profile {
     pub fn check(
         self,
         typ: Option<&str>,
-        claims: &Map<String, Value>,
+        claims: &Registered<'_>,
         trust_domain: Option<&TrustDomain>,
     ) -> Result<(), TokenError> {
         // Media type names are case-insensitive (RFC 7515 §4.1.9), and "application/" may be omitted.
@@ -57,7 +56,7 @@ impl Profile {
                 if typ.is_some() && !typ_is("jwt") && !typ_is("jose") {
                     return Err(TokenError::ProfileViolation("JWT-SVID typ must be JWT or JOSE"));
                 }
-                let sub = required_string(claims, "sub")?;
+                let sub = required_string(claims.sub, "sub")?;
                 let id = SpiffeId::parse(sub).map_err(|_| TokenError::ProfileViolation("sub is not a SPIFFE ID"))?;
                 match trust_domain {
                     Some(td) if id.is_in(td) => Ok(()),
@@ -68,16 +67,16 @@ impl Profile {
                 if !typ_is("at+jwt") {
                     return Err(TokenError::ProfileViolation("typ must be at+jwt"));
                 }
-                required_string(claims, "client_id")?;
-                required_string(claims, "jti")?;
-                require_present(claims, "iat")
+                required_string(claims.client_id, "client_id")?;
+                required_string(claims.jti, "jti")?;
+                require_present(claims.iat, "iat")
             }
             Profile::TxnToken => {
                 if !typ_is("txntoken+jwt") {
                     return Err(TokenError::ProfileViolation("typ must be txntoken+jwt"));
                 }
-                required_string(claims, "txn")?;
-                require_present(claims, "iat")
+                required_string(claims.txn, "txn")?;
+                require_present(claims.iat, "iat")
             }
         }
     }
@@ -92,32 +91,36 @@ fn without_application_prefix(typ: &str) -> &str {
     }
 }
 
-fn require_present(claims: &Map<String, Value>, name: &'static str) -> Result<(), TokenError> {
-    if claims.contains_key(name) { Ok(()) } else { Err(TokenError::MissingClaim(name)) }
+fn require_present(claim: Option<Claim<'_>>, name: &'static str) -> Result<(), TokenError> {
+    if claim.is_some() { Ok(()) } else { Err(TokenError::MissingClaim(name)) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::token::claims::Claims;
+    use serde_json::{Value, json};
 
-    fn c(v: Value) -> Map<String, Value> {
-        v.as_object().cloned().unwrap_or_default()
+    /// Claims as verification reads them: kept as text.
+    fn c(v: Value) -> Claims {
+        let claims = Claims::parse(v.to_string().into_bytes(), 32).unwrap();
+        assert!(!claims.is_map_built());
+        claims
     }
 
     #[test]
     fn jwt_svid_rules() {
         let td = TrustDomain::parse("trading.example").unwrap();
         let ok = c(json!({"sub": "spiffe://trading.example/agent/x"}));
-        assert_eq!(Profile::JwtSvid.check(None, &ok, Some(&td)), Ok(()));
-        assert_eq!(Profile::JwtSvid.check(Some("JWT"), &ok, Some(&td)), Ok(()));
-        assert_eq!(Profile::JwtSvid.check(Some("jose"), &ok, Some(&td)), Ok(()));
-        assert!(Profile::JwtSvid.check(Some("at+jwt"), &ok, Some(&td)).is_err());
+        assert_eq!(Profile::JwtSvid.check(None, &ok.registered(), Some(&td)), Ok(()));
+        assert_eq!(Profile::JwtSvid.check(Some("JWT"), &ok.registered(), Some(&td)), Ok(()));
+        assert_eq!(Profile::JwtSvid.check(Some("jose"), &ok.registered(), Some(&td)), Ok(()));
+        assert!(Profile::JwtSvid.check(Some("at+jwt"), &ok.registered(), Some(&td)).is_err());
         let other = c(json!({"sub": "spiffe://evil.example/agent/x"}));
-        assert!(Profile::JwtSvid.check(None, &other, Some(&td)).is_err());
+        assert!(Profile::JwtSvid.check(None, &other.registered(), Some(&td)).is_err());
         let not_spiffe = c(json!({"sub": "agent-x"}));
-        assert!(Profile::JwtSvid.check(None, &not_spiffe, Some(&td)).is_err());
-        assert!(Profile::JwtSvid.check(None, &ok, None).is_err());
+        assert!(Profile::JwtSvid.check(None, &not_spiffe.registered(), Some(&td)).is_err());
+        assert!(Profile::JwtSvid.check(None, &ok.registered(), None).is_err());
     }
 
     #[test]
@@ -167,7 +170,7 @@ mod tests {
                     (Profile::AtJwt, _) => Err(TokenError::ProfileViolation("typ must be at+jwt")),
                     (Profile::TxnToken, _) => Err(TokenError::ProfileViolation("typ must be txntoken+jwt")),
                 };
-                assert_eq!(profile.check(Some(typ), &claims, Some(&td)), want, "{profile:?} {typ:?}");
+                assert_eq!(profile.check(Some(typ), &claims.registered(), Some(&td)), want, "{profile:?} {typ:?}");
             }
         }
     }
@@ -175,21 +178,21 @@ mod tests {
     #[test]
     fn at_jwt_and_txn_token_need_explicit_typing() {
         let at = c(json!({"client_id": "c", "jti": "j", "iat": 1}));
-        assert_eq!(Profile::AtJwt.check(Some("at+jwt"), &at, None), Ok(()));
-        assert_eq!(Profile::AtJwt.check(Some("application/AT+JWT"), &at, None), Ok(()));
-        assert!(Profile::AtJwt.check(Some("JWT"), &at, None).is_err());
-        assert!(Profile::AtJwt.check(None, &at, None).is_err());
+        assert_eq!(Profile::AtJwt.check(Some("at+jwt"), &at.registered(), None), Ok(()));
+        assert_eq!(Profile::AtJwt.check(Some("application/AT+JWT"), &at.registered(), None), Ok(()));
+        assert!(Profile::AtJwt.check(Some("JWT"), &at.registered(), None).is_err());
+        assert!(Profile::AtJwt.check(None, &at.registered(), None).is_err());
         assert_eq!(
-            Profile::AtJwt.check(Some("at+jwt"), &c(json!({"jti": "j", "iat": 1})), None),
+            Profile::AtJwt.check(Some("at+jwt"), &c(json!({"jti": "j", "iat": 1})).registered(), None),
             Err(TokenError::MissingClaim("client_id"))
         );
         let txn = c(json!({"txn": "t-1", "iat": 1}));
-        assert_eq!(Profile::TxnToken.check(Some("txntoken+jwt"), &txn, None), Ok(()));
-        assert!(Profile::TxnToken.check(Some("at+jwt"), &txn, None).is_err());
+        assert_eq!(Profile::TxnToken.check(Some("txntoken+jwt"), &txn.registered(), None), Ok(()));
+        assert!(Profile::TxnToken.check(Some("at+jwt"), &txn.registered(), None).is_err());
         assert_eq!(
-            Profile::TxnToken.check(Some("txntoken+jwt"), &c(json!({"iat": 1})), None),
+            Profile::TxnToken.check(Some("txntoken+jwt"), &c(json!({"iat": 1})).registered(), None),
             Err(TokenError::MissingClaim("txn"))
         );
-        assert_eq!(Profile::Jwt.check(Some("anything"), &c(json!({})), None), Ok(()));
+        assert_eq!(Profile::Jwt.check(Some("anything"), &c(json!({})).registered(), None), Ok(()));
     }
 }

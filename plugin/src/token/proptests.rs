@@ -3,12 +3,13 @@
 //!
 //! Case counts are kept modest so `cargo test` stays fast; the fuzz targets in `fuzz/` go further.
 
+use super::claims::Claims;
 use super::*;
 use crate::mint::SigningKey;
 use crate::{b64, config, json, request};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use std::sync::LazyLock;
 
 const NOW: i64 = 1_800_000_000;
@@ -343,6 +344,72 @@ fn assert_parse_as_reference(token: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Values inside the plain subset that the claims scanner keeps as text, with the characters that could
+/// confuse splitting an array (commas, brackets, quotes' neighbours) inside strings.
+fn plain_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (0u64..1 << 41).prop_map(Value::from),
+        r"[a-z ,:\[\]{}]{0,8}".prop_map(Value::String),
+        prop::sample::select(vec![ISS, AUD, "spiffe://trading.example/agent/a"]).prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(member_name(), inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Claims of a real token's shape with plain additions: what the scanner keeps as text.
+fn plain_payload() -> impl Strategy<Value = Value> {
+    prop::collection::btree_map(member_name(), plain_value(), 0..6).prop_map(|extra| {
+        let mut c = valid_claims();
+        if let Some(obj) = c.as_object_mut() {
+            obj.extend(extra);
+        }
+        c
+    })
+}
+
+/// Whatever form `text`'s claims are kept in, they read as serde_json's map of them does: the map itself,
+/// every claim verification reads and every check it makes on them.
+fn assert_claims_read_alike(text: &[u8]) -> Result<(), TestCaseError> {
+    let parsed = json::parse_object_with_serde(text, 32);
+    let claims = Claims::parse(text.to_vec(), 32);
+    prop_assert_eq!(claims.as_ref().map(|c| c.map().clone()).map_err(Clone::clone), parsed.clone());
+    let (Ok(parsed), Ok(_)) = (parsed, &claims) else { return Ok(()) };
+    // A fresh copy, so the one under test has not built its map yet.
+    let kept = Claims::parse(text.to_vec(), 32).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let reference = Claims::from_map(parsed);
+    let (r, want) = (kept.registered(), reference.registered());
+    let fields = |r: &claims::Registered<'_>| {
+        [r.iss, r.sub, r.aud, r.exp, r.nbf, r.iat, r.jti, r.act, r.may_act, r.client_id, r.txn]
+            .map(|c| c.map(|c| (c.to_value().into_owned(), c.as_str().map(str::to_owned), c.is_null())))
+    };
+    prop_assert_eq!(fields(&r), fields(&want));
+    for now in [NOW - 400, NOW, NOW + 400] {
+        prop_assert_eq!(r.check_times(now, 30, Some(600)), want.check_times(now, 30, Some(600)));
+    }
+    for accepted in [vec![AUD.to_owned()], vec!["a".to_owned(), ISS.to_owned()]] {
+        prop_assert_eq!(r.check_audience(&accepted), want.check_audience(&accepted));
+    }
+    prop_assert_eq!(
+        DelegationChain::from_registered(&r, 4).map(|c| (c.depth(), c.header_value())),
+        DelegationChain::from_registered(&want, 4).map(|c| (c.depth(), c.header_value()))
+    );
+    for profile in [Profile::Jwt, Profile::AtJwt, Profile::TxnToken] {
+        prop_assert_eq!(profile.check(Some("at+jwt"), &r, None), profile.check(Some("at+jwt"), &want, None));
+    }
+    for name in ["scope", "sub", "absent", ""] {
+        let read = |c: &Claims| c.get(name).map(|c| (c.to_value().into_owned(), c.is_null()));
+        prop_assert_eq!(read(&kept), read(&reference));
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(CASES))]
 
@@ -370,6 +437,32 @@ proptest! {
         depth in 0usize..6,
     ) {
         prop_assert_eq!(json::parse_object(text.as_bytes(), depth), json::parse_object_with_serde(text.as_bytes(), depth));
+    }
+
+    #[test]
+    fn claims_kept_as_text_read_as_the_parsed_map(v in plain_payload(), pretty in any::<bool>()) {
+        let text = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { v.to_string() };
+        let claims = Claims::parse(text.clone().into_bytes(), 32).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(!claims.is_map_built(), "not kept as text: {}", text);
+        assert_claims_read_alike(text.as_bytes())?;
+    }
+
+    #[test]
+    fn claims_of_any_shape_read_as_the_parsed_map(v in payload(), pretty in any::<bool>()) {
+        let text = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { v.to_string() };
+        assert_claims_read_alike(text.as_bytes())?;
+    }
+
+    #[test]
+    fn claims_kept_as_text_read_as_the_parsed_map_after_a_byte_change(
+        v in plain_payload(),
+        at in any::<Index>(),
+        new in prop::sample::select(b"{}[]\",:0123456789-+.eEtrufalsn \\\n\x01\x7f\xc3\xff".to_vec()),
+    ) {
+        let mut text = v.to_string().into_bytes();
+        let i = at.index(text.len());
+        text[i] = new;
+        assert_claims_read_alike(&text)?;
     }
 
     #[test]

@@ -61,8 +61,8 @@ impl Fixture {
 fn accepts_valid_es256_and_eddsa_tokens() {
     let f = fixture();
     let t = f.check(&f.es.sign_jwt(Some("es"), &claims())).unwrap();
-    assert_eq!(t.agent, "spiffe://trading.example/agent/trader");
-    assert_eq!(t.subject, t.agent);
+    assert_eq!(t.agent(), "spiffe://trading.example/agent/trader");
+    assert_eq!(t.subject(), t.agent());
     assert_eq!(t.expires_at, NOW + 300);
     assert!(f.check(&f.ed.sign_jwt(Some("ed"), &claims())).is_ok());
     // Without a kid every key of the algorithm is a candidate (JWT-SVID allows this).
@@ -76,8 +76,8 @@ fn current_actor_comes_from_the_outermost_act() {
     c["sub"] = "user:alice".into();
     c["act"] = json!({"sub": "spiffe://a.example/orchestrator", "act": {"sub": "spiffe://a.example/admin"}});
     let t = f.check(&f.es.sign_jwt(Some("es"), &c)).unwrap();
-    assert_eq!(t.subject, "user:alice");
-    assert_eq!(t.agent, "spiffe://a.example/orchestrator");
+    assert_eq!(t.subject(), "user:alice");
+    assert_eq!(t.agent(), "spiffe://a.example/orchestrator");
     for bad in [json!("spiffe://x"), json!({}), json!({"sub": 1}), json!([])] {
         c["act"] = bad;
         assert_eq!(f.check(&f.es.sign_jwt(Some("es"), &c)).unwrap_err(), TokenError::InvalidClaim("act"));
@@ -111,7 +111,7 @@ fn tokens_verify_alike_whichever_reader_reads_them() {
     for header in &headers {
         for payload in [&body, &escaped, &pretty, &large] {
             let t = f.check(&sign_raw(header, payload)).unwrap_or_else(|e| panic!("{header} {payload}: {e}"));
-            assert_eq!(t.agent, "spiffe://trading.example/agent/trader");
+            assert_eq!(t.agent(), "spiffe://trading.example/agent/trader");
             assert_eq!(t.expires_at, NOW + 300);
         }
     }
@@ -372,7 +372,12 @@ fn every_algorithm_accepts_a_valid_token() {
     assert_eq!(keys.len(), Algorithm::ALL.len());
     for k in &keys {
         let t = v.verify(k.sign_jwt(Some(k.alg().name()), &claims()).as_bytes(), NOW, &PureRust);
-        assert_eq!(t.map(|t| t.agent), Ok("spiffe://trading.example/agent/trader".to_owned()), "{:?}", k.alg());
+        assert_eq!(
+            t.map(|t| t.agent().to_owned()),
+            Ok("spiffe://trading.example/agent/trader".to_owned()),
+            "{:?}",
+            k.alg()
+        );
         // Without a kid, every key of the algorithm is a candidate.
         assert!(v.verify(k.sign_jwt(None, &claims()).as_bytes(), NOW, &PureRust).is_ok(), "{:?}", k.alg());
         // Another algorithm's kid finds no key.
@@ -564,7 +569,7 @@ fn svid_issuer(key: &SigningKey, td: &str, iss: Option<&str>) -> Issuer {
     match iss {
         Some(iss) => issuer.issuer = iss.into(),
         None => {
-            issuer.issuer = format!("spiffe://{td}");
+            issuer.issuer = format!("spiffe://{td}").into();
             issuer.iss_required = false;
         }
     }
@@ -581,10 +586,7 @@ fn jwt_svids_are_matched_by_trust_domain_across_vendors() {
     );
     let svid = |sub: &str| json!({"sub": sub, "aud": "trading-api", "exp": NOW + 60});
     let t = v.verify(a.sign_jwt(None, &svid("spiffe://vendor-a.example/agent/x")).as_bytes(), NOW, &PureRust).unwrap();
-    assert_eq!(
-        (t.issuer.as_str(), t.agent.as_str()),
-        ("spiffe://vendor-a.example", "spiffe://vendor-a.example/agent/x")
-    );
+    assert_eq!((&*t.issuer, t.agent()), ("spiffe://vendor-a.example", "spiffe://vendor-a.example/agent/x"));
     assert!(v.verify(b.sign_jwt(None, &svid("spiffe://vendor-b.example/agent/y")).as_bytes(), NOW, &PureRust).is_ok());
     // Vendor B's key cannot speak for vendor A's trust domain.
     let cross = b.sign_jwt(None, &svid("spiffe://vendor-a.example/agent/x"));

@@ -210,7 +210,7 @@ const A1_JWS: &str = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiL
 fn split(jws: &str, alg: Algorithm) -> (&[u8], Vec<u8>) {
     let parsed = super::super::jws::parse(jws.as_bytes()).unwrap();
     assert_eq!(parsed.alg, alg);
-    (parsed.signing_input, parsed.signature)
+    (parsed.signing_input, parsed.signature.into_owned())
 }
 
 #[test]
