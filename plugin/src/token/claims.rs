@@ -26,7 +26,7 @@ enum Repr {
     /// Read by [`json::scan_object`]: the text, where each registered claim's value is, and the map once built.
     Scanned {
         text: Box<str>,
-        registered: [Option<Span>; REGISTERED],
+        registered: [Span; REGISTERED],
         map: OnceCell<Map<String, Value>>,
     },
     Parsed(Map<String, Value>),
@@ -43,13 +43,13 @@ impl Claims {
     pub fn parse(payload: Vec<u8>, max_depth: usize) -> Result<Claims, JsonError> {
         let bytes = match String::from_utf8(payload) {
             Ok(text) => {
-                let mut registered = [None; REGISTERED];
+                let mut registered = [Span::ABSENT; REGISTERED];
                 // Offsets fit in 32 bits when the text does (tokens are capped far below that).
                 let fits = u32::try_from(text.len()).is_ok();
                 let plain = fits
                     && json::scan_object(&text, max_depth, |name, value| {
                         if let Some(slot) = slot(name).and_then(|i| registered.get_mut(i)) {
-                            *slot = Some(Span::of(value));
+                            *slot = Span::of(value);
                         }
                     });
                 if plain {
@@ -72,7 +72,7 @@ impl Claims {
     pub fn get(&self, name: &str) -> Option<Claim<'_>> {
         match &self.0 {
             Repr::Scanned { text, registered, .. } => match slot(name) {
-                Some(i) => registered.get(i).copied().flatten().and_then(|at| at.in_text(text)).map(Claim::text),
+                Some(i) => registered.get(i)?.in_text(text).map(Claim::text),
                 None => json::member_value(text, name).map(Claim::text),
             },
             Repr::Parsed(map) => map.get(name).map(Claim::value),
@@ -103,14 +103,15 @@ impl Claims {
     pub fn registered(&self) -> Registered<'_> {
         match &self.0 {
             Repr::Scanned { text, registered, .. } => {
-                Registered::from_slots(registered.map(|at| at.and_then(|at| at.in_text(text)).map(Claim::text)))
+                Registered::from_slots(registered.map(|at| at.in_text(text).map(Claim::text)))
             }
             Repr::Parsed(map) => Registered::of(map),
         }
     }
 }
 
-/// Where a claim's value is in the text: 32-bit offsets keep a verified token small.
+/// Where a claim's value is in the text: 32-bit offsets keep a verified token small, and no value is empty,
+/// so an empty span means absent.
 #[derive(Debug, Clone, Copy)]
 struct Span {
     start: u32,
@@ -118,14 +119,17 @@ struct Span {
 }
 
 impl Span {
+    const ABSENT: Span = Span { start: 0, end: 0 };
+
     /// `range` of a text whose length fits in 32 bits.
     fn of(range: Range<usize>) -> Span {
-        let at = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        let at = |i: usize| u32::try_from(i).unwrap_or(0);
         Span { start: at(range.start), end: at(range.end) }
     }
 
+    /// The value's text; `None` when absent.
     fn in_text(self, text: &str) -> Option<&str> {
-        text.get(self.start as usize..self.end as usize)
+        text.get(self.start as usize..self.end as usize).filter(|value| !value.is_empty())
     }
 }
 

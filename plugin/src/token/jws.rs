@@ -32,8 +32,8 @@ const FORBIDDEN_HEADERS: [&str; 6] = ["jku", "jwk", "x5u", "x5c", "zip", "crit"]
 /// Decoded headers up to this size (every real one: a maximal `kid` is 256 bytes) need no allocation.
 const HEADER_STACK_BYTES: usize = 512;
 
-/// Decoded signatures up to this size (every real one: RSA-4096 signs in 512 bytes) need no allocation.
-const SIGNATURE_STACK_BYTES: usize = 512;
+/// Decoded signatures up to this size (ECDSA, EdDSA, HMAC, RSA up to 3072 bits) need no allocation.
+const SIGNATURE_STACK_BYTES: usize = 384;
 
 /// The three segments of a compact JWS, decoded: `'t` borrows from the token, `'h` from the [`DecodeBuf`] its
 /// header and signature were decoded into.
