@@ -113,57 +113,42 @@ impl<'a> Plain<'a> {
         }
     }
 
-    /// Walks an object whose `{` is next, at `depth` (the top level is 1): `member` is called with each name
-    /// and must consume the value that follows. Repeated names are `member`'s to refuse.
-    fn each_member(&mut self, depth: usize, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+    /// Walks an array or object whose opening bracket is next, at `depth` (the top level is 1), up to `close`:
+    /// `entry` must consume each item or member.
+    fn each(&mut self, depth: usize, close: u8, mut entry: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         if depth > self.max_depth {
             return None;
         }
         self.pos += 1;
         self.skip_whitespace();
-        if self.peek() == Some(b'}') {
+        if self.peek() == Some(close) {
             self.pos += 1;
             return Some(());
         }
         loop {
             self.skip_whitespace();
-            let name = self.string()?;
-            self.skip_whitespace();
-            if self.next()? != b':' {
-                return None;
-            }
-            self.skip_whitespace();
-            member(self, name)?;
+            entry(self)?;
             self.skip_whitespace();
             match self.next()? {
                 b',' => {}
-                b'}' => return Some(()),
+                b if b == close => return Some(()),
                 _ => return None,
             }
         }
     }
 
-    /// Walks an array whose `[` is next, at `depth`: `item` must consume each item.
-    fn each_item(&mut self, depth: usize, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        if depth > self.max_depth {
-            return None;
-        }
-        self.pos += 1;
-        self.skip_whitespace();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-            return Some(());
-        }
-        loop {
-            self.skip_whitespace();
-            item(self)?;
-            self.skip_whitespace();
-            match self.next()? {
-                b',' => {}
-                b']' => return Some(()),
-                _ => return None,
+    /// Walks an object whose `{` is next, at `depth`: `member` is called with each name and must consume the
+    /// value that follows. Repeated names are `member`'s to refuse.
+    fn each_member(&mut self, depth: usize, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.each(depth, b'}', |p| {
+            let name = p.string()?;
+            p.skip_whitespace();
+            if p.next()? != b':' {
+                return None;
             }
-        }
+            p.skip_whitespace();
+            member(p, name)
+        })
     }
 
     /// An object whose `{` is next, at `depth`, read into a map.
@@ -187,7 +172,7 @@ impl<'a> Plain<'a> {
             b'{' => Value::Object(self.map(depth + 1)?),
             b'[' => {
                 let mut items = Vec::new();
-                self.each_item(depth + 1, |p| {
+                self.each(depth + 1, b']', |p| {
                     items.push(p.value(depth + 1)?);
                     Some(())
                 })?;
@@ -210,7 +195,7 @@ impl<'a> Plain<'a> {
                     p.skip_value(depth + 1)
                 })
             }
-            b'[' => self.each_item(depth + 1, |p| p.skip_value(depth + 1)),
+            b'[' => self.each(depth + 1, b']', |p| p.skip_value(depth + 1)),
             _ => {
                 self.pos += scalar_len(self.text.get(self.pos..)?)?;
                 Some(())
@@ -234,18 +219,10 @@ impl<'a> Plain<'a> {
 
     /// A string whose `"` is next, with no escapes and no control characters: its contents.
     fn string(&mut self) -> Option<&'a str> {
-        let bytes = self.text.as_bytes();
-        if bytes.get(self.pos) != Some(&b'"') {
-            return None;
-        }
-        let start = self.pos + 1;
-        let end = start + plain_run(bytes.get(start..)?);
-        if bytes.get(end) != Some(&b'"') {
-            return None;
-        }
-        self.pos = end + 1;
-        // Both ends sit next to an ASCII quote: always a character boundary.
-        self.text.get(start..end)
+        let text = self.text;
+        let (contents, after) = plain_string(text.get(self.pos..)?)?;
+        self.pos = text.len() - after.len();
+        Some(contents)
     }
 }
 
@@ -262,7 +239,7 @@ const SCANNED_MEMBERS: usize = 64;
 /// [`parse_object`], whatever `member` was told.
 ///
 /// The values are JSON text of the plain subset: strings without escapes, non-negative integers, literals, and
-/// arrays and objects of those; [`plain_items`] splits an array of them, and [`member_value`] finds a member.
+/// arrays and objects of those; [`plain_items`] splits an array of them.
 pub(crate) fn scan_object(text: &str, max_depth: usize, mut member: impl FnMut(&str, Range<usize>)) -> bool {
     let Some(mut p) = Plain::start(text, max_depth) else {
         return false;
@@ -277,17 +254,6 @@ pub(crate) fn scan_object(text: &str, max_depth: usize, mut member: impl FnMut(&
     })
     .is_some()
         && p.finish()
-}
-
-/// The value of top-level member `name` in `text`, an object [`scan_object`] passed.
-pub(crate) fn member_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
-    let mut found = None;
-    scan_object(text, PLAIN_MAX_DEPTH, |n, value| {
-        if n == name {
-            found = text.get(value);
-        }
-    });
-    found
 }
 
 /// The member names of one object so far, to refuse a repeat. A 64-bit filter answers most names without a
@@ -306,7 +272,6 @@ impl<'a, const N: usize> SeenNames<'a, N> {
     }
 
     /// Records `name`, a slice of the document; `None` if it was seen before, or if there is no room for it.
-    #[inline]
     fn insert(&mut self, name: &'a str) -> Option<()> {
         let b = name.as_bytes();
         let byte = |i: usize| u32::from(b.get(i).copied().unwrap_or(0));
@@ -394,7 +359,7 @@ fn scalar_len(text: &str) -> Option<usize> {
 
 /// At the start of `text`, the digits of an integer in the plain subset: no sign, fraction or exponent, no
 /// leading zero, and few enough to fit a u64.
-pub(crate) fn plain_integer(text: &str) -> Option<&str> {
+fn plain_integer(text: &str) -> Option<&str> {
     let bytes = text.as_bytes();
     let mut len = 0;
     while len < bytes.len() && bytes[len].is_ascii_digit() {
@@ -561,10 +526,10 @@ mod tests {
         for depth in [0, 1, 2, 3, 32] {
             let shown = String::from_utf8_lossy(text);
             assert_eq!(parse_object(text, depth), parse_object_with_serde(text, depth), "{shown} at {depth}");
-            let scanned = std::str::from_utf8(text).ok().and_then(|t| scan(t, depth).map(|m| (t, m)));
+            let scanned = std::str::from_utf8(text).ok().and_then(|t| scan(t, depth));
             assert_eq!(scanned.is_some(), Plain::object(text, depth).is_some(), "{shown} at {depth}");
-            if let Some((t, members)) = scanned {
-                assert_eq!(Ok(members_map(t, &members)), parse_object_with_serde(text, depth), "{shown}");
+            if let Some(members) = scanned {
+                assert_eq!(Ok(members_map(&members)), parse_object_with_serde(text, depth), "{shown}");
             }
         }
     }
@@ -576,15 +541,10 @@ mod tests {
         plain.then_some(members)
     }
 
-    /// A scanned document's members, each value parsed on its own; also found one by one by `member_value`.
-    fn members_map(text: &str, members: &[(String, &str)]) -> Map<String, Value> {
-        let map: Map<String, Value> = members
-            .iter()
-            .map(|(name, value)| {
-                assert_eq!(member_value(text, name), Some(*value));
-                (name.clone(), parse_value(value.as_bytes(), 32).unwrap())
-            })
-            .collect();
+    /// A scanned document's members, each value parsed on its own.
+    fn members_map(members: &[(String, &str)]) -> Map<String, Value> {
+        let map: Map<String, Value> =
+            members.iter().map(|(name, value)| (name.clone(), parse_value(value.as_bytes(), 32).unwrap())).collect();
         assert_eq!(map.len(), members.len());
         map
     }

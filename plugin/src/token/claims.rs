@@ -73,7 +73,8 @@ impl Claims {
         match &self.0 {
             Repr::Scanned { text, registered, .. } => match slot(name) {
                 Some(i) => registered.get(i)?.in_text(text).map(Claim::text),
-                None => json::member_value(text, name).map(Claim::text),
+                // Any other claim comes from the map: built once, however many names are asked for.
+                None => self.map().get(name).map(Claim::value),
             },
             Repr::Parsed(map) => map.get(name).map(Claim::value),
         }
