@@ -18,6 +18,8 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 
+mod recent;
+
 /// Deepest JSON nesting accepted in a header or payload. Delegation chains are the deepest legitimate
 /// structure; 32 leaves room for any sane chain while costing nothing on hostile input.
 pub const MAX_JSON_DEPTH: usize = 32;
@@ -99,34 +101,36 @@ pub fn parse(token: &[u8]) -> Result<Jws<'_, 'static>, TokenError> {
 
 /// [`parse`], with the header and signature decoded into `buf`.
 pub fn parse_in<'t, 'h>(token: &'t [u8], buf: &'h mut DecodeBuf) -> Result<Jws<'t, 'h>, TokenError> {
-    let (first, second) = split_points(token)?;
+    let (first, second) = outer_dots(token)?;
+    // A dot in the payload fails whatever step meets it first; it is then told as what it is, before any
+    // other fault, as it would be had every dot been counted up front.
+    parse_segments(token, first, second, buf)
+        .map_err(|e| if token[first + 1..second].contains(&b'.') { NOT_THREE } else { e })
+}
+
+/// [`parse_in`] for the segments around `first` and `second`, the outermost dots of `token`.
+fn parse_segments<'t, 'h>(
+    token: &'t [u8],
+    first: usize,
+    second: usize,
+    buf: &'h mut DecodeBuf,
+) -> Result<Jws<'t, 'h>, TokenError> {
     let header_b64 = &token[..first];
     let payload_b64 = &token[first + 1..second];
     let signature_b64 = &token[second + 1..];
     if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
         return Err(TokenError::Malformed("empty segment"));
     }
-    let header_bytes = decode_segment(header_b64, &mut buf.header, &mut buf.header_heap)
-        .map_err(|_| TokenError::Malformed("header is not base64url"))?;
-    let header = Header::parse(header_bytes).map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
-    if let Some(name) = header.first_forbidden() {
-        return Err(TokenError::ForbiddenHeader(name));
-    }
-    let alg = match header.alg {
-        Member::String(name) => Algorithm::from_name(&name).ok_or(TokenError::UnsupportedAlgorithm)?,
-        Member::Other => return Err(TokenError::UnsupportedAlgorithm),
-        Member::Absent => return Err(TokenError::Malformed("header has no alg")),
-    };
-    let kid = match header.kid {
-        Member::Absent => None,
-        Member::String(kid) if !kid.is_empty() && kid.len() <= MAX_KID_BYTES => Some(kid),
-        // A kid we could never have configured names no key.
-        _ => return Err(TokenError::UnknownKey),
-    };
-    let typ = match header.typ {
-        Member::Absent => None,
-        Member::String(t) => Some(t),
-        Member::Other => return Err(TokenError::Malformed("header typ is not a string")),
+    let recalled = recent::recall(header_b64, &mut buf.header);
+    let JoseHeader { alg, kid, typ } = match recalled {
+        Some(recalled) => recalled.view(&buf.header)?,
+        None => {
+            let header_bytes = decode_segment(header_b64, &mut buf.header, &mut buf.header_heap)
+                .map_err(|_| TokenError::Malformed("header is not base64url"))?;
+            let header = JoseHeader::read(header_bytes)?;
+            recent::remember(header_b64, header_bytes, &header);
+            header
+        }
     };
     // Decoded straight into the allocation that a verified token keeps its claims in.
     let payload = b64::decode(payload_b64).map_err(|_| TokenError::Malformed("payload is not base64url"))?;
@@ -147,6 +151,42 @@ fn decode_segment<'b>(input: &[u8], stack: &'b mut [u8], heap: &'b mut Vec<u8>) 
             Ok(heap)
         }
         _ => b64::decode_into(input, stack),
+    }
+}
+
+/// What verification takes from a protected header.
+#[derive(Debug, PartialEq)]
+struct JoseHeader<'h> {
+    alg: Algorithm,
+    kid: Option<Cow<'h, str>>,
+    typ: Option<Cow<'h, str>>,
+}
+
+impl<'h> JoseHeader<'h> {
+    /// Reads and checks a decoded header: strict JSON, no forbidden member, a known `alg`, a usable `kid`, a
+    /// string `typ`.
+    fn read(bytes: &'h [u8]) -> Result<JoseHeader<'h>, TokenError> {
+        let header = Header::parse(bytes).map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
+        if let Some(name) = header.first_forbidden() {
+            return Err(TokenError::ForbiddenHeader(name));
+        }
+        let alg = match header.alg {
+            Member::String(name) => Algorithm::from_name(&name).ok_or(TokenError::UnsupportedAlgorithm)?,
+            Member::Other => return Err(TokenError::UnsupportedAlgorithm),
+            Member::Absent => return Err(TokenError::Malformed("header has no alg")),
+        };
+        let kid = match header.kid {
+            Member::Absent => None,
+            Member::String(kid) if !kid.is_empty() && kid.len() <= MAX_KID_BYTES => Some(kid),
+            // A kid we could never have configured names no key.
+            _ => return Err(TokenError::UnknownKey),
+        };
+        let typ = match header.typ {
+            Member::Absent => None,
+            Member::String(t) => Some(t),
+            Member::Other => return Err(TokenError::Malformed("header typ is not a string")),
+        };
+        Ok(JoseHeader { alg, kid, typ })
     }
 }
 
@@ -378,52 +418,42 @@ impl<'de> Visitor<'de> for MemberSeed {
     }
 }
 
-/// Positions of exactly two dots; a third is refused at once, without scanning for more of them.
-fn split_points(token: &[u8]) -> Result<(usize, usize), TokenError> {
-    const NOT_THREE: TokenError = TokenError::Malformed("not three segments");
-    let mut dots = [0usize; 2];
-    let mut found = 0;
-    let mut note = |i: usize| {
-        let slot = dots.get_mut(found).ok_or(NOT_THREE)?;
-        *slot = i;
-        found += 1;
-        Ok(())
-    };
-    // Eight bytes at a time; only a word holding a dot is looked at byte by byte.
+const NOT_THREE: TokenError = TokenError::Malformed("not three segments");
+
+/// The first and the last dot of `token`, when they are two different ones. Dots between them are left to the
+/// caller: the payload lies there, and base64url refuses a dot anyway, so only a failed parse needs to look.
+fn outer_dots(token: &[u8]) -> Result<(usize, usize), TokenError> {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     const DOTS: u64 = u64::from_ne_bytes([b'.'; 8]);
-    let (words, rest) = token.as_chunks::<8>();
-    for (w, word) in words.iter().enumerate() {
-        // Zero exactly where the byte is a dot; the expression is non-zero iff some byte of `x` is zero.
+    // Whether a word holds a dot (zero exactly where a byte is a dot; the classic zero-byte test). Only the
+    // word that does is then read byte by byte.
+    let holds_dot = |word: &[u8; 8]| {
         let x = u64::from_ne_bytes(*word) ^ DOTS;
-        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
-            for (j, &b) in word.iter().enumerate() {
-                if b == b'.' {
-                    note(w * 8 + j)?;
-                }
-            }
-        }
+        x.wrapping_sub(ONES) & !x & HIGHS != 0
+    };
+    let is_dot = |&b: &u8| b == b'.';
+    let (words, _) = token.as_chunks::<8>();
+    let from = words.iter().position(holds_dot).unwrap_or(words.len()) * 8;
+    let first = token.get(from..).and_then(|rest| rest.iter().position(is_dot)).map(|i| from + i);
+    let (head, words) = token.as_rchunks::<8>();
+    let to = words.iter().rposition(holds_dot).map_or(0, |w| w + 1) * 8 + head.len();
+    let last = token.get(..to).and_then(|front| front.iter().rposition(is_dot));
+    match (first, last) {
+        (Some(first), Some(last)) if first < last => Ok((first, last)),
+        _ => Err(NOT_THREE),
     }
-    for (j, &b) in rest.iter().enumerate() {
-        if b == b'.' {
-            note(words.len() * 8 + j)?;
-        }
-    }
-    if found != 2 {
-        return Err(NOT_THREE);
-    }
-    Ok((dots[0], dots[1]))
 }
 
 /// The parser this module had before the header was read in one pass (serde_json into a map, then lookups):
 /// the reference whose answers the current one must give for every input.
 #[cfg(test)]
 pub(super) fn reference_parse(token: &[u8]) -> Result<ReferenceJws<'_>, TokenError> {
-    let (first, second) = split_points(token)?;
-    let header_b64 = &token[..first];
-    let payload_b64 = &token[first + 1..second];
-    let signature_b64 = &token[second + 1..];
+    let segments: Vec<&[u8]> = token.split(|&b| b == b'.').collect();
+    let &[header_b64, payload_b64, signature_b64] = segments.as_slice() else {
+        return Err(NOT_THREE);
+    };
+    let second = header_b64.len() + 1 + payload_b64.len();
     if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
         return Err(TokenError::Malformed("empty segment"));
     }
@@ -695,6 +725,78 @@ mod tests {
         }
     }
 
+    /// What [`recent`] would answer for this header now, as (alg, kid, typ).
+    fn recalled(header: &[u8]) -> Option<(Algorithm, Option<String>, Option<String>)> {
+        let mut out = [0; HEADER_STACK_BYTES];
+        let recalled = recent::recall(b64::encode(header).as_bytes(), &mut out)?;
+        let h = recalled.view(&out).unwrap();
+        Some((h.alg, h.kid.map(Cow::into_owned), h.typ.map(Cow::into_owned)))
+    }
+
+    #[test]
+    fn recently_accepted_headers_are_kept_and_recalled_only_for_their_bytes() {
+        let ordinary = br#"{"alg":"HS256","kid":"k","typ":"JWT"}"#;
+        let ours = Some((Algorithm::HS256, Some("k".to_owned()), Some("JWT".to_owned())));
+        assert_as_reference(ordinary, PAYLOAD).unwrap();
+        assert_eq!(recalled(ordinary), ours);
+        // A byte apart, in the JSON or in its encoding, is another header.
+        assert_eq!(recalled(br#"{"alg":"HS256","kid":"j","typ":"JWT"}"#), None);
+        let mut encoded = b64::encode(ordinary).into_bytes();
+        encoded[5] ^= 1;
+        assert!(recent::recall(&encoded, &mut [0; HEADER_STACK_BYTES]).is_none());
+        // Refused headers are not kept, and leave the last accepted one in place.
+        let long_kid = format!(r#"{{"alg":"HS256","kid":"{}"}}"#, "k".repeat(MAX_KID_BYTES + 1));
+        for refused in [
+            &br#"{"alg":"none"}"#[..],
+            br#"{"alg":"HS256","jku":"x"}"#,
+            br#"{"alg":"HS256","kid":7}"#,
+            long_kid.as_bytes(),
+        ] {
+            assert!(assert_as_reference(refused, PAYLOAD).is_err());
+            assert_eq!(recalled(refused), None);
+            assert_eq!(recalled(ordinary), ours);
+        }
+        // Accepted, but not kept: a kid that needed unescaping is not a slice of the header, and a header past
+        // the kept length is read every time. Neither displaces the one kept.
+        let escaped = br#"{"alg":"HS256","kid":"\u006b"}"#;
+        let long = format!(r#"{{"alg":"HS256","x":"{}"}}"#, "x".repeat(recent::MAX_BYTES));
+        for unkept in [&escaped[..], long.as_bytes()] {
+            assert!(assert_as_reference(unkept, PAYLOAD).is_ok());
+            assert_eq!(recalled(unkept), None);
+            assert_eq!(recalled(ordinary), ours);
+        }
+        // The longest kept header, and the next, both read as the reference reads them.
+        let fill =
+            |len: usize| format!(r#"{{"alg":"ES256","x":"{}"}}"#, "y".repeat(len - r#"{"alg":"ES256","x":""}"#.len()));
+        assert!(assert_as_reference(fill(recent::MAX_BYTES).as_bytes(), PAYLOAD).is_ok());
+        assert_eq!(recalled(fill(recent::MAX_BYTES).as_bytes()), Some((Algorithm::ES256, None, None)));
+        assert!(assert_as_reference(fill(recent::MAX_BYTES + 1).as_bytes(), PAYLOAD).is_ok());
+        assert_eq!(recalled(fill(recent::MAX_BYTES + 1).as_bytes()), None);
+        // A few are kept; the oldest gives way.
+        let kids: Vec<String> = (0..6).map(|i| format!(r#"{{"alg":"HS256","kid":"key-{i}"}}"#)).collect();
+        for kid in &kids {
+            assert!(assert_as_reference(kid.as_bytes(), PAYLOAD).is_ok());
+        }
+        let kept: Vec<bool> = kids.iter().map(|kid| recalled(kid.as_bytes()).is_some()).collect();
+        assert_eq!(kept, [false, false, true, true, true, true]);
+        assert_eq!(recalled(kids[5].as_bytes()), Some((Algorithm::HS256, Some("key-5".to_owned()), None)));
+        // Each token read after every other one, and after itself, gives the reference's answer.
+        let headers = [
+            &ordinary[..],
+            br#"{"alg":"ES256","kid":"k"}"#,
+            br#"{"typ":"JWT","alg":"HS256"}"#,
+            escaped,
+            br#"{"alg":"none"}"#,
+        ];
+        for first in headers {
+            for second in headers {
+                for header in [first, second, first, first] {
+                    let _ = assert_as_reference(header, PAYLOAD);
+                }
+            }
+        }
+    }
+
     #[test]
     fn payloads_kept_as_text_or_parsed_and_their_errors() {
         let header = br#"{"alg":"HS256"}"#;
@@ -764,18 +866,30 @@ mod tests {
             format!("{h} .{p}.{s}"),
             "..".to_owned(),
             "...".to_owned(),
+            // Dots between the outermost two are counted before any other fault is told.
+            format!("{h}.{p}.x.{s}"),
+            format!("!.{p}.{s}."),
+            format!("{h}.{p}..{s}"),
+            format!("{h}.x.{s}.."),
+            format!("{h}.{p}.{s}.{s}"),
+            "a.b.c.d".to_owned(),
             String::new(),
         ] {
             let want = reference_parse(bad.as_bytes());
             assert!(want.is_err(), "{bad}");
             assert_eq!(parse(bad.as_bytes()).map(|j| j.as_reference().alg), want.map(|r| r.alg), "{bad}");
         }
-        // Dots found eight bytes at a time: in every position of a word, and in the tail.
+        // Dots found eight bytes at a time from either end: in every position of a word, in the bytes left
+        // over at either end, and with dots in between.
         for len in 0..40 {
-            let token = format!("{}.{}.{}", "a".repeat(len), "b".repeat(len % 7 + 1), "c".repeat(len % 5 + 1));
-            assert_eq!(split_points(token.as_bytes()), Ok((len, len + len % 7 + 2)), "{token}");
-            assert!(split_points(format!("{token}.").as_bytes()).is_err());
-            assert!(split_points(token.replacen('.', "", 1).as_bytes()).is_err());
+            for middle in ["b", "bb.b", "b.b.b", "."] {
+                let middle = middle.repeat(len % 7 + 1);
+                let token = format!("{}.{middle}.{}", "a".repeat(len), "c".repeat(len % 5 + 1));
+                assert_eq!(outer_dots(token.as_bytes()), Ok((len, len + middle.len() + 1)), "{token}");
+            }
+            let token = format!("{}.{}", "a".repeat(len), "c".repeat(len % 9));
+            assert_eq!(outer_dots(token.as_bytes()), Err(NOT_THREE), "{token}");
+            assert_eq!(outer_dots(token.replace('.', "").as_bytes()), Err(NOT_THREE), "{token}");
         }
     }
 

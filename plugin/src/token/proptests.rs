@@ -497,6 +497,29 @@ proptest! {
     }
 
     #[test]
+    fn jws_parse_recalls_a_header_only_for_the_same_bytes(
+        a in prop_oneof![header().prop_map(|h| h.to_string()), header_text()],
+        b in prop_oneof![header().prop_map(|h| h.to_string()), header_text()],
+        p in payload(),
+        at in any::<Index>(),
+        new in any::<u8>(),
+    ) {
+        // The parser keeps the last accepted header: warm it with `a`, then ask about `b`, about `a` changed in
+        // one byte of its JSON or of its encoding, and about `a` again between each.
+        let payload = b64::encode(p.to_string().as_bytes());
+        let token = |header: &[u8]| format!("{}.{payload}.{}", b64::encode(header), b64::encode(b"sig")).into_bytes();
+        let mut changed_json = a.clone().into_bytes();
+        let i = at.index(changed_json.len());
+        changed_json[i] = new;
+        let mut changed_encoding = token(a.as_bytes());
+        let i = at.index(b64::encode(a.as_bytes()).len());
+        changed_encoding[i] = new;
+        for t in [token(a.as_bytes()), token(b.as_bytes()), token(a.as_bytes()), token(&changed_json), token(a.as_bytes()), changed_encoding, token(a.as_bytes())] {
+            assert_parse_as_reference(&t)?;
+        }
+    }
+
+    #[test]
     fn jws_parse_agrees_with_the_reference_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         assert_parse_as_reference(&bytes)?;
     }
