@@ -61,7 +61,12 @@ pub fn decoded_len(len: usize) -> Option<usize> {
 
 /// Decodes strict, unpadded base64url.
 pub fn decode(input: &[u8]) -> Result<Vec<u8>, B64Error> {
-    let mut out = vec![0; decoded_len(input.len()).ok_or(B64Error::InvalidLength)?];
+    let len = decoded_len(input.len()).ok_or(B64Error::InvalidLength)?;
+    // Not `vec![0; len]`, which asks the allocator for zeroed memory: glibc's `calloc` cost more than zeroing
+    // a payload here (about 1 % of an HS256 verification).
+    #[allow(clippy::slow_vector_initialization)]
+    let mut out = Vec::with_capacity(len);
+    out.resize(len, 0);
     decode_into(input, &mut out)?;
     Ok(out)
 }
