@@ -19,7 +19,7 @@
 use agent_iam::config;
 use agent_iam::engine::{Engine, Verdict};
 use agent_iam::mint::SigningKey;
-use agent_iam::token::{Algorithm, CryptoBackend, PureRust};
+use agent_iam::token::{Algorithm, CryptoBackend, PureRust, Verifier};
 use agent_iam_host::host::{Host, LogLevel, Vm};
 use agent_iam_host::measure::{BASELINE_WAT, Harness, Stats, load_average, machine};
 use anyhow::{Context, Result, bail, ensure};
@@ -187,6 +187,26 @@ fn native_headers(token: &str) -> Vec<(String, Vec<u8>)> {
     .collect()
 }
 
+/// Times `verify` against the bare signature check of `token` (its signing input, under the issuer's key `kid`),
+/// which must pass: `(verify, raw)`, sampled alternately so that a change of load during the run does not skew
+/// their ratio.
+fn against_raw(
+    harness: &Harness,
+    verifier: &Verifier,
+    alg: Algorithm,
+    kid: &str,
+    token: &str,
+    verify: impl FnMut(),
+) -> Result<(Stats, Stats)> {
+    let (input, sig) = token.rsplit_once('.').context("token has no signature")?;
+    let signature = agent_iam::b64::decode(sig.as_bytes()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let jwk = verifier.issuers()[0].keys.candidates(Some(kid), alg).next().context("no candidate key")?;
+    ensure!(PureRust.verify(alg, &jwk.key, input.as_bytes(), &signature), "{}: raw check fails", alg.name());
+    Ok(harness.pair(verify, || {
+        black_box(PureRust.verify(alg, &jwk.key, black_box(input.as_bytes()), black_box(&signature)));
+    }))
+}
+
 /// What a figure through the .wasm measures.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Clock {
@@ -327,19 +347,9 @@ fn run() -> Result<()> {
         let engine = native_engine(&plugin_config(key, "pure-rust", Some(0)))?;
         let verifier = engine.verifier();
         ensure!(verifier.verify(token.as_bytes(), NOW, &PureRust).is_ok(), "{alg}: the token does not verify");
-        let (input, sig) = token.rsplit_once('.').context("token has no signature")?;
-        let signature = agent_iam::b64::decode(sig.as_bytes()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let jwk = verifier.issuers()[0].keys.candidates(Some(KID), key.alg()).next().context("no candidate key")?;
-        ensure!(PureRust.verify(key.alg(), &jwk.key, input.as_bytes(), &signature), "{alg}: raw check fails");
-        // Interleaved, so that their ratio is not skewed by a change of load between the two.
-        let (verify, raw) = harness.pair(
-            || {
-                black_box(verifier.verify(black_box(token.as_bytes()), NOW, &PureRust)).ok();
-            },
-            || {
-                black_box(PureRust.verify(key.alg(), &jwk.key, black_box(input.as_bytes()), black_box(&signature)));
-            },
-        );
+        let (verify, raw) = against_raw(&harness, verifier, key.alg(), KID, token, || {
+            black_box(verifier.verify(black_box(token.as_bytes()), NOW, &PureRust)).ok();
+        })?;
         report.add(
             format!("verify_ns_{alg}_pure"),
             verify,
@@ -365,19 +375,11 @@ fn run() -> Result<()> {
         let verifier = engine.verifier();
         let tokens: Vec<String> = kids.iter().map(|kid| hs.sign_jwt(Some(kid), &claims())).collect();
         ensure!(tokens.iter().all(|t| verifier.verify(t.as_bytes(), NOW, &PureRust).is_ok()), "HS256: a token fails");
-        let (input, sig) = tokens[0].rsplit_once('.').context("token has no signature")?;
-        let signature = agent_iam::b64::decode(sig.as_bytes()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let jwk = verifier.issuers()[0].keys.candidates(Some(&kids[0]), hs.alg()).next().context("no key")?;
         let mut next = 0;
-        let (verify, raw) = harness.pair(
-            || {
-                next = (next + 1) % tokens.len();
-                black_box(verifier.verify(black_box(tokens[next].as_bytes()), NOW, &PureRust)).ok();
-            },
-            || {
-                black_box(PureRust.verify(hs.alg(), &jwk.key, black_box(input.as_bytes()), black_box(&signature)));
-            },
-        );
+        let (verify, raw) = against_raw(&harness, verifier, hs.alg(), &kids[0], &tokens[0], || {
+            next = (next + 1) % tokens.len();
+            black_box(verifier.verify(black_box(tokens[next].as_bytes()), NOW, &PureRust)).ok();
+        })?;
         report.add(
             "verify_ns_HS256_pure_new_header",
             verify,
