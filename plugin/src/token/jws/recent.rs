@@ -50,7 +50,7 @@ impl Kept {
     };
 
     fn is(&self, b64: &[u8]) -> bool {
-        self.b64_len == b64.len() && self.b64.get(..self.b64_len) == Some(b64)
+        self.b64.get(..self.b64_len) == Some(b64)
     }
 }
 
@@ -129,7 +129,11 @@ pub(super) fn remember(b64: &[u8], decoded: &[u8], header: &JoseHeader<'_>) {
         };
         b64_to.copy_from_slice(b64);
         decoded_to.copy_from_slice(decoded);
-        *kept = Kept { b64_len: b64.len(), decoded_len: decoded.len(), alg: header.alg, kid, typ, ..*kept };
+        kept.b64_len = b64.len();
+        kept.decoded_len = decoded.len();
+        kept.alg = header.alg;
+        kept.kid = kid;
+        kept.typ = typ;
         recent.next = (at + 1) % KEPT;
     });
 }
