@@ -76,10 +76,22 @@ fn json_value() -> impl Strategy<Value = Value> {
         ])
         .prop_map(Value::from),
     ];
-    leaf.prop_recursive(4, 48, 6, |inner| {
+    nested(leaf, 4, 48, 6)
+}
+
+/// `leaf` values in arrays and objects (with [`member_name`] names) up to `depth` deep, about `size` values in
+/// all, and fewer than `width` items in each.
+fn nested(
+    leaf: impl Strategy<Value = Value> + 'static,
+    depth: u32,
+    size: u32,
+    width: u32,
+) -> impl Strategy<Value = Value> {
+    let items = 0..width as usize;
+    leaf.prop_recursive(depth, size, width, move |inner| {
         prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(member_name(), inner, 0..6)
+            prop::collection::vec(inner.clone(), items.clone()).prop_map(Value::Array),
+            prop::collection::btree_map(member_name(), inner, items.clone())
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
@@ -354,13 +366,7 @@ fn plain_value() -> impl Strategy<Value = Value> {
         r"[a-z ,:\[\]{}]{0,8}".prop_map(Value::String),
         prop::sample::select(vec![ISS, AUD, "spiffe://trading.example/agent/a"]).prop_map(Value::from),
     ];
-    leaf.prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map(member_name(), inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
+    nested(leaf, 3, 24, 4)
 }
 
 /// Claims of a real token's shape with plain additions: what the scanner keeps as text.
