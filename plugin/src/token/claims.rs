@@ -385,10 +385,7 @@ pub fn certificate_bound(claims: &Claims, peer_hex: &str) -> Option<bool> {
         return Some(false);
     }
     let mut peer = [0u8; 32];
-    for (i, pair) in peer_hex.as_bytes().chunks_exact(2).enumerate() {
-        let hex = std::str::from_utf8(pair).ok()?;
-        peer[i] = u8::from_str_radix(hex, 16).ok()?;
-    }
+    crate::percent::decode_hex_into(peer_hex.as_bytes(), &mut peer)?;
     Some(peer[..] == decoded[..])
 }
 
@@ -588,6 +585,12 @@ mod tests {
         }
         for claims in both(&json!({"cnf": "x"})) {
             assert_eq!(certificate_bound(&claims, &hex), None);
+        }
+        // A digest that is not strictly hex is not a digest: a sign or a space in a pair used to read as one.
+        for claims in both(&v) {
+            for bad in [format!("+{}", &hex[1..]), format!("-{}", &hex[1..]), format!(" {}", &hex[1..])] {
+                assert_eq!(certificate_bound(&claims, &bad), None, "{bad}");
+            }
         }
     }
 }

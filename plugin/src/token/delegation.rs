@@ -314,12 +314,11 @@ fn decode_entry(entry: &str) -> Option<String> {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let digits = std::str::from_utf8(hex).ok()?;
-            if !digits.bytes().all(|d| d.is_ascii_digit() || (b'A'..=b'F').contains(&d)) {
+            // The header writes upper-case hex only, so that each value has one spelling.
+            if bytes.get(i + 1..i + 3)?.iter().any(u8::is_ascii_lowercase) {
                 return None;
             }
-            out.push(u8::from_str_radix(digits, 16).ok()?);
+            out.push(crate::percent::escape_at(bytes, i)?);
             i += 3;
         } else if (0x21..=0x7e).contains(&b) && b != b',' {
             out.push(b);
@@ -635,7 +634,10 @@ mod tests {
 
     #[test]
     fn decode_rejects_non_encoded_input() {
-        for bad in ["a,", ",a", "a,,b", "a b", "a\r\nb", "%", "%2", "%zz", "%2c", "%FF", "\u{e9}"] {
+        for bad in [
+            "a,", ",a", "a,,b", "a b", "a\r\nb", "%", "%2", "%zz", "%2c", "%FF", "\u{e9}", "%+4", "%-1", "% 1", "a%4",
+            "%G0",
+        ] {
             assert_eq!(decode_header_value(bad), None, "{bad:?}");
         }
         assert_eq!(decode_header_value("a%2Cb,c").unwrap(), ["a,b", "c"]);
