@@ -15,6 +15,7 @@ pub mod cases;
 mod cond;
 pub mod document;
 pub(crate) mod fxhash;
+mod number;
 pub mod path;
 pub mod pattern;
 pub mod time;

@@ -700,3 +700,5 @@ fn envoy_route_tags_select_rules_and_an_untagged_route_is_not_unknown() {
     assert_eq!(on("POST", None), "denied by \"no-writes-on-public\"");
     assert_eq!(on("GET", None), "no rule allows");
 }
+
+mod values;
