@@ -4,6 +4,7 @@
 
 use crate::engine::{CryptoPreference, Engine, Mode, Settings, TokenSource};
 use crate::policy::{Policy, PolicyDocument};
+use crate::request::{MethodOverride, PathParameters};
 use crate::token::crypto::HmacKey;
 use crate::token::remote::RemoteJwksConfig;
 use crate::token::spiffe::TrustDomain;
@@ -69,6 +70,21 @@ pub struct ConfigDocument {
     /// What is forwarded upstream on allow.
     #[serde(default)]
     pub forward: ForwardDocument,
+    /// How requests that upstreams read in more than one way are handled.
+    #[serde(default)]
+    pub request: RequestDocument,
+}
+
+/// Request handling as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestDocument {
+    /// `reject` (default), `strip` or `keep`: segment parameters (`/admin;x=1`).
+    #[serde(default)]
+    pub path_parameters: Option<String>,
+    /// `reject` (default), `strip` or `evaluate`: `X-HTTP-Method-Override` and friends, `_method`.
+    #[serde(default)]
+    pub method_override: Option<String>,
 }
 
 /// One token source as written: exactly one of `header` and `query`.
@@ -187,6 +203,28 @@ fn settings(doc: &ConfigDocument, crypto: CryptoPreference) -> Result<Settings, 
             return Err(err("mode", format!("unknown mode \"{other}\" (expected \"enforce\" or \"dry_run\")")));
         }
     };
+    let path_parameters = match doc.request.path_parameters.as_deref() {
+        None | Some("reject") => PathParameters::Reject,
+        Some("strip") => PathParameters::Strip,
+        Some("keep") => PathParameters::Keep,
+        Some(other) => {
+            return Err(err(
+                "request.path_parameters",
+                format!("unknown value \"{other}\" (expected \"reject\", \"strip\" or \"keep\")"),
+            ));
+        }
+    };
+    let method_override = match doc.request.method_override.as_deref() {
+        None | Some("reject") => MethodOverride::Reject,
+        Some("strip") => MethodOverride::Strip,
+        Some("evaluate") => MethodOverride::Evaluate,
+        Some(other) => {
+            return Err(err(
+                "request.method_override",
+                format!("unknown value \"{other}\" (expected \"reject\", \"strip\" or \"evaluate\")"),
+            ));
+        }
+    };
     if !matches!(doc.denials.policy_status, 403 | 404) {
         return Err(err("denials.policy_status", "must be 403 or 404"));
     }
@@ -218,6 +256,8 @@ fn settings(doc: &ConfigDocument, crypto: CryptoPreference) -> Result<Settings, 
         forward_credential: doc.forward.credential,
         forward_claims,
         filter_state: doc.forward.filter_state,
+        path_parameters,
+        method_override,
     })
 }
 

@@ -2,8 +2,9 @@
 //!
 //! This is the whole per-request path except reading from and writing to Envoy, which the filter does.
 
+use crate::percent::{self, Plus};
 use crate::policy::{Decision, Effect, Peer, Policy, Request, RuleResult};
-use crate::request::{self, RequestError};
+use crate::request::{self, MethodOverride, PathParameters, RequestError};
 use crate::token::cache::TokenCache;
 use crate::token::{CryptoBackend, KeySet, TokenError, VerifiedToken, Verifier};
 use serde_json::json;
@@ -57,6 +58,9 @@ pub enum Verdict {
         /// The canonical `:path` (with the raw query) to forward, when it differs from what the client sent,
         /// so the upstream sees exactly the path that was authorised.
         canonical_path: Option<String>,
+        /// The canonical (upper-case) `:method` to forward, when the client sent another spelling
+        /// (`get` over HTTP/2), so the upstream runs the method that was authorised.
+        canonical_method: Option<String>,
         /// Dry-run mode: the denial enforcement would have sent (the request is forwarded anyway).
         dry_run: Option<Denial>,
     },
@@ -161,6 +165,10 @@ pub struct Settings {
     /// Whether the filter writes each decision and identity to Envoy filter state, for access logs and
     /// later filters.
     pub filter_state: bool,
+    /// What segment parameters (`/admin;x=1`) mean.
+    pub path_parameters: PathParameters,
+    /// What a method override (`X-HTTP-Method-Override`, `_method`) does.
+    pub method_override: MethodOverride,
 }
 
 impl Default for Settings {
@@ -176,6 +184,8 @@ impl Default for Settings {
             forward_credential: true,
             forward_claims: Vec::new(),
             filter_state: false,
+            path_parameters: PathParameters::default(),
+            method_override: MethodOverride::default(),
         }
     }
 }
@@ -330,14 +340,20 @@ impl Engine {
             set,
             rule: "".into(),
             canonical_path: None,
+            canonical_method: None,
             dry_run: Some(denial),
         }
     }
 
     /// The token of a request, from the configured sources: `Ok(None)` when there is none, an error when
-    /// there is more than one.
-    fn credential<'h>(&self, headers: &'h Headers<'h>, query: Option<&'h str>) -> Result<Option<&'h [u8]>, Failure> {
-        let mut found: Option<&[u8]> = None;
+    /// there is more than one. Query parameter names are compared decoded (`access%5Ftoken` is
+    /// `access_token`), and a query token is decoded as the upstream would read it.
+    fn credential<'h>(
+        &self,
+        headers: &'h Headers<'h>,
+        query: Option<&'h str>,
+    ) -> Result<Option<Cow<'h, [u8]>>, Failure> {
+        let mut found: Option<Cow<'h, [u8]>> = None;
         let mut count = 0usize;
         for source in &self.settings.token_sources {
             match source {
@@ -351,16 +367,25 @@ impl Engine {
                                 .map(|(_, rest)| rest),
                             None => Some(value).filter(|v| !v.is_empty()),
                         };
-                        found = found.or(token);
+                        if found.is_none() {
+                            found = token.map(Cow::Borrowed);
+                        }
                     }
                 }
                 TokenSource::Query { name } => {
-                    for pair in query.unwrap_or("").split('&') {
-                        if let Some((k, v)) = pair.split_once('=')
-                            && k == name
-                        {
-                            count += 1;
-                            found = found.or(Some(v.as_bytes()).filter(|v| !v.is_empty()));
+                    for pair in percent::query_pairs(query.unwrap_or("")) {
+                        let decoded = pair.decoded_name().ok_or(Failure::BadRequest(RequestError::InvalidQuery))?;
+                        if decoded != name.as_str() {
+                            continue;
+                        }
+                        count += 1;
+                        let value = percent::decode(pair.value, Plus::Space)
+                            .ok_or(Failure::BadRequest(RequestError::InvalidQuery))?;
+                        if found.is_none() && !value.is_empty() {
+                            found = Some(match value {
+                                Cow::Borrowed(v) => Cow::Borrowed(v.as_bytes()),
+                                Cow::Owned(v) => Cow::Owned(v.into_bytes()),
+                            });
                         }
                     }
                 }
@@ -372,6 +397,53 @@ impl Engine {
         }
     }
 
+    /// The method a request asks the upstream to run instead of its own, as `settings.method_override`
+    /// says: refused, ignored (the filter strips it), or returned to be evaluated too. Every query parameter
+    /// name must decode, so that no spelling of `_method` goes unseen.
+    fn method_override(&self, headers: &Headers<'_>, query: Option<&str>) -> Result<Option<String>, Failure> {
+        let refuse = || Failure::BadRequest(RequestError::MethodOverride);
+        let mut values: Vec<Cow<'_, str>> = Vec::new();
+        for &(name, value) in headers {
+            if request::is_method_override_header(name) {
+                values.push(Cow::Borrowed(std::str::from_utf8(value).map_err(|_| refuse())?));
+            }
+        }
+        // Only a query with an escape, a `+` or the name itself can carry the parameter.
+        if let Some(query) = query
+            && (query.bytes().any(|b| b == b'%' || b == b'+') || query.contains(request::METHOD_OVERRIDE_PARAMETER))
+        {
+            for pair in percent::query_pairs(query) {
+                let name = pair.decoded_name().ok_or(Failure::BadRequest(RequestError::InvalidQuery))?;
+                if name == request::METHOD_OVERRIDE_PARAMETER {
+                    values.push(
+                        percent::decode(pair.value, Plus::Space)
+                            .ok_or(Failure::BadRequest(RequestError::InvalidQuery))?,
+                    );
+                }
+            }
+        }
+        if values.is_empty() {
+            return Ok(None);
+        }
+        match self.settings.method_override {
+            MethodOverride::Reject => Err(refuse()),
+            MethodOverride::Strip => Ok(None),
+            MethodOverride::Evaluate => {
+                // One method, however many places name it; anything else cannot be evaluated.
+                let mut wanted: Option<String> = None;
+                for value in &values {
+                    let method = request::canonical_method(value.trim_matches([' ', '\t'])).map_err(|_| refuse())?;
+                    match &wanted {
+                        Some(w) if **w != *method => return Err(refuse()),
+                        Some(_) => {}
+                        None => wanted = Some(method.into_owned()),
+                    }
+                }
+                Ok(wanted)
+            }
+        }
+    }
+
     /// Canonicalises the request and verifies its token: everything before policy.
     fn prepare<'h>(
         &self,
@@ -380,14 +452,16 @@ impl Engine {
         crypto: &dyn CryptoBackend,
     ) -> Result<Prepared<'h>, Failure> {
         let pseudo = Pseudo::of(headers);
-        let method = pseudo.method.ok_or(Failure::BadRequest(RequestError::MissingMethod))?;
-        let method = request::canonical_method(method).map_err(Failure::BadRequest)?;
+        let raw_method = pseudo.method.ok_or(Failure::BadRequest(RequestError::MissingMethod))?;
+        let method = request::canonical_method(raw_method).map_err(Failure::BadRequest)?;
         let raw_path = pseudo.path.ok_or(Failure::BadRequest(RequestError::MissingPath))?;
-        let (path, query) = request::canonical_path(raw_path).map_err(Failure::BadRequest)?;
+        let canonical =
+            request::canonical_path_with(raw_path, self.settings.path_parameters).map_err(Failure::BadRequest)?;
+        let method_override = self.method_override(headers, canonical.query)?;
 
-        let token = self.credential(headers, query)?.ok_or(Failure::NoToken)?;
-        let verified = self.verify(token, headers, now, crypto).map_err(|error| match error {
-            TokenError::KeysUnavailable | TokenError::UnknownKey => match self.verifier.remote_issuer_of(token) {
+        let token = self.credential(headers, canonical.query)?.ok_or(Failure::NoToken)?;
+        let verified = self.verify(&token, headers, now, crypto).map_err(|error| match error {
+            TokenError::KeysUnavailable | TokenError::UnknownKey => match self.verifier.remote_issuer_of(&token) {
                 Some(issuer) => Failure::RemoteKeys { issuer, error },
                 None => Failure::Token(error),
             },
@@ -398,7 +472,17 @@ impl Engine {
             Some(h) => Some(request::canonical_host(h).map_err(Failure::BadRequest)?),
             None => None,
         };
-        Ok(Prepared { method, raw_path, path, query, host, verified })
+        Ok(Prepared {
+            method_changed: *method != *raw_method,
+            method,
+            method_override,
+            raw_path,
+            path: canonical.path,
+            with_parameters: canonical.with_parameters,
+            query: canonical.query,
+            host,
+            verified,
+        })
     }
 
     /// The dry-run rules that would have applied to this request, as `(rule id, effect)`; empty when the policy
@@ -415,11 +499,16 @@ impl Engine {
         }
         let Ok(p) = self.prepare(headers, now, crypto) else { return Vec::new() };
         let view = p.view(headers, conn, now);
-        self.policy
-            .dry_run_hits(&p.verified.token, &view)
-            .into_iter()
-            .map(|(id, effect)| (id.to_owned(), effect))
-            .collect()
+        let mut hits = self.policy.dry_run_hits(&p.verified.token, &view);
+        if let Some(method) = &p.method_override {
+            let overridden = Request { method, ..view };
+            for hit in self.policy.dry_run_hits(&p.verified.token, &overridden) {
+                if !hits.contains(&hit) {
+                    hits.push(hit);
+                }
+            }
+        }
+        hits.into_iter().map(|(id, effect)| (id.to_owned(), effect)).collect()
     }
 
     /// Why this request gets its decision, as one line of JSON for logs and tools: the decision and, when
@@ -433,7 +522,15 @@ impl Engine {
             }
         };
         let view = p.view(headers, conn, now);
-        let e = self.policy.explain(&p.verified.token, &view);
+        // With a method override under evaluation, the request's own method decides unless it is allowed;
+        // then the override does.
+        let overridden = p.method_override.as_deref().map(|method| Request { method, ..view });
+        let e = match overridden {
+            Some(o) if matches!(self.policy.evaluate(&p.verified.token, &view), Decision::Allow { .. }) => {
+                self.policy.explain(&p.verified.token, &o)
+            }
+            _ => self.policy.explain(&p.verified.token, &view),
+        };
         let (decision, rule, reason, scope) = match e.decision {
             Decision::Allow { rule } => ("allow", Some(rule), "allowed", None),
             Decision::Deny { rule } => ("deny", Some(rule), "denied_by_rule", None),
@@ -466,6 +563,7 @@ impl Engine {
             "issuer": &*p.verified.token.issuer,
             "chain": p.verified.token.chain.actors().iter().map(|a| a.sub()).collect::<Vec<_>>(),
             "method": p.method,
+            "method_override": p.method_override,
             "path": p.path,
             "policy_version": e.policy_version,
             "labels": e.labels,
@@ -492,37 +590,64 @@ impl Engine {
                 .check(&p.verified.token, conn.peer.uri_san, conn.peer.certificate_sha256)
                 .map_err(Failure::Token)?;
         }
-        let (admitted, path, query, raw_path) = (&p.verified, &p.path, p.query, p.raw_path);
+        let admitted = &p.verified;
         let view = p.view(headers, conn, now);
-        match self.policy.evaluate(&admitted.token, &view) {
+        let decision = match (self.policy.evaluate(&admitted.token, &view), p.method_override.as_deref()) {
+            // Allowed under its own method: the override must be allowed too (a deny under either denies).
+            (Decision::Allow { .. }, Some(method)) => {
+                self.policy.evaluate(&admitted.token, &Request { method, ..view })
+            }
+            (decision, _) => decision,
+        };
+        match decision {
             Decision::Allow { rule } => {
                 let mut remove = identity_headers_in(headers);
                 let rule: Rc<str> = rule.into();
                 let mut set = Vec::with_capacity(admitted.identity.len() + 1);
                 set.extend(admitted.identity.iter().cloned());
                 set.push((RULE_HEADER, rule.clone()));
-                let mut query: Option<Cow<'_, str>> = query.map(Cow::Borrowed);
-                if !self.settings.forward_credential {
-                    for source in &self.settings.token_sources {
-                        match source {
-                            TokenSource::Header { name, .. } if headers.iter().any(|(n, _)| *n == name.as_str()) => {
-                                remove.push(name.clone());
-                            }
-                            TokenSource::Query { name } => {
-                                query = query
-                                    .map(|q| Cow::<'_, str>::Owned(without_param(&q, name)))
-                                    .filter(|q| !q.is_empty());
-                            }
-                            TokenSource::Header { .. } => {}
+                let strip_override = self.settings.method_override == MethodOverride::Strip;
+                if strip_override {
+                    for &(name, _) in headers.iter().filter(|(n, _)| request::is_method_override_header(n)) {
+                        if !remove.iter().any(|r| r == name) {
+                            remove.push(name.to_owned());
                         }
                     }
                 }
+                if !self.settings.forward_credential {
+                    for source in &self.settings.token_sources {
+                        if let TokenSource::Header { name, .. } = source
+                            && headers.iter().any(|(n, _)| *n == name.as_str())
+                        {
+                            remove.push(name.clone());
+                        }
+                    }
+                }
+                let credential_parameter = |name: &str| {
+                    !self.settings.forward_credential
+                        && self
+                            .settings
+                            .token_sources
+                            .iter()
+                            .any(|s| matches!(s, TokenSource::Query { name: q } if q == name))
+                };
+                let dropped = |name: &str| {
+                    (strip_override && name == request::METHOD_OVERRIDE_PARAMETER) || credential_parameter(name)
+                };
+                // Every name decoded when the request was prepared, so none is kept for failing to decode.
+                let query: Option<Cow<'_, str>> = match p.query {
+                    Some(q) if percent::query_pairs(q).any(|pair| pair.decoded_name().is_some_and(|n| dropped(&n))) => {
+                        Some(Cow::<str>::Owned(percent::query_without(q, dropped))).filter(|q| !q.is_empty())
+                    }
+                    other => other.map(Cow::Borrowed),
+                };
                 // Forward exactly the authorised path: rewritten only when canonicalisation or a removed
-                // credential changed it (no allocation in the common case).
+                // parameter changed it (no allocation in the common case).
+                let (raw_path, path) = (p.raw_path, p.with_parameters.as_deref().unwrap_or(&p.path));
                 let unchanged = match &query {
                     Some(q) => {
                         raw_path.len() == path.len() + 1 + q.len()
-                            && raw_path.starts_with(&**path)
+                            && raw_path.starts_with(path)
                             && raw_path.ends_with(&**q)
                             && raw_path.as_bytes()[path.len()] == b'?'
                     }
@@ -532,7 +657,8 @@ impl Engine {
                     Some(q) => format!("{path}?{q}"),
                     None => path.to_string(),
                 });
-                Ok(Verdict::Allow { remove, set, rule, canonical_path, dry_run: None })
+                let canonical_method = p.method_changed.then(|| p.method.to_string());
+                Ok(Verdict::Allow { remove, set, rule, canonical_path, canonical_method, dry_run: None })
             }
             Decision::Deny { rule } => Err(Failure::Forbidden {
                 rule: Some(rule.to_owned()),
@@ -694,8 +820,15 @@ pub struct Connection<'a> {
 /// A canonical request with a verified token.
 struct Prepared<'h> {
     method: Cow<'h, str>,
+    /// Whether the client spelled the method otherwise (`get`): the canonical one is forwarded.
+    method_changed: bool,
+    /// The method an override asks for, under `method_override: evaluate`.
+    method_override: Option<String>,
     raw_path: &'h str,
+    /// The path rules decide on.
     path: Cow<'h, str>,
+    /// The path to forward instead, under `path_parameters: keep`.
+    with_parameters: Option<String>,
     query: Option<&'h str>,
     host: Option<Cow<'h, str>>,
     verified: Rc<Admitted>,
@@ -828,11 +961,6 @@ fn identity_headers_in(headers: &Headers<'_>) -> Vec<String> {
         }
     }
     out
-}
-
-/// A query string without parameter `name`.
-fn without_param(query: &str, name: &str) -> String {
-    query.split('&').filter(|p| p.split_once('=').map_or(*p, |(k, _)| k) != name).collect::<Vec<_>>().join("&")
 }
 
 /// `&'static str` for a configured claim header name, leaked once per distinct name for the life of the VM

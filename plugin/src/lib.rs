@@ -15,6 +15,7 @@ pub mod header_map;
 pub mod json;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
+pub mod percent;
 pub mod policy;
 pub mod request;
 pub mod token;

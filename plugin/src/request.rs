@@ -2,8 +2,10 @@
 //! so that `//admin`, `/a/../admin` and `/%2e%2e/admin` are all `/admin` (CVE-2019-9901, CVE-2021-31920), and
 //! encodings that different components would read differently are refused outright (CVE-2021-29492).
 
+use crate::percent;
 use std::borrow::Cow;
 use std::fmt;
+use std::net::Ipv6Addr;
 
 /// Why a request cannot be evaluated; answered with 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +22,14 @@ pub enum RequestError {
     InvalidPath,
     /// A `:authority` that is not a host name or address.
     InvalidHost,
+    /// A path segment with parameters (`/admin;x=1/users`), which Tomcat, Spring and Jetty strip before
+    /// routing, under the default `request.path_parameters: reject`.
+    PathParameters,
+    /// A method override (`X-HTTP-Method-Override`, `X-Method-Override`, `X-HTTP-Method`, `_method`), under
+    /// the default `request.method_override: reject`, or one that cannot be evaluated.
+    MethodOverride,
+    /// A query parameter name with a malformed percent escape.
+    InvalidQuery,
 }
 
 impl RequestError {
@@ -32,6 +42,9 @@ impl RequestError {
             RequestError::AmbiguousPath => "ambiguous_path",
             RequestError::InvalidPath => "invalid_path",
             RequestError::InvalidHost => "invalid_host",
+            RequestError::PathParameters => "path_parameters",
+            RequestError::MethodOverride => "method_override",
+            RequestError::InvalidQuery => "invalid_query",
         }
     }
 }
@@ -45,6 +58,9 @@ impl fmt::Display for RequestError {
             RequestError::AmbiguousPath => "request path contains an ambiguous encoding",
             RequestError::InvalidPath => "request path is malformed",
             RequestError::InvalidHost => "request host is malformed",
+            RequestError::PathParameters => "request path has path parameters (;)",
+            RequestError::MethodOverride => "request carries a method override",
+            RequestError::InvalidQuery => "request query has a malformed parameter name",
         })
     }
 }
@@ -73,12 +89,60 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// The canonical path (without the query) and the raw query string.
+/// What a request path's segment parameters (`/admin;x=1/users`, RFC 3986 §3.3) mean to the gateway.
+/// Tomcat, Spring and Jetty drop `;...` from every segment before routing, so `/admin;x=1/users` is their
+/// `/admin/users`: a rule on `/admin/**` must see it as that, or refuse it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathParameters {
+    /// Refuse any segment with parameters (400 `path_parameters`). The default.
+    #[default]
+    Reject,
+    /// Decide on the segments without their parameters, and forward exactly that path.
+    Strip,
+    /// Decide on the segments without their parameters, and forward the path with them, for upstreams that
+    /// use matrix parameters.
+    Keep,
+}
+
+/// What the gateway does with a method override (see [`METHOD_OVERRIDE_HEADERS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MethodOverride {
+    /// Refuse a request that carries one (400 `method_override`). The default.
+    #[default]
+    Reject,
+    /// Remove the headers and the query parameter before forwarding; decide on the request's own method.
+    Strip,
+    /// Decide under the request's method and under the override: both must be allowed (a deny under either
+    /// denies). The override is forwarded as it came, since policy saw it.
+    Evaluate,
+}
+
+/// A canonical request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalPath<'a> {
+    /// The path rules decide on: canonical, without segment parameters, without the query.
+    pub path: Cow<'a, str>,
+    /// Under [`PathParameters::Keep`], when the path has parameters: the same canonical path with them, which
+    /// is what is forwarded.
+    pub with_parameters: Option<String>,
+    /// The raw query string, without `?`.
+    pub query: Option<&'a str>,
+}
+
+/// The canonical path (without the query) and the raw query string, refusing segment parameters (see
+/// [`canonical_path_with`]).
+pub fn canonical_path(raw: &str) -> Result<(Cow<'_, str>, Option<&str>), RequestError> {
+    canonical_path_with(raw, PathParameters::Reject).map(|c| (c.path, c.query))
+}
+
+/// The canonical path and the raw query string.
 ///
 /// Steps: split off the query; refuse fragments, backslashes, controls and non-ASCII; decode percent-encoded
-/// unreserved characters and upper-case the hex of the rest; refuse `%2F`, `%5C`, `%00`, `%23`; merge
-/// slashes; resolve `.` and `..` (never above the root).
-pub fn canonical_path(raw: &str) -> Result<(Cow<'_, str>, Option<&str>), RequestError> {
+/// unreserved characters and upper-case the hex of the rest; refuse `%2F`, `%5C`, `%00`, `%23`, `%3B`;
+/// handle segment parameters as `parameters` says (a dot segment with parameters, `..;x`, and a segment that
+/// is nothing but parameters, `/;x`, are refused in every mode); merge slashes; resolve `.` and `..` (never
+/// above the root).
+pub fn canonical_path_with(raw: &str, parameters: PathParameters) -> Result<CanonicalPath<'_>, RequestError> {
     // One pass for both: `str` pattern searches cost more to set up than a path takes to scan.
     let (mut question, mut fragment) = (None, false);
     for (i, b) in raw.bytes().enumerate() {
@@ -102,36 +166,39 @@ pub fn canonical_path(raw: &str) -> Result<(Cow<'_, str>, Option<&str>), Request
         return Err(RequestError::InvalidPath);
     }
     if is_canonical(path) {
-        return Ok((Cow::Borrowed(path), query));
+        return Ok(CanonicalPath { path: Cow::Borrowed(path), with_parameters: None, query });
     }
     let decoded = decode_path(path.as_bytes())?;
-    // `..;x` is a literal segment to us but `..` to servers that strip path parameters (Tomcat, Spring,
-    // Jetty): a dot segment with parameters is read differently by different parsers, so it is refused.
-    if decoded
-        .split('/')
-        .any(|segment| matches!(segment.split(';').next(), Some(".") | Some("..")) && segment.contains(';'))
-    {
-        return Err(RequestError::AmbiguousPath);
+    let mut has_parameters = false;
+    for segment in decoded.split('/') {
+        let Some((name, _)) = segment.split_once(';') else { continue };
+        // `..;x` is a literal segment to us but `..` to servers that strip parameters, and `;x` alone is an
+        // empty segment to them: read differently by different parsers, so refused whatever the mode.
+        if matches!(name, "" | "." | "..") {
+            return Err(RequestError::AmbiguousPath);
+        }
+        has_parameters = true;
     }
-    Ok((Cow::Owned(remove_dot_segments(&decoded)), query))
+    if !has_parameters {
+        return Ok(CanonicalPath { path: Cow::Owned(remove_dot_segments(&decoded)), with_parameters: None, query });
+    }
+    if parameters == PathParameters::Reject {
+        return Err(RequestError::PathParameters);
+    }
+    // No segment with parameters is empty or a dot segment, so both forms resolve the same segments.
+    let stripped: Vec<&str> = decoded.split('/').map(|s| s.split_once(';').map_or(s, |(name, _)| name)).collect();
+    let path = remove_dot_segments(&stripped.join("/"));
+    let with_parameters = (parameters == PathParameters::Keep).then(|| remove_dot_segments(&decoded));
+    Ok(CanonicalPath { path: Cow::Owned(path), with_parameters, query })
 }
 
-/// The common case, checked in one pass: visible ASCII without `%` or `\\`, no empty segment, no segment
-/// starting with `.` (so no dot segment and no `..;`). Such a path is its own canonical form.
+/// The common case, checked in one pass: visible ASCII without `%`, `\\` or `;`, no empty segment, no segment
+/// starting with `.` (so no dot segment). Such a path is its own canonical form.
 fn is_canonical(path: &str) -> bool {
     let b = path.as_bytes();
     b.first() == Some(&b'/')
-        && b.iter().all(|&c| (0x21..0x7f).contains(&c) && c != b'%' && c != b'\\')
+        && b.iter().all(|&c| (0x21..0x7f).contains(&c) && c != b'%' && c != b'\\' && c != b';')
         && !b.windows(2).any(|w| w[0] == b'/' && (w[1] == b'/' || w[1] == b'.'))
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 fn decode_path(path: &[u8]) -> Result<String, RequestError> {
@@ -142,14 +209,11 @@ fn decode_path(path: &[u8]) -> Result<String, RequestError> {
         match b {
             b'\\' => return Err(RequestError::AmbiguousPath),
             b'%' => {
-                let (Some(hi), Some(lo)) =
-                    (path.get(i + 1).copied().and_then(hex), path.get(i + 2).copied().and_then(hex))
-                else {
-                    return Err(RequestError::InvalidPath);
-                };
-                let byte = hi << 4 | lo;
+                let byte = percent::escape_at(path, i).ok_or(RequestError::InvalidPath)?;
+                let (hi, lo) = (byte >> 4, byte & 15);
                 match byte {
-                    b'/' | b'\\' | 0 | b'#' => return Err(RequestError::AmbiguousPath),
+                    // `%3B` is a segment-parameter delimiter to servers that decode before they split.
+                    b'/' | b'\\' | 0 | b'#' | b';' => return Err(RequestError::AmbiguousPath),
                     _ if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) => out.push(char::from(byte)),
                     _ => {
                         const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -194,40 +258,94 @@ fn remove_dot_segments(path: &str) -> String {
     out
 }
 
-/// Host as policy sees it: lower case, no port, no trailing dot (CVE-2021-39155).
+/// Host as policy sees it: lower case, no port, no trailing dot (CVE-2021-39155), and only what RFC 1123 and
+/// RFC 3986 allow, so that `admin.example..`, `.admin.example` or `0x7f.1` cannot dodge a rule on
+/// `admin.example` or `127.0.0.1`:
+///
+/// - a name: labels of 1 to 63 letters, digits, `-` and `_`, not starting or ending with `-`, 253 bytes at
+///   most, one trailing dot allowed (and removed);
+/// - a name whose last label is a number (`1.2.3.4`, `10.1`, `0x7f`) is an IPv4 address, which must be in
+///   dotted-decimal form: four numbers 0 to 255 without leading zeros. Other forms (`127.1`, `2130706433`,
+///   `0177.0.0.1`) are read as IPv4 by some software and as names by others;
+/// - an IPv6 address in brackets, in its RFC 5952 form (`[0:0::1]` is `[::1]`); no zone, no IPvFuture.
 pub fn canonical_host(raw: &str) -> Result<Cow<'_, str>, RequestError> {
-    let host = if let Some(rest) = raw.strip_prefix('[') {
+    if let Some(rest) = raw.strip_prefix('[') {
         let (v6, after) = rest.split_once(']').ok_or(RequestError::InvalidHost)?;
         if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
             return Err(RequestError::InvalidHost);
         }
-        return Ok(Cow::Owned(format!("[{}]", v6.to_ascii_lowercase())));
-    } else {
-        // Byte loops rather than `str` patterns: a host is a few dozen bytes and is read on every request, where
-        // a pattern searcher's setup costs more than the search.
-        match raw.bytes().rposition(|b| b == b':').and_then(|colon| raw.split_at_checked(colon)) {
-            Some((h, port)) if port.strip_prefix(':').is_some_and(is_port) => h,
-            Some(_) => return Err(RequestError::InvalidHost),
-            None => raw,
-        }
+        let address: Ipv6Addr = v6.parse().map_err(|_| RequestError::InvalidHost)?;
+        return Ok(Cow::Owned(format!("[{address}]")));
+    }
+    // Byte loops rather than `str` patterns: a host is a few dozen bytes and is read on every request, where
+    // a pattern searcher's setup costs more than the search.
+    let host = match raw.bytes().rposition(|b| b == b':').and_then(|colon| raw.split_at_checked(colon)) {
+        Some((h, port)) if port.strip_prefix(':').is_some_and(is_port) => h,
+        Some(_) => return Err(RequestError::InvalidHost),
+        None => raw,
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    let mut upper = false;
-    for b in host.bytes() {
-        match b {
-            b'A'..=b'Z' => upper = true,
-            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {}
-            _ => return Err(RequestError::InvalidHost),
-        }
+    if host.is_empty() || host.len() > 253 {
+        return Err(RequestError::InvalidHost);
     }
-    if host.is_empty() {
+    let mut upper = false;
+    let mut last_label = "";
+    for label in host.split('.') {
+        let b = label.as_bytes();
+        if b.is_empty() || b.len() > 63 || b.first() == Some(&b'-') || b.last() == Some(&b'-') {
+            return Err(RequestError::InvalidHost);
+        }
+        for &c in b {
+            match c {
+                b'A'..=b'Z' => upper = true,
+                b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
+                _ => return Err(RequestError::InvalidHost),
+            }
+        }
+        last_label = label;
+    }
+    let numeric = last_label.bytes().all(|c| c.is_ascii_digit())
+        || last_label.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x"));
+    if numeric && !is_dotted_quad(host) {
         return Err(RequestError::InvalidHost);
     }
     Ok(if upper { Cow::Owned(host.to_ascii_lowercase()) } else { Cow::Borrowed(host) })
 }
 
+/// Four decimal numbers 0 to 255, without leading zeros.
+fn is_dotted_quad(host: &str) -> bool {
+    let mut count = 0;
+    for part in host.split('.') {
+        count += 1;
+        let canonical = !part.is_empty() && part.len() <= 3 && !(part.len() > 1 && part.starts_with('0'));
+        if !canonical || !part.bytes().all(|c| c.is_ascii_digit()) || part.parse::<u16>().map_or(true, |n| n > 255) {
+            return false;
+        }
+    }
+    count == 4
+}
+
 fn is_port(p: &str) -> bool {
-    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
+}
+
+/// Headers through which common frameworks let a client replace the request method (Express's
+/// method-override, ASP.NET Core, OData, Rails, Spring's filters). Compared case-insensitively with `_` for
+/// `-`, since CGI-style upstreams read `X_HTTP_Method_Override` as the same header.
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = ["x-http-method-override", "x-method-override", "x-http-method"];
+
+/// The query parameter through which frameworks let a client replace the request method.
+pub const METHOD_OVERRIDE_PARAMETER: &str = "_method";
+
+/// Whether a header name is one of [`METHOD_OVERRIDE_HEADERS`] (any case, `_` for `-`).
+pub fn is_method_override_header(name: &str) -> bool {
+    METHOD_OVERRIDE_HEADERS.iter().any(|h| {
+        h.len() == name.len()
+            && name.bytes().zip(h.bytes()).all(|(a, p)| {
+                let a = a.to_ascii_lowercase();
+                a == p || (a == b'_' && p == b'-')
+            })
+    })
 }
 
 #[cfg(test)]
@@ -255,8 +373,6 @@ mod tests {
             ("/..", "/"),
             ("/%41pi/%7euser", "/Api/~user"),
             ("/a%20b/%3a", "/a%20b/%3A"),
-            ("/items;v=2/7", "/items;v=2/7"),
-            ("/a/...;x", "/a/...;x"),
         ] {
             assert_eq!(path(raw).as_deref(), Ok(want), "{raw}");
         }
@@ -284,6 +400,10 @@ mod tests {
             "/orders/.;/admin",
             "/orders/%2e%2e;/admin",
             "/..;",
+            "/admin%3Bx=1/users",
+            "/admin%3b/users",
+            "/admin/;x=1/users",
+            "/;/admin",
         ] {
             assert_eq!(path(raw), Err(RequestError::AmbiguousPath), "{raw}");
         }
@@ -292,6 +412,62 @@ mod tests {
         }
         for raw in ["", "*", "admin", "http://x/admin"] {
             assert_eq!(path(raw), Err(RequestError::MissingPath), "{raw}");
+        }
+    }
+
+    fn with(raw: &str, mode: PathParameters) -> Result<(String, Option<String>), RequestError> {
+        canonical_path_with(raw, mode).map(|c| (c.path.into_owned(), c.with_parameters))
+    }
+
+    #[test]
+    fn path_parameters_are_refused_by_default_in_any_segment() {
+        for raw in [
+            "/admin;x=1/users",
+            "/admin;/users",
+            "/admin;jsessionid=0123",
+            "/patients/42/records;x=1/2026",
+            "/a/...;x",
+            "/items;v=2/7",
+            "/%61dmin;x/users",
+            "/admin;x=1/users?q=1",
+            "//admin;x",
+        ] {
+            assert_eq!(path(raw), Err(RequestError::PathParameters), "{raw}");
+            assert_eq!(with(raw, PathParameters::Reject), Err(RequestError::PathParameters), "{raw}");
+        }
+        // A semicolon in the query is not a path parameter.
+        assert_eq!(path("/admin?a=1;b=2"), Ok("/admin".into()));
+    }
+
+    #[test]
+    fn path_parameters_stripped_are_decided_and_forwarded_without_them() {
+        for (raw, want) in [
+            ("/admin;x=1/users", "/admin/users"),
+            ("/admin;/users", "/admin/users"),
+            ("/admin;jsessionid=0123", "/admin"),
+            ("/patients/42/records;x=1/2026", "/patients/42/records/2026"),
+            ("/a;x/../admin;y", "/admin"),
+            ("/a/b;c=d;e=f/", "/a/b/"),
+        ] {
+            assert_eq!(with(raw, PathParameters::Strip), Ok((want.into(), None)), "{raw}");
+        }
+    }
+
+    #[test]
+    fn path_parameters_kept_are_decided_without_them_and_forwarded_with_them() {
+        for (raw, decided, forwarded) in [
+            ("/admin;x=1/users", "/admin/users", "/admin;x=1/users"),
+            ("/a;v=1/../b;w=2/./c", "/b/c", "/b;w=2/c"),
+            ("/items;v=2/%37", "/items/7", "/items;v=2/7"),
+        ] {
+            assert_eq!(with(raw, PathParameters::Keep), Ok((decided.into(), Some(forwarded.into()))), "{raw}");
+        }
+        assert_eq!(with("/plain/path", PathParameters::Keep), Ok(("/plain/path".into(), None)));
+        // Dot segments and empty segments with parameters are refused whatever the mode.
+        for mode in [PathParameters::Strip, PathParameters::Keep] {
+            for raw in ["/a/..;x/admin", "/a/.;x", "/a/;x/../admin", "/a%3Bx"] {
+                assert_eq!(with(raw, mode), Err(RequestError::AmbiguousPath), "{raw} {mode:?}");
+            }
         }
     }
 
@@ -324,8 +500,67 @@ mod tests {
             ("h st", Err(RequestError::InvalidHost)),
             ("Host_1.internal:65535", Ok("host_1.internal")),
             ("x:0", Ok("x")),
+            ("host:65536", Err(RequestError::InvalidHost)),
+            // Empty labels, before, between or after.
+            ("admin.test.example..", Err(RequestError::InvalidHost)),
+            (".admin.test.example", Err(RequestError::InvalidHost)),
+            ("admin..test.example", Err(RequestError::InvalidHost)),
+            ("admin.test.example..:443", Err(RequestError::InvalidHost)),
+            ("..", Err(RequestError::InvalidHost)),
+            ("admin.test.example.", Ok("admin.test.example")),
+            // Labels RFC 1123 forbids.
+            ("-admin.example", Err(RequestError::InvalidHost)),
+            ("admin-.example", Err(RequestError::InvalidHost)),
+            ("a~b.example", Err(RequestError::InvalidHost)),
+            ("a%41.example", Err(RequestError::InvalidHost)),
+            ("a*b", Err(RequestError::InvalidHost)),
+            ("x-1.a-b.example", Ok("x-1.a-b.example")),
+            // Addresses: dotted-decimal IPv4 only; IPv6 in its one form.
+            ("127.0.0.1", Ok("127.0.0.1")),
+            ("10.0.0.1:8080", Ok("10.0.0.1")),
+            ("127.1", Err(RequestError::InvalidHost)),
+            ("2130706433", Err(RequestError::InvalidHost)),
+            ("0x7f.0.0.1", Err(RequestError::InvalidHost)),
+            ("127.0.0.0x1", Err(RequestError::InvalidHost)),
+            ("0177.0.0.1", Err(RequestError::InvalidHost)),
+            ("256.0.0.1", Err(RequestError::InvalidHost)),
+            ("1.2.3.4.5", Err(RequestError::InvalidHost)),
+            ("host.0x10", Err(RequestError::InvalidHost)),
+            ("[0:0::1]:443", Ok("[::1]")),
+            ("[::FFFF:127.0.0.1]", Ok("[::ffff:127.0.0.1]")),
+            ("[evil.example]", Err(RequestError::InvalidHost)),
+            ("[fe80::1%25eth0]", Err(RequestError::InvalidHost)),
+            ("[v1.x]", Err(RequestError::InvalidHost)),
         ] {
             assert_eq!(canonical_host(raw).as_deref().map_err(|e| *e), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn host_lengths() {
+        let label = "a".repeat(63);
+        assert!(canonical_host(&format!("{label}.example")).is_ok());
+        assert_eq!(canonical_host(&format!("a{label}.example")), Err(RequestError::InvalidHost));
+        let long = [label.as_str(); 4].join(".");
+        assert_eq!(long.len(), 255);
+        assert_eq!(canonical_host(&long), Err(RequestError::InvalidHost));
+        assert!(canonical_host(&long[2..]).is_ok(), "253 bytes");
+    }
+
+    #[test]
+    fn method_override_headers_in_any_spelling() {
+        for name in [
+            "x-http-method-override",
+            "X-HTTP-Method-Override",
+            "x_http_method_override",
+            "x-method-override",
+            "x-http-method",
+            "X_HTTP_METHOD",
+        ] {
+            assert!(is_method_override_header(name), "{name}");
+        }
+        for name in ["x-http-method-overrides", "x-http-methods", "method", "x-forwarded-method"] {
+            assert!(!is_method_override_header(name), "{name}");
         }
     }
 

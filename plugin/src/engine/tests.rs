@@ -61,7 +61,7 @@ fn allows_and_forwards_the_verified_identity() {
     h.push(("x-agent-iam-agent", "spiffe://trading.example/agent/admin"));
     h.push(("X_Agent_Iam_Subject", "forged"));
     match f.decide(&h) {
-        Verdict::Allow { remove, set, rule, canonical_path, dry_run: None } => {
+        Verdict::Allow { remove, set, rule, canonical_path, canonical_method: None, dry_run: None } => {
             assert_eq!(canonical_path, None, "the path was already canonical");
             assert_eq!(&*rule, "trader-orders");
             assert_eq!(remove, vec!["x-agent-iam-agent".to_owned(), "X_Agent_Iam_Subject".to_owned()]);
@@ -347,6 +347,9 @@ fn settings_errors_name_their_place() {
         (json!({"denials": {"policy_status": 401}}), "denials.policy_status: must be 403 or 404"),
         (json!({"forward": {"claims": ["a.b"]}}), "forward.claims[0]:"),
         (json!({"forward": {"claims": ["cost_center", "cost-center"]}}), "forward.claims[1]: duplicate"),
+        (json!({"request": {"path_parameters": "drop"}}), "request.path_parameters: unknown value \"drop\""),
+        (json!({"request": {"method_override": "allow"}}), "request.method_override: unknown value \"allow\""),
+        (json!({"request": {"methods": "x"}}), "request.methods: unknown field"),
     ] {
         let key = SigningKey::from_seed(Algorithm::ES256, [5; 32]).unwrap();
         let mut doc = json!({
@@ -480,3 +483,5 @@ fn jwt_authn_attests_the_payload_it_forwarded_and_nothing_else() {
         assert!(e.starts_with("issuers[0].jwks: is required"), "{e}");
     }
 }
+
+mod bypass;

@@ -420,7 +420,7 @@ fn decide_and_apply(
         }
     };
     match verdict {
-        Verdict::Allow { remove, set, canonical_path, dry_run, .. } => {
+        Verdict::Allow { remove, set, canonical_path, canonical_method, dry_run, .. } => {
             if let Some(would) = dry_run {
                 log(
                     LogLevel::Info,
@@ -442,11 +442,18 @@ fn decide_and_apply(
                     return fail_closed("an identity header could not be set");
                 }
             }
-            if let Some(path) = canonical_path {
-                // Forward what was authorised. Envoy chose the route on the old path: recompute it.
-                if hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(&path)).is_err() {
-                    return fail_closed("the canonical path could not be set");
-                }
+            if let Some(method) = &canonical_method
+                && hostcalls::set_map_value(MapType::HttpRequestHeaders, ":method", Some(method)).is_err()
+            {
+                return fail_closed("the canonical method could not be set");
+            }
+            if let Some(path) = &canonical_path
+                && hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(path)).is_err()
+            {
+                return fail_closed("the canonical path could not be set");
+            }
+            if canonical_path.is_some() || canonical_method.is_some() {
+                // Forward what was authorised. Envoy chose the route on the old path and method: recompute it.
                 let _ = hostcalls::call_foreign_function("clear_route_cache", None);
             }
             if held_until.is_some() && hostcalls::resume_http_request().is_err() {
