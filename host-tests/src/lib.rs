@@ -2,10 +2,12 @@
 //!
 //! - [`host`]: a proxy-wasm ABI 0.2.1 host on wasmtime (the Envoy emulator).
 //! - [`testbed`]: real processes on loopback for end-to-end runs: an echo upstream, Envoy, an HTTP client.
+//! - [`h2`]: a raw HTTP/2 client that sends header blocks exactly as given, for attack tests.
 //! - [`vectors`]: signature edge cases shared by the host and Envoy tests.
 //! - [`demo`]: demo keys, tokens and the scripted gateway scenario shared by `make demo` and the tests.
 //! - [`measure`]: the benchmarks' timing harness.
 pub mod demo;
+pub mod h2;
 pub mod host;
 pub mod loadgen;
 pub mod measure;
