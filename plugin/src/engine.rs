@@ -408,13 +408,10 @@ impl Engine {
                 values.push(Cow::Borrowed(std::str::from_utf8(value).map_err(|_| refuse())?));
             }
         }
-        // Only a query with an escape, a `+` or the name itself can carry the parameter.
-        if let Some(query) = query
-            && (query.bytes().any(|b| b == b'%' || b == b'+') || query.contains(request::METHOD_OVERRIDE_PARAMETER))
-        {
+        if let Some(query) = query.filter(|q| request::may_carry_method_override(q)) {
             for pair in percent::query_pairs(query) {
                 let name = pair.decoded_name().ok_or(Failure::BadRequest(RequestError::InvalidQuery))?;
-                if name == request::METHOD_OVERRIDE_PARAMETER {
+                if request::is_method_override_parameter(&name) {
                     values.push(
                         percent::decode(pair.value, Plus::Space)
                             .ok_or(Failure::BadRequest(RequestError::InvalidQuery))?,
@@ -632,7 +629,7 @@ impl Engine {
                             .any(|s| matches!(s, TokenSource::Query { name: q } if q == name))
                 };
                 let dropped = |name: &str| {
-                    (strip_override && name == request::METHOD_OVERRIDE_PARAMETER) || credential_parameter(name)
+                    (strip_override && request::is_method_override_parameter(name)) || credential_parameter(name)
                 };
                 // Every name decoded when the request was prepared, so none is kept for failing to decode.
                 let query: Option<Cow<'_, str>> = match p.query {

@@ -288,29 +288,70 @@ pub fn canonical_host(raw: &str) -> Result<Cow<'_, str>, RequestError> {
     if host.is_empty() || host.len() > 253 {
         return Err(RequestError::InvalidHost);
     }
-    let mut upper = false;
-    let mut last_label = "";
-    for label in host.split('.') {
-        let b = label.as_bytes();
-        if b.is_empty() || b.len() > 63 || b.first() == Some(&b'-') || b.last() == Some(&b'-') {
-            return Err(RequestError::InvalidHost);
-        }
-        for &c in b {
-            match c {
-                b'A'..=b'Z' => upper = true,
-                b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
-                _ => return Err(RequestError::InvalidHost),
-            }
-        }
-        last_label = label;
+    // One pass over the bytes without a branch per byte (a host is read on every request): each byte's class
+    // is looked up and accumulated; two classes side by side catch an empty label (`..`) and a label that
+    // starts or ends with `-` (`.-`, `-.`). Padding the name with a dot on each side covers its ends.
+    let (mut seen, mut pairs, mut prev) = (0u8, 0u8, DOT);
+    for &c in host.as_bytes() {
+        let class = HOST_BYTES[usize::from(c)];
+        seen |= class;
+        pairs |= PAIRS[usize::from(prev & KIND | (class & KIND) << 3)];
+        prev = class;
     }
-    let numeric = last_label.bytes().all(|c| c.is_ascii_digit())
-        || last_label.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x"));
+    pairs |= PAIRS[usize::from(prev & KIND | DOT << 3)];
+    if seen & INVALID != 0 || pairs != 0 || (host.len() > 63 && host.split('.').any(|label| label.len() > 63)) {
+        return Err(RequestError::InvalidHost);
+    }
+    // A last label that is a number (decimal, or `0x` hex) makes the whole name an IPv4 address to URL parsers.
+    let last = host.rsplit_once('.').map_or(host, |(_, last)| last);
+    let numeric =
+        last.bytes().all(|c| c.is_ascii_digit()) || last.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x"));
     if numeric && !is_dotted_quad(host) {
         return Err(RequestError::InvalidHost);
     }
-    Ok(if upper { Cow::Owned(host.to_ascii_lowercase()) } else { Cow::Borrowed(host) })
+    Ok(if seen & UPPER != 0 { Cow::Owned(host.to_ascii_lowercase()) } else { Cow::Borrowed(host) })
 }
+
+/// Byte classes of a host name: three bits of kind, then flags.
+const OTHER: u8 = 0; // a letter, digit or `_`
+const DOT: u8 = 1;
+const HYPHEN: u8 = 2;
+const KIND: u8 = 7;
+const UPPER: u8 = 1 << 6;
+const INVALID: u8 = 1 << 7;
+
+/// The class of each byte in a host name.
+static HOST_BYTES: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'_' => OTHER,
+            b'A'..=b'Z' => OTHER | UPPER,
+            b'.' => DOT,
+            b'-' => HYPHEN,
+            _ => INVALID,
+        };
+        c += 1;
+    }
+    t
+};
+
+/// Non-zero for two neighbouring kinds (`prev | next << 3`) that make a label empty or start or end it with
+/// `-`: `..`, `.-`, `-.`.
+static PAIRS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let (prev, next) = (i & 7, (i >> 3) & 7);
+        let bad = (prev == DOT as usize && (next == DOT as usize || next == HYPHEN as usize))
+            || (prev == HYPHEN as usize && next == DOT as usize);
+        t[i] = bad as u8;
+        i += 1;
+    }
+    t
+};
 
 /// Four decimal numbers 0 to 255, without leading zeros.
 fn is_dotted_quad(host: &str) -> bool {
@@ -334,8 +375,23 @@ fn is_port(p: &str) -> bool {
 /// `-`, since CGI-style upstreams read `X_HTTP_Method_Override` as the same header.
 pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = ["x-http-method-override", "x-method-override", "x-http-method"];
 
-/// The query parameter through which frameworks let a client replace the request method.
-pub const METHOD_OVERRIDE_PARAMETER: &str = "_method";
+/// Query parameters through which frameworks let a client replace the request method: `_method` (Rails,
+/// Spring's `HiddenHttpMethodFilter`, Laravel, Symfony), `_HttpMethod` (Salesforce), and the override headers'
+/// names, which some APIs also accept as parameters. Compared case-insensitively, after percent-decoding.
+pub const METHOD_OVERRIDE_PARAMETERS: [&str; 5] =
+    ["_method", "_httpmethod", "x-http-method-override", "x-method-override", "x-http-method"];
+
+/// Whether a decoded query parameter name is one of [`METHOD_OVERRIDE_PARAMETERS`] (any case).
+pub fn is_method_override_parameter(name: &str) -> bool {
+    METHOD_OVERRIDE_PARAMETERS.iter().any(|p| p.eq_ignore_ascii_case(name))
+}
+
+/// Whether a raw query string could carry a method override parameter: every such name contains `method` in
+/// some case, once decoded, so a query without `%`, `+` or that word needs no closer look.
+pub fn may_carry_method_override(query: &str) -> bool {
+    let b = query.as_bytes();
+    b.iter().any(|&c| c == b'%' || c == b'+') || b.windows(6).any(|w| w.eq_ignore_ascii_case(b"method"))
+}
 
 /// Whether a header name is one of [`METHOD_OVERRIDE_HEADERS`] (any case, `_` for `-`).
 pub fn is_method_override_header(name: &str) -> bool {
@@ -561,6 +617,18 @@ mod tests {
         }
         for name in ["x-http-method-overrides", "x-http-methods", "method", "x-forwarded-method"] {
             assert!(!is_method_override_header(name), "{name}");
+        }
+        for name in ["_method", "_METHOD", "_HttpMethod", "X-HTTP-Method-Override", "x-http-method"] {
+            assert!(is_method_override_parameter(name), "{name}");
+        }
+        for name in ["method", "_methods", "x_http_method", ""] {
+            assert!(!is_method_override_parameter(name), "{name}");
+        }
+        for query in ["_method=x", "a=1&_METHOD=x", "x%5F=1", "a+b", "HttpMethod"] {
+            assert!(may_carry_method_override(query), "{query}");
+        }
+        for query in ["", "a=1&b=2", "metho=d", "meth_od"] {
+            assert!(!may_carry_method_override(query), "{query}");
         }
     }
 

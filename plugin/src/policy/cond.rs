@@ -404,6 +404,11 @@ fn trim_ows(value: &str) -> &str {
 /// A header's value as a rule reads it: trimmed, and split into a list when it has commas.
 fn header_value(value: &[u8]) -> Fetched<'_> {
     let Ok(text) = std::str::from_utf8(value) else { return Fetched::Ambiguous("not text") };
+    // Control characters other than tab (a vertical tab or form feed, which HTTP/2 lets through) are
+    // whitespace to some upstreams (Java's `String.trim`, Python's `str.strip`) and not to others.
+    if text.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Fetched::Ambiguous("has control characters");
+    }
     let whole = trim_ows(text);
     if !whole.contains(',') {
         return Fetched::Value(Attr::Text(Cow::Borrowed(whole)));

@@ -75,6 +75,9 @@ fn method_overrides_are_refused_by_default_in_every_spelling() {
         "/orders?%5Fmethod=DELETE",
         "/orders?_%6Dethod=DELETE",
         "/orders?_method",
+        "/orders?_HttpMethod=DELETE",
+        "/orders?_METHOD=DELETE",
+        "/orders?x-http-method-override=DELETE",
     ] {
         assert_eq!(reason(decide_on(&engine, &request("POST", path, Some(&auth)))), "method_override", "{path}");
     }
@@ -92,7 +95,7 @@ fn method_overrides_are_refused_by_default_in_every_spelling() {
 fn method_overrides_stripped_are_never_forwarded() {
     let (key, engine) = engine_with(json!({"request": {"method_override": "strip"}}));
     let auth = format!("Bearer {}", trader_token(&key, json!({})));
-    let mut h = request("POST", "/orders?a=1&_method=DELETE&%5Fmethod=PUT&b=2", Some(&auth));
+    let mut h = request("POST", "/orders?a=1&_method=DELETE&%5Fmethod=PUT&_HttpMethod=PATCH&b=2", Some(&auth));
     h.push(("x-http-method-override", "DELETE"));
     h.push(("X_Method_Override", "DELETE"));
     let (remove, path, _) = allowed(decide_on(&engine, &h));

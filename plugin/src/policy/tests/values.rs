@@ -120,6 +120,19 @@ fn header_values_are_read_without_surrounding_whitespace() {
     }
     let p = country_rules();
     assert_eq!(decide(&p, &t, &req("GET", "/us").header("x-country", " US\t")), "allowed by \"us-only\"");
+    // Other control characters are whitespace to some upstreams only: such a value cannot be evaluated.
+    for value in ["\u{b}KP", "KP\u{c}", "U\u{1}S"] {
+        assert_eq!(
+            decide(&p, &t, &req("GET", "/pay").header("x-country", value)),
+            "denied by \"sanctions\"",
+            "{value:?}"
+        );
+        assert_eq!(
+            decide(&p, &t, &req("GET", "/us").header("x-country", value)),
+            "denied by \"sanctions\"",
+            "{value:?}"
+        );
+    }
 }
 
 #[test]
