@@ -240,6 +240,40 @@ fn example_configs_agree_with_the_demo() {
     assert_eq!(reload_listener_as_static().trim_end(), listener.trim_end());
 }
 
+/// Every shipped Envoy configuration that loads a Wasm filter makes a plugin that cannot load or traps deny
+/// (`failure_policy: FAIL_CLOSED`), rather than let requests through unchecked. Each filter's `config:` block
+/// is read up to the next filter, and must say so itself.
+#[test]
+fn every_shipped_wasm_filter_fails_closed() {
+    let root = agent_iam_host::workspace_root().join("envoy");
+    let mut files = vec![];
+    for dir in [root.clone(), root.join("bench"), root.join("reload")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    let mut filters = 0;
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let marker = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+        for (i, _) in text.match_indices(marker) {
+            filters += 1;
+            let rest = &text[i..];
+            // The filter's own settings end where the next filter (or the next top-level key) starts.
+            let end = rest[marker.len()..].find("- name:").map_or(rest.len(), |e| e + marker.len());
+            assert!(
+                rest[..end].contains("failure_policy: FAIL_CLOSED"),
+                "{}: a Wasm filter without failure_policy: FAIL_CLOSED",
+                path.display()
+            );
+        }
+    }
+    assert!(filters >= 8, "found only {filters} Wasm filters under envoy/");
+}
+
 /// Istio and Envoy Gateway manifests live beside the Envoy configs but are not Envoy bootstrap files.
 fn is_kubernetes_manifest(path: &std::path::Path) -> bool {
     std::fs::read_to_string(path).is_ok_and(|t| t.lines().any(|l| l.starts_with("apiVersion:")))

@@ -516,6 +516,60 @@ fn methods_are_compared_upper_cased_and_connect_is_refused() {
     vm.assert_healthy();
 }
 
+/// The request classes a gateway and an upstream could read two ways (issue 15), through the real `.wasm`:
+/// refused by default, and what is forwarded is what was decided on.
+#[test]
+fn requests_read_two_ways_are_refused_or_forwarded_as_decided() {
+    let mut vm = gateway();
+    let trader = es256(&claims(TRADER));
+    for path in ["/admin;x=1/users", "/orders;jsessionid=1", "/orders/7;v=2"] {
+        assert_bad_request(&send(&mut vm, "GET", path, &trader), "request path has path parameters (;)");
+    }
+    for (name, value) in [("x-http-method-override", "DELETE"), ("X_Method_Override", "DELETE")] {
+        let o = request(&mut vm).method("POST").path("/orders").bearer(&trader).header(name, value).send();
+        assert_bad_request(&o, "request carries a method override");
+    }
+    assert_bad_request(
+        &send(&mut vm, "POST", "/orders?%5Fmethod=DELETE", &trader),
+        "request carries a method override",
+    );
+    for host in ["admin.trading.example..", ".admin.trading.example", "127.1"] {
+        let o = vm
+            .request()
+            .authority(host)
+            .header("x-request-id", REQUEST_ID)
+            .method("POST")
+            .path("/orders")
+            .bearer(&trader)
+            .send();
+        assert_bad_request(&o, "request host is malformed");
+    }
+    // The method forwarded is the one decided on, whatever the client's spelling.
+    let o = send(&mut vm, "post", "/orders", &trader);
+    assert_forwarded(&o, TRADER, TRADER, "trader-orders");
+    assert_eq!(o.header(":method"), Some("POST"), "{o:#?}");
+    vm.assert_healthy();
+
+    // With the options: decided on the path without its parameters, forwarded with them.
+    let mut options = config();
+    options["request"] = json!({"path_parameters": "keep", "method_override": "evaluate"});
+    let mut vm = start(&options);
+    let admin = es256(&claims(ADMIN));
+    let o = send(&mut vm, "GET", "/admin;x=1/users", &admin);
+    assert_eq!((o.status(), o.body_json()["rule"].as_str()), (Some(403), Some("no-admin-console")), "{o:#?}");
+    let o = send(&mut vm, "POST", "//orders;v=2/./7", &trader);
+    assert!(o.is_allowed(), "{o:#?}");
+    assert_eq!(o.header(":path"), Some("/orders;v=2/7"));
+    let o = request(&mut vm)
+        .method("POST")
+        .path("/orders/7")
+        .bearer(&trader)
+        .header("x-http-method-override", "DELETE")
+        .send();
+    assert_no_rule_allows(&o);
+    vm.assert_healthy();
+}
+
 // Skipped: "a header value with non-UTF-8 bytes does not trap". The host's RequestBuilder::header
 // takes `&str` (and stores `String`s), so a request with obs-text bytes cannot be built here.
 

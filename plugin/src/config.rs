@@ -750,6 +750,12 @@ mod tests {
             error_of(&svid(json!({"algorithms": ["ES256", "EdDSA"]})))
                 .starts_with("issuers[0].algorithms[1]: JWT-SVIDs")
         );
+        // HMAC never: a JWT-SVID is verified with the trust domain's public keys, even if a secret is given.
+        for alg in ["HS256", "HS384", "HS512"] {
+            let e = error_of(&svid(json!({"algorithms": ["ES256", alg],
+                "hmac_secrets": [{"alg": alg, "kid": "h", "secret": crate::b64::encode(&[7u8; 64])}]})));
+            assert!(e.starts_with("issuers[0]."), "{alg}: {e}");
+        }
         assert!(error_of(&svid(json!({"trust_domain": "Trading.Example"}))).starts_with("issuers[0].trust_domain:"));
         assert!(error_of(&svid(json!({"profile": "jwt"}))).starts_with("issuers[0].trust_domain: applies only"));
         assert!(error_of(&svid(json!({"profile": "oidc"}))).starts_with("issuers[0].profile: unknown profile"));

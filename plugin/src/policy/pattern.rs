@@ -149,4 +149,27 @@ mod tests {
             assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }
     }
+    /// Patterns are compared as text, never as regular expressions: metacharacters are literals, and what
+    /// they would match as a regex does not match.
+    #[test]
+    fn regex_metacharacters_are_literals() {
+        let id = |s| IdPattern::parse(s).unwrap();
+        for (pattern, literal, as_regex) in [
+            ("spiffe://t/a.b", "spiffe://t/a.b", "spiffe://t/aXb"),
+            ("spiffe://t/a+", "spiffe://t/a+", "spiffe://t/aaa"),
+            ("spiffe://t/(a|b)", "spiffe://t/(a|b)", "spiffe://t/a"),
+            ("spiffe://t/[ab]?", "spiffe://t/[ab]?", "spiffe://t/a"),
+            ("spiffe://t/^a$", "spiffe://t/^a$", "spiffe://t/a"),
+            ("spiffe://t/a{2}", "spiffe://t/a{2}", "spiffe://t/aa"),
+        ] {
+            let p = id(pattern);
+            assert!(p.matches(literal), "{pattern}");
+            assert!(!p.matches(as_regex), "{pattern} must not match {as_regex}");
+        }
+        let host = HostPattern::parse("a.example.com").unwrap();
+        assert!(!host.matches("aXexample.com"));
+        // A `*` is a wildcard only where the language says so: `.*` is refused, not read as a regex.
+        assert!(IdPattern::parse("spiffe://t/.*").is_err());
+        assert!(!id("spiffe://t/*").matches("spiffe://tX/a"));
+    }
 }

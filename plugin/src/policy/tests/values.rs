@@ -161,6 +161,16 @@ fn a_list_value_denies_when_any_element_matches_and_allows_only_when_every_one_d
 }
 
 #[test]
+fn a_header_sent_twice_cannot_be_evaluated_so_a_deny_rule_applies() {
+    let (p, t) = (country_rules(), agent(TRADER));
+    // Two separate fields (a header Envoy does not join): which one counts depends on the reader.
+    let twice = req("GET", "/us").header("x-country", "US").header("x-country", "CA");
+    assert_eq!(decide(&p, &t, &twice), "denied by \"sanctions\"");
+    let twice = req("GET", "/pay").header("x-country", "US").header("X-Country", "US");
+    assert_eq!(decide(&p, &t, &twice), "denied by \"sanctions\"");
+}
+
+#[test]
 fn list_values_in_every_operator() {
     let p = policy(json!({"rules": [
         {"id": "browser", "effect": "allow", "agents": ["*"], "paths": ["/ua"],
