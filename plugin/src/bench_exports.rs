@@ -1,4 +1,4 @@
-//! Exports for the policy benchmark (`host-tests/src/bin/policy_bench.rs`): our evaluator timed inside the
+//! Exports for the policy benchmark (`bench/src/bin/policy_bench.rs`): our evaluator timed inside the
 //! `.wasm`, as it runs in the gateway, without the proxy-wasm callbacks around it. Compiled only with the
 //! `bench-exports` feature into a separate target directory (`make bench`); the production `.wasm` never has
 //! them.

@@ -40,6 +40,7 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
 
 /// The configuration document as written.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConfigDocument {
     /// Realm in `WWW-Authenticate` challenges.
@@ -77,6 +78,7 @@ pub struct ConfigDocument {
 
 /// Request handling as written.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RequestDocument {
     /// `reject` (default), `strip` or `keep`: segment parameters (`/admin;x=1`).
@@ -89,6 +91,7 @@ pub struct RequestDocument {
 
 /// One token source as written: exactly one of `header` and `query`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenSourceDocument {
     /// Header name.
@@ -104,6 +107,7 @@ pub struct TokenSourceDocument {
 
 /// Policy denials as written.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DenialsDocument {
     /// 403 (default) or 404.
@@ -122,6 +126,7 @@ impl Default for DenialsDocument {
 
 /// Forwarding as written.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ForwardDocument {
     /// Forward the credential (the `Authorization` header or configured source) upstream.
@@ -286,6 +291,7 @@ fn default_skew() -> u32 {
 
 /// One trusted issuer as written.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IssuerDocument {
     /// Exact `iss` value (optional for `jwt-svid` issuers, which are found by `trust_domain`).
@@ -335,6 +341,7 @@ pub struct IssuerDocument {
 
 /// Trust in Envoy's `jwt_authn` filter as written.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JwtAuthnDocument {
     /// The provider's `forward_payload_header`.
@@ -343,6 +350,7 @@ pub struct JwtAuthnDocument {
 
 /// A remote JWKS as written.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RemoteJwksDocument {
     /// Envoy cluster to call.
@@ -458,6 +466,7 @@ fn remote_jwks(d: &RemoteJwksDocument, at: &str) -> Result<RemoteJwksConfig, Con
 
 /// A shared HMAC secret as written. The secret never appears in `Debug` output or errors.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HmacSecretDocument {
     /// `HS256`, `HS384` or `HS512`.

@@ -16,7 +16,7 @@
 //! times, ports, CAS values, tokens, metric ids) and `-` when nothing is returned (`unwritten` when the host
 //! left the guest's out-pointer untouched).
 //!
-//! `host-tests/tests/probe.rs` runs it in the wasmtime host and in real Envoy and compares the lines.
+//! `tests/tests/probe.rs` runs it in the wasmtime host and in real Envoy and compares the lines.
 //!
 //! The flow the lines come from:
 //!

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 /// A policy document.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDocument {
     /// Free text for people.
@@ -32,6 +33,7 @@ pub struct PolicyDocument {
 
 /// Labels for the requests a path template matches.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RouteDocument {
     /// Free text for people.
@@ -45,6 +47,7 @@ pub struct RouteDocument {
 
 /// One rule.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleDocument {
     /// Unique id, reported in decisions, responses and metrics.
@@ -105,6 +108,7 @@ pub struct RuleDocument {
 
 /// Whether a rule takes effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RuleMode {
     /// It decides.
@@ -115,6 +119,7 @@ pub enum RuleMode {
 
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Effect {
     /// Grants access unless a deny rule also matches.
@@ -126,6 +131,7 @@ pub enum Effect {
 /// A rule's conditions. Each attribute maps to a test: an object of operators, all of which must hold, e.g.
 /// `{"gte": 1, "lte": 100}`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WhenDocument {
     /// Token claims by name, dotted for nested claims (`agent.version`), or a JSON pointer (`/https:~1~1x`)
@@ -155,6 +161,7 @@ pub struct WhenDocument {
 
 /// Delegation conditions. They can only narrow what `agents` (the current actor) grants.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DelegationDocument {
     /// `true`: the token must carry `act`; `false`: it must not.
@@ -181,6 +188,7 @@ pub struct DelegationDocument {
 
 /// Mutual-TLS binding.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MtlsDocument {
     /// The current actor (or `sub` without `act`) must equal the peer certificate's URI SAN.

@@ -17,6 +17,7 @@ use std::fmt;
 /// A time window as written in a policy:
 /// `{"zone": "America/New_York", "days": ["mon","tue","wed","thu","fri"], "from": "09:30", "to": "16:00"}`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TimeWindowDocument {
     /// IANA time zone name, spelled exactly as in the time zone database (`America/New_York`), or `UTC`.

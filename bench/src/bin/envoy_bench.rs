@@ -1,0 +1,1075 @@
+//! `agent-iam-envoy-bench` (`make bench-envoy`): agent-iam beside Envoy's own `jwt_authn` + `rbac`, in real
+//! Envoy, for the same checks (configurations in `envoy/bench/`, explained in docs/migration.md):
+//!
+//! | key | configuration | tokens |
+//! |---|---|---|
+//! | A | router only (`a-router.yaml`) | one token (ignored) |
+//! | B | `jwt_authn` without cache + `rbac` (`b-jwt-authn-rbac.yaml`) | one token |
+//! | B1 (B') | `jwt_authn` with `jwt_cache_config` + `rbac` (`b1-jwt-authn-cached-rbac.yaml`) | one token |
+//! | C | agent-iam, host crypto (`c-agent-iam.yaml`) | one token: a warm cache |
+//! | C1 (C') | agent-iam, host crypto (`c-agent-iam.yaml`) | a new ES256 token every request |
+//! | C2 (C'') | agent-iam, pure-Rust crypto (`c2-agent-iam-pure-rust.yaml`) | a new ES256 token every request |
+//! | D | `jwt_authn` cached + agent-iam trusting its check (`d-jwt-authn-agent-iam.yaml`) | one token |
+//! | E | an empty proxy-wasm filter (`e-empty-wasm.yaml`): the floor of any Wasm filter in Envoy | one token |
+//!
+//! Method: one Envoy per configuration (each `--concurrency 1`, a `direct_response` route, HTTP/1.1
+//! keep-alive), all started at once and pinned to one core; the load generator and `wrk` on another. Keys are
+//! generated at start, as the demo does; every configuration must answer 200 for the good token and 401/403
+//! for bad ones before anything is timed. After a discarded warm-up the configurations are measured in turn
+//! (A B B' C C' C'' D E, then again) for `--rounds` rounds: first the maximum throughput (closed loop, `wrk`,
+//! or the built-in generator if `wrk` is missing), then latency at half of A's median throughput (open loop,
+//! [`agent_iam_bench::loadgen`]: latency from each request's intended send time). Figures are medians over the
+//! rounds. Envoy's CPU time per request (from `/proc`) is recorded beside every figure: it is what the
+//! configuration costs, and unlike throughput it hardly moves when other work shares the machine. Token-cache
+//! counters are read from Envoy's `/stats` at the end.
+//!
+//! Writes `target/bench/envoy.json` and `target/bench/envoy.md`; targets are reported, never asserted.
+//! Options: `--rounds N` (3), `--seconds S` (5), `--warmup S` (2), `--connections N` (16, closed loop),
+//! `--open-connections N` (16), `--no-wrk`, `--no-perf`, `--no-realtime`, `--quick` (1 round of 1 s),
+//! `--out-dir DIR` (`target/bench`).
+//!
+//! On a machine shared with other work (compilers on both cores), a preempted Envoy or load generator adds
+//! milliseconds to any request in flight and halves throughput. Where allowed (root), Envoy and the load
+//! generator therefore run under `SCHED_FIFO` (priority 10): other work gets the CPU they leave idle (and the
+//! kernel's real-time throttling keeps 5 % for it in any case). The JSON records whether that applied.
+//!
+//! Where `perf` is installed, one more closed-loop run per configuration (not among the timed ones) samples
+//! Envoy with `perf record -e cpu-clock`; the JSON gets the share of Envoy's CPU time per binary object
+//! (`envoy` itself: HTTP, filters, BoringSSL, V8's runtime; `[unknown]`: code V8 generated, i.e. the
+//! compiled `.wasm`; the kernel; libc) and the hottest symbols: what limits each path.
+
+use agent_iam::mint::SigningKey;
+use agent_iam_bench::loadgen::{self, Plan, Report};
+use agent_iam_bench::measure::{load_average, machine, percentile};
+use agent_iam_tests::demo::{self, DemoKeys, DemoTokens, Ports};
+use agent_iam_tests::testbed::{self, Envoy};
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// One benchmark configuration.
+struct Config {
+    /// Key in the JSON (`rps_<key>`).
+    key: &'static str,
+    /// Name in the text.
+    label: &'static str,
+    /// Template in `envoy/bench/`.
+    file: &'static str,
+    /// What it does.
+    what: &'static str,
+    /// Whether it checks tokens (A does not).
+    auth: bool,
+    /// A new token every request (else one token again and again).
+    fresh_tokens: bool,
+    /// Whether agent-iam runs (its token-cache counters are read).
+    plugin: bool,
+}
+
+const CONFIGS: [Config; 8] = [
+    Config {
+        key: "A",
+        label: "A",
+        file: "a-router.yaml",
+        what: "router only",
+        auth: false,
+        fresh_tokens: false,
+        plugin: false,
+    },
+    Config {
+        key: "B",
+        label: "B",
+        file: "b-jwt-authn-rbac.yaml",
+        what: "jwt_authn (no cache) + rbac",
+        auth: true,
+        fresh_tokens: false,
+        plugin: false,
+    },
+    Config {
+        key: "B1",
+        label: "B'",
+        file: "b1-jwt-authn-cached-rbac.yaml",
+        what: "jwt_authn (jwt_cache_config) + rbac",
+        auth: true,
+        fresh_tokens: false,
+        plugin: false,
+    },
+    Config {
+        key: "C",
+        label: "C",
+        file: "c-agent-iam.yaml",
+        what: "agent-iam, warm token cache",
+        auth: true,
+        fresh_tokens: false,
+        plugin: true,
+    },
+    Config {
+        key: "C1",
+        label: "C'",
+        file: "c-agent-iam.yaml",
+        what: "agent-iam, new ES256 token every request, host crypto",
+        auth: true,
+        fresh_tokens: true,
+        plugin: true,
+    },
+    Config {
+        key: "C2",
+        label: "C''",
+        file: "c2-agent-iam-pure-rust.yaml",
+        what: "agent-iam, new ES256 token every request, pure-Rust crypto",
+        auth: true,
+        fresh_tokens: true,
+        plugin: true,
+    },
+    Config {
+        key: "D",
+        label: "D",
+        file: "d-jwt-authn-agent-iam.yaml",
+        what: "jwt_authn (cached) + agent-iam policy only",
+        auth: true,
+        fresh_tokens: false,
+        plugin: true,
+    },
+    Config {
+        key: "E",
+        label: "E",
+        file: "e-empty-wasm.yaml",
+        what: "an empty proxy-wasm filter (Envoy's Wasm floor)",
+        auth: false,
+        fresh_tokens: false,
+        plugin: false,
+    },
+];
+
+/// The request every configuration allows for the trading agent.
+const PATH: &str = "/quotes/ACME";
+
+struct Options {
+    rounds: usize,
+    seconds: u64,
+    warmup: u64,
+    connections: usize,
+    open_connections: usize,
+    use_wrk: bool,
+    perf: bool,
+    realtime: bool,
+    out_dir: PathBuf,
+}
+
+impl Options {
+    fn parse() -> Result<Options> {
+        let mut o = Options {
+            rounds: 3,
+            seconds: 5,
+            warmup: 2,
+            connections: 16,
+            open_connections: 16,
+            use_wrk: true,
+            perf: true,
+            realtime: true,
+            out_dir: agent_iam_host::workspace_root().join("target/bench"),
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                "--rounds" => o.rounds = value()?.parse().context("--rounds")?,
+                "--seconds" => o.seconds = value()?.parse().context("--seconds")?,
+                "--warmup" => o.warmup = value()?.parse().context("--warmup")?,
+                "--connections" => o.connections = value()?.parse().context("--connections")?,
+                "--open-connections" => o.open_connections = value()?.parse().context("--open-connections")?,
+                "--no-wrk" => o.use_wrk = false,
+                "--no-perf" => o.perf = false,
+                "--no-realtime" => o.realtime = false,
+                "--quick" => (o.rounds, o.seconds, o.warmup) = (1, 1, 1),
+                "--out-dir" => o.out_dir = PathBuf::from(value()?),
+                other => bail!("unknown argument {other:?}"),
+            }
+        }
+        ensure!(o.rounds > 0 && o.seconds > 0, "--rounds and --seconds must be positive");
+        ensure!(o.connections > 0 && o.open_connections > 0, "connections must be positive");
+        Ok(o)
+    }
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("agent-iam-envoy-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pinning and process accounting
+// ---------------------------------------------------------------------------------------------
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Result<Vec<usize>> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let ret = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if ret != 0 {
+        return Err(std::io::Error::last_os_error()).context("sched_getaffinity");
+    }
+    // SAFETY: CPU_ISSET reads the set within its bounds.
+    Ok((0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect())
+}
+
+/// Pins the calling thread (and what it starts from now on: threads, child processes) to `cpus`, as
+/// `taskset -c` does.
+fn pin(cpus: &[usize]) -> Result<()> {
+    // SAFETY: as in `allowed_cpus`; CPU_SET writes within the set's bounds.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    let ret = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if ret != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("sched_setaffinity({cpus:?})"));
+    }
+    Ok(())
+}
+
+/// Puts the calling thread (and what it starts from now on) under `SCHED_FIFO` at `priority`, or back to the
+/// normal scheduler with `None`.
+fn set_realtime(priority: Option<i32>) -> Result<()> {
+    let (policy, param) = match priority {
+        Some(p) => (libc::SCHED_FIFO, libc::sched_param { sched_priority: p }),
+        None => (libc::SCHED_OTHER, libc::sched_param { sched_priority: 0 }),
+    };
+    // SAFETY: a valid sched_param; affects only the calling thread.
+    if unsafe { libc::sched_setscheduler(0, policy, &param) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("sched_setscheduler");
+    }
+    Ok(())
+}
+
+/// Child processes of this process (of any of its threads).
+fn children() -> BTreeSet<u32> {
+    let mut out = BTreeSet::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+                out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    out
+}
+
+/// CPU time (user + system, all threads) of a process, in microseconds.
+fn cpu_us(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start at state (field 3).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let (utime, stime): (f64, f64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks > 0.0).then(|| (utime + stime) * 1e6 / ticks)
+}
+
+/// `Cpus_allowed_list` of a process.
+fn cpus_allowed(pid: u32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|v| v.trim().to_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+// ---------------------------------------------------------------------------------------------
+
+/// Mints the trading agent's ES256 tokens, each with its own `jti`, so no two are alike.
+struct Minter<'a> {
+    key: &'a SigningKey,
+    next: u64,
+    now: i64,
+    /// CPUs the minting threads may use (all: minting happens between timed runs).
+    cpus: Vec<usize>,
+}
+
+impl Minter<'_> {
+    fn claims(&self, n: u64) -> Value {
+        json!({"iss": demo::ISSUER, "aud": demo::AUDIENCE, "sub": demo::TRADER, "iat": self.now,
+               "exp": self.now + 7200, "jti": format!("bench-{n}")})
+    }
+
+    /// `n` new tokens, on every CPU.
+    /// What a run of `seconds` at up to `rps` sends: fresh tokens when the configuration needs them, else the
+    /// one token `fixed`.
+    fn load<'t>(&mut self, fresh: bool, rps: f64, seconds: u64, fixed: &'t str) -> Result<Load<'t>> {
+        Ok(if fresh { Load::Fresh(self.fresh(tokens_for(rps, seconds))?) } else { Load::Fixed(fixed) })
+    }
+
+    fn fresh(&mut self, n: usize) -> Result<Vec<String>> {
+        let first = self.next;
+        self.next += n as u64;
+        let threads = self.cpus.len().max(1);
+        let per = n.div_ceil(threads);
+        let this = &*self;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || -> Result<Vec<String>> {
+                        pin(&this.cpus)?;
+                        // Minting is not measured: it must not crowd out the machine's other work.
+                        set_realtime(None)?;
+                        let from = first + (t * per) as u64;
+                        let to = (first + ((t + 1) * per) as u64).min(first + n as u64);
+                        Ok((from..to).map(|i| this.key.sign_jwt(Some(demo::ES256_KID), &this.claims(i))).collect())
+                    })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(n);
+            for h in handles {
+                out.extend(h.join().map_err(|_| anyhow::anyhow!("a minting thread panicked"))??);
+            }
+            Ok(out)
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+// ---------------------------------------------------------------------------------------------
+
+/// What one timed run of one configuration measured.
+#[derive(Debug, Clone)]
+struct Run {
+    rps: f64,
+    completed: u64,
+    non_2xx: u64,
+    /// Envoy's CPU time per completed request.
+    cpu_us_per_request: Option<f64>,
+    /// Envoy's CPU time over the wall time of the run (1.0: one core busy the whole time).
+    envoy_cpu_share: Option<f64>,
+    latency: Option<Latency>,
+    /// Fresh tokens only: some token was sent twice (the token list ran out).
+    tokens_reused: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Latency {
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    incomplete: u64,
+    target_rate: f64,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        let mut out = json!({
+            "rps": self.rps.round(),
+            "completed": self.completed,
+            "non_2xx": self.non_2xx,
+            "cpu_us_per_request": self.cpu_us_per_request.map(round1),
+            "envoy_cpu_share": self.envoy_cpu_share.map(|s| (s * 100.0).round() / 100.0),
+        });
+        if let Some(l) = self.latency {
+            out["p50_us"] = round1(l.p50).into();
+            out["p99_us"] = round1(l.p99).into();
+            out["p999_us"] = round1(l.p999).into();
+            out["max_us"] = round1(l.max).into();
+            out["incomplete"] = l.incomplete.into();
+            out["target_rate"] = l.target_rate.round().into();
+        }
+        if self.tokens_reused {
+            out["tokens_reused"] = true.into();
+        }
+        out
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// The requests of a run: the same one again and again, or one per fresh token.
+enum Load<'a> {
+    Fixed(&'a str),
+    Fresh(Vec<String>),
+}
+
+/// A running configuration.
+struct Gateway {
+    config: &'static Config,
+    envoy: Envoy,
+    port: u16,
+    pid: Option<u32>,
+    closed: Vec<Run>,
+    open: Vec<Run>,
+    /// Runs that went wrong (non-2xx answers, reused tokens): the figure is still reported, with this.
+    warnings: Vec<String>,
+}
+
+impl Gateway {
+    fn cpu(&self) -> Option<f64> {
+        self.pid.and_then(cpu_us)
+    }
+
+    /// Envoy's CPU over a run and per request.
+    fn account(&self, before: Option<f64>, wall: Duration, completed: u64) -> (Option<f64>, Option<f64>) {
+        match (before, self.cpu()) {
+            (Some(b), Some(a)) if completed > 0 => {
+                (Some((a - b) / completed as f64), Some((a - b) / 1e6 / wall.as_secs_f64()))
+            }
+            _ => (None, None),
+        }
+    }
+}
+
+fn requests(load: &Load) -> Vec<Vec<u8>> {
+    match load {
+        Load::Fixed(token) => vec![loadgen::get_request(PATH, &[("authorization", &format!("Bearer {token}"))])],
+        Load::Fresh(tokens) => {
+            tokens.iter().map(|t| loadgen::get_request(PATH, &[("authorization", &format!("Bearer {t}"))])).collect()
+        }
+    }
+}
+
+/// wrk's summary: requests, seconds, non-2xx answers, socket errors.
+fn parse_wrk(out: &str) -> Result<(u64, f64, u64, u64)> {
+    let mut requests = None;
+    let (mut non_2xx, mut errors) = (0, 0);
+    for line in out.lines().map(str::trim) {
+        if let Some((n, rest)) = line.split_once(" requests in ") {
+            let secs = rest.split(',').next().unwrap_or_default();
+            let secs = match secs.strip_suffix("ms") {
+                Some(ms) => ms.parse::<f64>().context("wrk duration")? / 1000.0,
+                None => secs.trim_end_matches('s').parse::<f64>().context("wrk duration")?,
+            };
+            requests = Some((n.trim().parse::<u64>().context("wrk request count")?, secs));
+        } else if let Some(n) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            non_2xx = n.trim().parse().context("wrk non-2xx count")?;
+        } else if let Some(list) = line.strip_prefix("Socket errors:") {
+            errors = list.split(',').filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok()).sum();
+        }
+    }
+    let (n, secs) = requests.with_context(|| format!("no request count in wrk's output:\n{out}"))?;
+    Ok((n, secs, non_2xx, errors))
+}
+
+/// Maximum throughput: `wrk` (one thread) if present, else the built-in closed loop.
+fn closed_run(gw: &Gateway, opts: &Options, wrk: bool, seconds: u64, load: &Load, work: &Path) -> Result<Run> {
+    let before = gw.cpu();
+    let started = Instant::now();
+    let (completed, secs, non_2xx, reused) = if wrk {
+        let url = format!("http://127.0.0.1:{}{PATH}", gw.port);
+        let mut cmd = Command::new("wrk");
+        cmd.args(["-t1", "-c", &opts.connections.to_string(), "-d", &format!("{seconds}s"), "--timeout", "10s"]);
+        let tokens = match load {
+            Load::Fixed(token) => {
+                cmd.args(["-H", &format!("Authorization: Bearer {token}"), &url]);
+                0
+            }
+            Load::Fresh(tokens) => {
+                let file = work.join(format!("tokens-{}.txt", gw.config.key));
+                std::fs::write(&file, tokens.join("\n")).with_context(|| format!("writing {}", file.display()))?;
+                let script = agent_iam_host::workspace_root().join("envoy/bench/tokens.lua");
+                cmd.arg("-s").arg(script).arg(&url).arg("--").arg(&file);
+                tokens.len()
+            }
+        };
+        let out = cmd.output().context("running wrk")?;
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        ensure!(out.status.success(), "wrk failed: {text}");
+        let (n, secs, non_2xx, errors) = parse_wrk(&text)?;
+        ensure!(errors == 0, "wrk reported {errors} socket errors:\n{text}");
+        let wraps = text.lines().any(|l| l.starts_with("token file wraps:") && !l.ends_with(" 0"));
+        (n, secs, non_2xx, tokens > 0 && wraps)
+    } else {
+        let requests = requests(load);
+        let plan = Plan { port: gw.port, connections: opts.connections, rate: None, duration: secs(seconds) };
+        let report = loadgen::run(&plan, &requests)?;
+        let reused = matches!(load, Load::Fresh(_)) && report.sent > requests.len() as u64;
+        (report.completed, report.elapsed.as_secs_f64(), report.completed - report.ok(), reused)
+    };
+    let (cpu_us_per_request, envoy_cpu_share) = gw.account(before, started.elapsed(), completed);
+    Ok(Run {
+        rps: completed as f64 / secs,
+        completed,
+        non_2xx,
+        cpu_us_per_request,
+        envoy_cpu_share,
+        latency: None,
+        tokens_reused: reused,
+    })
+}
+
+/// Latency at a fixed rate (open loop).
+fn open_run(gw: &Gateway, opts: &Options, rate: f64, seconds: u64, load: &Load) -> Result<Run> {
+    let requests = requests(load);
+    let plan = Plan { port: gw.port, connections: opts.open_connections, rate: Some(rate), duration: secs(seconds) };
+    let before = gw.cpu();
+    let started = Instant::now();
+    let report: Report = loadgen::run(&plan, &requests)?;
+    let (cpu_us_per_request, envoy_cpu_share) = gw.account(before, started.elapsed(), report.completed);
+    Ok(Run {
+        rps: report.rps(),
+        completed: report.completed,
+        non_2xx: report.completed - report.ok(),
+        cpu_us_per_request,
+        envoy_cpu_share,
+        latency: Some(Latency {
+            p50: report.percentile_us(0.5),
+            p99: report.percentile_us(0.99),
+            p999: report.percentile_us(0.999),
+            max: report.percentile_us(1.0),
+            incomplete: report.incomplete,
+            target_rate: rate,
+        }),
+        tokens_reused: matches!(load, Load::Fresh(_)) && report.sent > requests.len() as u64,
+    })
+}
+
+/// Samples Envoy with `perf record` during one closed-loop run: CPU share by binary object and the hottest
+/// symbols (Envoy's binary is stripped: its own symbols show as addresses).
+fn profile(gw: &Gateway, opts: &Options, wrk: bool, seconds: u64, load: &Load, work: &Path) -> Result<Value> {
+    let pid = gw.pid.context("Envoy's pid is unknown")?;
+    let data = work.join(gw.config.key).join("perf.data");
+    let mut perf = Command::new("perf")
+        .args(["record", "-q", "-e", "cpu-clock", "-F", "2000", "-p", &pid.to_string(), "-o"])
+        .arg(&data)
+        .args(["--", "sleep", &(seconds + 1).to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting perf record")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let run = closed_run(gw, opts, wrk, seconds, load, work);
+    let status = perf.wait().context("waiting for perf record")?;
+    let run = run?;
+    ensure!(status.success(), "perf record failed ({status})");
+    let report = |sort: &str| -> Result<Vec<(String, f64)>> {
+        let out = Command::new("perf")
+            .args(["report", "--stdio", "--quiet", "--sort", sort, "-i"])
+            .arg(&data)
+            .output()
+            .context("running perf report")?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (pct, rest) = l.trim().split_once('%')?;
+                Some((rest.split_whitespace().collect::<Vec<_>>().join(" "), pct.trim().parse::<f64>().ok()?))
+            })
+            .collect())
+    };
+    let by_object: Map<String, Value> =
+        report("dso")?.into_iter().filter(|(_, p)| *p >= 0.5).map(|(d, p)| (d, round1(p).into())).collect();
+    let symbols: Vec<Value> =
+        report("dso,sym")?.into_iter().take(12).map(|(s, p)| json!({"percent": round1(p), "symbol": s})).collect();
+    Ok(json!({"rps_while_sampled": run.rps.round(), "cpu_us_per_request": run.cpu_us_per_request.map(round1),
+              "percent_by_object": by_object, "top_symbols": symbols}))
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn median(mut xs: Vec<f64>) -> Option<f64> {
+    xs.retain(|x| x.is_finite());
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(f64::total_cmp);
+    Some(percentile(&xs, 0.5))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Set-up and checks
+// ---------------------------------------------------------------------------------------------
+
+/// Every configuration must decide right before it is timed: 200 for the good token, 401 for a forged,
+/// expired or missing one, 403 for another agent or another path.
+fn verify(port: u16, config: &Config, tokens: &DemoTokens, fresh: &str) -> Result<()> {
+    let mut checks: Vec<(&str, Option<&str>, &str, u16)> = vec![("good token", Some(&tokens.trader), PATH, 200)];
+    if config.auth {
+        checks.extend([
+            ("a new token", Some(fresh), PATH, 200),
+            ("no token", None, PATH, 401),
+            ("forged token", Some(&tokens.forged), PATH, 401),
+            ("expired token", Some(&tokens.expired), PATH, 401),
+            ("another agent (research)", Some(&tokens.research), PATH, 403),
+            ("another path", Some(&tokens.trader), "/admin/users", 403),
+            ("another method", Some(&tokens.trader), "POST /quotes/ACME", 403),
+        ]);
+    }
+    for (what, token, target, want) in checks {
+        let (method, path) = target.split_once(' ').unwrap_or(("GET", target));
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer.iter().map(|b| ("authorization", b.as_str())).collect();
+        let r = testbed::http_request(port, method, path, &headers, b"")
+            .with_context(|| format!("{}: {what}", config.label))?;
+        ensure!(
+            r.status == want,
+            "{} ({}): {what}, {method} {path}: expected {want}, got {} {}",
+            config.label,
+            config.file,
+            r.status,
+            String::from_utf8_lossy(&r.body).trim()
+        );
+    }
+    Ok(())
+}
+
+/// `agent_iam.token_cache.hit` and `.miss` from Envoy's `/stats`.
+fn cache_counters(admin: u16) -> Result<(u64, u64)> {
+    let r = testbed::http_request(admin, "GET", "/stats?filter=token_cache", &[], b"")?;
+    ensure!(r.status == 200, "/stats answered {}", r.status);
+    let text = String::from_utf8_lossy(&r.body);
+    let value = |suffix: &str| -> Option<u64> {
+        text.lines().find_map(|l| {
+            let (name, v) = l.split_once(':')?;
+            name.trim().ends_with(suffix).then(|| v.trim().parse().ok()).flatten()
+        })
+    };
+    Ok((value("token_cache.hit").unwrap_or(0), value("token_cache.miss").unwrap_or(0)))
+}
+
+fn wrk_version() -> Option<String> {
+    let out = Command::new("wrk").arg("--version").output().ok()?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    text.lines().next().map(|l| l.trim().to_owned()).filter(|l| l.starts_with("wrk"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------------------------
+
+fn run() -> Result<()> {
+    let opts = Options::parse()?;
+    let t0 = Instant::now();
+    let load_at_start = load_average();
+    // Before pinning: the machine's CPUs, not this thread's.
+    let machine_info = machine();
+    let root = agent_iam_host::workspace_root();
+    let work = root.join("target/bench/envoy");
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let envoy_bin = testbed::envoy_binary();
+    ensure!(envoy_bin.exists(), "Envoy not found at {} (run `make envoy`)", envoy_bin.display());
+    let wasm = agent_iam_host::plugin_wasm_path();
+    ensure!(wasm.exists(), "{} not found (run `make wasm`)", wasm.display());
+    let wrk = if opts.use_wrk { wrk_version() } else { None };
+    if opts.use_wrk && wrk.is_none() {
+        eprintln!("wrk not found: closed-loop figures from the built-in generator (agent-iam-loadgen)");
+    }
+
+    // Envoy on one core, the load on another (taskset's syscall, inherited by Envoy and wrk).
+    let cpus = allowed_cpus()?;
+    let (envoy_cpus, load_cpus) = match cpus.as_slice() {
+        [a, b, ..] => (vec![*a], vec![*b]),
+        _ => (cpus.clone(), cpus.clone()),
+    };
+    let pinned = cpus.len() >= 2;
+    if !pinned {
+        eprintln!("only {} CPU(s) available: Envoy and the load generator share it (unpinned)", cpus.len());
+    }
+
+    // Keys and tokens, as the demo makes them.
+    let keys = DemoKeys::generate()?;
+    let now = demo::now();
+    let demo_tokens = DemoTokens::mint(&keys, now, 7200);
+    let research_es256 = keys.es256.sign_jwt(
+        Some(demo::ES256_KID),
+        &json!({"iss": demo::ISSUER, "aud": demo::AUDIENCE, "sub": demo::RESEARCH, "iat": now, "exp": now + 7200}),
+    );
+    // The research agent signed with the ES256 key (the demo signs it with EdDSA, which B's `jwt_authn` would
+    // refuse with 401 before `rbac` could answer 403).
+    let tokens = DemoTokens { research: research_es256, ..demo_tokens };
+    let mut minter = Minter { key: &keys.es256, next: 0, now, cpus: cpus.clone() };
+    let jwks = keys.jwks();
+
+    let realtime = opts.realtime
+        && match set_realtime(Some(10)) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("normal scheduling ({e:#}): other work on the machine will show in the figures");
+                false
+            }
+        };
+
+    // Start every configuration at once (from this thread: Envoy is stopped when the thread that started it
+    // ends), pinned.
+    if pinned {
+        pin(&envoy_cpus)?;
+    }
+    let mut gateways: Vec<Gateway> = Vec::new();
+    let mut failed: Map<String, Value> = Map::new();
+    for config in &CONFIGS {
+        let started = (|| -> Result<Gateway> {
+            let template_path = root.join("envoy/bench").join(config.file);
+            let template = std::fs::read_to_string(&template_path)
+                .with_context(|| format!("reading {}", template_path.display()))?;
+            let ports = Ports { listener: testbed::free_port()?, admin: testbed::free_port()?, ..Ports::DEFAULT };
+            let yaml = demo::render_bench_config(&template, &jwks, ports, &wasm)?;
+            let before = children();
+            let envoy = Envoy::start(&envoy_bin, &yaml, ports.admin, &work.join(config.key))
+                .with_context(|| format!("starting {} ({})", config.label, config.file))?;
+            let pid = children().difference(&before).next().copied();
+            Ok(Gateway {
+                config,
+                envoy,
+                port: ports.listener,
+                pid,
+                closed: Vec::new(),
+                open: Vec::new(),
+                warnings: Vec::new(),
+            })
+        })();
+        match started {
+            Ok(g) => gateways.push(g),
+            Err(e) => {
+                eprintln!("{}: not measured: {e:#}", config.label);
+                failed.insert(config.key.into(), format!("{e:#}").into());
+            }
+        }
+    }
+    if pinned {
+        pin(&load_cpus)?;
+    }
+    eprintln!("{} Envoys started in {:.1} s", gateways.len(), t0.elapsed().as_secs_f64());
+
+    // Nothing is timed unless it decides right.
+    let probe = minter.fresh(1)?;
+    let probe = probe.first().context("no probe token")?;
+    gateways.retain(|g| match verify(g.port, g.config, &tokens, probe) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("{}: not measured: {e:#}", g.config.label);
+            failed.insert(g.config.key.into(), format!("{e:#}").into());
+            false
+        }
+    });
+    ensure!(gateways.iter().any(|g| g.config.key == "A"), "configuration A could not run: no reference");
+
+    // Warm-up, discarded; it also gives a first estimate of how many fresh tokens a run needs.
+    let mut estimate = vec![30_000.0; gateways.len()];
+    for (g, est) in gateways.iter().zip(estimate.iter_mut()) {
+        let load = minter.load(g.config.fresh_tokens, *est, opts.warmup, &tokens.trader)?;
+        let run = closed_run(g, &opts, wrk.is_some(), opts.warmup, &load, &work)?;
+        *est = run.rps;
+    }
+
+    // Maximum throughput, configurations interleaved, round after round.
+    for round in 0..opts.rounds {
+        for (g, est) in gateways.iter_mut().zip(estimate.iter_mut()) {
+            let load = minter.load(g.config.fresh_tokens, *est, opts.seconds, &tokens.trader)?;
+            let run = closed_run(g, &opts, wrk.is_some(), opts.seconds, &load, &work)?;
+            eprintln!("round {} closed loop {:>3}: {:>8.0} req/s", round + 1, g.config.label, run.rps);
+            // The fastest run so far sizes the next token list (a faster round must not run out).
+            *est = est.max(run.rps);
+            g.closed.push(run);
+        }
+    }
+    let rps_a = gateways
+        .iter()
+        .find(|g| g.config.key == "A")
+        .and_then(|g| median(g.closed.iter().map(|r| r.rps).collect()))
+        .context("no throughput for A")?;
+    let rate = (rps_a * 0.5).round();
+
+    // Where the CPU goes, per configuration (an extra, untimed run each).
+    let mut profiles = Map::new();
+    let perf = opts.perf && Command::new("perf").arg("--version").output().is_ok_and(|o| o.status.success());
+    if perf {
+        for (g, est) in gateways.iter().zip(estimate.iter()) {
+            let load = minter.load(g.config.fresh_tokens, *est, opts.seconds, &tokens.trader)?;
+            let p = profile(g, &opts, wrk.is_some(), opts.seconds, &load, &work)
+                .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
+            profiles.insert(g.config.key.into(), p);
+        }
+    }
+
+    // Latency at half of A's maximum, interleaved the same way.
+    for round in 0..opts.rounds {
+        for (g, est) in gateways.iter_mut().zip(estimate.iter()) {
+            let load = minter.load(g.config.fresh_tokens, rate.min(*est * 1.3), opts.seconds, &tokens.trader)?;
+            let run = open_run(g, &opts, rate, opts.seconds, &load)?;
+            if let Some(l) = run.latency {
+                eprintln!(
+                    "round {} open loop {:>3} at {rate:.0} req/s: p50 {:.0} µs, p99 {:.0} µs, {:.0} req/s answered",
+                    round + 1,
+                    g.config.label,
+                    l.p50,
+                    l.p99,
+                    run.rps
+                );
+            }
+            g.open.push(run);
+        }
+    }
+
+    // Token-cache counters: hits for C, misses for C' and C''. The plugin hands counters to Envoy at most once a
+    // second (on its tick when idle): wait for the last ones.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut hit_ratio = Map::new();
+    let mut counters = Map::new();
+    for g in gateways.iter().filter(|g| g.config.plugin) {
+        match cache_counters(g.envoy.admin_port()) {
+            Ok((hit, miss)) => {
+                let ratio = if hit + miss > 0 { Some(hit as f64 / (hit + miss) as f64) } else { None };
+                hit_ratio.insert(g.config.key.into(), ratio.map(|r| (r * 10_000.0).round() / 10_000.0).into());
+                counters.insert(g.config.key.into(), json!({"hit": hit, "miss": miss}));
+            }
+            Err(e) => {
+                counters.insert(g.config.key.into(), format!("{e:#}").into());
+            }
+        }
+    }
+    for g in &mut gateways {
+        let (non_2xx, reused) =
+            g.closed.iter().chain(&g.open).fold((0, false), |(n, r), run| (n + run.non_2xx, r || run.tokens_reused));
+        if non_2xx > 0 {
+            g.warnings.push(format!("{non_2xx} answers other than 2xx during timed runs"));
+        }
+        if reused {
+            g.warnings.push("the token list ran out in some run: some tokens were sent twice".into());
+        }
+    }
+
+    let report = results(
+        &opts,
+        &gateways,
+        &failed,
+        Results {
+            rate,
+            hit_ratio,
+            counters,
+            wrk,
+            profiles,
+            pinning: json!({
+                "pinned": pinned,
+                "how": "sched_setaffinity (what taskset -c does), inherited by Envoy and wrk",
+                "scheduling": if realtime { "SCHED_FIFO 10 (Envoy, wrk, load generator)" } else { "normal" },
+                "envoy_cpus": envoy_cpus,
+                "load_cpus": load_cpus,
+                "envoy_cpus_allowed": gateways.iter().map(|g| (g.config.key.to_owned(), g.pid.and_then(cpus_allowed).into()))
+                    .collect::<Map<String, Value>>(),
+            }),
+            load_at_start,
+            machine: machine_info,
+            wall: t0.elapsed(),
+        },
+    );
+    std::fs::create_dir_all(&opts.out_dir)?;
+    let json_path = opts.out_dir.join("envoy.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    let md = markdown(&report);
+    let md_path = opts.out_dir.join("envoy.md");
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    println!("{md}");
+    println!("wrote {} and {}", json_path.display(), md_path.display());
+    Ok(())
+}
+
+/// Fresh tokens for `seconds` at `rps`, with a margin (a token list that runs out is recorded, not fatal).
+fn tokens_for(rps: f64, seconds: u64) -> usize {
+    (rps.max(1000.0) * seconds as f64 * 1.6) as usize + 2000
+}
+
+struct Results {
+    rate: f64,
+    hit_ratio: Map<String, Value>,
+    counters: Map<String, Value>,
+    wrk: Option<String>,
+    profiles: Map<String, Value>,
+    pinning: Value,
+    load_at_start: Option<String>,
+    machine: Value,
+    wall: Duration,
+}
+
+fn results(opts: &Options, gateways: &[Gateway], failed: &Map<String, Value>, r: Results) -> Value {
+    let mut out = Map::new();
+    out.insert(
+        "what".into(),
+        "agent-iam beside Envoy's jwt_authn + rbac in real Envoy (one worker, direct_response route, HTTP/1.1 \
+         keep-alive): rps_* = maximum throughput (closed loop, median of rounds); p50_us_*/p99_us_* = latency at \
+         half of rps_A (open loop, from intended send times, median of rounds). Keys: A router only, B jwt_authn \
+         + rbac, B1 the same cached, C agent-iam warm cache, C1 agent-iam new token per request (host crypto), \
+         C2 the same in pure Rust, D jwt_authn cached + agent-iam policy only. See docs/performance.md."
+            .into(),
+    );
+    let mut configs = Map::new();
+    let figure = |key: &str, f: &dyn Fn(&Gateway) -> Option<f64>| -> Option<f64> {
+        gateways.iter().find(|g| g.config.key == key).and_then(f)
+    };
+    for c in &CONFIGS {
+        let rps = figure(c.key, &|g| median(g.closed.iter().map(|r| r.rps).collect()));
+        let lat = |f: fn(&Latency) -> f64| {
+            figure(c.key, &|g| median(g.open.iter().filter_map(|r| r.latency.as_ref().map(f)).collect()))
+        };
+        out.insert(format!("rps_{}", c.key), rps.map(f64::round).into());
+        out.insert(format!("p50_us_{}", c.key), lat(|l| l.p50).map(round1).into());
+        out.insert(format!("p99_us_{}", c.key), lat(|l| l.p99).map(round1).into());
+        out.insert(format!("p999_us_{}", c.key), lat(|l| l.p999).map(round1).into());
+        let mut detail = json!({"label": c.label, "file": format!("envoy/bench/{}", c.file), "what": c.what});
+        if let Some(g) = gateways.iter().find(|g| g.config.key == c.key) {
+            let cpu = |runs: &[Run]| median(runs.iter().filter_map(|r| r.cpu_us_per_request).collect()).map(round1);
+            detail["cpu_us_per_request_closed"] = cpu(&g.closed).into();
+            detail["cpu_us_per_request_open"] = cpu(&g.open).into();
+            detail["open_loop_rps"] = median(g.open.iter().map(|r| r.rps).collect()).map(f64::round).into();
+            detail["open_loop_incomplete"] =
+                g.open.iter().filter_map(|r| r.latency.map(|l| l.incomplete)).sum::<u64>().into();
+            detail["max_us_open"] = g
+                .open
+                .iter()
+                .filter_map(|r| r.latency.map(|l| l.max))
+                .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+                .map(round1)
+                .into();
+            detail["closed_rounds"] = g.closed.iter().map(Run::json).collect::<Vec<_>>().into();
+            detail["open_rounds"] = g.open.iter().map(Run::json).collect::<Vec<_>>().into();
+            if !g.warnings.is_empty() {
+                detail["warnings"] = g.warnings.clone().into();
+            }
+        } else if let Some(e) = failed.get(c.key) {
+            detail["error"] = e.clone();
+        }
+        configs.insert(c.key.into(), detail);
+    }
+    let get = |k: &str| out.get(k).and_then(Value::as_f64);
+    let ratio = |a: &str, b: &str| match (get(a), get(b)) {
+        (Some(x), Some(y)) if y > 0.0 => Some((x / y * 1000.0).round() / 1000.0),
+        _ => None,
+    };
+    let target = |name: &str, value: Option<f64>, min: f64| json!({"target": name, "ratio": value, "needs": min, "met": value.map(|v| v >= min)});
+    let targets = vec![
+        target("rps_C >= 0.9 * rps_A", ratio("rps_C", "rps_A"), 0.9),
+        target("rps_C >= rps_B1", ratio("rps_C", "rps_B1"), 1.0),
+        target("rps_C1 >= 0.9 * rps_B", ratio("rps_C1", "rps_B"), 0.9),
+    ];
+    let mut ratios = Map::new();
+    for c in CONFIGS.iter().skip(1) {
+        ratios.insert(format!("rps_{}/rps_A", c.key), ratio(&format!("rps_{}", c.key), "rps_A").into());
+    }
+    ratios.insert("rps_C/rps_B1".into(), ratio("rps_C", "rps_B1").into());
+    ratios.insert("rps_C1/rps_B".into(), ratio("rps_C1", "rps_B").into());
+    ratios.insert("rps_C2/rps_B".into(), ratio("rps_C2", "rps_B").into());
+    ratios.insert("rps_D/rps_B1".into(), ratio("rps_D", "rps_B1").into());
+    // How close agent-iam comes to a Wasm filter that does nothing: the part of the gap to A that is ours.
+    ratios.insert("rps_C/rps_E".into(), ratio("rps_C", "rps_E").into());
+    out.insert("ratios".into(), ratios.into());
+    out.insert("targets".into(), targets.into());
+    out.insert("token_cache_hit_ratio".into(), r.hit_ratio.into());
+    out.insert("token_cache_counters".into(), r.counters.into());
+    out.insert("configs".into(), configs.into());
+    out.insert("profiles".into(), r.profiles.into());
+    out.insert(
+        "method".into(),
+        json!({
+            "rounds": opts.rounds,
+            "seconds_per_run": opts.seconds,
+            "warmup_seconds": opts.warmup,
+            "closed_loop": match &r.wrk {
+                Some(v) => format!("{v}, -t1 -c{}", opts.connections),
+                None => format!("agent-iam-loadgen closed loop, {} connections (wrk not found)", opts.connections),
+            },
+            "open_loop": format!("agent-iam-loadgen, {} connections, latency from intended send times",
+                                 opts.open_connections),
+            "open_loop_rate": r.rate,
+            "envoy": "--concurrency 1, one Envoy per configuration, all running during the whole benchmark",
+            "pinning": r.pinning,
+            "wall_seconds": r.wall.as_secs(),
+        }),
+    );
+    let end = load_average();
+    out.insert("load_average".into(), json!({"start": r.load_at_start, "end": end}));
+    let mut machine = r.machine;
+    machine["loadavg_at_end"] = end.into();
+    out.insert("machine".into(), machine);
+    out.into()
+}
+
+/// The Markdown summary of the JSON.
+fn markdown(r: &Value) -> String {
+    let num = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x:.0}"));
+    let ratio = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x:.2}"));
+    let mut md = String::from("# agent-iam in Envoy: benchmark summary (`make bench-envoy`)\n\n");
+    md.push_str(&format!(
+        "Envoy 1.40, one worker (`--concurrency 1`) pinned to a core, load on another; maximum throughput by \
+         closed loop ({}), latency at {} req/s (half of A's maximum) by open loop (agent-iam-loadgen, from \
+         intended send times); medians of {} rounds of {} s, configurations interleaved. Load average: {} at \
+         start, {} at end.\n\n",
+        r["method"]["closed_loop"].as_str().unwrap_or("?"),
+        num(&r["method"]["open_loop_rate"]),
+        r["method"]["rounds"],
+        r["method"]["seconds_per_run"],
+        r["load_average"]["start"].as_str().unwrap_or("?"),
+        r["load_average"]["end"].as_str().unwrap_or("?"),
+    ));
+    md.push_str("| | configuration | req/s | × A | CPU µs/req | p50 µs | p99 µs | p99.9 µs | token cache hits |\n");
+    md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for c in &CONFIGS {
+        let detail = &r["configs"][c.key];
+        let x_a = if c.key == "A" { "1.00".to_owned() } else { ratio(&r["ratios"][format!("rps_{}/rps_A", c.key)]) };
+        let hits = r["token_cache_hit_ratio"][c.key].as_f64().map_or(String::new(), |h| format!("{:.1} %", h * 100.0));
+        let mut what = c.what.to_owned();
+        if let Some(e) = detail["error"].as_str() {
+            what.push_str(&format!(" — **not measured**: {}", e.lines().next().unwrap_or(e)));
+        }
+        if let Some(w) = detail["warnings"].as_array() {
+            for w in w.iter().filter_map(Value::as_str) {
+                what.push_str(&format!(" — warning: {w}"));
+            }
+        }
+        // Overloaded: it answered clearly fewer requests than the schedule sent (a few in flight at the end of
+        // every run are normal and counted as incomplete anyway).
+        let rate = r["method"]["open_loop_rate"].as_f64().unwrap_or(0.0);
+        let overloaded = detail["open_loop_rps"].as_f64().is_some_and(|a| a < 0.97 * rate);
+        let p99 = if overloaded {
+            format!("{} (overloaded)", num(&r[format!("p99_us_{}", c.key)]))
+        } else {
+            num(&r[format!("p99_us_{}", c.key)])
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            c.label,
+            what,
+            num(&r[format!("rps_{}", c.key)]),
+            x_a,
+            detail["cpu_us_per_request_closed"].as_f64().map_or("–".to_owned(), |x| format!("{x:.1}")),
+            num(&r[format!("p50_us_{}", c.key)]),
+            p99,
+            num(&r[format!("p999_us_{}", c.key)]),
+            hits,
+        ));
+    }
+    md.push_str("\nTargets (reported, never asserted):\n\n");
+    for t in r["targets"].as_array().into_iter().flatten() {
+        let verdict = match t["met"].as_bool() {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "not measured",
+        };
+        md.push_str(&format!(
+            "- `{}`: ratio {} (needs {}): {verdict}\n",
+            t["target"].as_str().unwrap_or("?"),
+            ratio(&t["ratio"]),
+            t["needs"]
+        ));
+    }
+    let cpu = |k: &str| r["configs"][k]["cpu_us_per_request_closed"].as_f64();
+    if let (Some(a), Some(c), Some(e)) = (cpu("A"), cpu("C"), cpu("E")) {
+        md.push_str(&format!(
+            "\nWhere C's cost goes (Envoy CPU per request): {:.1} µs is Envoy's per-request Wasm machinery (E − A: a \
+             filter context per stream and each call between Envoy and V8, with a module that does nothing), \
+             {:.1} µs is agent-iam's own work (C − E). rps_C/rps_E = {}.\n",
+            e - a,
+            c - e,
+            ratio(&r["ratios"]["rps_C/rps_E"]),
+        ));
+    }
+    md.push_str(
+        "\n\"(overloaded)\": the configuration answered less than 97 % of the open-loop rate (its maximum is below \
+         it): its queue grew for the whole run, and requests still waiting at the end count with the time they \
+         had waited. CPU µs/req is Envoy's CPU time per request at maximum \
+         throughput. Details per round: `target/bench/envoy.json`; method and analysis: docs/performance.md.\n",
+    );
+    md
+}

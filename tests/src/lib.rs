@@ -1,0 +1,16 @@
+//! agent-iam-tests: the integration tests (`tests/`), the test bed they share and the demo.
+//!
+//! - [`testbed`]: real processes on loopback for end-to-end runs: an echo upstream, Envoy, an HTTP client.
+//! - [`h2`]: a raw HTTP/2 client that sends header blocks exactly as given, for attack tests.
+//! - [`vectors`]: signature edge cases shared by the host and Envoy tests.
+//! - [`demo`]: demo keys, tokens and the scripted gateway scenario shared by `make demo` and the tests.
+//! - [`pki`]: a SPIFFE test PKI for the mutual-TLS tests and `envoy/sidecar-mtls.yaml`.
+//! - [`modules`]: reference proxy-wasm modules (the benchmarks' baseline, an empty filter).
+//!
+//! The wasmtime host itself is the `agent-iam-host` crate.
+pub mod demo;
+pub mod h2;
+pub mod modules;
+pub mod pki;
+pub mod testbed;
+pub mod vectors;
