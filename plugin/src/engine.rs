@@ -3,8 +3,8 @@
 //! This is the whole per-request path except reading from and writing to Envoy, which the filter does.
 
 use crate::percent::{self, Plus};
-use crate::policy::{Decision, Effect, Peer, Policy, Request, RuleResult};
-use crate::request::{self, MethodOverride, PathParameters, RequestError};
+use crate::policy::{Decision, Effect, Policy, RuleResult};
+use crate::request::{self, Connection, Headers, MethodOverride, PathParameters, Request, RequestError};
 use crate::token::cache::TokenCache;
 use crate::token::{CryptoBackend, KeySet, TokenError, VerifiedToken, Verifier};
 use serde_json::json;
@@ -35,14 +35,6 @@ pub const CHAIN_HEADER: &str = "x-agent-iam-chain";
 /// A header value the plugin sets: shared, since the identity of a cached token is escaped once and then set on
 /// every request that presents it.
 pub type HeaderValue = Rc<str>;
-
-/// One request header: lower-case name, raw value bytes.
-pub type Header<'a> = (&'a str, &'a [u8]);
-
-/// A request's headers as the proxy hands them over: names lower-case, values raw bytes, pseudo-headers
-/// (`:method`, `:path`, `:authority`) included, repeated headers repeated. Borrowed from the one buffer the
-/// proxy fills ([`crate::header_map`]), so that reading them copies nothing.
-pub type Headers<'a> = [Header<'a>];
 
 /// The gateway's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -800,18 +792,6 @@ impl Engine {
             identity,
         }
     }
-}
-
-/// What Envoy knows about a request beyond its headers, read by the filter only when the policy needs it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Connection<'a> {
-    /// The mutual-TLS peer.
-    pub peer: Peer<'a>,
-    /// The matched Envoy route's name (`xds.route_name`).
-    pub route: Option<&'a str>,
-    /// The matched route's tag (`xds.route_metadata` `filter_metadata.agent_iam.tag`): `""` for a route
-    /// without one, `None` when unknown.
-    pub route_tag: Option<&'a str>,
 }
 
 /// A canonical request with a verified token.

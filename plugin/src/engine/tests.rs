@@ -1,6 +1,7 @@
 use super::*;
 use crate::config;
 use crate::mint::SigningKey;
+use crate::request::Peer;
 use crate::token::{Algorithm, PureRust};
 use serde_json::{Value, json};
 

@@ -6,8 +6,8 @@
 //! that return them, and any failure denies with a logged reason instead.
 
 use crate::config;
-use crate::engine::{Connection, CryptoPreference, DRY_RUN_HEADER, Denial, Engine, Mode, Verdict};
-use crate::policy::Peer;
+use crate::engine::{CryptoPreference, DRY_RUN_HEADER, Denial, Engine, Mode, Verdict};
+use crate::request::{Connection, Peer};
 use crate::token::host_crypto::{self, HostCallError, HostCrypto, SignatureHost};
 use crate::token::{Algorithm, CryptoBackend, PureRust};
 use proxy_wasm::hostcalls;

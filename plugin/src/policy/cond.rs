@@ -2,13 +2,14 @@
 //! three answers. `Unknown` is "cannot be evaluated" (a missing claim, a header sent twice, a value of the
 //! wrong type): it never lets an allow rule match and always lets a deny rule apply.
 
+use super::PolicyError;
 use super::fxhash::FxHashSet;
 use super::number;
 use super::path::{Segments, Template};
 use super::pattern::{HostPattern, IdPattern};
 use super::time::TimeWindow;
-use super::{PolicyError, Request};
 use crate::percent::{self, Plus};
+use crate::request::{Request, valid_header_name};
 use crate::token::VerifiedToken;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -194,12 +195,6 @@ impl Scope<'_> {
             _ => Ok(()),
         }
     }
-}
-
-/// Whether `name` is a lower-case HTTP header name (an RFC 9110 token).
-pub fn valid_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.!#$%&'*+^`|~".contains(&b))
 }
 
 /// Compiles `{"op": operand, ...}` found at `at`.

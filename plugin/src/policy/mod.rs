@@ -23,11 +23,12 @@ pub mod time;
 #[cfg(test)]
 mod tests;
 
-pub use cond::{Truth, valid_header_name};
+pub use cond::Truth;
 pub use document::{
     DelegationDocument, Effect, MtlsDocument, PolicyDocument, RouteDocument, RuleDocument, RuleMode, WhenDocument,
 };
 
+use crate::request::Request;
 use crate::token::VerifiedToken;
 use cond::{ClaimPath, Cond, Ctx, Kind, Scope, Source};
 use fxhash::{FxHashMap, FxHashSet};
@@ -78,40 +79,6 @@ impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.path, self.message)
     }
-}
-
-/// The request as policy sees it: canonical method, path and host (see [`crate::request`]), the raw query,
-/// the headers, the time and the TLS peer.
-#[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
-    /// Upper-case method.
-    pub method: &'a str,
-    /// Canonical path, without the query.
-    pub path: &'a str,
-    /// Raw query string, without `?`.
-    pub query: Option<&'a str>,
-    /// Canonical host (lower case, no port).
-    pub host: Option<&'a str>,
-    /// Header names lower-case; repeated headers repeated.
-    pub headers: &'a crate::engine::Headers<'a>,
-    /// Seconds since the epoch.
-    pub now: i64,
-    /// The mutual-TLS peer, if any.
-    pub peer: Peer<'a>,
-    /// The name of the Envoy route the request matched (`xds.route_name`), if known.
-    pub route: Option<&'a str>,
-    /// The matched route's tag (metadata `filter_metadata.agent_iam.tag`): `""` for a route without one,
-    /// `None` when Envoy could not say.
-    pub route_tag: Option<&'a str>,
-}
-
-/// The mutual-TLS peer certificate, as Envoy reports it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Peer<'a> {
-    /// `connection.uri_san_peer_certificate`.
-    pub uri_san: Option<&'a str>,
-    /// `connection.sha256_peer_certificate_digest`, hex.
-    pub certificate_sha256: Option<&'a str>,
 }
 
 /// The outcome of evaluating a policy.
@@ -961,7 +928,7 @@ impl Compiler {
         for (name, test) in &when.headers {
             let here = format!("{at}.headers.{name}");
             let lower = name.to_ascii_lowercase();
-            if !cond::valid_header_name(&lower) || lower.starts_with(':') {
+            if !crate::request::valid_header_name(&lower) || lower.starts_with(':') {
                 return Err(PolicyError::new(&here, "not a header name"));
             }
             self.attr(Source::Header(lower.into()), test, here, scope, conds)?;
@@ -999,10 +966,10 @@ impl Compiler {
                 conds.push(Cond { at: format!("{here}.delegated").into(), kind: Kind::Delegated(b) });
             }
             if let Some(max) = d.max_depth {
-                if max > crate::config::MAX_DELEGATION_DEPTH {
+                if max > crate::token::delegation::MAX_DEPTH {
                     return Err(PolicyError::new(
                         &format!("{here}.max_depth"),
-                        format!("at most {} (the verifier's own cap)", crate::config::MAX_DELEGATION_DEPTH),
+                        format!("at most {} (the verifier's own cap)", crate::token::delegation::MAX_DEPTH),
                     ));
                 }
                 if max == 0 && d.delegated == Some(true) {

@@ -2,6 +2,7 @@
 
 use super::cases::{parse_time, token_from_claims};
 use super::*;
+use crate::request::Peer;
 use serde_json::json;
 
 fn policy(v: Value) -> Result<Policy, PolicyError> {
