@@ -2,7 +2,9 @@
 
 use super::cases::{parse_time, token_from_claims};
 use super::*;
-use crate::request::Peer;
+use crate::request::{Peer, Request};
+use crate::token::VerifiedToken;
+use serde_json::Value;
 use serde_json::json;
 
 fn policy(v: Value) -> Result<Policy, PolicyError> {
