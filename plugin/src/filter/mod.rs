@@ -23,6 +23,7 @@ mod keys;
 mod local_reply;
 mod metrics;
 mod request_headers;
+mod sys;
 
 use keys::Remote;
 use metrics::Counter;
