@@ -1,3 +1,4 @@
+use super::response::json_body;
 use super::*;
 use crate::config;
 use crate::mint::SigningKey;
