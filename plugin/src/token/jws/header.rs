@@ -1,4 +1,4 @@
-//! The protected header, read in one pass into the members verification uses: a plain reader for the shape
+//! The protected header, read in one pass into the members verification uses: the JSON scanner for the shape
 //! nearly every header has, and a serde visitor under the strict JSON rules ([`crate::json`]) for the rest.
 
 use super::{FORBIDDEN_HEADERS, MAX_HEADER_DEPTH};
@@ -79,51 +79,31 @@ impl<'h> Header<'h> {
         Ok(header)
     }
 
-    /// The shape nearly every header has, `{"name":"value",...}` with strings that need no unescaping and no
-    /// whitespace, read without serde_json. `None` for anything else, a repeated name included: the full parser
-    /// then decides, so the answer never depends on which one read the header.
+    /// The header through the strict reader's fast scanner ([`json::scan_object`]): the shape nearly every
+    /// header has (strings without escapes, integers, literals, arrays and objects of those, no repeated name
+    /// at any depth), read without serde_json. `None` for anything else: the full parser then decides, so the
+    /// answer never depends on which one read the header.
     pub(super) fn parse_plain(bytes: &'h [u8]) -> Option<Header<'h>> {
+        let text = std::str::from_utf8(bytes).ok()?;
         let mut header = Header { alg: Member::Absent, kid: Member::Absent, typ: Member::Absent, forbidden: 0 };
-        let mut others: [&str; 4] = [""; 4];
-        let mut other_count = 0;
-        let mut rest = std::str::from_utf8(bytes).ok()?.strip_prefix('{')?;
-        if rest == "}" {
-            return Some(header);
-        }
-        loop {
-            let (name, after) = json::plain_string(rest)?;
-            let (value, after) = json::plain_string(after.strip_prefix(':')?)?;
-            // Where the values of members verification does not read go.
-            let mut ignored = Member::Absent;
+        let plain = json::scan_object(text, MAX_HEADER_DEPTH, |name, value| {
             let slot = match Name::known(name) {
                 Some(Name::Alg) => &mut header.alg,
                 Some(Name::Kid) => &mut header.kid,
                 Some(Name::Typ) => &mut header.typ,
-                Some(Name::Forbidden(bit)) if header.forbidden & bit == 0 => {
+                Some(Name::Forbidden(bit)) => {
                     header.forbidden |= bit;
-                    &mut ignored
+                    return;
                 }
-                Some(_) => return None,
-                None => {
-                    let seen = others.get(..other_count)?;
-                    if seen.contains(&name) {
-                        return None;
-                    }
-                    *others.get_mut(other_count)? = name;
-                    other_count += 1;
-                    &mut ignored
-                }
+                Some(Name::Other(_)) | None => return,
             };
-            if !matches!(slot, Member::Absent) {
-                return None;
-            }
-            *slot = Member::String(Cow::Borrowed(value));
-            match after.strip_prefix(',') {
-                Some(more) => rest = more,
-                None if after == "}" => return Some(header),
-                None => return None,
-            }
-        }
+            // The scanner passes strings without escapes only: the text between the quotes is the value.
+            *slot = match text.get(value).and_then(|v| v.strip_prefix('"')).and_then(|v| v.strip_suffix('"')) {
+                Some(string) => Member::String(Cow::Borrowed(string)),
+                None => Member::Other,
+            };
+        });
+        plain.then_some(header)
     }
 
     /// The first forbidden member present, in the order of [`FORBIDDEN_HEADERS`].
