@@ -2,7 +2,6 @@
 
 use super::cond;
 use super::cond::{ClaimPath, Cond, Kind, Scope, Source};
-use super::fxhash::{FxHashMap, FxHashSet};
 use super::path::{Entry, Template, Trie};
 use super::pattern::{HostPattern, IdPattern};
 use super::time::{TimeWindow, TimeWindowDocument};
@@ -10,6 +9,7 @@ use super::{
     Effect, Index, MAX_LABELS, MAX_RULES, METHODS, MethodSet, Needs, Policy, PolicyDocument, PolicyError, Rule,
     RuleMode, Warning, WhenDocument,
 };
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{Map, Value};
 
 impl Policy {

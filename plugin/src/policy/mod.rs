@@ -16,7 +16,6 @@ mod compile;
 mod cond;
 pub mod document;
 mod eval;
-pub(crate) mod fxhash;
 mod number;
 pub mod path;
 pub mod pattern;
@@ -31,9 +30,12 @@ pub use document::{
 };
 
 use cond::Cond;
-use fxhash::{FxHashMap, FxHashSet};
+// The lookup tables hash with rustc's unkeyed Fx mix rather than SipHash: they are built once from the policy
+// and only read per request, so a client can choose what to look up but never what is stored. Collisions it
+// could aim for are limited to the keys the policy author wrote; there is no table to flood.
 use path::{Segments, Template, Trie};
 use pattern::IdPattern;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::cell::Cell;
 use std::fmt;
 

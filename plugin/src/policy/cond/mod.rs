@@ -3,7 +3,6 @@
 //! wrong type): it never lets an allow rule match and always lets a deny rule apply.
 
 use super::PolicyError;
-use super::fxhash::FxHashSet;
 use super::number;
 use super::path::{Segments, Template};
 use super::pattern::{HostPattern, IdPattern};
@@ -11,6 +10,7 @@ use super::time::TimeWindow;
 use crate::percent::{self, Plus};
 use crate::request::{Request, valid_header_name};
 use crate::token::VerifiedToken;
+use rustc_hash::FxHashSet;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::cmp::Ordering;
