@@ -4,7 +4,8 @@
 //! The key set and tokens are checked in (`seeds/`), written by `cargo run --release --bin gen_seeds` from
 //! fixed seeds, so a target starts instantly (no RSA key generation) and its corpus stays valid.
 
-use agent_iam::engine::{Engine, Header};
+use agent_iam::engine::Engine;
+use agent_iam::request::Header;
 use agent_iam::token::Verifier;
 
 /// The fuzzers' clock: the seed tokens are valid at this instant (they expire an hour later).
@@ -119,7 +120,8 @@ pub const RICH_POLICY: &str = r#"{
 
 /// Evaluates fuzz-chosen request attributes against [`RICH_POLICY`]; panics if the index and explain disagree.
 pub fn check_policy_eval(text: &str) {
-    use agent_iam::policy::{Peer, Policy, PolicyDocument, Request, cases};
+    use agent_iam::policy::{Policy, PolicyDocument, cases};
+    use agent_iam::request::{Peer, Request};
     use std::sync::OnceLock;
     static POLICY: OnceLock<Policy> = OnceLock::new();
     let policy = POLICY.get_or_init(|| {

@@ -16,8 +16,8 @@
 //! Nothing here panics across the boundary: errors are return codes.
 
 use crate::policy::cases::token_from_claims;
-use crate::policy::{Decision, Peer, Policy, PolicyDocument, Request};
-use crate::request;
+use crate::policy::{Decision, Policy, PolicyDocument};
+use crate::request::{self, Peer, Request};
 use crate::token::VerifiedToken;
 use serde::Deserialize;
 use serde_json::{Map, Value};

@@ -6,6 +6,7 @@ use crate::engine::{CryptoPreference, Engine, Mode, Settings, TokenSource};
 use crate::policy::{Policy, PolicyDocument};
 use crate::request::{MethodOverride, PathParameters};
 use crate::token::crypto::HmacKey;
+use crate::token::delegation::MAX_DEPTH as MAX_DELEGATION_DEPTH;
 use crate::token::remote::RemoteJwksConfig;
 use crate::token::spiffe::TrustDomain;
 use crate::token::{self, Algorithm, Issuer, KeySet, Profile, Verifier};
@@ -167,7 +168,7 @@ fn settings(doc: &ConfigDocument, crypto: CryptoPreference) -> Result<Settings, 
                 let source = match (&src.header, &src.query, &src.prefix) {
                     (Some(h), None, prefix) => {
                         let name = h.to_ascii_lowercase();
-                        if !crate::policy::valid_header_name(&name)
+                        if !crate::request::valid_header_name(&name)
                             || name.starts_with(crate::engine::IDENTITY_HEADER_PREFIX)
                         {
                             return Err(err(
@@ -488,9 +489,6 @@ fn default_delegation_depth() -> usize {
     crate::token::delegation::DEFAULT_MAX_DEPTH
 }
 
-/// Largest configurable delegation depth; the JSON depth cap of tokens bounds it anyway.
-pub const MAX_DELEGATION_DEPTH: usize = 16;
-
 /// Parses and validates a configuration document into a ready [`Engine`].
 pub fn parse(bytes: &[u8]) -> Result<Engine, ConfigError> {
     // Strict first (duplicate keys are as dangerous in config as in tokens), then typed with paths.
@@ -619,7 +617,7 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
             None => None,
             Some(j) => {
                 let name = &j.payload_header;
-                if !crate::policy::valid_header_name(name) || name.bytes().any(|b| b.is_ascii_uppercase()) {
+                if !crate::request::valid_header_name(name) || name.bytes().any(|b| b.is_ascii_uppercase()) {
                     return Err(err(at("jwt_authn.payload_header"), "must be a lower-case HTTP header name"));
                 }
                 if crate::engine::is_identity_header(name) {

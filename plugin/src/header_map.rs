@@ -5,7 +5,7 @@
 //! and value into its own `String`/`Vec` (and traps on a name that is not UTF-8); here the pairs borrow from
 //! the buffer, which is the cheapest way to read a request on the hot path.
 
-use crate::engine::Header;
+use crate::request::Header;
 
 /// Why a header map buffer cannot be read; the request is refused, never decided on half its headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

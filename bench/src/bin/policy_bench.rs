@@ -19,7 +19,8 @@
 //! `--dump DIR` (write each N's policy as ours, Cedar and Rego, and the requests, for a look or a profile).
 
 use agent_iam::policy::cases::token_from_claims;
-use agent_iam::policy::{Decision, Peer, Policy, PolicyDocument, Request};
+use agent_iam::policy::{Decision, Policy, PolicyDocument};
+use agent_iam::request::{Peer, Request};
 use agent_iam::token::VerifiedToken;
 use agent_iam_bench::measure::{Harness, Stats, load_average, machine};
 use anyhow::{Context, Result, anyhow, bail, ensure};

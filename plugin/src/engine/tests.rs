@@ -1,6 +1,8 @@
+use super::response::json_body;
 use super::*;
 use crate::config;
 use crate::mint::SigningKey;
+use crate::request::Peer;
 use crate::token::{Algorithm, PureRust};
 use serde_json::{Value, json};
 

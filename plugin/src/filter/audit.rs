@@ -7,12 +7,8 @@
 //! reason, as in metrics), `agent_iam.rule` (the allowing or deciding deny rule), and when the token verified:
 //! `agent_iam.agent`, `agent_iam.subject`, `agent_iam.issuer`, `agent_iam.chain` (escaped as the headers are).
 
+use super::sys::proxy_set_property;
 use crate::engine::{AGENT_HEADER, CHAIN_HEADER, Denial, HeaderValue, ISSUER_HEADER, SUBJECT_HEADER};
-
-#[link(wasm_import_module = "env")]
-unsafe extern "C" {
-    fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
-}
 
 /// Writes one filter state value. Called directly: the SDK's `set_property` panics on any status but Ok
 /// (e.g. a host without filter state), and audit must never stop a request.

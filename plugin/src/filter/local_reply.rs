@@ -2,21 +2,8 @@
 //! which leaves Envoy's `%RESPONSE_CODE_DETAILS%` access-log field blank for every denial; operators need it
 //! to tell an expired token from a policy denial without reading bodies. So this calls the ABI directly.
 
+use super::sys::proxy_send_local_response;
 use proxy_wasm::types::Status;
-
-#[link(wasm_import_module = "env")]
-unsafe extern "C" {
-    fn proxy_send_local_response(
-        status_code: u32,
-        status_code_details_data: *const u8,
-        status_code_details_size: usize,
-        body_data: *const u8,
-        body_size: usize,
-        headers_data: *const u8,
-        headers_size: usize,
-        grpc_status: i32,
-    ) -> Status;
-}
 
 /// Sends a local reply; Envoy applies it when the current callback returns. `false` if the host refused.
 pub fn send<N: AsRef<[u8]>, V: AsRef<[u8]>>(status: u32, details: &str, headers: &[(N, V)], body: &[u8]) -> bool {

@@ -13,9 +13,9 @@
 //! - `agent_iam.token_cache.hit` / `.miss`
 //! - `agent_iam.jwks.fetch.ok` / `agent_iam.jwks.fetch.<failure>`; gauge `agent_iam.jwks.issuer_<n>.age_seconds`
 
-use crate::policy::fxhash::FxHashMap;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
+use rustc_hash::FxHashMap;
 
 /// Tick period when nothing else needs ticks: counters reach the host at least this often.
 pub const FLUSH_MS: u64 = 1000;

@@ -6,8 +6,8 @@
 //! that return them, and any failure denies with a logged reason instead.
 
 use crate::config;
-use crate::engine::{Connection, CryptoPreference, DRY_RUN_HEADER, Denial, Engine, Mode, Verdict};
-use crate::policy::Peer;
+use crate::engine::{CryptoPreference, DRY_RUN_HEADER, Denial, Engine, Mode, Verdict};
+use crate::request::{Connection, Headers, Peer};
 use crate::token::host_crypto::{self, HostCallError, HostCrypto, SignatureHost};
 use crate::token::{Algorithm, CryptoBackend, PureRust};
 use proxy_wasm::hostcalls;
@@ -23,6 +23,7 @@ mod keys;
 mod local_reply;
 mod metrics;
 mod request_headers;
+mod sys;
 
 use keys::Remote;
 use metrics::Counter;
@@ -349,7 +350,8 @@ fn reply(denial: &Denial) {
 
 /// Decides for the request of the effective context and applies the verdict. `held_until` is set when a
 /// held request is decided again (from the root context): it then keeps its original deadline, and is
-/// resumed rather than continued.
+/// resumed rather than continued. In four steps: read (headers, then the connection's [`Properties`]),
+/// decide ([`Engine::decide_with`]), record (metrics, filter state, dry-run rules), [`apply`].
 fn decide_and_apply(
     shared: &Rc<RefCell<Shared>>,
     crypto: &dyn CryptoBackend,
@@ -372,27 +374,63 @@ fn decide_and_apply(
         Ok(headers) => headers,
         Err(e) => return fail_closed(&format!("the request headers cannot be read ({e:?})")),
     };
-    // The peer certificate only when a rule binds to it: two property reads otherwise saved.
-    let (uri_san, digest) = if engine.needs_peer() {
-        (
-            property_text(&["connection", "uri_san_peer_certificate"]),
-            property_text(&["connection", "sha256_peer_certificate_digest"]),
-        )
-    } else {
-        (None, None)
-    };
-    let route = if engine.policy().needs().route { property_text(&["xds", "route_name"]) } else { None };
-    let route_tag = if engine.policy().needs().route_tag { route_tag() } else { None };
-    let conn = Connection {
-        peer: Peer { uri_san: uri_san.as_deref(), certificate_sha256: digest.as_deref() },
-        route: route.as_deref(),
-        route_tag: route_tag.as_deref(),
-    };
+    let properties = Properties::read(&engine);
+    let decided = Decided { engine: &engine, headers: &headers, conn: properties.connection(), now_ms, now, crypto };
     let (hits_before, misses_before) = engine.cache_stats();
-    let verdict = engine.decide_with(&headers, conn, now, crypto);
+    let verdict = engine.decide_with(&headers, decided.conn, now, crypto);
     record(shared, &engine, &verdict, hits_before, misses_before, now_ms);
+    audit_and_dry_run_rules(&decided, &verdict);
+    apply(shared, &decided, verdict, context_id, held_until)
+}
+
+/// What Envoy knows of a request beyond its headers, read only when the policy needs it.
+struct Properties {
+    uri_san: Option<String>,
+    digest: Option<String>,
+    route: Option<String>,
+    route_tag: Option<String>,
+}
+
+impl Properties {
+    fn read(engine: &Engine) -> Properties {
+        // The peer certificate only when a rule binds to it: two property reads otherwise saved.
+        let (uri_san, digest) = if engine.needs_peer() {
+            (
+                property_text(&["connection", "uri_san_peer_certificate"]),
+                property_text(&["connection", "sha256_peer_certificate_digest"]),
+            )
+        } else {
+            (None, None)
+        };
+        let route = if engine.policy().needs().route { property_text(&["xds", "route_name"]) } else { None };
+        let route_tag = if engine.policy().needs().route_tag { route_tag() } else { None };
+        Properties { uri_san, digest, route, route_tag }
+    }
+
+    fn connection(&self) -> Connection<'_> {
+        Connection {
+            peer: Peer { uri_san: self.uri_san.as_deref(), certificate_sha256: self.digest.as_deref() },
+            route: self.route.as_deref(),
+            route_tag: self.route_tag.as_deref(),
+        }
+    }
+}
+
+/// A request as it was decided: what applying, auditing and explaining its verdict read again.
+struct Decided<'a> {
+    engine: &'a Engine,
+    headers: &'a Headers<'a>,
+    conn: Connection<'a>,
+    now_ms: u64,
+    now: i64,
+    crypto: &'a dyn CryptoBackend,
+}
+
+/// Filter state (`forward.filter_state`) and the log lines of dry-run rules.
+fn audit_and_dry_run_rules(decided: &Decided<'_>, verdict: &Verdict) {
+    let &Decided { engine, headers, conn, now, crypto, .. } = decided;
     if engine.settings().filter_state {
-        match &verdict {
+        match verdict {
             Verdict::Allow { rule, set, dry_run: None, .. } => audit::allowed(rule, set),
             Verdict::Allow { dry_run: Some(d), .. } => audit::refused(d, true),
             Verdict::Deny(d) => audit::refused(d, false),
@@ -401,12 +439,12 @@ fn decide_and_apply(
         }
     }
     if engine.policy().has_dry_run_rules() {
-        let enforced = match &verdict {
+        let enforced = match verdict {
             Verdict::Allow { rule, dry_run: None, .. } => format!("allowed by \"{rule}\""),
             Verdict::Allow { dry_run: Some(d), .. } | Verdict::Deny(d) => format!("{} {}", d.status, d.reason),
             Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } => "pending keys".to_owned(),
         };
-        for (rule, effect) in engine.dry_run_rules(&headers, conn, now, crypto) {
+        for (rule, effect) in engine.dry_run_rules(headers, conn, now, crypto) {
             let effect = if effect == crate::policy::Effect::Allow { "allow" } else { "deny" };
             log(
                 LogLevel::Info,
@@ -414,9 +452,20 @@ fn decide_and_apply(
             );
         }
     }
+}
+
+/// Carries out a verdict: forward with the identity headers, answer a denial, or hold for keys.
+fn apply(
+    shared: &Rc<RefCell<Shared>>,
+    decided: &Decided<'_>,
+    verdict: Verdict,
+    context_id: u32,
+    held_until: Option<u64>,
+) -> Applied {
+    let &Decided { engine, headers, conn, now_ms, now, crypto } = decided;
     let explain = |level: LogLevel| {
         if logging_at(level, now_ms) {
-            log(level, &format!("agent-iam: explain {}", engine.explain(&headers, conn, now, crypto)));
+            log(level, &format!("agent-iam: explain {}", engine.explain(headers, conn, now, crypto)));
         }
     };
     match verdict {

@@ -4,13 +4,8 @@
 //! request's instructions) and panics on a status it does not expect. This reads the host's buffer as it is;
 //! [`crate::header_map::parse`] then borrows the pairs from it.
 
+use super::sys::proxy_get_header_map_pairs;
 use std::ptr::null_mut;
-
-#[link(wasm_import_module = "env")]
-unsafe extern "C" {
-    /// proxy-wasm ABI 0.2.1. `map_type` 0 is the request headers; the status is 0 on success.
-    fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
-}
 
 const HTTP_REQUEST_HEADERS: u32 = 0;
 const STATUS_OK: u32 = 0;

@@ -3,8 +3,9 @@
 //! request exactly as the gateway does, evaluates, and cross-checks the indexed evaluation against
 //! [`Policy::explain`].
 
-use super::{Decision, Peer, Policy, PolicyError, Request, RuleResult};
+use super::{Decision, Policy, PolicyError, RuleResult};
 use crate::request::{self, RequestError};
+use crate::request::{Peer, Request};
 use crate::token::claims::Claims;
 use crate::token::{DelegationChain, VerifiedToken};
 use serde::Deserialize;
@@ -134,7 +135,7 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
 /// The verified token a case describes.
 pub fn token_from_claims(claims: Map<String, Value>) -> Result<VerifiedToken, String> {
     let chain =
-        DelegationChain::from_claims(&claims, crate::config::MAX_DELEGATION_DEPTH).map_err(|e| e.to_string())?;
+        DelegationChain::from_claims(&claims, crate::token::delegation::MAX_DEPTH).map_err(|e| e.to_string())?;
     let issuer = claims.get("iss").and_then(Value::as_str).unwrap_or_default().to_owned();
     let expires_at = claims.get("exp").and_then(Value::as_i64).unwrap_or(i64::MAX);
     Ok(VerifiedToken {

@@ -1,7 +1,7 @@
 //! Path templates (`/patients/{patient}/records/**`) and the trie that finds, for a canonical request path,
 //! every rule whose template matches it — in time proportional to the path, not to the number of rules.
 
-use super::fxhash::FxHashMap;
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::ops::ControlFlow;
 

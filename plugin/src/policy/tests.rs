@@ -2,6 +2,9 @@
 
 use super::cases::{parse_time, token_from_claims};
 use super::*;
+use crate::request::{Peer, Request};
+use crate::token::VerifiedToken;
+use serde_json::Value;
 use serde_json::json;
 
 fn policy(v: Value) -> Result<Policy, PolicyError> {
@@ -702,3 +705,14 @@ fn envoy_route_tags_select_rules_and_an_untagged_route_is_not_unknown() {
 }
 
 mod values;
+
+/// The tables' hash (rustc-hash's Fx) tells short keys apart.
+#[test]
+fn distinguishes_short_keys() {
+    let mut m: FxHashMap<Box<str>, u32> = FxHashMap::default();
+    for i in 0..10_000u32 {
+        m.insert(format!("seg{i}").into(), i);
+    }
+    assert!((0..10_000u32).all(|i| m.get(format!("seg{i}").as_str()) == Some(&i)));
+    assert_eq!(m.get(""), None);
+}

@@ -4,9 +4,23 @@
 //! foreign function) where the host has it, and the portable [`PureRust`] backend elsewhere. Both must accept
 //! exactly the same inputs.
 
-use super::jwk::PublicKey;
 use std::fmt;
 use zeroize::Zeroizing;
+
+/// A validated verification key: a public key from a JWKS, or an explicitly configured HMAC secret.
+#[derive(Clone, Debug)]
+pub enum PublicKey {
+    /// P-256 (ES256).
+    P256(p256::ecdsa::VerifyingKey),
+    /// P-384 (ES384).
+    P384(p384::ecdsa::VerifyingKey),
+    /// Ed25519 (EdDSA).
+    Ed25519(ed25519_compact::PublicKey),
+    /// RSA, bound to one of RS256/384/512 or PS256/384/512.
+    Rsa(RsaKey),
+    /// A shared secret, bound to one of HS256/384/512. Never loaded from a JWKS.
+    Hmac(HmacKey),
+}
 
 /// A JWS signature algorithm this build can verify (RFC 7518 names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -51,6 +51,9 @@ use serde_json::{Map, Value};
 /// Default cap on the number of actors (nested `act` objects) in a token.
 pub const DEFAULT_MAX_DEPTH: usize = 8;
 
+/// Largest configurable delegation depth; the JSON depth cap of tokens bounds it anyway.
+pub const MAX_DEPTH: usize = 16;
+
 /// Cap on the members of one actor object (not counting its nested `act`) and of `may_act`.
 pub const MAX_ACTOR_CLAIMS: usize = 16;
 

@@ -12,8 +12,7 @@
 //!
 //! This module is plain Rust; the filter supplies the actual foreign-function call through [`SignatureHost`].
 
-use super::crypto::{Algorithm, CryptoBackend, PureRust};
-use super::jwk::PublicKey;
+use super::crypto::{Algorithm, CryptoBackend, PublicKey, PureRust};
 
 /// The name Envoy registers the foreign function under.
 pub const FOREIGN_FUNCTION: &str = "verify_signature";

@@ -16,7 +16,7 @@
 //!   shared secret in it would let anyone who can read or replace it mint tokens. HMAC secrets come only from
 //!   the issuer's explicit configuration, through [`KeySet::add_secret`].
 
-use super::crypto::{Algorithm, Family, HmacKey, RsaKey, RsaKeyError};
+use super::crypto::{Algorithm, Family, HmacKey, PublicKey, RsaKey, RsaKeyError};
 use crate::b64;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -25,21 +25,6 @@ use std::fmt;
 pub const MAX_KID_BYTES: usize = 256;
 /// Most keys one set may hold; more is a misconfiguration or an attack on lookup cost.
 pub const MAX_KEYS: usize = 64;
-
-/// A validated verification key: a public key from a JWKS, or an explicitly configured HMAC secret.
-#[derive(Clone, Debug)]
-pub enum PublicKey {
-    /// P-256 (ES256).
-    P256(p256::ecdsa::VerifyingKey),
-    /// P-384 (ES384).
-    P384(p384::ecdsa::VerifyingKey),
-    /// Ed25519 (EdDSA).
-    Ed25519(ed25519_compact::PublicKey),
-    /// RSA, bound to one of RS256/384/512 or PS256/384/512.
-    Rsa(RsaKey),
-    /// A shared secret, bound to one of HS256/384/512. Never loaded from a JWKS.
-    Hmac(HmacKey),
-}
 
 /// One key of a set, bound to the single algorithm it may verify.
 #[derive(Clone, Debug)]

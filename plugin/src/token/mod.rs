@@ -16,10 +16,10 @@ pub mod profile;
 pub mod remote;
 pub mod spiffe;
 
-pub use crypto::{Algorithm, CryptoBackend, PureRust};
+pub use crypto::{Algorithm, CryptoBackend, PublicKey, PureRust};
 pub use delegation::DelegationChain;
 pub use error::TokenError;
-pub use jwk::{KeySet, PublicKey};
+pub use jwk::KeySet;
 pub use profile::Profile;
 use spiffe::{SpiffeId, TrustDomain};
 

@@ -1,48 +1,30 @@
 //! The decision: from a request's headers to allow (with the identity to forward) or a precise denial.
 //!
 //! This is the whole per-request path except reading from and writing to Envoy, which the filter does.
+//! Here: reading the request, verifying its token (through the cache) and asking policy; the headers an allow
+//! sets and removes are in `identity`, denials and their bodies in `response`, the settings in `settings`.
+
+mod identity;
+mod response;
+mod settings;
+
+use identity::identity_headers_in;
+pub use identity::{
+    AGENT_HEADER, CHAIN_HEADER, CLAIM_HEADER_PREFIX, DRY_RUN_HEADER, HeaderValue, IDENTITY_HEADER_PREFIX,
+    ISSUER_HEADER, RULE_HEADER, SUBJECT_HEADER, header_safe, is_identity_header,
+};
+pub use response::Denial;
+pub use settings::{CryptoPreference, Mode, Settings, TokenSource};
 
 use crate::percent::{self, Plus};
-use crate::policy::{Decision, Effect, Peer, Policy, Request, RuleResult};
-use crate::request::{self, MethodOverride, PathParameters, RequestError};
+use crate::policy::{Decision, Effect, Policy, RuleResult};
+use crate::request::{self, Connection, Headers, MethodOverride, Request, RequestError};
 use crate::token::cache::TokenCache;
 use crate::token::{CryptoBackend, KeySet, TokenError, VerifiedToken, Verifier};
 use serde_json::json;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
-
-/// Every header the plugin sets starts with this prefix; every client-sent header that does (in any case,
-/// with `_` for `-`) is removed before the plugin sets its own (CVE-2023-27487 class).
-pub const IDENTITY_HEADER_PREFIX: &str = "x-agent-iam-";
-/// The verified agent: the current actor.
-pub const AGENT_HEADER: &str = "x-agent-iam-agent";
-/// The verified subject (`sub`).
-pub const SUBJECT_HEADER: &str = "x-agent-iam-subject";
-/// The issuer that vouched for the token.
-pub const ISSUER_HEADER: &str = "x-agent-iam-issuer";
-/// The rule that allowed the request.
-pub const RULE_HEADER: &str = "x-agent-iam-rule";
-/// Set (instead of the identity headers) on a request forwarded in dry-run mode that enforcement would have
-/// refused: `<status> <reason>`, e.g. `403 no_rule_allows`.
-pub const DRY_RUN_HEADER: &str = "x-agent-iam-dry-run";
-/// Prefix of the headers carrying selected claims (`forward_claims`).
-pub const CLAIM_HEADER_PREFIX: &str = "x-agent-iam-claim-";
-/// The delegation chain, current actor first (see [`crate::token::DelegationChain::header_value`]); only set
-/// when the token carries `act`.
-pub const CHAIN_HEADER: &str = "x-agent-iam-chain";
-
-/// A header value the plugin sets: shared, since the identity of a cached token is escaped once and then set on
-/// every request that presents it.
-pub type HeaderValue = Rc<str>;
-
-/// One request header: lower-case name, raw value bytes.
-pub type Header<'a> = (&'a str, &'a [u8]);
-
-/// A request's headers as the proxy hands them over: names lower-case, values raw bytes, pseudo-headers
-/// (`:method`, `:path`, `:authority`) included, repeated headers repeated. Borrowed from the one buffer the
-/// proxy fills ([`crate::header_map`]), so that reading them copies nothing.
-pub type Headers<'a> = [Header<'a>];
 
 /// The gateway's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,112 +64,6 @@ pub enum Verdict {
         /// The answer without a refetch.
         denial: Denial,
     },
-}
-
-/// A local reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denial {
-    /// 400, 401, 403, or 503 when the issuer's keys are unavailable.
-    pub status: u16,
-    /// Response headers (the challenge and the content type).
-    pub headers: Vec<(&'static str, String)>,
-    /// `{"error", "error_description", "request_id", "rule"?}`.
-    pub body: String,
-    /// Envoy response-code details: `agent_iam.<reason>`, no spaces.
-    pub details: String,
-    /// The metric/audit label of the reason.
-    pub reason: &'static str,
-    /// The deny rule that decided, for metrics and audit (whether or not the body names it).
-    pub rule: Option<String>,
-    /// For a policy denial, who was refused: the identity an allow would have forwarded (for audit, never
-    /// sent to the client); empty when the token did not verify.
-    pub identity: Vec<(&'static str, HeaderValue)>,
-}
-
-/// Which signature backend the configuration asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CryptoPreference {
-    /// Envoy's BoringSSL (the `verify_signature` foreign function) for every algorithm that passes the
-    /// start-up self-test, pure Rust for the rest.
-    Auto,
-    /// Pure Rust inside the VM for everything.
-    PureRust,
-}
-
-/// Where a request's token may come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenSource {
-    /// A header (lower-case name), with an optional scheme prefix matched case-insensitively (`Bearer `).
-    Header {
-        /// Header name.
-        name: String,
-        /// Prefix before the token, including its separator.
-        prefix: Option<String>,
-    },
-    /// A query parameter (only when configured: tokens in URLs end up in logs).
-    Query {
-        /// Parameter name.
-        name: String,
-    },
-}
-
-/// Enforce decisions, or only record them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Deny what policy does not allow.
-    Enforce,
-    /// Evaluate and record everything, block nothing: a would-be denial is forwarded with
-    /// [`DRY_RUN_HEADER`] and logged.
-    DryRun,
-}
-
-/// Response and forwarding settings of a configuration.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Realm of `WWW-Authenticate` challenges.
-    pub realm: String,
-    /// Signature backend preference.
-    pub crypto: CryptoPreference,
-    /// Verified tokens cached per worker.
-    pub cache_capacity: usize,
-    /// Where tokens come from; more than one credential in a request is a 400.
-    pub token_sources: Vec<TokenSource>,
-    /// Enforce or dry-run.
-    pub mode: Mode,
-    /// Status of a policy denial: 403, or 404 to hide what exists.
-    pub policy_denial_status: u16,
-    /// Whether a policy denial names the deciding rule in its body.
-    pub expose_rule: bool,
-    /// Whether the credential is forwarded upstream (removed when false).
-    pub forward_credential: bool,
-    /// Claims forwarded as `x-agent-iam-claim-<name>` headers: (claim, header name).
-    pub forward_claims: Vec<(String, String)>,
-    /// Whether the filter writes each decision and identity to Envoy filter state, for access logs and
-    /// later filters.
-    pub filter_state: bool,
-    /// What segment parameters (`/admin;x=1`) mean.
-    pub path_parameters: PathParameters,
-    /// What a method override (`X-HTTP-Method-Override`, `_method`) does.
-    pub method_override: MethodOverride,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            realm: "agent-iam".into(),
-            crypto: CryptoPreference::Auto,
-            cache_capacity: crate::token::cache::DEFAULT_CAPACITY,
-            token_sources: vec![TokenSource::Header { name: "authorization".into(), prefix: Some("Bearer ".into()) }],
-            mode: Mode::Enforce,
-            policy_denial_status: 403,
-            expose_rule: true,
-            forward_credential: true,
-            forward_claims: Vec::new(),
-            filter_state: false,
-            path_parameters: PathParameters::default(),
-            method_override: MethodOverride::default(),
-        }
-    }
 }
 
 /// A ready decision engine: verifier, policy, response settings and the verified-token cache, built by
@@ -669,149 +545,6 @@ impl Engine {
             }),
         }
     }
-
-    /// The identity headers for a verified token: agent, subject, issuer, chain, selected claims.
-    fn identity(&self, verified: &VerifiedToken) -> Vec<(&'static str, HeaderValue)> {
-        let mut set = Vec::with_capacity(4 + self.settings.forward_claims.len());
-        set.push((AGENT_HEADER, header_safe(verified.agent()).into()));
-        set.push((SUBJECT_HEADER, header_safe(verified.subject()).into()));
-        set.push((ISSUER_HEADER, header_safe(&verified.issuer).into()));
-        if verified.chain.depth() > 0 {
-            set.push((CHAIN_HEADER, verified.chain.header_value().into()));
-        }
-        for (claim, header) in &self.settings.forward_claims {
-            let value = match verified.claims.get(claim) {
-                None => continue,
-                Some(found) if found.is_null() => continue,
-                Some(found) => match found.as_str() {
-                    Some(s) => header_safe(s).into(),
-                    // Other values are forwarded as compact JSON, whatever spacing the token used.
-                    None => header_safe(&found.to_value().to_string()).into(),
-                },
-            };
-            // The header names were built from validated claim names at configuration time; leaking them
-            // once per configuration keeps `set` free of per-request allocations of names.
-            set.push((intern_header(header), value));
-        }
-        set
-    }
-
-    fn denial(&self, mut failure: Failure, request_id: String) -> Denial {
-        // Scope tokens were checked at compile time to be visible ASCII without quotes or backslashes.
-        let scope = match &failure {
-            Failure::Forbidden { missing_scope: Some(s), .. } => Some(s.clone()),
-            _ => None,
-        };
-        // Moved out, not copied: the match below needs only the rest of the failure.
-        let identity = match &mut failure {
-            Failure::Forbidden { identity, .. } => std::mem::take(identity),
-            _ => Vec::new(),
-        };
-        let (status, error, description, reason, rule): (u16, Option<&str>, String, &'static str, Option<String>) =
-            match failure {
-                Failure::BadRequest(e) => (400, Some("invalid_request"), e.to_string(), e.label(), None),
-                Failure::TwoCredentials => (
-                    400,
-                    Some("invalid_request"),
-                    "more than one credential in the request".into(),
-                    "multiple_credentials",
-                    None,
-                ),
-                Failure::NoToken => (401, None, "a bearer token is required".into(), "missing_token", None),
-                Failure::Token(TokenError::KeysUnavailable)
-                | Failure::RemoteKeys { error: TokenError::KeysUnavailable, .. } => (
-                    503,
-                    Some("temporarily_unavailable"),
-                    TokenError::KeysUnavailable.to_string(),
-                    TokenError::KeysUnavailable.metric_label(),
-                    None,
-                ),
-                Failure::Token(e) | Failure::RemoteKeys { error: e, .. } => {
-                    (401, Some("invalid_token"), e.to_string(), e.metric_label(), None)
-                }
-                Failure::Forbidden { rule: Some(rule), .. } => (
-                    403,
-                    Some("insufficient_scope"),
-                    format!("denied by rule \"{rule}\""),
-                    "denied_by_rule",
-                    Some(rule),
-                ),
-                Failure::Forbidden { rule: None, missing_scope: Some(s), .. } => {
-                    (403, Some("insufficient_scope"), format!("the token lacks scope \"{s}\""), "no_rule_allows", None)
-                }
-                Failure::Forbidden { rule: None, missing_scope: None, .. } => {
-                    (403, Some("insufficient_scope"), "no rule allows this request".into(), "no_rule_allows", None)
-                }
-            };
-        if status == 403 && self.settings.policy_denial_status == 404 {
-            // Hide what exists: a plain 404, no challenge, no rule, no scope.
-            return Denial {
-                status: 404,
-                headers: vec![("content-type", "application/json".to_owned())],
-                body: json_body(&[
-                    ("error", "not_found"),
-                    ("error_description", "not found"),
-                    ("request_id", &request_id),
-                ]),
-                details: format!("agent_iam.{reason}"),
-                reason,
-                rule,
-                identity,
-            };
-        }
-        let deciding_rule = rule.clone();
-        let rule = rule.filter(|_| self.settings.expose_rule);
-        let description = if status == 403 && !self.settings.expose_rule && description.starts_with("denied by rule") {
-            "access denied by policy".to_owned()
-        } else {
-            description
-        };
-        let mut headers = vec![("content-type", "application/json".to_owned())];
-        if status == 401 || status == 403 {
-            // RFC 6750 §3: no error attributes when the request carried no token.
-            let mut challenge = match error {
-                Some(error) => format!(
-                    "Bearer realm=\"{}\", error=\"{error}\", error_description=\"{}\"",
-                    self.settings.realm,
-                    challenge_safe(&description)
-                ),
-                None => format!("Bearer realm=\"{}\"", self.settings.realm),
-            };
-            if let Some(scope) = scope {
-                challenge.push_str(&format!(", scope=\"{}\"", challenge_safe(&scope)));
-            }
-            headers.push(("www-authenticate", challenge));
-        }
-        let mut fields = vec![
-            ("error", error.unwrap_or("missing_token")),
-            ("error_description", description.as_str()),
-            ("request_id", request_id.as_str()),
-        ];
-        if let Some(rule) = &rule {
-            fields.push(("rule", rule));
-        }
-        Denial {
-            status,
-            headers,
-            body: json_body(&fields),
-            details: format!("agent_iam.{reason}"),
-            reason,
-            rule: deciding_rule,
-            identity,
-        }
-    }
-}
-
-/// What Envoy knows about a request beyond its headers, read by the filter only when the policy needs it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Connection<'a> {
-    /// The mutual-TLS peer.
-    pub peer: Peer<'a>,
-    /// The matched Envoy route's name (`xds.route_name`).
-    pub route: Option<&'a str>,
-    /// The matched route's tag (`xds.route_metadata` `filter_metadata.agent_iam.tag`): `""` for a route
-    /// without one, `None` when unknown.
-    pub route_tag: Option<&'a str>,
 }
 
 /// A canonical request with a verified token.
@@ -905,116 +638,11 @@ fn single_value<'h>(headers: &'h Headers<'h>, name: &str) -> Option<&'h [u8]> {
     }
 }
 
-/// A flat JSON object of strings, written directly: a denial is on the request path, and building a
-/// `serde_json::Value` to print it cost more than the rest of the denial.
-fn json_body(fields: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(96 + fields.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>());
-    out.push('{');
-    for (i, (name, value)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        json_string(&mut out, name);
-        out.push(':');
-        json_string(&mut out, value);
-    }
-    out.push('}');
-    out
-}
-
-/// Appends `s` as a JSON string (RFC 8259 escapes).
-fn json_string(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('"');
-    // Runs that need no escape are copied whole; every byte that does is ASCII, so each run ends on a
-    // character boundary.
-    let mut run = 0;
-    for (i, b) in s.bytes().enumerate() {
-        if b != b'"' && b != b'\\' && b >= 0x20 {
-            continue;
-        }
-        out.push_str(s.get(run..i).unwrap_or_default());
-        run = i + 1;
-        match b {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            _ => {
-                out.push_str("\\u00");
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 15)]));
-            }
-        }
-    }
-    out.push_str(s.get(run..).unwrap_or_default());
-    out.push('"');
-}
-
-/// Every client-sent identity header, each name once.
-fn identity_headers_in(headers: &Headers<'_>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for &(n, _) in headers.iter().filter(|(n, _)| is_identity_header(n)) {
-        if !out.iter().any(|o| o == n) {
-            out.push(n.to_owned());
-        }
-    }
-    out
-}
-
-/// `&'static str` for a configured claim header name, leaked once per distinct name for the life of the VM
-/// (configurations are few; names are bounded by the configuration's size).
-fn intern_header(name: &str) -> &'static str {
-    thread_local! {
-        static NAMES: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
-    }
-    NAMES.with(|names| {
-        let mut names = names.borrow_mut();
-        match names.iter().find(|n| **n == name) {
-            Some(n) => n,
-            None => {
-                let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
-                names.push(leaked);
-                leaked
-            }
-        }
-    })
-}
-
-/// Whether a header name is one of the plugin's own (`x-agent-iam-*`, any case, `_` for `-`).
-pub fn is_identity_header(name: &str) -> bool {
-    name.len() >= IDENTITY_HEADER_PREFIX.len()
-        && name.bytes().zip(IDENTITY_HEADER_PREFIX.bytes()).all(|(a, p)| {
-            let a = a.to_ascii_lowercase();
-            a == p || (a == b'_' && p == b'-')
-        })
-}
-
 fn request_id(headers: &Headers<'_>) -> String {
     single_text(headers, "x-request-id")
         .filter(|id| id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
         .unwrap_or("")
         .to_owned()
-}
-
-/// Percent-encodes `%` and every byte outside visible ASCII and space, so CR, LF and NUL can never reach a
-/// forwarded header (CVE-2023-27493) and the encoding is reversible.
-pub fn header_safe(value: &str) -> String {
-    if value.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'%') {
-        return value.to_owned();
-    }
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'%' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// RFC 6750 §3: `error_description` may not contain `"` or `\`.
-fn challenge_safe(description: &str) -> String {
-    description.chars().map(|c| if c == '"' || c == '\\' || !(' '..='~').contains(&c) { '\'' } else { c }).collect()
 }
 
 #[cfg(test)]

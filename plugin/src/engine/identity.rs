@@ -1,0 +1,115 @@
+//! The identity headers: the ones the plugin sets on an allowed request, and the client-sent ones it removes.
+
+use super::Engine;
+use crate::request::Headers;
+use crate::token::VerifiedToken;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// Every header the plugin sets starts with this prefix; every client-sent header that does (in any case,
+/// with `_` for `-`) is removed before the plugin sets its own (CVE-2023-27487 class).
+pub const IDENTITY_HEADER_PREFIX: &str = "x-agent-iam-";
+/// The verified agent: the current actor.
+pub const AGENT_HEADER: &str = "x-agent-iam-agent";
+/// The verified subject (`sub`).
+pub const SUBJECT_HEADER: &str = "x-agent-iam-subject";
+/// The issuer that vouched for the token.
+pub const ISSUER_HEADER: &str = "x-agent-iam-issuer";
+/// The rule that allowed the request.
+pub const RULE_HEADER: &str = "x-agent-iam-rule";
+/// Set (instead of the identity headers) on a request forwarded in dry-run mode that enforcement would have
+/// refused: `<status> <reason>`, e.g. `403 no_rule_allows`.
+pub const DRY_RUN_HEADER: &str = "x-agent-iam-dry-run";
+/// Prefix of the headers carrying selected claims (`forward_claims`).
+pub const CLAIM_HEADER_PREFIX: &str = "x-agent-iam-claim-";
+/// The delegation chain, current actor first (see [`crate::token::DelegationChain::header_value`]); only set
+/// when the token carries `act`.
+pub const CHAIN_HEADER: &str = "x-agent-iam-chain";
+
+/// A header value the plugin sets: shared, since the identity of a cached token is escaped once and then set on
+/// every request that presents it.
+pub type HeaderValue = Rc<str>;
+
+impl Engine {
+    /// The identity headers for a verified token: agent, subject, issuer, chain, selected claims.
+    pub(super) fn identity(&self, verified: &VerifiedToken) -> Vec<(&'static str, HeaderValue)> {
+        let mut set = Vec::with_capacity(4 + self.settings.forward_claims.len());
+        set.push((AGENT_HEADER, header_safe(verified.agent()).into()));
+        set.push((SUBJECT_HEADER, header_safe(verified.subject()).into()));
+        set.push((ISSUER_HEADER, header_safe(&verified.issuer).into()));
+        if verified.chain.depth() > 0 {
+            set.push((CHAIN_HEADER, verified.chain.header_value().into()));
+        }
+        for (claim, header) in &self.settings.forward_claims {
+            let value = match verified.claims.get(claim) {
+                None => continue,
+                Some(found) if found.is_null() => continue,
+                Some(found) => match found.as_str() {
+                    Some(s) => header_safe(s).into(),
+                    // Other values are forwarded as compact JSON, whatever spacing the token used.
+                    None => header_safe(&found.to_value().to_string()).into(),
+                },
+            };
+            // The header names were built from validated claim names at configuration time; leaking them
+            // once per configuration keeps `set` free of per-request allocations of names.
+            set.push((intern_header(header), value));
+        }
+        set
+    }
+}
+
+/// Every client-sent identity header, each name once.
+pub(super) fn identity_headers_in(headers: &Headers<'_>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for &(n, _) in headers.iter().filter(|(n, _)| is_identity_header(n)) {
+        if !out.iter().any(|o| o == n) {
+            out.push(n.to_owned());
+        }
+    }
+    out
+}
+
+/// `&'static str` for a configured claim header name, leaked once per distinct name for the life of the VM
+/// (configurations are few; names are bounded by the configuration's size).
+fn intern_header(name: &str) -> &'static str {
+    thread_local! {
+        static NAMES: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+    }
+    NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        match names.iter().find(|n| **n == name) {
+            Some(n) => n,
+            None => {
+                let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+                names.push(leaked);
+                leaked
+            }
+        }
+    })
+}
+
+/// Whether a header name is one of the plugin's own (`x-agent-iam-*`, any case, `_` for `-`).
+pub fn is_identity_header(name: &str) -> bool {
+    name.len() >= IDENTITY_HEADER_PREFIX.len()
+        && name.bytes().zip(IDENTITY_HEADER_PREFIX.bytes()).all(|(a, p)| {
+            let a = a.to_ascii_lowercase();
+            a == p || (a == b'_' && p == b'-')
+        })
+}
+
+/// Percent-encodes `%` and every byte outside visible ASCII and space, so CR, LF and NUL can never reach a
+/// forwarded header (CVE-2023-27493) and the encoding is reversible.
+pub fn header_safe(value: &str) -> String {
+    if value.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'%') {
+        return value.to_owned();
+    }
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,180 @@
+//! Denials: status, `WWW-Authenticate` challenge (RFC 6750) and JSON body for each reason a request fails.
+
+use super::{Engine, Failure, HeaderValue};
+use crate::token::TokenError;
+
+/// A local reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// 400, 401, 403, or 503 when the issuer's keys are unavailable.
+    pub status: u16,
+    /// Response headers (the challenge and the content type).
+    pub headers: Vec<(&'static str, String)>,
+    /// `{"error", "error_description", "request_id", "rule"?}`.
+    pub body: String,
+    /// Envoy response-code details: `agent_iam.<reason>`, no spaces.
+    pub details: String,
+    /// The metric/audit label of the reason.
+    pub reason: &'static str,
+    /// The deny rule that decided, for metrics and audit (whether or not the body names it).
+    pub rule: Option<String>,
+    /// For a policy denial, who was refused: the identity an allow would have forwarded (for audit, never
+    /// sent to the client); empty when the token did not verify.
+    pub identity: Vec<(&'static str, HeaderValue)>,
+}
+
+impl Engine {
+    pub(super) fn denial(&self, mut failure: Failure, request_id: String) -> Denial {
+        // Scope tokens were checked at compile time to be visible ASCII without quotes or backslashes.
+        let scope = match &failure {
+            Failure::Forbidden { missing_scope: Some(s), .. } => Some(s.clone()),
+            _ => None,
+        };
+        // Moved out, not copied: the match below needs only the rest of the failure.
+        let identity = match &mut failure {
+            Failure::Forbidden { identity, .. } => std::mem::take(identity),
+            _ => Vec::new(),
+        };
+        let (status, error, description, reason, rule): (u16, Option<&str>, String, &'static str, Option<String>) =
+            match failure {
+                Failure::BadRequest(e) => (400, Some("invalid_request"), e.to_string(), e.label(), None),
+                Failure::TwoCredentials => (
+                    400,
+                    Some("invalid_request"),
+                    "more than one credential in the request".into(),
+                    "multiple_credentials",
+                    None,
+                ),
+                Failure::NoToken => (401, None, "a bearer token is required".into(), "missing_token", None),
+                Failure::Token(TokenError::KeysUnavailable)
+                | Failure::RemoteKeys { error: TokenError::KeysUnavailable, .. } => (
+                    503,
+                    Some("temporarily_unavailable"),
+                    TokenError::KeysUnavailable.to_string(),
+                    TokenError::KeysUnavailable.metric_label(),
+                    None,
+                ),
+                Failure::Token(e) | Failure::RemoteKeys { error: e, .. } => {
+                    (401, Some("invalid_token"), e.to_string(), e.metric_label(), None)
+                }
+                Failure::Forbidden { rule: Some(rule), .. } => (
+                    403,
+                    Some("insufficient_scope"),
+                    format!("denied by rule \"{rule}\""),
+                    "denied_by_rule",
+                    Some(rule),
+                ),
+                Failure::Forbidden { rule: None, missing_scope: Some(s), .. } => {
+                    (403, Some("insufficient_scope"), format!("the token lacks scope \"{s}\""), "no_rule_allows", None)
+                }
+                Failure::Forbidden { rule: None, missing_scope: None, .. } => {
+                    (403, Some("insufficient_scope"), "no rule allows this request".into(), "no_rule_allows", None)
+                }
+            };
+        if status == 403 && self.settings.policy_denial_status == 404 {
+            // Hide what exists: a plain 404, no challenge, no rule, no scope.
+            return Denial {
+                status: 404,
+                headers: vec![("content-type", "application/json".to_owned())],
+                body: json_body(&[
+                    ("error", "not_found"),
+                    ("error_description", "not found"),
+                    ("request_id", &request_id),
+                ]),
+                details: format!("agent_iam.{reason}"),
+                reason,
+                rule,
+                identity,
+            };
+        }
+        let deciding_rule = rule.clone();
+        let rule = rule.filter(|_| self.settings.expose_rule);
+        let description = if status == 403 && !self.settings.expose_rule && description.starts_with("denied by rule") {
+            "access denied by policy".to_owned()
+        } else {
+            description
+        };
+        let mut headers = vec![("content-type", "application/json".to_owned())];
+        if status == 401 || status == 403 {
+            // RFC 6750 §3: no error attributes when the request carried no token.
+            let mut challenge = match error {
+                Some(error) => format!(
+                    "Bearer realm=\"{}\", error=\"{error}\", error_description=\"{}\"",
+                    self.settings.realm,
+                    challenge_safe(&description)
+                ),
+                None => format!("Bearer realm=\"{}\"", self.settings.realm),
+            };
+            if let Some(scope) = scope {
+                challenge.push_str(&format!(", scope=\"{}\"", challenge_safe(&scope)));
+            }
+            headers.push(("www-authenticate", challenge));
+        }
+        let mut fields = vec![
+            ("error", error.unwrap_or("missing_token")),
+            ("error_description", description.as_str()),
+            ("request_id", request_id.as_str()),
+        ];
+        if let Some(rule) = &rule {
+            fields.push(("rule", rule));
+        }
+        Denial {
+            status,
+            headers,
+            body: json_body(&fields),
+            details: format!("agent_iam.{reason}"),
+            reason,
+            rule: deciding_rule,
+            identity,
+        }
+    }
+}
+
+/// A flat JSON object of strings, written directly: a denial is on the request path, and building a
+/// `serde_json::Value` to print it cost more than the rest of the denial.
+pub(super) fn json_body(fields: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(96 + fields.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>());
+    out.push('{');
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_string(&mut out, name);
+        out.push(':');
+        json_string(&mut out, value);
+    }
+    out.push('}');
+    out
+}
+
+/// Appends `s` as a JSON string (RFC 8259 escapes).
+fn json_string(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    // Runs that need no escape are copied whole; every byte that does is ASCII, so each run ends on a
+    // character boundary.
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if b != b'"' && b != b'\\' && b >= 0x20 {
+            continue;
+        }
+        out.push_str(s.get(run..i).unwrap_or_default());
+        run = i + 1;
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            _ => {
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
+            }
+        }
+    }
+    out.push_str(s.get(run..).unwrap_or_default());
+    out.push('"');
+}
+
+/// RFC 6750 §3: `error_description` may not contain `"` or `\`.
+fn challenge_safe(description: &str) -> String {
+    description.chars().map(|c| if c == '"' || c == '\\' || !(' '..='~').contains(&c) { '\'' } else { c }).collect()
+}

@@ -1,0 +1,89 @@
+//! The response and forwarding settings of a configuration, as [`crate::config`] builds them.
+
+use crate::request::{MethodOverride, PathParameters};
+
+/// Which signature backend the configuration asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CryptoPreference {
+    /// Envoy's BoringSSL (the `verify_signature` foreign function) for every algorithm that passes the
+    /// start-up self-test, pure Rust for the rest.
+    Auto,
+    /// Pure Rust inside the VM for everything.
+    PureRust,
+}
+
+/// Where a request's token may come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A header (lower-case name), with an optional scheme prefix matched case-insensitively (`Bearer `).
+    Header {
+        /// Header name.
+        name: String,
+        /// Prefix before the token, including its separator.
+        prefix: Option<String>,
+    },
+    /// A query parameter (only when configured: tokens in URLs end up in logs).
+    Query {
+        /// Parameter name.
+        name: String,
+    },
+}
+
+/// Enforce decisions, or only record them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Deny what policy does not allow.
+    Enforce,
+    /// Evaluate and record everything, block nothing: a would-be denial is forwarded with
+    /// [`DRY_RUN_HEADER`] and logged.
+    DryRun,
+}
+
+/// Response and forwarding settings of a configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Realm of `WWW-Authenticate` challenges.
+    pub realm: String,
+    /// Signature backend preference.
+    pub crypto: CryptoPreference,
+    /// Verified tokens cached per worker.
+    pub cache_capacity: usize,
+    /// Where tokens come from; more than one credential in a request is a 400.
+    pub token_sources: Vec<TokenSource>,
+    /// Enforce or dry-run.
+    pub mode: Mode,
+    /// Status of a policy denial: 403, or 404 to hide what exists.
+    pub policy_denial_status: u16,
+    /// Whether a policy denial names the deciding rule in its body.
+    pub expose_rule: bool,
+    /// Whether the credential is forwarded upstream (removed when false).
+    pub forward_credential: bool,
+    /// Claims forwarded as `x-agent-iam-claim-<name>` headers: (claim, header name).
+    pub forward_claims: Vec<(String, String)>,
+    /// Whether the filter writes each decision and identity to Envoy filter state, for access logs and
+    /// later filters.
+    pub filter_state: bool,
+    /// What segment parameters (`/admin;x=1`) mean.
+    pub path_parameters: PathParameters,
+    /// What a method override (`X-HTTP-Method-Override`, `_method`) does.
+    pub method_override: MethodOverride,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            realm: "agent-iam".into(),
+            crypto: CryptoPreference::Auto,
+            cache_capacity: crate::token::cache::DEFAULT_CAPACITY,
+            token_sources: vec![TokenSource::Header { name: "authorization".into(), prefix: Some("Bearer ".into()) }],
+            mode: Mode::Enforce,
+            policy_denial_status: 403,
+            expose_rule: true,
+            forward_credential: true,
+            forward_claims: Vec::new(),
+            filter_state: false,
+            path_parameters: PathParameters::default(),
+            method_override: MethodOverride::default(),
+        }
+    }
+}
