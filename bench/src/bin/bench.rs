@@ -23,7 +23,8 @@ use agent_iam::token::{Algorithm, CryptoBackend, PureRust, Verifier};
 use agent_iam_bench::measure::{Harness, Stats, load_average, machine};
 use agent_iam_host::{Host, LogLevel, Vm};
 use agent_iam_tests::modules::BASELINE_WAT;
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
+use clap::Parser;
 use serde_json::{Map, Value, json};
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -46,8 +47,31 @@ const TARGET_CACHED_NS_WASM: f64 = 5_000.0;
 const TARGET_CACHED_NS_NATIVE: f64 = 1_000.0;
 const TARGET_VERIFY_OVER_RAW: f64 = 1.3;
 
+/// The token-path benchmark: natively and through the real .wasm in the wasmtime host; writes
+/// target/bench/token.json and prints a table.
+#[derive(Parser)]
+#[command(name = "agent-iam-bench", version)]
+struct Cli {
+    /// Short run (warm-up 30 ms, samples of 3 ms, 11 samples), for smoke tests; the options below override it.
+    #[arg(long)]
+    quick: bool,
+    /// Samples (batches) per figure, at least 3 [default: 40, 11 with --quick].
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(3..))]
+    samples: Option<usize>,
+    /// Target duration of one sample, in milliseconds [default: 20, 3 with --quick].
+    #[arg(long = "sample-ms", value_name = "MS")]
+    sample_ms: Option<u64>,
+    /// Discarded warm-up before each figure, in milliseconds [default: 300, 30 with --quick].
+    #[arg(long = "warmup-ms", value_name = "MS")]
+    warmup_ms: Option<u64>,
+    /// Where to write the JSON report [default: target/bench/token.json in the workspace].
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+}
+
 fn main() {
-    if let Err(e) = run() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
         eprintln!("agent-iam-bench: {e:#}");
         std::process::exit(1);
     }
@@ -280,37 +304,27 @@ fn time_requests(
 // The run
 // ---------------------------------------------------------------------------------------------
 
-fn parse_args() -> Result<(Harness, PathBuf)> {
-    let mut harness = Harness { warmup: Duration::from_millis(300), sample: Duration::from_millis(20), samples: 40 };
-    let mut out = agent_iam_host::workspace_root().join("target/bench/token.json");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--quick" => {
-                harness = Harness { warmup: Duration::from_millis(30), sample: Duration::from_millis(3), samples: 11 }
-            }
-            "--samples" => harness.samples = value("--samples")?.parse().context("--samples")?,
-            "--sample-ms" => harness.sample = Duration::from_millis(value("--sample-ms")?.parse()?),
-            "--warmup-ms" => harness.warmup = Duration::from_millis(value("--warmup-ms")?.parse()?),
-            "--out" => out = PathBuf::from(value("--out")?),
-            "-h" | "--help" => {
-                println!(
-                    "agent-iam-bench [--quick] [--samples N] [--sample-ms MS] [--warmup-ms MS] [--out PATH]\n\
-                     Token-path benchmark; writes {} and prints a table.",
-                    out.display()
-                );
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument `{other}` (try --help)"),
-        }
+fn options(cli: Cli) -> (Harness, PathBuf) {
+    let mut harness = if cli.quick {
+        Harness { warmup: Duration::from_millis(30), sample: Duration::from_millis(3), samples: 11 }
+    } else {
+        Harness { warmup: Duration::from_millis(300), sample: Duration::from_millis(20), samples: 40 }
+    };
+    if let Some(samples) = cli.samples {
+        harness.samples = samples;
     }
-    ensure!(harness.samples >= 3, "--samples must be at least 3");
-    Ok((harness, out))
+    if let Some(ms) = cli.sample_ms {
+        harness.sample = Duration::from_millis(ms);
+    }
+    if let Some(ms) = cli.warmup_ms {
+        harness.warmup = Duration::from_millis(ms);
+    }
+    let out = cli.out.unwrap_or_else(|| agent_iam_host::workspace_root().join("target/bench/token.json"));
+    (harness, out)
 }
 
-fn run() -> Result<()> {
-    let (harness, out) = parse_args()?;
+fn run(cli: Cli) -> Result<()> {
+    let (harness, out) = options(cli);
     let started = Instant::now();
     if cfg!(debug_assertions) {
         eprintln!("agent-iam-bench: WARNING: this is a debug build; the figures measure the debug build");

@@ -43,7 +43,8 @@ use agent_iam_bench::loadgen::{self, Plan, Report};
 use agent_iam_bench::measure::{load_average, machine, percentile};
 use agent_iam_tests::demo::{self, DemoKeys, DemoTokens, Ports};
 use agent_iam_tests::testbed::{self, Envoy};
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
+use clap::Parser;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -158,44 +159,72 @@ struct Options {
     out_dir: PathBuf,
 }
 
+/// In real Envoy, agent-iam beside Envoy's own jwt_authn + rbac: throughput (closed loop) and latency at a
+/// fixed rate (open loop); writes target/bench/envoy.json and envoy.md.
+#[derive(Parser)]
+#[command(name = "agent-iam-envoy-bench", version)]
+struct Cli {
+    /// Measured rounds; figures are medians over the rounds [default: 3, 1 with --quick].
+    #[arg(long, value_name = "N", value_parser = positive)]
+    rounds: Option<usize>,
+    /// Seconds per measured run [default: 5, 1 with --quick].
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: Option<u64>,
+    /// Seconds of the discarded warm-up per configuration [default: 2, 1 with --quick].
+    #[arg(long, value_name = "S")]
+    warmup: Option<u64>,
+    /// Connections of the closed-loop runs (wrk, or the built-in generator).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = positive)]
+    connections: usize,
+    /// Connections of the open-loop (fixed rate) runs.
+    #[arg(long = "open-connections", value_name = "N", default_value_t = 16, value_parser = positive)]
+    open_connections: usize,
+    /// Closed loop by the built-in generator even if wrk is installed.
+    #[arg(long = "no-wrk")]
+    no_wrk: bool,
+    /// No `perf record` profile of Envoy, even if perf is installed.
+    #[arg(long = "no-perf")]
+    no_perf: bool,
+    /// Do not run Envoy and the load generator under SCHED_FIFO, even where allowed.
+    #[arg(long = "no-realtime")]
+    no_realtime: bool,
+    /// Short run: 1 round of 1 s after a 1 s warm-up; --rounds, --seconds and --warmup override it.
+    #[arg(long)]
+    quick: bool,
+    /// Directory for envoy.json and envoy.md [default: target/bench in the workspace].
+    #[arg(long = "out-dir", value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+}
+
+/// A count of at least 1.
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be positive".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl Options {
-    fn parse() -> Result<Options> {
-        let mut o = Options {
-            rounds: 3,
-            seconds: 5,
-            warmup: 2,
-            connections: 16,
-            open_connections: 16,
-            use_wrk: true,
-            perf: true,
-            realtime: true,
-            out_dir: agent_iam_host::workspace_root().join("target/bench"),
-        };
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
-            match arg.as_str() {
-                "--rounds" => o.rounds = value()?.parse().context("--rounds")?,
-                "--seconds" => o.seconds = value()?.parse().context("--seconds")?,
-                "--warmup" => o.warmup = value()?.parse().context("--warmup")?,
-                "--connections" => o.connections = value()?.parse().context("--connections")?,
-                "--open-connections" => o.open_connections = value()?.parse().context("--open-connections")?,
-                "--no-wrk" => o.use_wrk = false,
-                "--no-perf" => o.perf = false,
-                "--no-realtime" => o.realtime = false,
-                "--quick" => (o.rounds, o.seconds, o.warmup) = (1, 1, 1),
-                "--out-dir" => o.out_dir = PathBuf::from(value()?),
-                other => bail!("unknown argument {other:?}"),
-            }
+    fn from_cli(cli: Cli) -> Options {
+        let (rounds, seconds, warmup) = if cli.quick { (1, 1, 1) } else { (3, 5, 2) };
+        Options {
+            rounds: cli.rounds.unwrap_or(rounds),
+            seconds: cli.seconds.unwrap_or(seconds),
+            warmup: cli.warmup.unwrap_or(warmup),
+            connections: cli.connections,
+            open_connections: cli.open_connections,
+            use_wrk: !cli.no_wrk,
+            perf: !cli.no_perf,
+            realtime: !cli.no_realtime,
+            out_dir: cli.out_dir.unwrap_or_else(|| agent_iam_host::workspace_root().join("target/bench")),
         }
-        ensure!(o.rounds > 0 && o.seconds > 0, "--rounds and --seconds must be positive");
-        ensure!(o.connections > 0 && o.open_connections > 0, "connections must be positive");
-        Ok(o)
     }
 }
 
 fn main() {
-    if let Err(e) = run() {
+    let opts = Options::from_cli(Cli::parse());
+    if let Err(e) = run(opts) {
         eprintln!("agent-iam-envoy-bench: {e:#}");
         std::process::exit(1);
     }
@@ -640,8 +669,7 @@ fn wrk_version() -> Option<String> {
 // Main
 // ---------------------------------------------------------------------------------------------
 
-fn run() -> Result<()> {
-    let opts = Options::parse()?;
+fn run(opts: Options) -> Result<()> {
     let t0 = Instant::now();
     let load_at_start = load_average();
     // Before pinning: the machine's CPUs, not this thread's.

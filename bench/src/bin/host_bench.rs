@@ -20,6 +20,7 @@ use agent_iam_bench::measure::Harness;
 use agent_iam_host::{Host, LogLevel, Vm};
 use agent_iam_tests::modules::BASELINE_WAT;
 use anyhow::{Context, Result, ensure};
+use clap::Parser;
 use serde_json::{Map, Value, json};
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -33,8 +34,22 @@ const AGENTS: usize = 100;
 /// Requests per metered batch.
 const METERED: u64 = 20;
 
+/// What one request costs inside the real .wasm in the wasmtime host: ns, ns inside the module, wasm
+/// instructions; writes target/bench/host.json.
+#[derive(Parser)]
+#[command(name = "agent-iam-host-bench", version)]
+struct Cli {
+    /// Short run (fewer, shorter samples), for smoke tests.
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the JSON report [default: target/bench/host.json in the workspace].
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+}
+
 fn main() {
-    if let Err(e) = run() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
         eprintln!("agent-iam-host-bench: {e:#}");
         std::process::exit(1);
     }
@@ -160,17 +175,9 @@ fn send(vm: &mut Vm, path: &str, bearer: Option<&str>) -> agent_iam_host::Outcom
     r.send()
 }
 
-fn run() -> Result<()> {
-    let mut quick = false;
-    let mut out = agent_iam_host::workspace_root().join("target/bench/host.json");
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--quick" => quick = true,
-            "--out" => out = PathBuf::from(args.next().context("--out needs a path")?),
-            other => anyhow::bail!("unknown option {other} (agent-iam-host-bench [--quick] [--out PATH])"),
-        }
-    }
+fn run(cli: Cli) -> Result<()> {
+    let quick = cli.quick;
+    let out = cli.out.unwrap_or_else(|| agent_iam_host::workspace_root().join("target/bench/host.json"));
     let harness = if quick {
         Harness { warmup: Duration::from_millis(30), sample: Duration::from_millis(3), samples: 11 }
     } else {

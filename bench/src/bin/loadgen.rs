@@ -11,48 +11,65 @@
 
 use agent_iam_bench::loadgen::{self, Plan};
 use anyhow::{Context, Result, bail};
+use clap::{ArgGroup, Parser};
 use std::time::Duration;
 
+/// HTTP/1.1 load on 127.0.0.1 at a fixed rate (open loop) or as fast as the server answers (closed loop);
+/// prints p50/p90/p99/p99.9/max as JSON.
+#[derive(Parser)]
+#[command(name = "agent-iam-loadgen", version)]
+#[command(group(ArgGroup::new("mode").required(true).args(["rate", "closed"])))]
+struct Cli {
+    /// Port on 127.0.0.1 to load.
+    #[arg(long, value_name = "P")]
+    port: u16,
+    /// Requests per second, sent at fixed intervals (open loop; latency from each intended send time).
+    #[arg(long, value_name = "R", value_parser = positive)]
+    rate: Option<f64>,
+    /// Closed loop: each connection sends its next request when the last one is answered (maximum throughput).
+    #[arg(long)]
+    closed: bool,
+    /// Duration of the run, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 10.0, value_parser = positive)]
+    seconds: f64,
+    /// Keep-alive connections.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    connections: usize,
+    /// Request path.
+    #[arg(long, value_name = "P", default_value = "/")]
+    path: String,
+    /// A header sent with every request (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    /// One token a line, sent in turn as `authorization: Bearer <token>`, one per request.
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<String>,
+}
+
+/// A finite number above zero.
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        Ok(_) => Err("must be a positive number".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn parse_header(header: &str) -> Result<(String, String), String> {
+    let (name, value) = header.split_once(':').ok_or("takes `name: value`")?;
+    Ok((name.trim().to_owned(), value.trim().to_owned()))
+}
+
 fn main() {
-    if let Err(e) = run() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
         eprintln!("agent-iam-loadgen: {e:#}");
         std::process::exit(1);
     }
 }
 
-fn run() -> Result<()> {
-    let mut args = std::env::args().skip(1);
-    let (mut port, mut rate, mut closed, mut seconds, mut connections) = (None, None, false, 10.0, 16);
-    let (mut path, mut headers, mut tokens) = ("/".to_owned(), Vec::new(), None);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--port" => port = Some(value()?.parse::<u16>().context("--port")?),
-            "--rate" => rate = Some(value()?.parse::<f64>().context("--rate")?),
-            "--closed" => closed = true,
-            "--seconds" => seconds = value()?.parse::<f64>().context("--seconds")?,
-            "--connections" => connections = value()?.parse::<usize>().context("--connections")?,
-            "--path" => path = value()?,
-            "--header" => {
-                let header = value()?;
-                let (name, v) = header.split_once(':').context("--header takes `name: value`")?;
-                headers.push((name.trim().to_owned(), v.trim().to_owned()));
-            }
-            "--tokens" => tokens = Some(value()?),
-            "--help" | "-h" => {
-                println!(
-                    "agent-iam-loadgen --port P (--rate R | --closed) [--seconds S] [--connections N] [--path P] \
-                     [--header 'name: value'] [--tokens FILE]"
-                );
-                return Ok(());
-            }
-            other => bail!("unknown argument {other:?} (try --help)"),
-        }
-    }
-    let port = port.context("--port is required")?;
-    if closed == rate.is_some() {
-        bail!("give either --rate R (open loop) or --closed");
-    }
+fn run(cli: Cli) -> Result<()> {
+    let Cli { port, rate, closed: _, seconds, connections, path, headers, tokens } = cli;
     let fixed: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     let requests = match tokens {
         None => vec![loadgen::get_request(&path, &fixed)],

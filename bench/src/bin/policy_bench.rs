@@ -24,6 +24,7 @@ use agent_iam::request::{Peer, Request};
 use agent_iam::token::VerifiedToken;
 use agent_iam_bench::measure::{Harness, Stats, load_average, machine};
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use clap::Parser;
 use serde_json::{Map, Value, json};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::{HashMap, HashSet};
@@ -143,7 +144,8 @@ fn counted<T>(f: impl FnOnce() -> T) -> (T, Allocation) {
 }
 
 fn main() {
-    if let Err(e) = run() {
+    let options = Options::from_cli(Cli::parse());
+    if let Err(e) = run(options) {
         eprintln!("agent-iam-policy-bench: {e:#}");
         std::process::exit(1);
     }
@@ -732,52 +734,83 @@ struct Options {
     dump: Option<PathBuf>,
 }
 
-fn parse_args() -> Result<Options> {
-    let root = agent_iam_host::workspace_root();
-    let mut o = Options {
-        harness: Harness { warmup: Duration::from_millis(200), sample: Duration::from_millis(20), samples: 31 },
-        budget: Duration::from_secs(20),
-        sizes: SIZES.to_vec(),
-        requests: 300,
-        wasm: Some(root.join("target/bench-wasm/wasm32-wasip1/release/agent_iam.wasm")),
-        out: root.join("target/bench/policy.json"),
-        dump: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--quick" => {
-                o.harness = Harness { warmup: Duration::from_millis(20), sample: Duration::from_millis(3), samples: 7 };
-                o.budget = Duration::from_secs(2);
-                o.requests = 60;
-            }
-            "--samples" => o.harness.samples = value("--samples")?.parse().context("--samples")?,
-            "--sample-ms" => o.harness.sample = Duration::from_millis(value("--sample-ms")?.parse()?),
-            "--warmup-ms" => o.harness.warmup = Duration::from_millis(value("--warmup-ms")?.parse()?),
-            "--requests" => o.requests = value("--requests")?.parse().context("--requests")?,
-            "--sizes" => {
-                o.sizes = value("--sizes")?.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
-            }
-            "--wasm" => o.wasm = Some(PathBuf::from(value("--wasm")?)),
-            "--no-wasm" => o.wasm = None,
-            "--out" => o.out = PathBuf::from(value("--out")?),
-            "--dump" => o.dump = Some(PathBuf::from(value("--dump")?)),
-            "-h" | "--help" => {
-                println!(
-                    "agent-iam-policy-bench [--quick] [--samples N] [--sample-ms MS] [--warmup-ms MS] [--sizes 10,100] \
-                     [--requests R] [--wasm PATH | --no-wasm] [--out PATH] [--dump DIR]\n\
-                     Policy evaluation: ours (native and .wasm) beside Cedar and Rego; writes {}.",
-                    o.out.display()
-                );
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument `{other}` (try --help)"),
+/// Policy evaluation: ours (native and in the .wasm) beside Cedar and Rego (regorus) on the same N-rule
+/// policies and requests; writes target/bench/policy.json and prints a table.
+#[derive(Parser)]
+#[command(name = "agent-iam-policy-bench", version)]
+struct Cli {
+    /// Short run (warm-up 20 ms, samples of 3 ms, 7 samples, 60 requests, 2 s per figure), for smoke tests; the
+    /// options below override it.
+    #[arg(long)]
+    quick: bool,
+    /// Samples (batches) per figure, at least 3 [default: 31, 7 with --quick].
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(3..))]
+    samples: Option<usize>,
+    /// Target duration of one sample, in milliseconds [default: 20, 3 with --quick].
+    #[arg(long = "sample-ms", value_name = "MS")]
+    sample_ms: Option<u64>,
+    /// Discarded warm-up before each figure, in milliseconds [default: 200, 20 with --quick].
+    #[arg(long = "warmup-ms", value_name = "MS")]
+    warmup_ms: Option<u64>,
+    /// Policy sizes in rules, comma-separated [default: 10,100,1000,10000].
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',', value_parser = size)]
+    sizes: Option<Vec<usize>>,
+    /// Requests decided per size, a positive multiple of 3 [default: 300, 60 with --quick].
+    #[arg(long, value_name = "R", value_parser = multiple_of_3)]
+    requests: Option<usize>,
+    /// The plugin .wasm built with `bench-exports` [default:
+    /// target/bench-wasm/wasm32-wasip1/release/agent_iam.wasm in the workspace].
+    #[arg(long, value_name = "PATH", conflicts_with = "no_wasm")]
+    wasm: Option<PathBuf>,
+    /// Leave out our evaluator in the .wasm.
+    #[arg(long = "no-wasm")]
+    no_wasm: bool,
+    /// Where to write the JSON report [default: target/bench/policy.json in the workspace].
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+    /// Write each size's policy as ours, Cedar and Rego, and the requests, to this directory.
+    #[arg(long, value_name = "DIR")]
+    dump: Option<PathBuf>,
+}
+
+fn size(s: &str) -> Result<usize, String> {
+    s.trim().parse().map_err(|e| format!("{e}"))
+}
+
+fn multiple_of_3(s: &str) -> Result<usize, String> {
+    let n: usize = s.trim().parse().map_err(|e| format!("{e}"))?;
+    if n >= 3 && n.is_multiple_of(3) { Ok(n) } else { Err("must be a positive multiple of 3".into()) }
+}
+
+impl Options {
+    fn from_cli(cli: Cli) -> Options {
+        let root = agent_iam_host::workspace_root();
+        let (mut harness, budget, requests) = if cli.quick {
+            (Harness { warmup: Duration::from_millis(20), sample: Duration::from_millis(3), samples: 7 }, 2, 60)
+        } else {
+            (Harness { warmup: Duration::from_millis(200), sample: Duration::from_millis(20), samples: 31 }, 20, 300)
+        };
+        if let Some(samples) = cli.samples {
+            harness.samples = samples;
+        }
+        if let Some(ms) = cli.sample_ms {
+            harness.sample = Duration::from_millis(ms);
+        }
+        if let Some(ms) = cli.warmup_ms {
+            harness.warmup = Duration::from_millis(ms);
+        }
+        let wasm = (!cli.no_wasm)
+            .then(|| cli.wasm.unwrap_or_else(|| root.join("target/bench-wasm/wasm32-wasip1/release/agent_iam.wasm")));
+        Options {
+            harness,
+            budget: Duration::from_secs(budget),
+            sizes: cli.sizes.unwrap_or_else(|| SIZES.to_vec()),
+            requests: cli.requests.unwrap_or(requests),
+            wasm,
+            out: cli.out.unwrap_or_else(|| root.join("target/bench/policy.json")),
+            dump: cli.dump,
         }
     }
-    ensure!(o.harness.samples >= 3, "--samples must be at least 3");
-    ensure!(o.requests >= 3 && o.requests.is_multiple_of(3), "--requests must be a positive multiple of 3");
-    Ok(o)
 }
 
 /// One figure in the table.
@@ -787,8 +820,7 @@ struct Row {
     what: String,
 }
 
-fn run() -> Result<()> {
-    let o = parse_args()?;
+fn run(o: Options) -> Result<()> {
     let started = Instant::now();
     if cfg!(debug_assertions) {
         eprintln!("agent-iam-policy-bench: WARNING: this is a debug build; the figures measure the debug build");

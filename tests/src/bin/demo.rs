@@ -11,14 +11,32 @@
 use agent_iam_tests::demo::{self, DemoKeys, DemoTokens, Gateway, Ports, RemoteKeysGateway};
 use agent_iam_tests::testbed::JwksServer;
 use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
 use std::io::Write;
 
+/// The agent-iam gateway demo in real Envoy (`make demo`, `make up`).
+#[derive(Parser)]
+#[command(name = "agent-iam-demo", version)]
+struct Cli {
+    /// What to do; `run` if omitted.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay the scenario on three gateways on free ports, print each decision, stop; exit 0 only if every
+    /// decision was the expected one.
+    Run,
+    /// Start the demo gateway on the ports of envoy/demo.yaml (10000, admin 9901), write demo tokens to
+    /// target/demo/tokens/, run until interrupted.
+    Up,
+}
+
 fn main() {
-    let command = std::env::args().nth(1).unwrap_or_else(|| "run".into());
-    let result = match command.as_str() {
-        "run" => run(),
-        "up" => up(),
-        other => Err(anyhow::anyhow!("unknown command `{other}` (expected `run` or `up`)")),
+    let result = match Cli::parse().command.unwrap_or(Command::Run) {
+        Command::Run => run(),
+        Command::Up => up(),
     };
     if let Err(e) = result {
         eprintln!("agent-iam-demo: {e:#}");
@@ -153,7 +171,7 @@ fn up() -> Result<()> {
     );
     println!("\nWithout Envoy, the same decision from the real .wasm in the wasmtime host, with its explanation:\n");
     println!(
-        "  cargo run -q -p agent-iam-host --bin agent-iam -- check --config target/demo/plugin-config.json \\\n      \
+        "  cargo run -q -p agent-iam-cli --bin agent-iam -- check --config target/demo/plugin-config.json \\\n      \
          --token @target/demo/tokens/trader.jwt --method GET --path /admin/users"
     );
     println!("\nEnvoy log: target/demo/envoy.log. Press Ctrl-C to stop.");
