@@ -55,6 +55,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so printing to a closed pipe (`agent-iam schema | head`) would panic; restore the
+    // default, under which a Unix tool ends quietly when its reader goes away.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default before any thread starts has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(c) => check(c),

@@ -1,6 +1,6 @@
 //! The Envoy host crypto backend: signatures checked by Envoy's own BoringSSL through the `verify_signature`
 //! foreign function, instead of in the wasm VM. Measured on Envoy 1.40 this is several times faster than
-//! pure-Rust ECDSA inside V8 (see `../shared/design.md`).
+//! pure-Rust ECDSA inside V8 (docs/performance.md, C' against C'').
 //!
 //! Envoy's side (`source/extensions/common/wasm/foreign.cc`) parses a `VerifySignatureArguments` protobuf
 //! (`hash_function` = 1, `public_key` = 2 as DER SubjectPublicKeyInfo, `signature` = 3, `text` = 4), runs
