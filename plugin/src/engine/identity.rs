@@ -60,13 +60,18 @@ impl Engine {
 
 /// Every client-sent identity header, each name once.
 pub(super) fn identity_headers_in(headers: &Headers<'_>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for &(n, _) in headers.iter().filter(|(n, _)| is_identity_header(n)) {
+    let mut out = Vec::new();
+    push_header_names(&mut out, headers, is_identity_header);
+    out
+}
+
+/// Adds to `out` the name of every header that `select` picks, as it appears in the request, each name once.
+pub(super) fn push_header_names(out: &mut Vec<String>, headers: &Headers<'_>, select: impl Fn(&str) -> bool) {
+    for &(n, _) in headers.iter().filter(|(n, _)| select(n)) {
         if !out.iter().any(|o| o == n) {
             out.push(n.to_owned());
         }
     }
-    out
 }
 
 /// `&'static str` for a configured claim header name, leaked once per distinct name for the life of the VM

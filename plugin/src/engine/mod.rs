@@ -8,11 +8,11 @@ mod identity;
 mod response;
 mod settings;
 
-use identity::identity_headers_in;
 pub use identity::{
     AGENT_HEADER, CHAIN_HEADER, CLAIM_HEADER_PREFIX, DRY_RUN_HEADER, HeaderValue, IDENTITY_HEADER_PREFIX,
     ISSUER_HEADER, RULE_HEADER, SUBJECT_HEADER, header_safe, is_identity_header,
 };
+use identity::{identity_headers_in, push_header_names};
 pub use response::Denial;
 pub use settings::{CryptoPreference, Mode, Settings, TokenSource};
 
@@ -305,7 +305,7 @@ impl Engine {
                 // One method, however many places name it; anything else cannot be evaluated.
                 let mut wanted: Option<String> = None;
                 for value in &values {
-                    let method = request::canonical_method(value.trim_matches([' ', '\t'])).map_err(|_| refuse())?;
+                    let method = request::canonical_method(request::trim_ows(value)).map_err(|_| refuse())?;
                     match &wanted {
                         Some(w) if **w != *method => return Err(refuse()),
                         Some(_) => {}
@@ -481,11 +481,7 @@ impl Engine {
                 set.push((RULE_HEADER, rule.clone()));
                 let strip_override = self.settings.method_override == MethodOverride::Strip;
                 if strip_override {
-                    for &(name, _) in headers.iter().filter(|(n, _)| request::is_method_override_header(n)) {
-                        if !remove.iter().any(|r| r == name) {
-                            remove.push(name.to_owned());
-                        }
-                    }
+                    push_header_names(&mut remove, headers, request::is_method_override_header);
                 }
                 if !self.settings.forward_credential {
                     for source in &self.settings.token_sources {

@@ -132,6 +132,13 @@ pub struct Connection<'a> {
     pub route_tag: Option<&'a str>,
 }
 
+/// A header field's value without its leading and trailing spaces and tabs, which RFC 9110 §5.5 says are not
+/// part of it. Envoy strips them over HTTP/1.1 but not over HTTP/2, and upstreams strip them either way, so
+/// whatever reads a header value reads it without.
+pub fn trim_ows(value: &str) -> &str {
+    value.trim_matches([' ', '\t'])
+}
+
 /// Whether `name` is a lower-case HTTP header name (an RFC 9110 token).
 pub fn valid_header_name(name: &str) -> bool {
     !name.is_empty()

@@ -8,7 +8,7 @@ use super::path::{Segments, Template};
 use super::pattern::{HostPattern, IdPattern};
 use super::time::TimeWindow;
 use crate::percent::{self, Plus};
-use crate::request::{Request, valid_header_name};
+use crate::request::{Request, trim_ows, valid_header_name};
 use crate::token::VerifiedToken;
 use rustc_hash::FxHashSet;
 use serde_json::{Map, Value};
@@ -390,12 +390,6 @@ enum Fetched<'a> {
     Missing,
     /// Sent more than once, not text, or a broken escape.
     Ambiguous(&'static str),
-}
-
-/// RFC 9110 §5.5: a field value's leading and trailing spaces and tabs are not part of it. Envoy strips them
-/// over HTTP/1.1 but not over HTTP/2, and upstreams strip them either way, so a rule reads the value without.
-fn trim_ows(value: &str) -> &str {
-    value.trim_matches([' ', '\t'])
 }
 
 /// A header's value as a rule reads it: trimmed, and split into a list when it has commas.

@@ -100,15 +100,16 @@ fn country_rules() -> Policy {
     .unwrap()
 }
 
+/// The decision for `GET path` with this `x-country` value.
+fn with_country(p: &Policy, t: &VerifiedToken, path: &str, value: &'static str) -> String {
+    decide(p, t, &req("GET", path).header("x-country", value))
+}
+
 #[test]
 fn header_values_are_read_without_surrounding_whitespace() {
     let (p, t) = (country_rules(), agent(TRADER));
     for value in [" KP", "KP ", "\tKP", "KP\t", " \t KP \t "] {
-        assert_eq!(
-            decide(&p, &t, &req("GET", "/pay").header("x-country", value)),
-            "denied by \"sanctions\"",
-            "{value:?}"
-        );
+        assert_eq!(with_country(&p, &t, "/pay", value), "denied by \"sanctions\"", "{value:?}");
     }
     let p = policy(json!({"rules": [
         {"id": "all", "effect": "allow", "agents": ["*"]},
@@ -116,22 +117,14 @@ fn header_values_are_read_without_surrounding_whitespace() {
     ]}))
     .unwrap();
     for value in [" IR", "IR\t", "\t IR"] {
-        assert_eq!(decide(&p, &t, &req("GET", "/pay").header("x-country", value)), "denied by \"no-ir\"", "{value:?}");
+        assert_eq!(with_country(&p, &t, "/pay", value), "denied by \"no-ir\"", "{value:?}");
     }
     let p = country_rules();
-    assert_eq!(decide(&p, &t, &req("GET", "/us").header("x-country", " US\t")), "allowed by \"us-only\"");
+    assert_eq!(with_country(&p, &t, "/us", " US\t"), "allowed by \"us-only\"");
     // Other control characters are whitespace to some upstreams only: such a value cannot be evaluated.
     for value in ["\u{b}KP", "KP\u{c}", "U\u{1}S"] {
-        assert_eq!(
-            decide(&p, &t, &req("GET", "/pay").header("x-country", value)),
-            "denied by \"sanctions\"",
-            "{value:?}"
-        );
-        assert_eq!(
-            decide(&p, &t, &req("GET", "/us").header("x-country", value)),
-            "denied by \"sanctions\"",
-            "{value:?}"
-        );
+        assert_eq!(with_country(&p, &t, "/pay", value), "denied by \"sanctions\"", "{value:?}");
+        assert_eq!(with_country(&p, &t, "/us", value), "denied by \"sanctions\"", "{value:?}");
     }
 }
 
@@ -140,24 +133,16 @@ fn a_list_value_denies_when_any_element_matches_and_allows_only_when_every_one_d
     let (p, t) = (country_rules(), agent(TRADER));
     // What Envoy makes of two `x-forwarded-for`-style headers, and what a client may send as one.
     for value in ["US,KP", "US, KP", "KP,US", "US,\tKP ,", " ,US,,KP"] {
-        assert_eq!(
-            decide(&p, &t, &req("GET", "/pay").header("x-country", value)),
-            "denied by \"sanctions\"",
-            "{value:?}"
-        );
-        assert_eq!(
-            decide(&p, &t, &req("GET", "/us").header("x-country", value)),
-            "denied by \"sanctions\"",
-            "{value:?}"
-        );
+        assert_eq!(with_country(&p, &t, "/pay", value), "denied by \"sanctions\"", "{value:?}");
+        assert_eq!(with_country(&p, &t, "/us", value), "denied by \"sanctions\"", "{value:?}");
     }
     for value in ["US,CA", "US, US,CA"] {
-        assert_eq!(decide(&p, &t, &req("GET", "/us").header("x-country", value)), "no rule allows", "{value:?}");
-        assert_eq!(decide(&p, &t, &req("GET", "/pay").header("x-country", value)), "allowed by \"all\"", "{value:?}");
+        assert_eq!(with_country(&p, &t, "/us", value), "no rule allows", "{value:?}");
+        assert_eq!(with_country(&p, &t, "/pay", value), "allowed by \"all\"", "{value:?}");
     }
     // Every element satisfies the allow rule; a list of one is its element.
-    assert_eq!(decide(&p, &t, &req("GET", "/us").header("x-country", "US, US")), "allowed by \"us-only\"");
-    assert_eq!(decide(&p, &t, &req("GET", "/us").header("x-country", "US,")), "allowed by \"us-only\"");
+    assert_eq!(with_country(&p, &t, "/us", "US, US"), "allowed by \"us-only\"");
+    assert_eq!(with_country(&p, &t, "/us", "US,"), "allowed by \"us-only\"");
 }
 
 #[test]
