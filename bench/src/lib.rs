@@ -1,10 +1,14 @@
 //! agent-iam-bench: the benchmarks' shared code.
 //!
 //! - [`measure`]: the timing harness (calibrated batches, warm-up, medians).
+//! - [`envoy`]: what the real-Envoy benchmarks share (pinning, Envoy's CPU time, wrk).
+//! - [`hostcalls`]: the modules that price one proxy-wasm crossing in real Envoy.
 //! - [`loadgen`]: the HTTP/1.1 load generator of `make bench-envoy` and `agent-iam-loadgen`.
 //!
 //! The binaries: `agent-iam-bench` (token path), `agent-iam-host-bench` (per request in the host),
 //! `agent-iam-policy-bench` (policy evaluation beside Cedar and Rego, feature `compare`),
 //! `agent-iam-envoy-bench` (real Envoy beside `jwt_authn` + `rbac`) and `agent-iam-loadgen`.
+pub mod envoy;
+pub mod hostcalls;
 pub mod loadgen;
 pub mod measure;

@@ -35,6 +35,8 @@ pub struct Plan {
     pub rate: Option<f64>,
     /// How long requests are sent (open loop: how long the schedule runs).
     pub duration: Duration,
+    /// At most this many requests (then the run ends when they are answered, or at `duration`).
+    pub limit: Option<u64>,
 }
 
 /// What a run measured.
@@ -281,13 +283,13 @@ pub fn run(plan: &Plan, requests: &[Vec<u8>]) -> Result<Report> {
     poller.clear_timer();
     loop {
         let now = now_ns();
-        if now >= end {
+        if now >= end || plan.limit.is_some_and(|l| completed >= l) {
             break;
         }
         // Send what is due on idle connections, oldest first.
         while let Some(&c) = idle.front() {
             let intended = if interval_ns.is_some() { due(next) } else { now };
-            if intended > now {
+            if intended > now || plan.limit.is_some_and(|l| next >= l) {
                 break;
             }
             idle.pop_front();

@@ -91,7 +91,7 @@ fn run(cli: Cli) -> Result<()> {
             requests
         }
     };
-    let plan = Plan { port, connections, rate, duration: Duration::from_secs_f64(seconds) };
+    let plan = Plan { port, connections, rate, duration: Duration::from_secs_f64(seconds), limit: None };
     let report = loadgen::run(&plan, &requests)?;
     let mut json = report.json();
     json["sent"] = report.sent.into();
