@@ -107,3 +107,59 @@ fn excerpts_may_be_dedented_but_not_changed() {
     assert!(!is_excerpt(file, "b:\n  c: 2"));
     assert!(!is_excerpt(file, "b:\n c: 1"));
 }
+
+/// B' (`jwt_authn` cached + `rbac`) and C (agent-iam) must do the same work for the comparison to be fair:
+/// both forward the trading agent's request with the same identity headers. The benchmark answers from a
+/// `direct_response` route; here the route goes to an echo upstream instead, to see what each forwards.
+#[test]
+#[ignore = "needs Envoy and the release .wasm (make e2e)"]
+fn b_prime_and_c_forward_the_same_identity_headers() {
+    let wasm = agent_iam_host::plugin_wasm_path();
+    assert!(wasm.exists(), "{} not found (run `make wasm`)", wasm.display());
+    let keys = DemoKeys::generate().unwrap();
+    let tokens = demo::DemoTokens::mint(&keys, demo::now(), 600);
+    let echo = testbed::EchoUpstream::start(0).unwrap();
+    let work = agent_iam_host::workspace_root().join("target/e2e/bench-identity");
+    let mut forwarded = Vec::new();
+    for file in ["b1-jwt-authn-cached-rbac.yaml", "c-agent-iam.yaml"] {
+        let template = std::fs::read_to_string(bench_dir().join(file)).unwrap();
+        let ports =
+            Ports { listener: testbed::free_port().unwrap(), admin: testbed::free_port().unwrap(), ..Ports::DEFAULT };
+        let rendered = demo::render_bench_config(&template, &keys.jwks(), ports, &wasm).unwrap();
+        let to_echo = demo::replace_once(
+            &rendered,
+            r#"direct_response: { status: 200, body: { inline_string: "ok\n" } }"#,
+            "route: { cluster: echo }",
+        )
+        .unwrap();
+        let yaml = format!(
+            "{to_echo}  clusters:\n  - name: echo\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: echo\n      \
+             endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }} }}] }}]\n",
+            echo.port()
+        );
+        let envoy = testbed::Envoy::start(&testbed::envoy_binary(), &yaml, ports.admin, &work.join(file)).unwrap();
+        let bearer = format!("Bearer {}", tokens.trader);
+        let r =
+            testbed::http_request(ports.listener, "GET", "/quotes/ACME", &[("authorization", &bearer)], b"").unwrap();
+        assert_eq!(r.status, 200, "{file}: {}", String::from_utf8_lossy(&r.body));
+        let echoed = r.json();
+        let identity: Vec<(String, String)> = echoed["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|h| Some((h[0].as_str()?.to_owned(), h[1].as_str()?.to_owned())))
+            .filter(|(n, _)| n.starts_with("x-agent-iam-"))
+            .collect();
+        drop(envoy);
+        forwarded.push((file, identity));
+    }
+    let sorted = |headers: &[(String, String)]| {
+        let mut h = headers.to_vec();
+        h.sort();
+        h
+    };
+    let (b1, c) = (sorted(&forwarded[0].1), sorted(&forwarded[1].1));
+    let names: Vec<&str> = c.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["x-agent-iam-agent", "x-agent-iam-issuer", "x-agent-iam-rule", "x-agent-iam-subject"]);
+    assert_eq!(b1, c, "B' forwards other identity headers than C");
+}
