@@ -760,6 +760,11 @@ impl Vm {
         self.logs().iter().map(|l| format!("{l}\n")).collect()
     }
 
+    /// The size of the module's linear memory, in bytes (it only grows).
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().memory.map_or(0, |m| m.data_size(&self.store))
+    }
+
     /// Current value of a counter or gauge (shared by the host's VMs).
     pub fn metric(&self, name: &str) -> Option<i64> {
         metric_value(&self.store.data().shared, name)

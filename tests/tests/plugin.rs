@@ -884,6 +884,12 @@ fn metrics_count_decisions_rules_reasons_and_cache_hits() {
     assert_eq!(m(&vm, "agent_iam.denied.expired"), 1);
     assert_eq!(m(&vm, "agent_iam.token_cache.miss"), 2);
     assert_eq!(m(&vm, "agent_iam.token_cache.hit"), 3);
+    // The VM's linear memory, reported on its tick; a second VM of the same plugin adds its own.
+    assert_eq!(m(&vm, "agent_iam.vm.memory_bytes"), vm.memory_bytes() as i64);
+    let mut second =
+        host.vm().plugin_config(config().to_string()).time(UNIX_EPOCH + Duration::from_secs(NOW)).start().unwrap();
+    second.tick();
+    assert_eq!(m(&vm, "agent_iam.vm.memory_bytes"), (vm.memory_bytes() + second.memory_bytes()) as i64);
     // The first request of a later second hands over everything pending, its own decision included.
     vm.advance_clock(Duration::from_millis(1200));
     assert!(send(&mut vm, "POST", "/orders", &trader).is_allowed());

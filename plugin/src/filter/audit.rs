@@ -7,14 +7,12 @@
 //! reason, as in metrics), `agent_iam.rule` (the allowing or deciding deny rule), and when the token verified:
 //! `agent_iam.agent`, `agent_iam.subject`, `agent_iam.issuer`, `agent_iam.chain` (escaped as the headers are).
 
-use super::sys::proxy_set_property;
+use super::host;
 use crate::engine::{AGENT_HEADER, CHAIN_HEADER, Denial, HeaderValue, ISSUER_HEADER, SUBJECT_HEADER};
 
-/// Writes one filter state value. Called directly: the SDK's `set_property` panics on any status but Ok
-/// (e.g. a host without filter state), and audit must never stop a request.
+/// Writes one filter state value. A host without filter state refuses it: audit must never stop a request.
 fn set(key: &str, value: &str) {
-    // SAFETY: both pointer/length pairs describe live buffers for the whole call; the host copies them.
-    let _ = unsafe { proxy_set_property(key.as_ptr(), key.len(), value.as_ptr(), value.len()) };
+    let _ = host::set_property(key, value);
 }
 
 /// The identity headers, as filter state keys.

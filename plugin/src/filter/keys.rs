@@ -8,12 +8,11 @@
 //!
 //! No `RefCell` borrow is held across a hostcall that may call back into the plugin.
 
+use super::host::{self, BufferType, LogLevel, MapType};
 use super::{Shared, log};
 use crate::engine::Engine;
 use crate::token::KeySet;
 use crate::token::remote::{FetchError, RemoteJwks};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -118,13 +117,7 @@ pub fn fetch_due(shared: &Rc<RefCell<Shared>>, now_ms: u64) {
             (":authority", config.authority.as_str()),
             ("accept", "application/jwk-set+json, application/json"),
         ];
-        let call = hostcalls::dispatch_http_call(
-            &config.cluster,
-            headers,
-            None,
-            vec![],
-            Duration::from_millis(config.timeout_ms),
-        );
+        let call = host::http_call(&config.cluster, &headers, Duration::from_millis(config.timeout_ms));
         let Ok(mut s) = shared.try_borrow_mut() else { return };
         let Some(r) = s.remotes.get_mut(slot) else { continue };
         match call {
@@ -155,14 +148,15 @@ pub fn on_response(shared: &Rc<RefCell<Shared>>, token: u32, now_ms: u64, body_s
         (slot, s.remotes[slot].state.config().max_bytes)
     };
     // An answer with no status is Envoy reporting a failed call (reset, timeout, no healthy host).
-    let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
-    let header = |name: &str| headers.iter().find(|(n, _)| n == name).and_then(|(_, v)| std::str::from_utf8(v).ok());
+    let buffer = host::header_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+    let headers = crate::header_map::parse(&buffer).unwrap_or_default();
+    let header = |name: &str| headers.iter().find(|(n, _)| *n == name).and_then(|(_, v)| std::str::from_utf8(v).ok());
     let status = header(":status").and_then(|s| s.parse::<u16>().ok());
     let cache_control = header("cache-control").map(str::to_owned);
     let body = if body_size > max_bytes {
         None
     } else {
-        Some(hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default())
+        Some(host::buffer(BufferType::HttpCallResponseBody, body_size).unwrap_or_default())
     };
 
     let mut s = shared.try_borrow_mut().ok()?;

@@ -12,9 +12,11 @@
 //! - `agent_iam.denied.<reason>`: every denial by reason (`expired`, `bad_signature`, `no_rule_allows`, ...)
 //! - `agent_iam.token_cache.hit` / `.miss`
 //! - `agent_iam.jwks.fetch.ok` / `agent_iam.jwks.fetch.<failure>`; gauge `agent_iam.jwks.issuer_<n>.age_seconds`
+//! - gauge `agent_iam.vm.memory_bytes`: the linear memory of the plugin's VMs, summed (each VM adds what it
+//!   grew by since it last reported, on its tick, and takes its share back when Envoy ends it). A VM's memory
+//!   never shrinks, so this is the peak: what the token cache and the configuration cost in Envoy's RSS.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
+use super::host::{self as hostcalls, MetricType};
 use rustc_hash::FxHashMap;
 
 /// Tick period when nothing else needs ticks: counters reach the host at least this often.
@@ -61,6 +63,8 @@ pub struct Metrics {
     pending: Vec<(u32, u64)>,
     /// The second (host clock) of the last flush.
     flushed_second: u64,
+    /// This VM's linear memory as last added to `agent_iam.vm.memory_bytes`.
+    memory_reported: u64,
 }
 
 impl Metrics {
@@ -144,6 +148,29 @@ impl Metrics {
         };
         if let Some(id) = id {
             self.add(id, 1);
+        }
+    }
+
+    /// Adds to `agent_iam.vm.memory_bytes` what this VM's linear memory grew by since the last report.
+    pub fn report_memory(&mut self) {
+        let bytes = (core::arch::wasm32::memory_size(0) as u64).saturating_mul(64 * 1024);
+        self.move_memory_gauge(bytes);
+    }
+
+    /// Takes this VM's share out of `agent_iam.vm.memory_bytes` (the VM is ending).
+    pub fn withdraw_memory(&mut self) {
+        self.move_memory_gauge(0);
+    }
+
+    fn move_memory_gauge(&mut self, bytes: u64) {
+        if bytes == self.memory_reported {
+            return;
+        }
+        let delta = i64::try_from(bytes).unwrap_or(i64::MAX) - i64::try_from(self.memory_reported).unwrap_or(i64::MAX);
+        if let Some(id) = self.id(MetricType::Gauge, "agent_iam.vm.memory_bytes")
+            && hostcalls::increment_metric(id, delta).is_ok()
+        {
+            self.memory_reported = bytes;
         }
     }
 

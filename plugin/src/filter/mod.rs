@@ -2,45 +2,33 @@
 //! [`Engine`] for a verdict and applies it; it fetches remote key sets and holds the requests that wait for
 //! one. No decisions are made here.
 //!
-//! The SDK's trait helpers unwrap host statuses (a trap on any unexpected one); this code calls the hostcalls
-//! that return them, and any failure denies with a logged reason instead.
+//! Envoy's callbacks arrive through [`abi`] and every call into Envoy goes through [`host`] (no proxy-wasm SDK:
+//! why is in `abi`); a host call that fails denies with a logged reason, nothing traps.
 
 use crate::config;
 use crate::engine::{CryptoPreference, DRY_RUN_HEADER, Denial, Engine, Mode, Verdict};
 use crate::request::{Connection, Headers, Peer};
 use crate::token::host_crypto::{self, HostCallError, HostCrypto, SignatureHost};
 use crate::token::{Algorithm, CryptoBackend, PureRust};
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use host::{BufferType, LogLevel, MapType};
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
+mod abi;
 mod audit;
 mod fast_memcmp;
+mod host;
 mod keys;
 mod local_reply;
 mod metrics;
-mod request_headers;
-mod sys;
 
 use keys::Remote;
 use metrics::Counter;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|context_id| Box::new(Root {
-        context_id,
-        shared: Rc::new(RefCell::new(Shared::default())),
-        crypto: Rc::new(PureRust),
-        host_crypto: None,
-    }));
-}}
-
 fn log(level: LogLevel, message: &str) {
     // Logging is best effort: a host that cannot log must not stop the request path.
-    let _ = hostcalls::log(level, message);
+    let _ = host::log(level, message);
 }
 
 /// Whether the host logs at `level`. The host's level is asked at most once a second (`now_ms`: the request's
@@ -56,7 +44,7 @@ fn logging_at(level: LogLevel, now_ms: u64) -> bool {
         if asked == second {
             return level;
         }
-        let level = hostcalls::get_log_level().map_or(LogLevel::Critical as u32, |l| l as u32);
+        let level = host::log_level().unwrap_or(LogLevel::Critical as u32);
         cached.set((second, level));
         level
     });
@@ -65,23 +53,18 @@ fn logging_at(level: LogLevel, now_ms: u64) -> bool {
 
 /// The host clock in milliseconds since the epoch.
 fn now_ms() -> Option<u64> {
-    let now = hostcalls::get_current_time().ok()?;
-    now.duration_since(UNIX_EPOCH).ok().and_then(|d| u64::try_from(d.as_millis()).ok())
+    host::current_time_ns().ok().map(|ns| ns / 1_000_000)
 }
 
 /// A property as text; absent, unreadable or not UTF-8 is `None` (a rule needing it cannot be evaluated).
 fn property_text(path: &[&str]) -> Option<String> {
-    hostcalls::get_property(path.to_vec())
-        .ok()
-        .flatten()
-        .and_then(|b| String::from_utf8(b).ok())
-        .filter(|s| !s.is_empty())
+    host::property(path).ok().flatten().and_then(|b| String::from_utf8(b).ok()).filter(|s| !s.is_empty())
 }
 
 /// The matched route's `agent_iam` tag (route `metadata.filter_metadata.agent_iam.tag`): `""` when the
 /// route has none, `None` when Envoy cannot say (no route, an error, a tag that is not text).
 fn route_tag() -> Option<String> {
-    match hostcalls::get_property(vec!["xds", "route_metadata", "filter_metadata", "agent_iam", "tag"]) {
+    match host::property(&["xds", "route_metadata", "filter_metadata", "agent_iam", "tag"]) {
         Ok(None) => Some(String::new()),
         Ok(Some(bytes)) => String::from_utf8(bytes).ok(),
         Err(_) => None,
@@ -93,10 +76,7 @@ struct EnvoyForeign;
 
 impl SignatureHost for EnvoyForeign {
     fn verify_signature(&self, args: &[u8]) -> Result<Vec<u8>, HostCallError> {
-        match hostcalls::call_foreign_function(host_crypto::FOREIGN_FUNCTION, Some(args)) {
-            Ok(result) => Ok(result.unwrap_or_default()),
-            Err(_) => Err(HostCallError),
-        }
+        host::call_foreign_function(host_crypto::FOREIGN_FUNCTION, args).map_err(|_| HostCallError)
     }
 }
 
@@ -168,11 +148,11 @@ impl Root {
         };
         for w in resumed {
             // A stream that ended meanwhile is gone: nothing to answer.
-            if hostcalls::set_effective_context(w.context_id).is_ok() {
+            if host::set_effective_context(w.context_id).is_ok() {
                 decide_and_apply(&self.shared, self.crypto.as_ref(), w.context_id, Some(w.deadline_ms));
             }
         }
-        let _ = hostcalls::set_effective_context(self.context_id);
+        let _ = host::set_effective_context(self.context_id);
     }
 
     /// Answers the held requests whose time is up.
@@ -191,7 +171,7 @@ impl Root {
             .and_then(|s| s.engine.clone())
             .is_some_and(|e| e.settings().mode == Mode::DryRun);
         for w in expired {
-            if hostcalls::set_effective_context(w.context_id).is_err() {
+            if host::set_effective_context(w.context_id).is_err() {
                 continue;
             }
             audit_refused(&self.shared, &w.on_timeout, dry_run);
@@ -213,24 +193,39 @@ impl Root {
                 reply(&w.on_timeout);
             }
         }
-        let _ = hostcalls::set_effective_context(self.context_id);
+        let _ = host::set_effective_context(self.context_id);
     }
 }
 
-impl Context for Root {
-    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+/// The callbacks of a root context ([`abi`] dispatches them).
+impl Root {
+    fn new(context_id: u32) -> Root {
+        Root {
+            context_id,
+            shared: Rc::new(RefCell::new(Shared::default())),
+            crypto: Rc::new(PureRust),
+            host_crypto: None,
+        }
+    }
+
+    /// The plugin is being removed: its share of the memory gauge goes with it.
+    fn on_delete(&mut self) {
+        if let Ok(mut s) = self.shared.try_borrow_mut() {
+            s.metrics.withdraw_memory();
+        }
+    }
+
+    fn on_http_call_response(&mut self, token_id: u32, body_size: usize) {
         let Some(now) = now_ms() else { return };
         let changed = keys::on_response(&self.shared, token_id, now, body_size);
         if let Some(issuer) = changed {
             self.resume_waiting(Some(issuer));
         }
     }
-}
 
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(bytes) => bytes.unwrap_or_default(),
+    fn on_configure(&mut self) -> bool {
+        let bytes = match host::buffer(BufferType::PluginConfiguration, usize::MAX) {
+            Ok(bytes) => bytes,
             Err(status) => {
                 log(LogLevel::Error, &format!("agent-iam: cannot read the plugin configuration: {status:?}"));
                 return false;
@@ -261,7 +256,7 @@ impl RootContext for Root {
         // Ticks drive fetches, refreshes and the deadlines of held requests, and hand counters to the host when
         // requests stop coming.
         let period = Duration::from_millis(if any_remote { keys::TICK_MS } else { metrics::FLUSH_MS });
-        let _ = hostcalls::set_tick_period(period);
+        let _ = host::set_tick_period(period);
         if any_remote {
             keys::fetch_due(&self.shared, now);
         }
@@ -278,36 +273,30 @@ impl RootContext for Root {
         self.expire_waiting(now);
         if let Ok(mut s) = self.shared.try_borrow_mut() {
             s.metrics.flush(now, true);
+            s.metrics.report_memory();
         }
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request { context_id, shared: self.shared.clone(), crypto: self.crypto.clone() }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    /// A new request of this plugin, decided with the configuration current when its headers arrive.
+    fn request(&self, context_id: u32) -> Request {
+        Request { context_id, shared: self.shared.clone(), crypto: self.crypto.clone() }
     }
 }
 
 /// One per HTTP stream.
+#[derive(Clone)]
 struct Request {
     context_id: u32,
     shared: Rc<RefCell<Shared>>,
     crypto: Rc<dyn CryptoBackend>,
 }
 
-impl Context for Request {}
-
-impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        match decide_and_apply(&self.shared, self.crypto.as_ref(), self.context_id, None) {
-            Applied::Continue => Action::Continue,
-            Applied::Stopped => Action::Pause,
-        }
+impl Request {
+    fn on_request_headers(&self) -> Applied {
+        decide_and_apply(&self.shared, self.crypto.as_ref(), self.context_id, None)
     }
 
-    fn on_log(&mut self) {
+    fn on_delete(&self) {
         // The stream is over (answered, reset, or the client left while held): forget it.
         if let Ok(mut shared) = self.shared.try_borrow_mut() {
             shared.waiting.retain(|w| w.context_id != self.context_id);
@@ -315,12 +304,14 @@ impl HttpContext for Request {
     }
 }
 
-/// What happened to a request.
+/// What happened to a request, as `proxy_on_request_headers` answers it.
+#[derive(Debug, Clone, Copy)]
+#[repr(u32)]
 enum Applied {
-    /// Forwarded (or resumed) upstream.
-    Continue,
-    /// Answered locally, or held for a key set.
-    Stopped,
+    /// Forwarded (or resumed) upstream: Continue.
+    Continue = 0,
+    /// Answered locally, or held for a key set: StopIteration.
+    Stopped = 1,
 }
 
 fn fail_closed(why: &str) -> Applied {
@@ -333,13 +324,13 @@ fn fail_closed(why: &str) -> Applied {
 /// Dry-run mode, a held request whose keys never came: forward it without any identity header but the
 /// dry-run mark.
 fn forward_unverified(mark: &str, resume: bool) {
-    let buffer = request_headers::read().unwrap_or_default();
+    let buffer = host::header_map(MapType::HttpRequestHeaders).unwrap_or_default();
     let headers = crate::header_map::parse(&buffer).unwrap_or_default();
     for (name, _) in headers.iter().filter(|(n, _)| crate::engine::is_identity_header(n)) {
-        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+        let _ = host::remove_header(MapType::HttpRequestHeaders, name);
     }
-    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, DRY_RUN_HEADER, Some(mark));
-    if resume && hostcalls::resume_http_request().is_err() {
+    let _ = host::set_header(MapType::HttpRequestHeaders, DRY_RUN_HEADER, mark);
+    if resume && host::resume_request().is_err() {
         log(LogLevel::Error, "agent-iam: a held request could not be resumed");
     }
 }
@@ -367,7 +358,7 @@ fn decide_and_apply(
     let Ok(now) = i64::try_from(now_ms / 1000) else {
         return fail_closed("the host clock is out of range");
     };
-    let Some(buffer) = request_headers::read() else {
+    let Ok(buffer) = host::header_map(MapType::HttpRequestHeaders) else {
         return fail_closed("the request headers are unavailable");
     };
     let headers = match crate::header_map::parse(&buffer) {
@@ -482,30 +473,30 @@ fn apply(
             } else {
                 explain(LogLevel::Trace);
             }
-            let mut edits = remove.iter().map(|name| hostcalls::remove_map_value(MapType::HttpRequestHeaders, name));
+            let mut edits = remove.iter().map(|name| host::remove_header(MapType::HttpRequestHeaders, name));
             if edits.any(|r| r.is_err()) {
                 return fail_closed("a client-sent identity header could not be removed");
             }
             for (name, value) in &set {
-                if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).is_err() {
+                if host::set_header(MapType::HttpRequestHeaders, name, value).is_err() {
                     return fail_closed("an identity header could not be set");
                 }
             }
             if let Some(method) = &canonical_method
-                && hostcalls::set_map_value(MapType::HttpRequestHeaders, ":method", Some(method)).is_err()
+                && host::set_header(MapType::HttpRequestHeaders, ":method", method).is_err()
             {
                 return fail_closed("the canonical method could not be set");
             }
             if let Some(path) = &canonical_path
-                && hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(path)).is_err()
+                && host::set_header(MapType::HttpRequestHeaders, ":path", path).is_err()
             {
                 return fail_closed("the canonical path could not be set");
             }
             if canonical_path.is_some() || canonical_method.is_some() {
                 // Forward what was authorised. Envoy chose the route on the old path and method: recompute it.
-                let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+                let _ = host::call_foreign_function("clear_route_cache", &[]);
             }
-            if held_until.is_some() && hostcalls::resume_http_request().is_err() {
+            if held_until.is_some() && host::resume_request().is_err() {
                 return fail_closed("a held request could not be resumed");
             }
             Applied::Continue
