@@ -1015,3 +1015,64 @@ fn decisions_and_identity_are_written_to_filter_state_when_configured() {
     assert!(state(&vm).contains(&("agent_iam.decision".to_owned(), "dry_run_deny".to_owned())), "{:?}", state(&vm));
     vm.assert_healthy();
 }
+
+/// The export section of a module: its names.
+fn export_names(wasm: &[u8]) -> Vec<String> {
+    fn leb(b: &[u8], at: &mut usize) -> usize {
+        let (mut value, mut shift) = (0usize, 0);
+        loop {
+            let byte = b[*at];
+            *at += 1;
+            value |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte < 0x80 {
+                return value;
+            }
+        }
+    }
+    let mut at = 8;
+    while at < wasm.len() {
+        let id = wasm[at];
+        at += 1;
+        let size = leb(wasm, &mut at);
+        if id == 7 {
+            let mut p = at;
+            let count = leb(wasm, &mut p);
+            return (0..count)
+                .map(|_| {
+                    let len = leb(wasm, &mut p);
+                    let name = String::from_utf8(wasm[p..p + len].to_vec()).unwrap();
+                    p += len + 1;
+                    leb(wasm, &mut p);
+                    name
+                })
+                .collect();
+        }
+        at += size;
+    }
+    Vec::new()
+}
+
+/// Envoy calls a proxy-wasm callback only if the module exports it, and every call costs Envoy CPU
+/// (docs/performance.md): the plugin exports the callbacks it uses and no others (the Rust SDK exported all
+/// of them, response and log callbacks included).
+#[test]
+fn the_module_exports_only_the_callbacks_it_uses() {
+    let wasm = std::fs::read(agent_iam_host::plugin_wasm_path()).unwrap();
+    let mut callbacks: Vec<String> = export_names(&wasm).into_iter().filter(|n| n.starts_with("proxy_")).collect();
+    callbacks.sort();
+    assert_eq!(
+        callbacks,
+        [
+            "proxy_abi_version_0_2_1",
+            "proxy_on_configure",
+            "proxy_on_context_create",
+            "proxy_on_delete",
+            "proxy_on_http_call_response",
+            "proxy_on_memory_allocate",
+            "proxy_on_request_headers",
+            "proxy_on_tick",
+            "proxy_on_vm_start",
+        ]
+    );
+}
