@@ -346,6 +346,11 @@ pub(crate) fn provided() -> &'static [&'static str] {
     ]
 }
 
+/// Whether the test made this host call fail (fault injection, [`crate::Vm::fail_host_call`]).
+fn failing(c: &C<'_>, name: &str) -> bool {
+    c.data().failing.contains(&name)
+}
+
 pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
     const M: &str = "env";
 
@@ -365,6 +370,9 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
     })?;
 
     l.func_wrap(M, "proxy_get_current_time_nanoseconds", |mut c: C<'_>, ptr: i32| -> Result<i32> {
+        if failing(&c, "proxy_get_current_time_nanoseconds") {
+            return Ok(INTERNAL_FAILURE);
+        }
         let now = c.data().now_nanos();
         write_u64(&mut c, ptr, now)?;
         Ok(OK)
@@ -437,6 +445,9 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
     })?;
 
     l.func_wrap(M, "proxy_get_header_map_pairs", |mut c: C<'_>, t: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
+        if failing(&c, "proxy_get_header_map_pairs") {
+            return Ok(INTERNAL_FAILURE);
+        }
         if !(0..=MAX_MAP_TYPE).contains(&t) {
             return Ok(BAD_ARGUMENT);
         }
@@ -484,6 +495,9 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
         M,
         "proxy_replace_header_map_value",
         |mut c: C<'_>, t: i32, kp: i32, ks: i32, vp: i32, vs: i32| -> Result<i32> {
+            if failing(&c, "proxy_replace_header_map_value") {
+                return Ok(INTERNAL_FAILURE);
+            }
             if !(0..=MAX_MAP_TYPE).contains(&t) {
                 return Ok(BAD_ARGUMENT);
             }
@@ -511,6 +525,9 @@ pub(crate) fn link(l: &mut Linker<VmState>) -> Result<()> {
     )?;
 
     l.func_wrap(M, "proxy_remove_header_map_value", |mut c: C<'_>, t: i32, kp: i32, ks: i32| -> Result<i32> {
+        if failing(&c, "proxy_remove_header_map_value") {
+            return Ok(INTERNAL_FAILURE);
+        }
         if !(0..=MAX_MAP_TYPE).contains(&t) {
             return Ok(BAD_ARGUMENT);
         }

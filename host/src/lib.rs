@@ -484,6 +484,7 @@ impl<'h> VmBuilder<'h> {
         let state = VmState {
             shared: host.shared.clone(),
             wasm_clock: self.clock_wasm.then(WasmClock::default),
+            failing: Vec::new(),
             vm_serial,
             memory: None,
             alloc: None,
@@ -758,6 +759,25 @@ impl Vm {
     /// Logs as text, one entry per line.
     pub fn logs_text(&self) -> String {
         self.logs().iter().map(|l| format!("{l}\n")).collect()
+    }
+
+    /// From now on the host answers this call (`proxy_get_current_time_nanoseconds`,
+    /// `proxy_get_header_map_pairs`, `proxy_replace_header_map_value` or `proxy_remove_header_map_value`) with
+    /// InternalFailure: fault injection for what a plugin does when Envoy refuses a call.
+    pub fn fail_host_call(&mut self, name: &'static str) {
+        const INJECTABLE: [&str; 4] = [
+            "proxy_get_current_time_nanoseconds",
+            "proxy_get_header_map_pairs",
+            "proxy_replace_header_map_value",
+            "proxy_remove_header_map_value",
+        ];
+        assert!(INJECTABLE.contains(&name), "{name} cannot be made to fail (only {INJECTABLE:?})");
+        self.store.data_mut().failing.push(name);
+    }
+
+    /// Every host call answers normally again (undoes [`Vm::fail_host_call`]).
+    pub fn restore_host_calls(&mut self) {
+        self.store.data_mut().failing.clear();
     }
 
     /// The size of the module's linear memory, in bytes (it only grows).

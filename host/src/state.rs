@@ -258,6 +258,8 @@ pub(crate) enum Deferred {
 /// The wasmtime store data of one VM.
 pub(crate) struct VmState {
     pub shared: Arc<Shared>,
+    /// Host calls made to fail with InternalFailure ([`super::Vm::fail_host_call`]): fault injection.
+    pub failing: Vec<&'static str>,
     /// Time spent executing the module's own code, when the VM was built with [`super::VmBuilder::clock_wasm`].
     pub wasm_clock: Option<WasmClock>,
     pub vm_serial: u32,

@@ -1076,3 +1076,33 @@ fn the_module_exports_only_the_callbacks_it_uses() {
         ]
     );
 }
+
+/// A host call that Envoy refuses in the middle of a request (the clock, the header map, setting an identity
+/// header, removing a client-sent one) denies that request with 503 `temporarily_unavailable` and a logged
+/// reason: never a forward without the identity, never a trap. The next request, with the host well again,
+/// is decided as usual.
+#[test]
+fn a_host_call_that_fails_answers_503_and_the_next_request_is_decided() {
+    let trader = es256(&claims(TRADER));
+    for (call, why) in [
+        ("proxy_get_current_time_nanoseconds", "the host clock is unavailable"),
+        ("proxy_get_header_map_pairs", "the request headers are unavailable"),
+        ("proxy_replace_header_map_value", "an identity header could not be set"),
+        ("proxy_remove_header_map_value", "a client-sent identity header could not be removed"),
+    ] {
+        let mut vm = start(&config());
+        vm.fail_host_call(call);
+        // A client-sent identity header, so that the plugin has one to remove.
+        let o = request(&mut vm)
+            .method("POST")
+            .path("/orders")
+            .bearer(&trader)
+            .header("x-agent-iam-agent", "spiffe://trading.example/agent/forged")
+            .send();
+        assert_eq!(o.status(), Some(503), "{call}: {o:#?}");
+        assert_eq!(o.body_json()["error"], "temporarily_unavailable", "{call}");
+        assert!(vm.logs_text().contains(why), "{call}: no log saying {why:?}:\n{}", vm.logs_text());
+        vm.restore_host_calls();
+        assert!(send(&mut vm, "POST", "/orders", &trader).is_allowed(), "{call}");
+    }
+}
