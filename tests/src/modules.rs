@@ -9,7 +9,8 @@ pub const BASELINE_WAT: &str = r#"(module (memory (export "memory") 1)
 
 /// A proxy-wasm module that Envoy accepts and whose every per-request callback returns at once: the floor of
 /// any Wasm filter in Envoy (`make bench-envoy`, configuration E). It exports what a Rust SDK plugin exports
-/// for HTTP streams, so Envoy makes the same calls per request as it does to agent-iam.
+/// for HTTP streams (agent-iam exports fewer: `plugin/src/filter/abi.rs`), so Envoy makes the calls per
+/// request it makes to a typical plugin.
 pub const EMPTY_FILTER_WAT: &str = r#"(module (memory (export "memory") 1)
   (func (export "proxy_abi_version_0_2_1"))
   (func (export "_initialize"))
