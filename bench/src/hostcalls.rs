@@ -127,19 +127,8 @@ impl Probe {
             Probe::ReplaceHeader => {
                 "(drop (call $replace (i32.const 0) (i32.const 256) (i32.const 17) (i32.const 512) (i32.const 37)))"
             }
-            // Once per request each (a second add of the same name would make a second header).
-            Probe::AddFourNewHeaders => {
-                "(drop (call $add (i32.const 0) (i32.const 2560) (i32.const 19) (i32.const 512) (i32.const 37)))
-                 (drop (call $add (i32.const 0) (i32.const 2592) (i32.const 19) (i32.const 512) (i32.const 37)))
-                 (drop (call $add (i32.const 0) (i32.const 2624) (i32.const 19) (i32.const 512) (i32.const 37)))
-                 (drop (call $add (i32.const 0) (i32.const 2656) (i32.const 19) (i32.const 512) (i32.const 37)))"
-            }
-            Probe::ReplaceFourNewHeaders => {
-                "(drop (call $replace (i32.const 0) (i32.const 2560) (i32.const 19) (i32.const 512) (i32.const 37)))
-                 (drop (call $replace (i32.const 0) (i32.const 2592) (i32.const 19) (i32.const 512) (i32.const 37)))
-                 (drop (call $replace (i32.const 0) (i32.const 2624) (i32.const 19) (i32.const 512) (i32.const 37)))
-                 (drop (call $replace (i32.const 0) (i32.const 2656) (i32.const 19) (i32.const 512) (i32.const 37)))"
-            }
+            // Written by `four_new_headers`.
+            Probe::AddFourNewHeaders | Probe::ReplaceFourNewHeaders => return None,
             Probe::RemoveAbsentHeader => "(drop (call $remove (i32.const 0) (i32.const 768) (i32.const 13)))",
             Probe::PropertyRouteName => {
                 "(drop (call $get_property (i32.const 1024) (i32.const 14) (i32.const 4096) (i32.const 4104)))"
@@ -154,10 +143,24 @@ impl Probe {
         })
     }
 
+    /// The four distinct new headers (`x-agent-iam-probe-1` to `-4`, 32 bytes apart from 2560), each set once
+    /// per request with `call` (`$add` or `$replace`): a second add of the same name would make a second header.
+    fn four_new_headers(call: &str) -> String {
+        (0..4)
+            .map(|i| {
+                format!(
+                    "(drop (call {call} (i32.const 0) (i32.const {}) (i32.const 19) (i32.const 512) (i32.const 37)))\n",
+                    2560 + 32 * i
+                )
+            })
+            .collect()
+    }
+
     /// The module's text.
     pub fn wat(self) -> String {
         let body = match (self, self.call()) {
-            (Probe::AddFourNewHeaders | Probe::ReplaceFourNewHeaders, Some(calls)) => calls.to_owned(),
+            (Probe::AddFourNewHeaders, None) => Probe::four_new_headers("$add"),
+            (Probe::ReplaceFourNewHeaders, None) => Probe::four_new_headers("$replace"),
             (_, Some(call)) => call.repeat(REPEAT as usize),
             // 20 instructions per iteration: 3 (load) + 6 (mul, add) + 3 (store) + 4 (counter) + 4 (branch).
             (Probe::Compute, None) => format!(

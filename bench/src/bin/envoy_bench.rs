@@ -601,14 +601,12 @@ fn memory(gw: &Gateway, opts: &Options, minter: &mut Minter) -> Result<Value> {
         }
         // The plugin reports its memory on its tick (every second).
         std::thread::sleep(Duration::from_millis(1500));
-        let wasm = stat_value(gw.envoy.admin_port(), "agent_iam.vm.memory_bytes")?;
-        out.insert(format!("rss_kb_{label}"), rss_kb(pid).into());
-        out.insert(format!("wasm_memory_kb_{label}"), wasm.map(|b| b / 1024).into());
-        eprintln!(
-            "memory after {sent} distinct tokens: RSS {:?} KiB, Wasm {:?} KiB",
-            rss_kb(pid),
-            wasm.map(|b| b / 1024)
-        );
+        let wasm_kb =
+            stat(&stats(gw.envoy.admin_port(), "vm.memory_bytes")?, "agent_iam.vm.memory_bytes").map(|b| b / 1024);
+        let rss = rss_kb(pid);
+        out.insert(format!("rss_kb_{label}"), rss.into());
+        out.insert(format!("wasm_memory_kb_{label}"), wasm_kb.into());
+        eprintln!("memory after {sent} distinct tokens: RSS {rss:?} KiB, Wasm {wasm_kb:?} KiB");
     }
     out.insert("memory_tokens".into(), sent.into());
     if let (Some(a), Some(b)) = (out["rss_kb_4096_tokens"].as_f64(), out["rss_kb_1m_tokens"].as_f64()) {
@@ -617,29 +615,25 @@ fn memory(gw: &Gateway, opts: &Options, minter: &mut Minter) -> Result<Value> {
     Ok(Value::Object(out))
 }
 
-/// A stat from Envoy's `/stats` by the end of its name.
-fn stat_value(admin: u16, suffix: &str) -> Result<Option<u64>> {
-    let r = testbed::http_request(admin, "GET", "/stats", &[], b"")?;
+/// Envoy's `/stats` (text), those whose names match `filter` (a regular expression).
+fn stats(admin: u16, filter: &str) -> Result<String> {
+    let r = testbed::http_request(admin, "GET", &format!("/stats?filter={filter}"), &[], b"")?;
     ensure!(r.status == 200, "/stats answered {}", r.status);
-    let text = String::from_utf8_lossy(&r.body);
-    Ok(text.lines().find_map(|l| {
+    Ok(String::from_utf8_lossy(&r.body).into_owned())
+}
+
+/// The value of the stat whose name ends with `suffix`, in `/stats` text.
+fn stat(text: &str, suffix: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
         let (name, v) = l.split_once(':')?;
         name.trim().ends_with(suffix).then(|| v.trim().parse().ok()).flatten()
-    }))
+    })
 }
 
 /// `agent_iam.token_cache.hit` and `.miss` from Envoy's `/stats`.
 fn cache_counters(admin: u16) -> Result<(u64, u64)> {
-    let r = testbed::http_request(admin, "GET", "/stats?filter=token_cache", &[], b"")?;
-    ensure!(r.status == 200, "/stats answered {}", r.status);
-    let text = String::from_utf8_lossy(&r.body);
-    let value = |suffix: &str| -> Option<u64> {
-        text.lines().find_map(|l| {
-            let (name, v) = l.split_once(':')?;
-            name.trim().ends_with(suffix).then(|| v.trim().parse().ok()).flatten()
-        })
-    };
-    Ok((value("token_cache.hit").unwrap_or(0), value("token_cache.miss").unwrap_or(0)))
+    let text = stats(admin, "token_cache")?;
+    Ok((stat(&text, "token_cache.hit").unwrap_or(0), stat(&text, "token_cache.miss").unwrap_or(0)))
 }
 
 // ---------------------------------------------------------------------------------------------
