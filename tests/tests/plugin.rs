@@ -1016,41 +1016,15 @@ fn decisions_and_identity_are_written_to_filter_state_when_configured() {
     vm.assert_healthy();
 }
 
-/// The export section of a module: its names.
+/// The names a module exports.
 fn export_names(wasm: &[u8]) -> Vec<String> {
-    fn leb(b: &[u8], at: &mut usize) -> usize {
-        let (mut value, mut shift) = (0usize, 0);
-        loop {
-            let byte = b[*at];
-            *at += 1;
-            value |= usize::from(byte & 0x7f) << shift;
-            shift += 7;
-            if byte < 0x80 {
-                return value;
-            }
+    let mut names = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        if let wasmparser::Payload::ExportSection(exports) = payload.unwrap() {
+            names.extend(exports.into_iter().map(|e| e.unwrap().name.to_owned()));
         }
     }
-    let mut at = 8;
-    while at < wasm.len() {
-        let id = wasm[at];
-        at += 1;
-        let size = leb(wasm, &mut at);
-        if id == 7 {
-            let mut p = at;
-            let count = leb(wasm, &mut p);
-            return (0..count)
-                .map(|_| {
-                    let len = leb(wasm, &mut p);
-                    let name = String::from_utf8(wasm[p..p + len].to_vec()).unwrap();
-                    p += len + 1;
-                    leb(wasm, &mut p);
-                    name
-                })
-                .collect();
-        }
-        at += size;
-    }
-    Vec::new()
+    names
 }
 
 /// Envoy calls a proxy-wasm callback only if the module exports it, and every call costs Envoy CPU

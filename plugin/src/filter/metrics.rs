@@ -16,7 +16,7 @@
 //!   grew by since it last reported, on its tick, and takes its share back when Envoy ends it). A VM's memory
 //!   never shrinks, so this is the peak: what the token cache and the configuration cost in Envoy's RSS.
 
-use super::host::{self as hostcalls, MetricType};
+use super::host::{self, MetricType};
 use rustc_hash::FxHashMap;
 
 /// Tick period when nothing else needs ticks: counters reach the host at least this often.
@@ -72,7 +72,7 @@ impl Metrics {
         if let Some(id) = self.ids.get(name) {
             return Some(*id);
         }
-        let id = hostcalls::define_metric(kind, name).ok()?;
+        let id = host::define_metric(kind, name).ok()?;
         self.ids.insert(name.to_owned(), id);
         Some(id)
     }
@@ -93,7 +93,7 @@ impl Metrics {
             return;
         }
         let Some(slot) = self.counters.get_mut(counter as usize) else { return };
-        let id = *slot.get_or_insert_with(|| hostcalls::define_metric(MetricType::Counter, counter.name()).ok());
+        let id = *slot.get_or_insert_with(|| host::define_metric(MetricType::Counter, counter.name()).ok());
         if let Some(id) = id {
             self.add(id, by);
         }
@@ -104,7 +104,7 @@ impl Metrics {
         let id = match self.denied.iter().find(|(r, _)| *r == reason) {
             Some((_, id)) => *id,
             None => {
-                let id = hostcalls::define_metric(MetricType::Counter, &format!("agent_iam.denied.{reason}")).ok();
+                let id = host::define_metric(MetricType::Counter, &format!("agent_iam.denied.{reason}")).ok();
                 self.denied.push((reason, id));
                 id
             }
@@ -130,7 +130,7 @@ impl Metrics {
         }
         self.flushed_second = second;
         for (id, by) in self.pending.drain(..) {
-            let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+            let _ = host::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
         }
     }
 
@@ -141,7 +141,7 @@ impl Metrics {
             Some(id) => *id,
             None => {
                 let name = format!("agent_iam.rule.{rule}.{}", if allow { "allow" } else { "deny" });
-                let id = hostcalls::define_metric(MetricType::Counter, &name).ok();
+                let id = host::define_metric(MetricType::Counter, &name).ok();
                 map.insert(rule.to_owned(), id);
                 id
             }
@@ -168,7 +168,7 @@ impl Metrics {
         }
         let delta = i64::try_from(bytes).unwrap_or(i64::MAX) - i64::try_from(self.memory_reported).unwrap_or(i64::MAX);
         if let Some(id) = self.id(MetricType::Gauge, "agent_iam.vm.memory_bytes")
-            && hostcalls::increment_metric(id, delta).is_ok()
+            && host::increment_metric(id, delta).is_ok()
         {
             self.memory_reported = bytes;
         }
@@ -177,7 +177,7 @@ impl Metrics {
     /// Sets a gauge.
     pub fn gauge(&mut self, name: &str, value: u64) {
         if let Some(id) = self.id(MetricType::Gauge, name) {
-            let _ = hostcalls::record_metric(id, value);
+            let _ = host::record_metric(id, value);
         }
     }
 }
