@@ -112,6 +112,9 @@ struct Check {
     /// The VM clock, RFC 3339 (default: now), e.g. 2026-11-23T10:00:00-05:00.
     #[arg(long, value_name = "RFC3339")]
     time: Option<String>,
+    /// The request body, or @FILE: on an MCP endpoint, the JSON-RPC message the decision reads.
+    #[arg(long, value_name = "BODY|@FILE")]
+    body: Option<String>,
     /// The mutual-TLS peer certificate's URI SAN (a SPIFFE ID).
     #[arg(long, value_name = "URI")]
     peer_uri_san: Option<String>,
@@ -182,6 +185,13 @@ fn check(c: Check) -> Result<bool, Usage> {
     for (n, v) in &c.headers {
         request = request.header(n, v);
     }
+    if let Some(body) = &c.body {
+        let bytes = match body.strip_prefix('@') {
+            Some(file) => std::fs::read(file).map_err(|e| Usage(format!("--body @{file}: {e}")))?,
+            None => body.as_bytes().to_vec(),
+        };
+        request = request.body(bytes);
+    }
     if let Some(san) = &c.peer_uri_san {
         request = request.property("connection.uri_san_peer_certificate", san.as_bytes());
     }
@@ -210,7 +220,7 @@ fn check(c: Check) -> Result<bool, Usage> {
 fn as_json(outcome: &Outcome, explanation: Option<&Value>) -> Value {
     let pairs = |h: &[(String, String)]| h.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>();
     match outcome {
-        Outcome::Continued { request_headers } => json!({
+        Outcome::Continued { request_headers, .. } => json!({
             "decision": "allow",
             "forwarded_headers": pairs(request_headers),
             "explanation": explanation,
@@ -229,8 +239,12 @@ fn as_json(outcome: &Outcome, explanation: Option<&Value>) -> Value {
 
 fn print_human(outcome: &Outcome, explanation: Option<&Value>) {
     match outcome {
-        Outcome::Continued { request_headers } => {
-            let rule = outcome.header("x-agent-iam-rule").unwrap_or("?");
+        Outcome::Continued { request_headers, .. } => {
+            // On an MCP endpoint the headers leave before the decision, without the rule: it is in the explanation.
+            let rule = outcome
+                .header("x-agent-iam-rule")
+                .or_else(|| explanation.and_then(|e| e["rule"].as_str()))
+                .unwrap_or("?");
             println!("ALLOW  by rule \"{rule}\"");
             println!("forwarded upstream with:");
             for (n, v) in request_headers.iter().filter(|(n, _)| n.starts_with("x-agent-iam-") || n == ":path") {

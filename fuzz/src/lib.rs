@@ -159,8 +159,80 @@ pub fn check_policy_eval(text: &str) {
         peer: Peer { uri_san: Some(agent), certificate_sha256: Some(header) },
         route: Some(header),
         route_tag: Some(header),
+        mcp: None,
+        hypothetical: false,
     };
     let fast = policy.evaluate(&token, &request);
     let slow = policy.explain(&token, &request);
     assert_eq!(fast, slow.decision, "index and explain disagree on {text:?}");
+}
+
+/// An MCP policy every fuzzed message is decided under: tools, resources with a parameter bound to a claim,
+/// prompts, arguments bound to claims, a deny on an argument, and the lifecycle default.
+static MCP_POLICY: std::sync::LazyLock<Option<agent_iam::policy::Policy>> = std::sync::LazyLock::new(|| {
+    let doc = serde_json::json!({"rules": [
+        {"id": "lists", "effect": "allow", "agents": ["*"], "mcp": {"methods": ["tools/list", "*/list"]}},
+        {"id": "quotes", "effect": "allow", "agents": ["*"], "mcp": {"tools": ["get_*"]}},
+        {"id": "orders", "effect": "allow", "agents": ["*"], "mcp": {"tools": ["place_order"]},
+         "when": {"arguments": {"account": {"equals": {"claim": "account"}}, "amount": {"lte": {"claim": "max"}}}}},
+        {"id": "big", "effect": "deny", "agents": ["*"], "mcp": {"tools": ["*"]},
+         "when": {"arguments": {"amount": {"gt": 1000}}}},
+        {"id": "files", "effect": "allow", "agents": ["*"], "mcp": {"resources": ["file:///{user}/**"]},
+         "when": {"resource": {"user": {"equals": {"claim": "sub"}}}}},
+        {"id": "prompts", "effect": "allow", "agents": ["*"], "mcp": {"prompts": ["p*"]}}
+    ]});
+    agent_iam::policy::Policy::compile(&serde_json::from_value(doc).ok()?).ok()
+});
+
+/// See `fuzz_targets/mcp_request.rs`.
+pub fn check_mcp_request(data: &[u8]) {
+    use agent_iam::policy::cases;
+    use agent_iam::request::mcp::{Kind, Revision, parse};
+    use agent_iam::request::{Peer, Request};
+    let split = data.iter().position(|&b| b == b'\n').unwrap_or(0);
+    let (first, body) = data.split_at(split);
+    let body = body.strip_prefix(b"\n").unwrap_or(body);
+    let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
+    for pair in first.split(|&b| b == b'\t') {
+        if let Some(colon) = pair.iter().position(|&b| b == b':')
+            && let Ok(name) = std::str::from_utf8(&pair[..colon])
+        {
+            headers.push((name.to_ascii_lowercase(), pair[colon + 1..].to_vec()));
+        }
+    }
+    let borrowed: Vec<Header<'_>> = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let Ok(message) = parse(body, &borrowed, &Revision::ALL) else { return };
+    match &message.kind {
+        Kind::Request { id } | Kind::Response { id } => assert!(id.is_string() || id.is_i64() || id.is_u64()),
+        Kind::Notification | Kind::Session => {}
+    }
+    if message.method == "tools/call" || message.method == "prompts/get" {
+        assert!(message.name.as_deref().is_some_and(|n| !n.is_empty()));
+    }
+    if message.method == "resources/read" {
+        let uri = message.uri.as_deref().unwrap_or_default();
+        assert!(!uri.contains("/../") && !uri.contains('\\'), "{uri:?}");
+    }
+    let Some(policy) = MCP_POLICY.as_ref() else { return };
+    let claims = serde_json::json!({"sub": "alice", "account": "a-1", "max": 500});
+    let Some(claims) = claims.as_object().cloned() else { return };
+    let Ok(token) = cases::token_from_claims(claims) else { return };
+    for hypothetical in [false, true] {
+        let request = Request {
+            method: "POST",
+            path: "/mcp",
+            query: None,
+            host: None,
+            headers: &borrowed,
+            now: NOW,
+            peer: Peer::default(),
+            route: None,
+            route_tag: None,
+            mcp: Some(&message),
+            hypothetical,
+        };
+        let fast = policy.evaluate(&token, &request);
+        let slow = policy.explain(&token, &request);
+        assert_eq!(fast, slow.decision, "index and explain disagree on {message:?}");
+    }
 }

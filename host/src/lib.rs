@@ -204,6 +204,11 @@ pub enum Outcome {
     Continued {
         /// The request headers as forwarded upstream.
         request_headers: Vec<(String, String)>,
+        /// The request body as forwarded upstream.
+        forwarded_body: Vec<u8>,
+        /// The upstream's response as it left the plugin for the client: status, headers (without
+        /// `:status`) and body, after `proxy_on_response_headers` and `proxy_on_response_body`.
+        response: (u16, Vec<(String, String)>, Vec<u8>),
     },
     /// Answered locally (`proxy_send_local_response`, or 503 `wasm_fail_stream` after a trap or
     /// on a failed VM; status 0 = the stream was reset: `wasm_close_stream` by `proxy_close_stream`,
@@ -236,7 +241,7 @@ impl Outcome {
         let name = name.to_ascii_lowercase();
         let headers = match self {
             Outcome::LocalResponse { headers, .. } => headers,
-            Outcome::Continued { request_headers } => request_headers,
+            Outcome::Continued { request_headers, .. } => request_headers,
             Outcome::Paused(_) => return None,
         };
         headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
@@ -247,7 +252,7 @@ impl Outcome {
         let name = name.to_ascii_lowercase();
         let headers = match self {
             Outcome::LocalResponse { headers, .. } => headers,
-            Outcome::Continued { request_headers } => request_headers,
+            Outcome::Continued { request_headers, .. } => request_headers,
             Outcome::Paused(_) => return Vec::new(),
         };
         headers.iter().filter(|(k, _)| *k == name).map(|(_, v)| v.as_str()).collect()
@@ -614,9 +619,11 @@ impl Vm {
                 headers: Vec::new(),
                 properties: HashMap::new(),
                 body: Vec::new(),
+                body_chunks: Vec::new(),
                 upstream_status: 200,
                 upstream_headers: Vec::new(),
                 upstream_body: Vec::new(),
+                upstream_chunks: Vec::new(),
             },
         }
     }
@@ -995,7 +1002,8 @@ impl Vm {
                         return;
                     }
                     if !st.pending_request_body.is_empty() {
-                        let chunks = body_chunks(std::mem::take(&mut st.pending_request_body), st.phase);
+                        let split = std::mem::take(&mut st.request_chunks);
+                        let chunks = body_chunks(std::mem::take(&mut st.pending_request_body), st.phase, &split);
                         st.phase = Phase::RequestHeaders;
                         let stopped = self.deliver_body(ctx, true, chunks);
                         if let Some(st) = self.store.data_mut().streams.get_mut(&ctx) {
@@ -1046,7 +1054,8 @@ impl Vm {
                         return;
                     }
                     if !st.pending_response_body.is_empty() {
-                        let chunks = body_chunks(std::mem::take(&mut st.pending_response_body), st.phase);
+                        let split = std::mem::take(&mut st.response_chunks);
+                        let chunks = body_chunks(std::mem::take(&mut st.pending_response_body), st.phase, &split);
                         st.phase = Phase::ResponseHeaders;
                         let stopped = self.deliver_body(ctx, false, chunks);
                         if let Some(st) = self.store.data_mut().streams.get_mut(&ctx) {
@@ -1057,7 +1066,18 @@ impl Vm {
                     }
                     let held = std::mem::take(&mut st.held_response_body);
                     st.downstream_body.extend_from_slice(&held);
-                    let o = Outcome::Continued { request_headers: st.forwarded.clone().unwrap_or_default() };
+                    let status = st
+                        .response_headers
+                        .iter()
+                        .find(|(k, _)| k == ":status")
+                        .and_then(|(_, v)| v.parse().ok())
+                        .unwrap_or(st.upstream_status);
+                    let headers = st.response_headers.iter().filter(|(k, _)| k != ":status").cloned().collect();
+                    let o = Outcome::Continued {
+                        request_headers: st.forwarded.clone().unwrap_or_default(),
+                        forwarded_body: st.forwarded_body.clone(),
+                        response: (status, headers, st.downstream_body.clone()),
+                    };
                     self.finish(ctx, o);
                     return;
                 }
@@ -1240,6 +1260,8 @@ impl Vm {
                 response_body: Vec::new(),
                 response_body_live: false,
                 pending_request_body: req.body,
+                request_chunks: req.body_chunks,
+                response_chunks: req.upstream_chunks,
                 held_request_body: Vec::new(),
                 pending_response_body: req.upstream_body,
                 held_response_body: Vec::new(),
@@ -1297,12 +1319,26 @@ impl Vm {
 
 /// How a body reaches the plugin: in one chunk that ends the stream when it waited (the headers were
 /// stopped, Envoy buffered it), else as HTTP/1.1 delivers it: the data, then an empty end of stream.
-fn body_chunks(body: Vec<u8>, phase: Phase) -> Vec<(Vec<u8>, bool)> {
+/// `split`: chunk sizes a test asked for (the rest of the body is one more chunk), as a client that sends
+/// its body in pieces delivers it.
+fn body_chunks(body: Vec<u8>, phase: Phase, split: &[usize]) -> Vec<(Vec<u8>, bool)> {
     if matches!(phase, Phase::PausedRequest | Phase::PausedResponse) {
-        vec![(body, true)]
-    } else {
-        vec![(body, false), (Vec::new(), true)]
+        return vec![(body, true)];
     }
+    let mut chunks = Vec::new();
+    let mut rest = body.as_slice();
+    for &size in split {
+        let (chunk, after) = rest.split_at(size.min(rest.len()));
+        if !chunk.is_empty() {
+            chunks.push((chunk.to_vec(), false));
+        }
+        rest = after;
+    }
+    if !rest.is_empty() {
+        chunks.push((rest.to_vec(), false));
+    }
+    chunks.push((Vec::new(), true));
+    chunks
 }
 
 fn local_reply_headers(reply: &LocalReply) -> Pairs {
@@ -1339,9 +1375,11 @@ struct RequestSpec {
     headers: Vec<(String, String)>,
     properties: HashMap<String, Vec<u8>>,
     body: Vec<u8>,
+    body_chunks: Vec<usize>,
     upstream_status: u16,
     upstream_headers: Vec<(String, String)>,
     upstream_body: Vec<u8>,
+    upstream_chunks: Vec<usize>,
 }
 
 /// Builds and sends one request: `vm.request().path("/x").header("authorization", "Bearer ..").send()`.
@@ -1392,6 +1430,20 @@ impl RequestBuilder<'_> {
     /// request headers were stopped, the whole body in one chunk once the request continues.
     pub fn body(mut self, b: impl AsRef<[u8]>) -> Self {
         self.req.body = b.as_ref().to_vec();
+        self
+    }
+
+    /// The request body in chunks of these sizes (the rest is one more chunk), then the empty chunk that ends
+    /// the stream: a client that sends its body in pieces.
+    pub fn body_chunks(mut self, sizes: &[usize]) -> Self {
+        self.req.body_chunks = sizes.to_vec();
+        self
+    }
+
+    /// The upstream response body in chunks of these sizes (an event stream arriving event by event, or split
+    /// anywhere).
+    pub fn upstream_body_chunks(mut self, sizes: &[usize]) -> Self {
+        self.req.upstream_chunks = sizes.to_vec();
         self
     }
 

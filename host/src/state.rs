@@ -205,6 +205,10 @@ pub(crate) struct Stream {
     pub response_body_live: bool,
     /// Request body not yet given to the plugin (it waits while the request headers are stopped).
     pub pending_request_body: Vec<u8>,
+    /// Chunk sizes the request body is delivered in (empty: one chunk).
+    pub request_chunks: Vec<usize>,
+    /// Chunk sizes the response body is delivered in.
+    pub response_chunks: Vec<usize>,
     /// Request body the plugin stopped on (StopIterationAndBuffer on the last chunk), sent on continue.
     pub held_request_body: Vec<u8>,
     /// Response body not yet given to the plugin.

@@ -151,6 +151,8 @@ pub extern "C" fn agent_iam_bench_run(iterations: u32) -> u32 {
                 peer: Peer::default(),
                 route: None,
                 route_tag: None,
+                mcp: None,
+                hypothetical: false,
             };
             if matches!(bench.policy.evaluate(&r.token, &view), Decision::Allow { .. }) {
                 allowed += 1;

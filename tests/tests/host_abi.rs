@@ -199,7 +199,7 @@ fn header_map_round_trip_lowercases_and_replaces() {
         .header("x-drop", "a")
         .header("X-Drop", "b")
         .send();
-    let Outcome::Continued { request_headers } = &o else { panic!("{o:?}") };
+    let Outcome::Continued { request_headers, .. } = &o else { panic!("{o:?}") };
     assert_eq!(rec(&host, "pairs"), Some(8), "4 pseudo + 2 authorization + 2 x-drop");
     assert_eq!(o.header(":path"), Some("/rewritten"));
     assert_eq!(o.header(":method"), Some("POST"));

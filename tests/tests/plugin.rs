@@ -231,7 +231,7 @@ fn client_sent_identity_headers_are_replaced_by_the_verified_ones() {
         .bearer(&es256(&claims(TRADER)))
         .send();
     assert_forwarded(&o, TRADER, TRADER, "trader-orders");
-    let Outcome::Continued { request_headers } = &o else { unreachable!() };
+    let Outcome::Continued { request_headers, .. } = &o else { unreachable!() };
     let mut identity: Vec<(&str, &str)> = request_headers
         .iter()
         .filter(|(n, _)| n.to_ascii_lowercase().replace('_', "-").starts_with("x-agent-iam-"))

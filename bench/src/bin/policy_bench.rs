@@ -478,6 +478,8 @@ impl Prepared {
             peer: Peer::default(),
             route: None,
             route_tag: None,
+            mcp: None,
+            hypothetical: false,
         }
     }
 }

@@ -5,6 +5,8 @@
 //! sets and removes are in `identity`, denials and their bodies in `response`, the settings in `settings`.
 
 mod identity;
+mod mcp;
+mod prepare;
 mod response;
 mod settings;
 
@@ -13,11 +15,15 @@ pub use identity::{
     ISSUER_HEADER, RULE_HEADER, SUBJECT_HEADER, header_safe, is_identity_header,
 };
 use identity::{identity_headers_in, push_header_names};
+pub use mcp::{Body, DEFAULT_BODY_CAP, FORBIDDEN_CODE, MAX_BODY_CAP, McpDenial, McpEndpoint, WELL_KNOWN, metadata};
+use prepare::{Prepared, Pseudo, request_id, single_value};
 pub use response::Denial;
 pub use settings::{CryptoPreference, Mode, Settings, TokenSource};
 
-use crate::percent::{self, Plus};
+use crate::percent;
 use crate::policy::{Decision, Effect, Policy, RuleResult};
+use crate::request::mcp::list::ListKind;
+use crate::request::mcp::{McpRefusal, McpRequest};
 use crate::request::{self, Connection, Headers, MethodOverride, Request, RequestError};
 use crate::token::cache::TokenCache;
 use crate::token::{CryptoBackend, KeySet, TokenError, VerifiedToken, Verifier};
@@ -45,7 +51,17 @@ pub enum Verdict {
         canonical_method: Option<String>,
         /// Dry-run mode: the denial enforcement would have sent (the request is forwarded anyway).
         dry_run: Option<Denial>,
+        /// The MCP message of a request to an MCP endpoint.
+        mcp: Option<Rc<McpRequest>>,
+        /// Whether the response is a list to filter for this caller ([`Engine::filter_list`]).
+        filter_list: bool,
+        /// A POST to an MCP endpoint: nothing is decided yet. Forward the headers as above (Envoy sends them
+        /// on before any filter sees the body), buffer the body up to this many bytes, and decide with
+        /// [`Engine::decide_with_body`]; a denial then answers instead of the body going upstream.
+        await_body: Option<usize>,
     },
+    /// Not a decision: a document the plugin serves itself (RFC 9728 protected resource metadata).
+    Answer(Denial),
     /// Answer locally.
     Deny(Denial),
     /// The token's issuer has no usable fetched key set yet: hold the request until one arrives (then decide
@@ -103,6 +119,17 @@ enum Failure {
         issuer: usize,
         error: TokenError,
     },
+    /// An MCP message refused before policy.
+    Mcp(McpRefusal),
+}
+
+/// What a decision learnt of a request to an MCP endpoint, kept for its answer.
+#[derive(Default)]
+struct McpState<'e> {
+    endpoint: Option<&'e McpEndpoint>,
+    call: Option<Rc<McpRequest>>,
+    /// A POST whose body has not been read: the endpoint's cap.
+    await_body: Option<usize>,
 }
 
 impl Engine {
@@ -182,7 +209,8 @@ impl Engine {
     }
 
     /// Decides for one request with what Envoy knows of its connection and route; see [`Policy::needs`] for
-    /// when the filter reads them.
+    /// when the filter reads them. A POST to an MCP endpoint answers [`Verdict::NeedBody`]: decide again with
+    /// [`Engine::decide_with_body`] once the body is read.
     pub fn decide_with(
         &self,
         headers: &Headers<'_>,
@@ -190,25 +218,53 @@ impl Engine {
         now: i64,
         crypto: &dyn CryptoBackend,
     ) -> Verdict {
+        self.decide_with_body(headers, conn, Body::Absent, now, crypto)
+    }
+
+    /// Decides for one request and what was read of its body.
+    pub fn decide_with_body(
+        &self,
+        headers: &Headers<'_>,
+        conn: Connection<'_>,
+        body: Body<'_>,
+        now: i64,
+        crypto: &dyn CryptoBackend,
+    ) -> Verdict {
+        let mut mcp = McpState::default();
         // The request id is only read for an answer the plugin writes itself.
-        match self.evaluate(headers, conn, now, crypto) {
+        match self.evaluate(headers, conn, body, now, crypto, &mut mcp) {
             Ok(verdict) => verdict,
             Err(Failure::RemoteKeys { issuer, error }) => {
-                let denial = self.denial(Failure::Token(error), request_id(headers));
+                let denial = self.refusal(Failure::Token(error), &mcp, request_id(headers));
                 match error {
                     TokenError::KeysUnavailable => Verdict::WaitForKeys { issuer, on_timeout: denial },
                     _ => Verdict::UnknownKey { issuer, denial },
                 }
             }
-            Err(failure) if self.settings.mode == Mode::DryRun => self.dry_run(headers, failure, request_id(headers)),
-            Err(failure) => Verdict::Deny(self.denial(failure, request_id(headers))),
+            Err(failure) if self.settings.mode == Mode::DryRun => {
+                self.dry_run(headers, self.refusal(failure, &mcp, request_id(headers)), mcp.call)
+            }
+            Err(failure) => Verdict::Deny(self.refusal(failure, &mcp, request_id(headers))),
         }
+    }
+
+    /// The answer to a failure, in the MCP endpoint's terms when the request was for one.
+    fn refusal(&self, failure: Failure, mcp: &McpState<'_>, request_id: String) -> Denial {
+        let refused_id = match &failure {
+            Failure::Mcp(refusal) => refusal.id.clone(),
+            _ => None,
+        };
+        let mut denial = self.denial(failure, request_id);
+        if let Some(endpoint) = mcp.endpoint {
+            denial = self.mcp_denial(endpoint, denial, mcp.call.as_deref(), refused_id);
+        }
+        denial.mcp = mcp.call.clone();
+        denial
     }
 
     /// Dry-run mode: what enforcement would have refused is forwarded, without any client-sent identity
     /// header, with the verified identity when the token was valid, and marked with [`DRY_RUN_HEADER`].
-    fn dry_run(&self, headers: &Headers<'_>, failure: Failure, request_id: String) -> Verdict {
-        let denial = self.denial(failure, request_id);
+    fn dry_run(&self, headers: &Headers<'_>, denial: Denial, mcp: Option<Rc<McpRequest>>) -> Verdict {
         let mut set = denial.identity.clone();
         set.push((DRY_RUN_HEADER, format!("{} {}", denial.status, denial.reason).into()));
         Verdict::Allow {
@@ -218,144 +274,10 @@ impl Engine {
             canonical_path: None,
             canonical_method: None,
             dry_run: Some(denial),
+            mcp,
+            filter_list: false,
+            await_body: None,
         }
-    }
-
-    /// The token of a request, from the configured sources: `Ok(None)` when there is none, an error when
-    /// there is more than one. Query parameter names are compared decoded (`access%5Ftoken` is
-    /// `access_token`), and a query token is decoded as the upstream would read it.
-    fn credential<'h>(
-        &self,
-        headers: &'h Headers<'h>,
-        query: Option<&'h str>,
-    ) -> Result<Option<Cow<'h, [u8]>>, Failure> {
-        let mut found: Option<Cow<'h, [u8]>> = None;
-        let mut count = 0usize;
-        for source in &self.settings.token_sources {
-            match source {
-                TokenSource::Header { name, prefix } => {
-                    for &(_, value) in headers.iter().filter(|(n, _)| *n == name.as_str()) {
-                        count += 1;
-                        let token = match prefix {
-                            Some(p) => value
-                                .split_at_checked(p.len())
-                                .filter(|(scheme, rest)| scheme.eq_ignore_ascii_case(p.as_bytes()) && !rest.is_empty())
-                                .map(|(_, rest)| rest),
-                            None => Some(value).filter(|v| !v.is_empty()),
-                        };
-                        if found.is_none() {
-                            found = token.map(Cow::Borrowed);
-                        }
-                    }
-                }
-                TokenSource::Query { name } => {
-                    for pair in percent::query_pairs(query.unwrap_or("")) {
-                        let decoded = pair.decoded_name().ok_or(Failure::BadRequest(RequestError::InvalidQuery))?;
-                        if decoded != name.as_str() {
-                            continue;
-                        }
-                        count += 1;
-                        let value = percent::decode(pair.value, Plus::Space)
-                            .ok_or(Failure::BadRequest(RequestError::InvalidQuery))?;
-                        if found.is_none() && !value.is_empty() {
-                            found = Some(match value {
-                                Cow::Borrowed(v) => Cow::Borrowed(v.as_bytes()),
-                                Cow::Owned(v) => Cow::Owned(v.into_bytes()),
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        match count {
-            0 | 1 => Ok(found),
-            _ => Err(Failure::TwoCredentials),
-        }
-    }
-
-    /// The method a request asks the upstream to run instead of its own, as `settings.method_override`
-    /// says: refused, ignored (the filter strips it), or returned to be evaluated too. Every query parameter
-    /// name must decode, so that no spelling of `_method` goes unseen.
-    fn method_override(&self, headers: &Headers<'_>, query: Option<&str>) -> Result<Option<String>, Failure> {
-        let refuse = || Failure::BadRequest(RequestError::MethodOverride);
-        let mut values: Vec<Cow<'_, str>> = Vec::new();
-        for &(name, value) in headers {
-            if request::is_method_override_header(name) {
-                values.push(Cow::Borrowed(std::str::from_utf8(value).map_err(|_| refuse())?));
-            }
-        }
-        if let Some(query) = query.filter(|q| request::may_carry_method_override(q)) {
-            for pair in percent::query_pairs(query) {
-                let name = pair.decoded_name().ok_or(Failure::BadRequest(RequestError::InvalidQuery))?;
-                if request::is_method_override_parameter(&name) {
-                    values.push(
-                        percent::decode(pair.value, Plus::Space)
-                            .ok_or(Failure::BadRequest(RequestError::InvalidQuery))?,
-                    );
-                }
-            }
-        }
-        if values.is_empty() {
-            return Ok(None);
-        }
-        match self.settings.method_override {
-            MethodOverride::Reject => Err(refuse()),
-            MethodOverride::Strip => Ok(None),
-            MethodOverride::Evaluate => {
-                // One method, however many places name it; anything else cannot be evaluated.
-                let mut wanted: Option<String> = None;
-                for value in &values {
-                    let method = request::canonical_method(request::trim_ows(value)).map_err(|_| refuse())?;
-                    match &wanted {
-                        Some(w) if **w != *method => return Err(refuse()),
-                        Some(_) => {}
-                        None => wanted = Some(method.into_owned()),
-                    }
-                }
-                Ok(wanted)
-            }
-        }
-    }
-
-    /// Canonicalises the request and verifies its token: everything before policy.
-    fn prepare<'h>(
-        &self,
-        headers: &'h Headers<'h>,
-        now: i64,
-        crypto: &dyn CryptoBackend,
-    ) -> Result<Prepared<'h>, Failure> {
-        let pseudo = Pseudo::of(headers);
-        let raw_method = pseudo.method.ok_or(Failure::BadRequest(RequestError::MissingMethod))?;
-        let method = request::canonical_method(raw_method).map_err(Failure::BadRequest)?;
-        let raw_path = pseudo.path.ok_or(Failure::BadRequest(RequestError::MissingPath))?;
-        let canonical =
-            request::canonical_path_with(raw_path, self.settings.path_parameters).map_err(Failure::BadRequest)?;
-        let method_override = self.method_override(headers, canonical.query)?;
-
-        let token = self.credential(headers, canonical.query)?.ok_or(Failure::NoToken)?;
-        let verified = self.verify(&token, headers, now, crypto).map_err(|error| match error {
-            TokenError::KeysUnavailable | TokenError::UnknownKey => match self.verifier.remote_issuer_of(&token) {
-                Some(issuer) => Failure::RemoteKeys { issuer, error },
-                None => Failure::Token(error),
-            },
-            _ => Failure::Token(error),
-        })?;
-
-        let host = match pseudo.authority {
-            Some(h) => Some(request::canonical_host(h).map_err(Failure::BadRequest)?),
-            None => None,
-        };
-        Ok(Prepared {
-            method_changed: *method != *raw_method,
-            method,
-            method_override,
-            raw_path,
-            path: canonical.path,
-            with_parameters: canonical.with_parameters,
-            query: canonical.query,
-            host,
-            verified,
-        })
     }
 
     /// The dry-run rules that would have applied to this request, as `(rule id, effect)`; empty when the policy
@@ -364,14 +286,19 @@ impl Engine {
         &self,
         headers: &Headers<'_>,
         conn: Connection<'_>,
+        body: Body<'_>,
         now: i64,
         crypto: &dyn CryptoBackend,
     ) -> Vec<(String, Effect)> {
         if !self.policy.has_dry_run_rules() {
             return Vec::new();
         }
-        let Ok(p) = self.prepare(headers, now, crypto) else { return Vec::new() };
-        let view = p.view(headers, conn, now);
+        let mut mcp = McpState::default();
+        let Ok(p) = self.admit(headers, conn, body, now, crypto, &mut mcp) else { return Vec::new() };
+        if mcp.await_body.is_some() {
+            return Vec::new();
+        }
+        let view = p.view(headers, conn, now, mcp.call.as_deref());
         let mut hits = self.policy.dry_run_hits(&p.verified.token, &view);
         if let Some(method) = &p.method_override {
             let overridden = Request { method, ..view };
@@ -387,14 +314,30 @@ impl Engine {
     /// Why this request gets its decision, as one line of JSON for logs and tools: the decision and, when
     /// policy decided, every candidate rule with its result and reasons (see [`Policy::explain`]).
     pub fn explain(&self, headers: &Headers<'_>, conn: Connection<'_>, now: i64, crypto: &dyn CryptoBackend) -> String {
-        let p = match self.prepare(headers, now, crypto) {
+        self.explain_with_body(headers, conn, Body::Absent, now, crypto)
+    }
+
+    /// [`Engine::explain`] for a request and its body.
+    pub fn explain_with_body(
+        &self,
+        headers: &Headers<'_>,
+        conn: Connection<'_>,
+        body: Body<'_>,
+        now: i64,
+        crypto: &dyn CryptoBackend,
+    ) -> String {
+        let mut mcp = McpState::default();
+        let p = match self.admit(headers, conn, body, now, crypto, &mut mcp) {
+            Ok(_) if mcp.await_body.is_some() => {
+                return json!({"decision": "pending", "reason": "mcp_body_not_read"}).to_string();
+            }
             Ok(p) => p,
             Err(failure) => {
-                let denial = self.denial(failure, String::new());
+                let denial = self.refusal(failure, &mcp, String::new());
                 return json!({"decision": "deny", "status": denial.status, "reason": denial.reason}).to_string();
             }
         };
-        let view = p.view(headers, conn, now);
+        let view = p.view(headers, conn, now, mcp.call.as_deref());
         // With a method override under evaluation, the request's own method decides unless it is allowed;
         // then the override does.
         let overridden = p.method_override.as_deref().map(|method| Request { method, ..view });
@@ -426,7 +369,7 @@ impl Engine {
                 })
             })
             .collect();
-        json!({
+        let mut out = json!({
             "decision": decision,
             "reason": reason,
             "rule": rule,
@@ -442,17 +385,31 @@ impl Engine {
             "labels": e.labels,
             "candidates": candidates,
             "not_applicable": e.rules.len() - e.candidates().count(),
-        })
-        .to_string()
+        });
+        if let Some(call) = &mcp.call {
+            out["mcp"] = json!({"method": call.method, "name": call.name, "uri": call.uri});
+        }
+        out.to_string()
     }
 
-    fn evaluate(
-        &self,
-        headers: &Headers<'_>,
+    /// Everything before policy: the request prepared and its token verified, bound to the mTLS peer when its
+    /// issuer asks, and at an MCP endpoint the token's audience checked and the message read from the body.
+    fn admit<'h>(
+        &'h self,
+        headers: &'h Headers<'h>,
         conn: Connection<'_>,
+        body: Body<'_>,
         now: i64,
         crypto: &dyn CryptoBackend,
-    ) -> Result<Verdict, Failure> {
+        mcp: &mut McpState<'h>,
+    ) -> Result<Prepared<'h>, Failure> {
+        // The endpoint is known before the token is checked, so that its challenges name its metadata.
+        if !self.settings.mcp.is_empty()
+            && let Some(raw_path) = Pseudo::of(headers).path
+            && let Ok(canonical) = request::canonical_path_with(raw_path, self.settings.path_parameters)
+        {
+            mcp.endpoint = self.mcp_endpoint(&canonical.path, &conn);
+        }
         let p = self.prepare(headers, now, crypto)?;
         if self.binds_peer
             && let Some(issuer) =
@@ -463,8 +420,42 @@ impl Engine {
                 .check(&p.verified.token, conn.peer.uri_san, conn.peer.certificate_sha256)
                 .map_err(Failure::Token)?;
         }
+        if let Some(endpoint) = mcp.endpoint {
+            self.mcp_audience(endpoint, &p.verified.token)?;
+            let view = p.view(headers, conn, now, None);
+            match self.mcp_message(endpoint, &p.method, &view, body)? {
+                mcp::Message::None => {}
+                mcp::Message::AwaitBody(max) => mcp.await_body = Some(max),
+                mcp::Message::Call(call) => mcp.call = Some(Rc::new(call)),
+            }
+        }
+        Ok(p)
+    }
+
+    fn evaluate<'h>(
+        &'h self,
+        headers: &'h Headers<'h>,
+        conn: Connection<'_>,
+        body: Body<'_>,
+        now: i64,
+        crypto: &dyn CryptoBackend,
+        mcp: &mut McpState<'h>,
+    ) -> Result<Verdict, Failure> {
+        if !self.settings.mcp.is_empty() {
+            let pseudo = Pseudo::of(headers);
+            if let (Some(method), Some(path)) = (pseudo.method, pseudo.path)
+                && let Some(answer) = self.discovery(method, path)
+            {
+                return Ok(Verdict::Answer(answer));
+            }
+        }
+        let p = self.admit(headers, conn, body, now, crypto, mcp)?;
+        if mcp.await_body.is_some() {
+            // The headers go on with the identity; the decision is made on the body.
+            return Ok(self.forward(&p, headers, None, mcp));
+        }
         let admitted = &p.verified;
-        let view = p.view(headers, conn, now);
+        let view = p.view(headers, conn, now, mcp.call.as_deref());
         let decision = match (self.policy.evaluate(&admitted.token, &view), p.method_override.as_deref()) {
             // Allowed under its own method: the override must be allowed too (a deny under either denies).
             (Decision::Allow { .. }, Some(method)) => {
@@ -473,62 +464,7 @@ impl Engine {
             (decision, _) => decision,
         };
         match decision {
-            Decision::Allow { rule } => {
-                let mut remove = identity_headers_in(headers);
-                let rule: Rc<str> = rule.into();
-                let mut set = Vec::with_capacity(admitted.identity.len() + 1);
-                set.extend(admitted.identity.iter().cloned());
-                set.push((RULE_HEADER, rule.clone()));
-                let strip_override = self.settings.method_override == MethodOverride::Strip;
-                if strip_override {
-                    push_header_names(&mut remove, headers, request::is_method_override_header);
-                }
-                if !self.settings.forward_credential {
-                    for source in &self.settings.token_sources {
-                        if let TokenSource::Header { name, .. } = source
-                            && headers.iter().any(|(n, _)| *n == name.as_str())
-                        {
-                            remove.push(name.clone());
-                        }
-                    }
-                }
-                let credential_parameter = |name: &str| {
-                    !self.settings.forward_credential
-                        && self
-                            .settings
-                            .token_sources
-                            .iter()
-                            .any(|s| matches!(s, TokenSource::Query { name: q } if q == name))
-                };
-                let dropped = |name: &str| {
-                    (strip_override && request::is_method_override_parameter(name)) || credential_parameter(name)
-                };
-                // Every name decoded when the request was prepared, so none is kept for failing to decode.
-                let query: Option<Cow<'_, str>> = match p.query {
-                    Some(q) if percent::query_pairs(q).any(|pair| pair.decoded_name().is_some_and(|n| dropped(&n))) => {
-                        Some(Cow::<str>::Owned(percent::query_without(q, dropped))).filter(|q| !q.is_empty())
-                    }
-                    other => other.map(Cow::Borrowed),
-                };
-                // Forward exactly the authorised path: rewritten only when canonicalisation or a removed
-                // parameter changed it (no allocation in the common case).
-                let (raw_path, path) = (p.raw_path, p.with_parameters.as_deref().unwrap_or(&p.path));
-                let unchanged = match &query {
-                    Some(q) => {
-                        raw_path.len() == path.len() + 1 + q.len()
-                            && raw_path.starts_with(path)
-                            && raw_path.ends_with(&**q)
-                            && raw_path.as_bytes()[path.len()] == b'?'
-                    }
-                    None => raw_path == path,
-                };
-                let canonical_path = (!unchanged).then(|| match &query {
-                    Some(q) => format!("{path}?{q}"),
-                    None => path.to_string(),
-                });
-                let canonical_method = p.method_changed.then(|| p.method.to_string());
-                Ok(Verdict::Allow { remove, set, rule, canonical_path, canonical_method, dry_run: None })
-            }
+            Decision::Allow { rule } => Ok(self.forward(&p, headers, Some(rule.into()), mcp)),
             Decision::Deny { rule } => Err(Failure::Forbidden {
                 rule: Some(rule.to_owned()),
                 missing_scope: None,
@@ -541,104 +477,84 @@ impl Engine {
             }),
         }
     }
-}
 
-/// A canonical request with a verified token.
-struct Prepared<'h> {
-    method: Cow<'h, str>,
-    /// Whether the client spelled the method otherwise (`get`): the canonical one is forwarded.
-    method_changed: bool,
-    /// The method an override asks for, under `method_override: evaluate`.
-    method_override: Option<String>,
-    raw_path: &'h str,
-    /// The path rules decide on.
-    path: Cow<'h, str>,
-    /// The path to forward instead, under `path_parameters: keep`.
-    with_parameters: Option<String>,
-    query: Option<&'h str>,
-    host: Option<Cow<'h, str>>,
-    verified: Rc<Admitted>,
-}
-
-impl<'h> Prepared<'h> {
-    fn view<'a>(&'a self, headers: &'a Headers<'a>, conn: Connection<'a>, now: i64) -> Request<'a> {
-        Request {
-            method: &self.method,
-            path: &self.path,
-            query: self.query,
-            host: self.host.as_deref(),
-            headers,
-            now,
-            peer: conn.peer,
-            route: conn.route,
-            route_tag: conn.route_tag,
+    /// Forwarding a request: the identity headers to set, client copies (and, as configured, the credential
+    /// and method overrides) to remove, the canonical path and method. `rule`: the allowing rule, `None`
+    /// when the decision waits for the body.
+    fn forward(&self, p: &Prepared<'_>, headers: &Headers<'_>, rule: Option<Rc<str>>, mcp: &McpState<'_>) -> Verdict {
+        let mut remove = identity_headers_in(headers);
+        let admitted = &p.verified;
+        let mut set = Vec::with_capacity(admitted.identity.len() + 1);
+        set.extend(admitted.identity.iter().cloned());
+        // The deciding rule is forwarded when the headers leave with the decision; at an MCP endpoint they
+        // leave before the body is read, so the rule is recorded (filter state, logs) but not forwarded.
+        if let Some(rule) = &rule {
+            set.push((RULE_HEADER, rule.clone()));
+        }
+        let strip_override = self.settings.method_override == MethodOverride::Strip;
+        if strip_override {
+            push_header_names(&mut remove, headers, request::is_method_override_header);
+        }
+        if !self.settings.forward_credential {
+            for source in &self.settings.token_sources {
+                if let TokenSource::Header { name, .. } = source
+                    && headers.iter().any(|(n, _)| *n == name.as_str())
+                {
+                    remove.push(name.clone());
+                }
+            }
+        }
+        let credential_parameter = |name: &str| {
+            !self.settings.forward_credential
+                && self.settings.token_sources.iter().any(|s| matches!(s, TokenSource::Query { name: q } if q == name))
+        };
+        let dropped =
+            |name: &str| (strip_override && request::is_method_override_parameter(name)) || credential_parameter(name);
+        // Every name decoded when the request was prepared, so none is kept for failing to decode.
+        let query: Option<Cow<'_, str>> = match p.query {
+            Some(q) if percent::query_pairs(q).any(|pair| pair.decoded_name().is_some_and(|n| dropped(&n))) => {
+                Some(Cow::<str>::Owned(percent::query_without(q, dropped))).filter(|q| !q.is_empty())
+            }
+            other => other.map(Cow::Borrowed),
+        };
+        // Forward exactly the authorised path: rewritten only when canonicalisation or a removed
+        // parameter changed it (no allocation in the common case).
+        let (raw_path, path) = (p.raw_path, p.with_parameters.as_deref().unwrap_or(&p.path));
+        let unchanged = match &query {
+            Some(q) => {
+                raw_path.len() == path.len() + 1 + q.len()
+                    && raw_path.starts_with(path)
+                    && raw_path.ends_with(&**q)
+                    && raw_path.as_bytes()[path.len()] == b'?'
+            }
+            None => raw_path == path,
+        };
+        let canonical_path = (!unchanged).then(|| match &query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        });
+        let canonical_method = p.method_changed.then(|| p.method.to_string());
+        // A list filtered per caller must arrive uncompressed: the upstream is asked for identity
+        // encoding (a compressed answer is refused by the filter, never passed on unfiltered).
+        // The method is in the body, read after the headers left: every POST to an endpoint that filters lists
+        // asks for identity encoding.
+        if mcp.endpoint.is_some_and(|e| e.filter_lists) {
+            push_header_names(&mut remove, headers, |n| n == "accept-encoding");
+        }
+        let filter_list = mcp.endpoint.is_some_and(|e| e.filter_lists)
+            && mcp.call.as_ref().is_some_and(|c| ListKind::of_method(&c.method).is_some());
+        Verdict::Allow {
+            remove,
+            set,
+            rule: rule.unwrap_or_else(|| "".into()),
+            canonical_path,
+            canonical_method,
+            dry_run: None,
+            mcp: mcp.call.clone(),
+            filter_list,
+            await_body: mcp.await_body,
         }
     }
-}
-
-/// The pseudo-headers a decision reads, each only if it appears exactly once and is text: one pass over the
-/// headers instead of one per name.
-#[derive(Default)]
-struct Pseudo<'h> {
-    method: Option<&'h str>,
-    path: Option<&'h str>,
-    authority: Option<&'h str>,
-}
-
-impl<'h> Pseudo<'h> {
-    fn of(headers: &'h Headers<'h>) -> Pseudo<'h> {
-        let (mut method, mut path, mut authority) = (Seen::None, Seen::None, Seen::None);
-        for &(name, value) in headers {
-            let slot = match name {
-                ":method" => &mut method,
-                ":path" => &mut path,
-                ":authority" => &mut authority,
-                _ => continue,
-            };
-            *slot = match slot {
-                Seen::None => Seen::Once(value),
-                _ => Seen::Repeated,
-            };
-        }
-        Pseudo { method: method.text(), path: path.text(), authority: authority.text() }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Seen<'h> {
-    None,
-    Once(&'h [u8]),
-    Repeated,
-}
-
-impl<'h> Seen<'h> {
-    fn text(self) -> Option<&'h str> {
-        match self {
-            Seen::Once(v) => std::str::from_utf8(v).ok(),
-            Seen::None | Seen::Repeated => None,
-        }
-    }
-}
-
-/// The value of a header that must appear exactly once, as text.
-fn single_text<'h>(headers: &'h Headers<'h>, name: &str) -> Option<&'h str> {
-    single_value(headers, name).and_then(|v| std::str::from_utf8(v).ok())
-}
-
-/// The value of a header that must appear exactly once.
-fn single_value<'h>(headers: &'h Headers<'h>, name: &str) -> Option<&'h [u8]> {
-    let mut values = headers.iter().filter(|(n, _)| *n == name);
-    match (values.next(), values.next()) {
-        (Some(&(_, v)), None) => Some(v),
-        _ => None,
-    }
-}
-
-fn request_id(headers: &Headers<'_>) -> String {
-    single_text(headers, "x-request-id")
-        .filter(|id| id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or("")
-        .to_owned()
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Denials: status, `WWW-Authenticate` challenge (RFC 6750) and JSON body for each reason a request fails.
 
 use super::{Engine, Failure, HeaderValue};
+use crate::request::mcp::McpRequest;
 use crate::token::TokenError;
+use std::rc::Rc;
 
 /// A local reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,8 @@ pub struct Denial {
     /// For a policy denial, who was refused: the identity an allow would have forwarded (for audit, never
     /// sent to the client); empty when the token did not verify.
     pub identity: Vec<(&'static str, HeaderValue)>,
+    /// The MCP message refused, when one was read (for audit and metrics).
+    pub mcp: Option<Rc<McpRequest>>,
 }
 
 impl Engine {
@@ -46,6 +50,7 @@ impl Engine {
                     None,
                 ),
                 Failure::NoToken => (401, None, "a bearer token is required".into(), "missing_token", None),
+                Failure::Mcp(r) => (r.error.status(), Some("invalid_request"), r.error.to_string(), r.error.label(), None),
                 Failure::Token(TokenError::KeysUnavailable)
                 | Failure::RemoteKeys { error: TokenError::KeysUnavailable, .. } => (
                     503,
@@ -85,6 +90,7 @@ impl Engine {
                 reason,
                 rule,
                 identity,
+                mcp: None,
             };
         }
         let deciding_rule = rule.clone();
@@ -126,6 +132,7 @@ impl Engine {
             reason,
             rule: deciding_rule,
             identity,
+            mcp: None,
         }
     }
 }

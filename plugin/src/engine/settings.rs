@@ -67,6 +67,8 @@ pub struct Settings {
     pub path_parameters: PathParameters,
     /// What a method override (`X-HTTP-Method-Override`, `_method`) does.
     pub method_override: MethodOverride,
+    /// MCP endpoints: requests to them carry a JSON-RPC message in their body.
+    pub mcp: Vec<super::McpEndpoint>,
 }
 
 impl Default for Settings {
@@ -84,6 +86,7 @@ impl Default for Settings {
             filter_state: false,
             path_parameters: PathParameters::default(),
             method_override: MethodOverride::default(),
+            mcp: Vec::new(),
         }
     }
 }

@@ -63,7 +63,7 @@ fn allows_and_forwards_the_verified_identity() {
     h.push(("x-agent-iam-agent", "spiffe://trading.example/agent/admin"));
     h.push(("X_Agent_Iam_Subject", "forged"));
     match f.decide(&h) {
-        Verdict::Allow { remove, set, rule, canonical_path, canonical_method: None, dry_run: None } => {
+        Verdict::Allow { remove, set, rule, canonical_path, canonical_method: None, dry_run: None, .. } => {
             assert_eq!(canonical_path, None, "the path was already canonical");
             assert_eq!(&*rule, "trader-orders");
             assert_eq!(remove, vec!["x-agent-iam-agent".to_owned(), "X_Agent_Iam_Subject".to_owned()]);

@@ -4,8 +4,10 @@
 //! Written here rather than taken from the Rust SDK, whose dispatcher exports every callback of the ABI
 //! (Envoy then calls the response, body and log callbacks of every request, about 50 ns each, for nothing),
 //! keeps each context in a `Box<dyn>` behind a SipHash map, and panics on an unknown context id. This module
-//! exports what the plugin uses: per request, `proxy_on_context_create`, `proxy_on_request_headers` and
-//! `proxy_on_delete`; and for the root context configuration, ticks and HTTP call answers. A callback for a
+//! exports what the plugin uses: per request, `proxy_on_context_create`, `proxy_on_request_headers`,
+//! `proxy_on_request_body`, `proxy_on_response_headers`, `proxy_on_response_body` (the three for MCP
+//! endpoints: reading the JSON-RPC body and filtering list responses) and `proxy_on_delete`; and for the root
+//! context configuration, ticks and HTTP call answers. A callback for a
 //! context it does not know is answered as harmlessly as the ABI allows (a request fails closed with a 503).
 
 use super::{Request, Root};
@@ -105,16 +107,40 @@ pub extern "C" fn proxy_on_http_call_response(
     with_root(root_context_id, (), |root| root.on_http_call_response(token, body_size));
 }
 
+/// The request's handles, copied out so that no borrow of the map is held while it is decided (deciding
+/// calls the host, which may call back in).
+fn request(context_id: u32) -> Option<Request> {
+    REQUESTS.with(|requests| requests.borrow().get(&context_id).cloned())
+}
+
 /// 0: Continue, 1: StopIteration (the request was answered or is held).
 #[unsafe(no_mangle)]
-pub extern "C" fn proxy_on_request_headers(context_id: u32, _num_headers: usize, _end_of_stream: bool) -> u32 {
-    // The request's handles, copied out so that no borrow of the map is held while it is decided (deciding
-    // calls the host, which may call back in).
-    let request = REQUESTS.with(|requests| requests.borrow().get(&context_id).cloned());
-    match request {
-        Some(request) => request.on_request_headers() as u32,
+pub extern "C" fn proxy_on_request_headers(context_id: u32, _num_headers: usize, end_of_stream: bool) -> u32 {
+    match request(context_id) {
+        Some(request) => request.on_request_headers(end_of_stream) as u32,
         None => super::fail_closed("a request without a context") as u32,
     }
+}
+
+/// 0: Continue, 1: StopIterationAndBuffer (an MCP body is read whole before it is decided).
+#[unsafe(no_mangle)]
+pub extern "C" fn proxy_on_request_body(context_id: u32, body_size: usize, end_of_stream: bool) -> u32 {
+    match request(context_id) {
+        Some(request) => request.on_request_body(body_size, end_of_stream),
+        None => super::fail_closed("a request without a context") as u32,
+    }
+}
+
+/// 0: Continue (a list response being filtered changes its body, never its headers' pace).
+#[unsafe(no_mangle)]
+pub extern "C" fn proxy_on_response_headers(context_id: u32, _num_headers: usize, _end_of_stream: bool) -> u32 {
+    request(context_id).map_or(0, |r| r.on_response_headers())
+}
+
+/// 0: Continue, 1: StopIterationAndBuffer (a JSON list response is filtered whole).
+#[unsafe(no_mangle)]
+pub extern "C" fn proxy_on_response_body(context_id: u32, body_size: usize, end_of_stream: bool) -> u32 {
+    request(context_id).map_or(0, |r| r.on_response_body(body_size, end_of_stream))
 }
 
 #[unsafe(no_mangle)]

@@ -29,11 +29,13 @@ pub enum LogLevel {
     Critical = 5,
 }
 
-/// The header maps this plugin reads or writes.
+/// The header maps this plugin reads or writes, named as the ABI names them.
 #[derive(Debug, Clone, Copy)]
 #[repr(u32)]
+#[allow(clippy::enum_variant_names)]
 pub enum MapType {
     HttpRequestHeaders = 0,
+    HttpResponseHeaders = 2,
     HttpCallResponseHeaders = 6,
 }
 
@@ -41,6 +43,8 @@ pub enum MapType {
 #[derive(Debug, Clone, Copy)]
 #[repr(u32)]
 pub enum BufferType {
+    HttpRequestBody = 0,
+    HttpResponseBody = 1,
     HttpCallResponseBody = 4,
     PluginConfiguration = 7,
 }
@@ -77,6 +81,7 @@ unsafe extern "C" {
         data: *mut *mut u8,
         data_size: *mut usize,
     ) -> u32;
+    fn proxy_set_buffer_bytes(buffer: u32, start: usize, size: usize, data: *const u8, data_size: usize) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
         details: *const u8,
@@ -197,6 +202,13 @@ pub fn buffer(buffer: BufferType, max: usize) -> Result<Vec<u8>, Status> {
         NOT_FOUND => Ok(Vec::new()),
         other => Err(Status(other)),
     }
+}
+
+/// Replaces the first `size` bytes of a body buffer (the chunk the current body callback was given) with
+/// `data`.
+pub fn set_buffer(buffer: BufferType, size: usize, data: &[u8]) -> Result<(), Status> {
+    // SAFETY: a live input buffer for the whole call; the host copies it.
+    check(unsafe { proxy_set_buffer_bytes(buffer as u32, 0, size, data.as_ptr(), data.len()) })
 }
 
 /// Sends a local reply with response-code details (for `%RESPONSE_CODE_DETAILS%`), applied when the current

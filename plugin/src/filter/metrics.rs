@@ -11,12 +11,15 @@
 //! - `agent_iam.rule.<rule id>.allow` / `.deny`: decisions by the deciding rule
 //! - `agent_iam.denied.<reason>`: every denial by reason (`expired`, `bad_signature`, `no_rule_allows`, ...)
 //! - `agent_iam.token_cache.hit` / `.miss`
+//! - `agent_iam.mcp.<method>.allow` / `.deny`: MCP decisions by JSON-RPC method (`tools_call`, `tools_list`, ...,
+//!   `notification`, `response`, `session` (a session's GET stream or DELETE), `other`)
 //! - `agent_iam.jwks.fetch.ok` / `agent_iam.jwks.fetch.<failure>`; gauge `agent_iam.jwks.issuer_<n>.age_seconds`
 //! - gauge `agent_iam.vm.memory_bytes`: the linear memory of the plugin's VMs, summed (each VM adds what it
 //!   grew by since it last reported, on its tick, and takes its share back when Envoy ends it). A VM's memory
 //!   never shrinks, so this is the peak: what the token cache and the configuration cost in Envoy's RSS.
 
 use super::host::{self, MetricType};
+use crate::request::mcp::{Kind, McpRequest};
 use rustc_hash::FxHashMap;
 
 /// Tick period when nothing else needs ticks: counters reach the host at least this often.
@@ -85,6 +88,43 @@ impl Metrics {
         if let Some(id) = self.id(MetricType::Counter, name) {
             self.add(id, by);
         }
+    }
+
+    /// Counts an MCP decision by method (`agent_iam.mcp.<method>.allow` / `.deny`): the methods of the protocol
+    /// by name (`/` as `_`), anything else as `other`, so a client cannot make up metric names.
+    pub fn count_mcp(&mut self, call: &McpRequest, allow: bool) {
+        let method = call.method.as_str();
+        const KNOWN: [&str; 16] = [
+            "initialize",
+            "ping",
+            "server/discover",
+            "tools/list",
+            "tools/call",
+            "prompts/list",
+            "prompts/get",
+            "resources/list",
+            "resources/templates/list",
+            "resources/read",
+            "resources/subscribe",
+            "resources/unsubscribe",
+            "completion/complete",
+            "logging/setLevel",
+            "subscriptions/listen",
+            "notifications/initialized",
+        ];
+        let label = if call.kind == Kind::Session {
+            "session".to_owned()
+        } else if method.is_empty() {
+            "response".to_owned()
+        } else if KNOWN.contains(&method) {
+            method.replace('/', "_")
+        } else if method.starts_with("notifications/") {
+            "notification".to_owned()
+        } else {
+            "other".to_owned()
+        };
+        let name = format!("agent_iam.mcp.{label}.{}", if allow { "allow" } else { "deny" });
+        self.count(&name, 1);
     }
 
     /// Adds `by` to one of the per-decision counters.

@@ -21,6 +21,7 @@ mod fast_memcmp;
 mod host;
 mod keys;
 mod local_reply;
+mod mcp;
 mod metrics;
 
 use keys::Remote;
@@ -97,6 +98,9 @@ struct Shared {
 /// A request held for a key set.
 struct Waiter {
     context_id: u32,
+    /// Its stream's phase, and whether it has a body to come (an MCP endpoint decides on it).
+    phase: Rc<RefCell<mcp::Phase>>,
+    end_of_stream: bool,
     issuer: usize,
     /// When to give up, host milliseconds.
     deadline_ms: u64,
@@ -149,7 +153,15 @@ impl Root {
         for w in resumed {
             // A stream that ended meanwhile is gone: nothing to answer.
             if host::set_effective_context(w.context_id).is_ok() {
-                decide_and_apply(&self.shared, self.crypto.as_ref(), w.context_id, Some(w.deadline_ms));
+                let held = Held { deadline_ms: w.deadline_ms };
+                decide_and_apply(
+                    &self.shared,
+                    self.crypto.as_ref(),
+                    w.context_id,
+                    Some(held),
+                    &w.phase,
+                    w.end_of_stream,
+                );
             }
         }
         let _ = host::set_effective_context(self.context_id);
@@ -279,7 +291,7 @@ impl Root {
 
     /// A new request of this plugin, decided with the configuration current when its headers arrive.
     fn request(&self, context_id: u32) -> Request {
-        Request { context_id, shared: self.shared.clone(), crypto: self.crypto.clone() }
+        Request { context_id, shared: self.shared.clone(), crypto: self.crypto.clone(), phase: Rc::default() }
     }
 }
 
@@ -289,11 +301,25 @@ struct Request {
     context_id: u32,
     shared: Rc<RefCell<Shared>>,
     crypto: Rc<dyn CryptoBackend>,
+    /// What the stream's later callbacks have to do (read an MCP body, filter a list response).
+    phase: Rc<RefCell<mcp::Phase>>,
 }
 
 impl Request {
-    fn on_request_headers(&self) -> Applied {
-        decide_and_apply(&self.shared, self.crypto.as_ref(), self.context_id, None)
+    fn on_request_headers(&self, end_of_stream: bool) -> Applied {
+        decide_and_apply(&self.shared, self.crypto.as_ref(), self.context_id, None, &self.phase, end_of_stream)
+    }
+
+    fn on_request_body(&self, size: usize, end_of_stream: bool) -> u32 {
+        mcp::on_request_body(&self.shared, self.crypto.as_ref(), &self.phase, size, end_of_stream)
+    }
+
+    fn on_response_headers(&self) -> u32 {
+        mcp::on_response_headers(&self.phase)
+    }
+
+    fn on_response_body(&self, size: usize, end_of_stream: bool) -> u32 {
+        mcp::on_response_body(&self.shared, self.crypto.as_ref(), &self.phase, size, end_of_stream)
     }
 
     fn on_delete(&self) {
@@ -347,8 +373,11 @@ fn decide_and_apply(
     shared: &Rc<RefCell<Shared>>,
     crypto: &dyn CryptoBackend,
     context_id: u32,
-    held_until: Option<u64>,
+    held: Option<Held>,
+    phase: &Rc<RefCell<mcp::Phase>>,
+    end_of_stream: bool,
 ) -> Applied {
+    let held_until = held.map(|h| h.deadline_ms);
     let Some(engine) = shared.try_borrow().ok().and_then(|s| s.engine.clone()) else {
         return fail_closed("no configuration");
     };
@@ -366,15 +395,31 @@ fn decide_and_apply(
         Err(e) => return fail_closed(&format!("the request headers cannot be read ({e:?})")),
     };
     let properties = Properties::read(&engine);
-    let decided = Decided { engine: &engine, headers: &headers, conn: properties.connection(), now_ms, now, crypto };
+    let decided = Decided {
+        engine: &engine,
+        raw_headers: &buffer,
+        headers: &headers,
+        properties: &properties,
+        conn: properties.connection(),
+        now_ms,
+        now,
+        crypto,
+    };
     let (hits_before, misses_before) = engine.cache_stats();
     let verdict = engine.decide_with(&headers, decided.conn, now, crypto);
     record(shared, &engine, &verdict, hits_before, misses_before, now_ms);
     audit_and_dry_run_rules(&decided, &verdict);
-    apply(shared, &decided, verdict, context_id, held_until)
+    apply(shared, &decided, verdict, context_id, held_until, phase, end_of_stream)
+}
+
+/// A request decided again after it was held (from the root context).
+#[derive(Clone, Copy)]
+struct Held {
+    deadline_ms: u64,
 }
 
 /// What Envoy knows of a request beyond its headers, read only when the policy needs it.
+#[derive(Clone)]
 struct Properties {
     uri_san: Option<String>,
     digest: Option<String>,
@@ -410,7 +455,10 @@ impl Properties {
 /// A request as it was decided: what applying, auditing and explaining its verdict read again.
 struct Decided<'a> {
     engine: &'a Engine,
+    /// The headers as Envoy serialised them, kept when the decision waits for the body.
+    raw_headers: &'a [u8],
     headers: &'a Headers<'a>,
+    properties: &'a Properties,
     conn: Connection<'a>,
     now_ms: u64,
     now: i64,
@@ -422,20 +470,24 @@ fn audit_and_dry_run_rules(decided: &Decided<'_>, verdict: &Verdict) {
     let &Decided { engine, headers, conn, now, crypto, .. } = decided;
     if engine.settings().filter_state {
         match verdict {
-            Verdict::Allow { rule, set, dry_run: None, .. } => audit::allowed(rule, set),
+            // Recorded when the body is decided.
+            Verdict::Allow { await_body: Some(_), .. } => {}
+            Verdict::Allow { rule, set, dry_run: None, mcp, .. } => audit::allowed(rule, set, mcp.as_deref()),
             Verdict::Allow { dry_run: Some(d), .. } => audit::refused(d, true),
             Verdict::Deny(d) => audit::refused(d, false),
-            // Recorded when they are finally decided or answered.
-            Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } => {}
+            // Recorded when they are finally decided or answered; a served document is no decision.
+            Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } | Verdict::Answer(_) => {}
         }
     }
     if engine.policy().has_dry_run_rules() {
         let enforced = match verdict {
             Verdict::Allow { rule, dry_run: None, .. } => format!("allowed by \"{rule}\""),
-            Verdict::Allow { dry_run: Some(d), .. } | Verdict::Deny(d) => format!("{} {}", d.status, d.reason),
+            Verdict::Allow { dry_run: Some(d), .. } | Verdict::Deny(d) | Verdict::Answer(d) => {
+                format!("{} {}", d.status, d.reason)
+            }
             Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } => "pending keys".to_owned(),
         };
-        for (rule, effect) in engine.dry_run_rules(headers, conn, now, crypto) {
+        for (rule, effect) in engine.dry_run_rules(headers, conn, crate::engine::Body::Absent, now, crypto) {
             let effect = if effect == crate::policy::Effect::Allow { "allow" } else { "deny" };
             log(
                 LogLevel::Info,
@@ -452,15 +504,21 @@ fn apply(
     verdict: Verdict,
     context_id: u32,
     held_until: Option<u64>,
+    phase: &Rc<RefCell<mcp::Phase>>,
+    end_of_stream: bool,
 ) -> Applied {
-    let &Decided { engine, headers, conn, now_ms, now, crypto } = decided;
+    let &Decided { engine, headers, conn, now_ms, now, crypto, .. } = decided;
     let explain = |level: LogLevel| {
         if logging_at(level, now_ms) {
             log(level, &format!("agent-iam: explain {}", engine.explain(headers, conn, now, crypto)));
         }
     };
     match verdict {
-        Verdict::Allow { remove, set, canonical_path, canonical_method, dry_run, .. } => {
+        Verdict::Answer(document) => {
+            reply(&document);
+            Applied::Stopped
+        }
+        Verdict::Allow { remove, set, canonical_path, canonical_method, dry_run, await_body, .. } => {
             if let Some(would) = dry_run {
                 log(
                     LogLevel::Info,
@@ -496,6 +554,20 @@ fn apply(
                 // Forward what was authorised. Envoy chose the route on the old path and method: recompute it.
                 let _ = host::call_foreign_function("clear_route_cache", &[]);
             }
+            if let Some(max_bytes) = await_body {
+                *phase.borrow_mut() = mcp::Phase::AwaitingBody(Box::new(mcp::Pending {
+                    max_bytes,
+                    headers: decided.raw_headers.to_vec(),
+                    properties: decided.properties.clone(),
+                }));
+                if end_of_stream {
+                    // No body will come: decided now, on an empty one.
+                    let body = crate::engine::Body::Complete(b"");
+                    if mcp::decide_body(shared, crypto, phase, body) != mcp::DATA_CONTINUE {
+                        return Applied::Stopped;
+                    }
+                }
+            }
             if held_until.is_some() && host::resume_request().is_err() {
                 return fail_closed("a held request could not be resumed");
             }
@@ -518,7 +590,7 @@ fn apply(
                 engine.verifier().issuers().get(issuer).and_then(|i| i.remote.as_ref()).map(|r| r.wait_timeout_ms);
             hold(
                 shared,
-                context_id,
+                StreamRef { context_id, phase, end_of_stream },
                 issuer,
                 held_until.or(wait_ms.map(|w| now_ms.saturating_add(w))),
                 on_timeout,
@@ -546,7 +618,8 @@ fn apply(
                 engine.verifier().issuers().get(issuer).and_then(|i| i.remote.as_ref()).map(|r| r.wait_timeout_ms);
             // The root context fetches on its next tick: a call made here would be answered to this stream
             // (the SDK routes answers to the calling context), and lost if the stream ends first.
-            hold(shared, context_id, issuer, wait_ms.map(|w| now_ms.saturating_add(w)), denial, now_ms, dry_run, false)
+            let stream = StreamRef { context_id, phase, end_of_stream };
+            hold(shared, stream, issuer, wait_ms.map(|w| now_ms.saturating_add(w)), denial, now_ms, dry_run, false)
         }
     }
 }
@@ -603,17 +676,22 @@ fn record(
     m.count_decision(Counter::CacheHit, hits.saturating_sub(hits_before));
     m.count_decision(Counter::CacheMiss, misses.saturating_sub(misses_before));
     match verdict {
-        Verdict::Allow { rule, dry_run: None, .. } => {
+        // Counted when the body is decided.
+        Verdict::Allow { await_body: Some(_), .. } => {}
+        Verdict::Allow { rule, dry_run: None, mcp, .. } => {
             m.count_decision(Counter::Allow, 1);
             m.count_rule(rule, true);
+            if let Some(call) = mcp {
+                m.count_mcp(call, true);
+            }
         }
         Verdict::Allow { dry_run: Some(d), .. } => {
             m.count_decision(Counter::DryRunDeny, 1);
             m.count_denied(d.reason);
         }
         Verdict::Deny(d) => count_denial(m, d),
-        // Counted when they are finally answered.
-        Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } => {}
+        // Counted when they are finally answered; a served document is no decision.
+        Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } | Verdict::Answer(_) => {}
     }
     m.flush(now_ms, false);
 }
@@ -621,16 +699,26 @@ fn record(
 fn count_denial(m: &mut metrics::Metrics, d: &Denial) {
     m.count_decision(Counter::Deny, 1);
     m.count_denied(d.reason);
+    if let Some(call) = &d.mcp {
+        m.count_mcp(call, false);
+    }
     if let Some(rule) = &d.rule {
         m.count_rule(rule, false);
     }
+}
+
+/// The stream a held request belongs to.
+struct StreamRef<'a> {
+    context_id: u32,
+    phase: &'a Rc<RefCell<mcp::Phase>>,
+    end_of_stream: bool,
 }
 
 /// Holds a request until `deadline_ms` (answering `on_timeout` at once if there is none or it has passed).
 #[allow(clippy::too_many_arguments)]
 fn hold(
     shared: &Rc<RefCell<Shared>>,
-    context_id: u32,
+    stream: StreamRef<'_>,
     issuer: usize,
     deadline_ms: Option<u64>,
     on_timeout: Denial,
@@ -641,7 +729,14 @@ fn hold(
     if let (Some(deadline_ms), Ok(mut s)) = (deadline_ms, shared.try_borrow_mut())
         && deadline_ms > now_ms
     {
-        s.waiting.push(Waiter { context_id, issuer, deadline_ms, on_timeout });
+        s.waiting.push(Waiter {
+            context_id: stream.context_id,
+            phase: stream.phase.clone(),
+            end_of_stream: stream.end_of_stream,
+            issuer,
+            deadline_ms,
+            on_timeout,
+        });
         return Applied::Stopped;
     }
     refuse(shared, &on_timeout, dry_run, held)

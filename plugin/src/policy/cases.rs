@@ -4,6 +4,7 @@
 //! [`Policy::explain`].
 
 use super::{Decision, Policy, PolicyError, RuleResult};
+use crate::request::mcp::Revision;
 use crate::request::{self, RequestError};
 use crate::request::{Peer, Request};
 use crate::token::claims::Claims;
@@ -71,6 +72,11 @@ pub struct CaseRequest {
     /// The matched route's tag (metadata `filter_metadata.agent_iam.tag`); absent: an untagged route.
     #[serde(default)]
     pub envoy_route_tag: Option<String>,
+    /// The JSON-RPC message of a POST to an MCP endpoint (a JSON object, or a string for the body's exact
+    /// text). The request is decided as at an endpoint accepting every revision: the message is read and,
+    /// with `MCP-Protocol-Version: 2026-07-28`, checked against the `Mcp-*` headers, as the gateway does.
+    #[serde(default)]
+    pub mcp: Option<Value>,
 }
 
 /// The mutual-TLS peer in a case.
@@ -189,6 +195,23 @@ fn run_case(policy: &Policy, file: &CaseFile, case: &Case, at: &str) -> Result<C
         Ok(c) => c,
     };
     let borrowed: Vec<_> = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let call = match &r.mcp {
+        None => None,
+        Some(message) => {
+            let body = match message {
+                Value::String(text) => text.clone().into_bytes(),
+                other => other.to_string().into_bytes(),
+            };
+            match crate::request::mcp::parse(&body, &borrowed, &Revision::ALL) {
+                Ok(call) => Some(call),
+                Err(e) => {
+                    let passed = expect.decision == ExpectedDecision::InvalidRequest;
+                    let detail = format!("invalid MCP message: {} ({})", e.error, e.error.label());
+                    return Ok(CaseResult { name: case.name.clone(), passed, detail });
+                }
+            }
+        }
+    };
     let request = Request {
         method: &method,
         path: &path,
@@ -199,6 +222,8 @@ fn run_case(policy: &Policy, file: &CaseFile, case: &Case, at: &str) -> Result<C
         peer: Peer { uri_san: peer.uri_san.as_deref(), certificate_sha256: peer.certificate_sha256.as_deref() },
         route: r.envoy_route.as_deref(),
         route_tag: Some(r.envoy_route_tag.as_deref().unwrap_or("")),
+        mcp: call.as_ref(),
+        hypothetical: false,
     };
     let decision = policy.evaluate(&token, &request);
     let explanation = policy.explain(&token, &request);

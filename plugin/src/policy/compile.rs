@@ -2,6 +2,8 @@
 
 use super::cond;
 use super::cond::{ClaimPath, Cond, Kind, Scope, Source};
+use super::document::McpLifecycle;
+use super::mcp::Selector;
 use super::path::{Entry, Template, Trie};
 use super::pattern::{HostPattern, IdPattern};
 use super::time::{TimeWindow, TimeWindowDocument};
@@ -296,8 +298,16 @@ impl Compiler {
                     .map(str::to_owned)
                     .collect()
             });
+            let selector = match &r.mcp {
+                Some(m) => {
+                    let selector = Selector::compile(m, &at("mcp"))?;
+                    conds.push(Cond { at: at("mcp").into(), kind: Kind::Mcp(selector.clone()) });
+                    Some(selector)
+                }
+                None => None,
+            };
             if let Some(when) = &r.when {
-                let scope = Scope { lists: &list_names, path_params: params.as_deref() };
+                let scope = Scope { lists: &list_names, path_params: params.as_deref(), mcp: selector.as_ref() };
                 self.when(when, &at("when"), &scope, &mut conds)?;
             }
             let dry_run = r.mode == Some(RuleMode::DryRun);
@@ -376,6 +386,7 @@ impl Compiler {
             labels,
             lists,
             needs: Needs { headers, peer: self.peer, route: self.route, route_tag: self.route_tag },
+            mcp_lifecycle: doc.mcp_lifecycle.unwrap_or(McpLifecycle::Allow),
             warnings: self.warnings,
         })
     }
@@ -418,6 +429,19 @@ impl Compiler {
             let here = format!("{at}.path.{name}");
             let source = Source::Path(name.as_str().into());
             scope_check(scope, &source, &here)?;
+            self.attr(source, test, here, scope, conds)?;
+        }
+        for (name, test) in &when.arguments {
+            let here = format!("{at}.arguments.{name}");
+            let source = Source::Argument(ClaimPath::parse(name).map_err(|m| PolicyError::new(&here, m))?);
+            scope.check(&source, &here)?;
+            self.attr(source, test, here, scope, conds)?;
+        }
+        for (name, test) in &when.resource {
+            let here = format!("{at}.resource.{name}");
+            let templates = scope.mcp.map(|m| m.templates().to_vec()).unwrap_or_default();
+            let source = Source::Resource(name.as_str().into(), templates);
+            scope.check(&source, &here)?;
             self.attr(source, test, here, scope, conds)?;
         }
         if let Some(time) = &when.time {

@@ -27,8 +27,45 @@ pub struct PolicyDocument {
     /// Labels attached to path templates (data classification such as `PHI`), selected by rules' `labels`.
     #[serde(default)]
     pub routes: Vec<RouteDocument>,
+    /// MCP lifecycle messages (`initialize`, `ping`, `server/discover`, notifications, a client's responses):
+    /// `allow` (default) lets any verified token send them unless a deny rule applies; `rules` governs them
+    /// like every other message.
+    #[serde(default)]
+    pub mcp_lifecycle: Option<McpLifecycle>,
     /// The rules, evaluated together: order does not change the decision (deny overrides allow).
     pub rules: Vec<RuleDocument>,
+}
+
+/// How MCP lifecycle messages are decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum McpLifecycle {
+    /// Allowed for any verified token unless a deny rule applies.
+    Allow,
+    /// Decided by the rules like any other message.
+    Rules,
+}
+
+/// Which MCP messages a rule applies to (on MCP endpoints only; a rule with `mcp` never matches other
+/// requests). At most one of `tools`, `resources`, `prompts`, each implying its method.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct McpRuleDocument {
+    /// JSON-RPC methods, exact (`tools/list`) or with `*` for any run of characters (`notifications/*`).
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Tools a `tools/call` may name, exact or with `*` (`search_*`).
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
+    /// Resource URI templates a `resources/read` may name: literal text, `{name}` for a run of characters
+    /// without `/`, `?` or `#` (captured for `when.resource`), and a final `**` for any rest.
+    #[serde(default)]
+    pub resources: Option<Vec<String>>,
+    /// Prompts a `prompts/get` may name, exact or with `*`.
+    #[serde(default)]
+    pub prompts: Option<Vec<String>>,
 }
 
 /// Labels for the requests a path template matches.
@@ -101,6 +138,10 @@ pub struct RuleDocument {
     #[serde(default)]
     pub labels: Option<Vec<String>>,
 
+    /// MCP messages: methods, tools, resources, prompts.
+    #[serde(default)]
+    pub mcp: Option<McpRuleDocument>,
+
     /// Conditions, all of which must hold.
     #[serde(default)]
     pub when: Option<WhenDocument>,
@@ -147,6 +188,13 @@ pub struct WhenDocument {
     /// Path parameters captured by `{name}` in every one of the rule's path templates.
     #[serde(default)]
     pub path: BTreeMap<String, Map<String, Value>>,
+    /// MCP tool or prompt arguments by name, dotted for nested members (`customer.id`) or a JSON pointer; the
+    /// rule must name `mcp.tools` or `mcp.prompts`.
+    #[serde(default)]
+    pub arguments: BTreeMap<String, Map<String, Value>>,
+    /// Parameters captured by `{name}` in every one of the rule's `mcp.resources` templates.
+    #[serde(default)]
+    pub resource: BTreeMap<String, Map<String, Value>>,
     /// Time windows ([`super::time::TimeWindowDocument`]): one, or a list the rule holds inside any of. Kept
     /// as JSON so that an error inside a list names its index.
     #[serde(default)]

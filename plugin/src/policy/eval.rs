@@ -3,7 +3,9 @@
 
 use super::cond::Ctx;
 use super::path::{Entry, Segments, Template};
-use super::{Decision, Effect, Explanation, Index, Policy, Rule, RuleResult, RuleTrace, Truth};
+use super::{
+    Decision, Effect, Explanation, Index, MCP_LIFECYCLE_RULE, McpLifecycle, Policy, Rule, RuleResult, RuleTrace, Truth,
+};
 use crate::request::Request;
 use crate::token::VerifiedToken;
 use std::cell::Cell;
@@ -15,9 +17,18 @@ impl Policy {
         let segments = Segments::new(request.path);
         let labels = Cell::new(None);
         let label_mask = || self.label_mask(&segments, &labels);
-        let mut ctx =
-            Ctx { token, request, segments: &segments, template: None, lists: &self.lists, labels: &label_mask };
+        let mut ctx = Ctx {
+            token,
+            request,
+            segments: &segments,
+            template: None,
+            lists: &self.lists,
+            labels: &label_mask,
+            assume: Truth::False,
+        };
 
+        // Deny rules see a hypothetical message's call conditions as not holding; allow rules as holding.
+        ctx.assume = Truth::False;
         let mut deny: Option<u32> = None;
         let _ = self.has_deny.then(|| {
             self.for_each_index(token.agent(), &mut |index| {
@@ -32,6 +43,7 @@ impl Policy {
         if let Some(rule) = deny.and_then(|d| self.rules.get(d as usize)) {
             return Decision::Deny { rule: &rule.id };
         }
+        ctx.assume = Truth::True;
         let mut allow: Option<u32> = None;
         let _ = self.for_each_index(token.agent(), &mut |index| {
             index.allow.walk::<()>(&segments, &mut |e| {
@@ -43,6 +55,9 @@ impl Policy {
         });
         if let Some(rule) = allow.and_then(|a| self.rules.get(a as usize)) {
             return Decision::Allow { rule: &rule.id };
+        }
+        if self.lifecycle_allowed(request) {
+            return Decision::Allow { rule: MCP_LIFECYCLE_RULE };
         }
         let mut scoped: Option<(u32, &str)> = None;
         let _ = self.for_each_index(token.agent(), &mut |index| {
@@ -64,8 +79,15 @@ impl Policy {
         let segments = Segments::new(request.path);
         let labels = Cell::new(None);
         let label_mask = || self.label_mask(&segments, &labels);
-        let mut ctx =
-            Ctx { token, request, segments: &segments, template: None, lists: &self.lists, labels: &label_mask };
+        let mut ctx = Ctx {
+            token,
+            request,
+            segments: &segments,
+            template: None,
+            lists: &self.lists,
+            labels: &label_mask,
+            assume: Truth::False,
+        };
         let mut traces = Vec::with_capacity(self.rules.len());
         let mut missing_scope = None;
         for rule in &self.rules {
@@ -77,6 +99,7 @@ impl Policy {
                 }
                 Ok(template) => {
                     ctx.template = template;
+                    ctx.assume = if rule.effect == Effect::Allow { Truth::True } else { Truth::False };
                     let mut truth = Truth::True;
                     for cond in &rule.conds {
                         let (t, why) = cond.explain(&ctx);
@@ -117,6 +140,8 @@ impl Policy {
                 Decision::Deny { rule }
             } else if let Some(rule) = first(Effect::Allow, &|r| r == RuleResult::Matched) {
                 Decision::Allow { rule }
+            } else if self.lifecycle_allowed(request) {
+                Decision::Allow { rule: MCP_LIFECYCLE_RULE }
             } else {
                 Decision::NoRuleAllows { missing_scope }
             };
@@ -134,19 +159,32 @@ impl Policy {
         let segments = Segments::new(request.path);
         let labels = Cell::new(None);
         let label_mask = || self.label_mask(&segments, &labels);
-        let mut ctx =
-            Ctx { token, request, segments: &segments, template: None, lists: &self.lists, labels: &label_mask };
+        let mut ctx = Ctx {
+            token,
+            request,
+            segments: &segments,
+            template: None,
+            lists: &self.lists,
+            labels: &label_mask,
+            assume: Truth::False,
+        };
         let mut hits = Vec::new();
         for &i in &self.dry_run {
             let Some(rule) = self.rules.get(i as usize) else { continue };
             let Ok(template) = self.applicability(rule, token.agent(), request.method, &segments) else { continue };
             ctx.template = template;
+            ctx.assume = if rule.effect == Effect::Allow { Truth::True } else { Truth::False };
             let truth = rule.conds.iter().fold(Truth::True, |acc, c| acc.and(c.eval(&ctx)));
             if truth == Truth::True || (rule.effect == Effect::Deny && truth == Truth::Unknown) {
                 hits.push((&*rule.id, rule.effect));
             }
         }
         hits
+    }
+
+    /// An MCP lifecycle message no rule allows, under `mcp_lifecycle: allow`.
+    fn lifecycle_allowed(&self, request: &Request<'_>) -> bool {
+        self.mcp_lifecycle == McpLifecycle::Allow && request.mcp.is_some_and(|m| m.is_lifecycle())
     }
 
     fn for_each_index(&self, agent: &str, f: &mut impl FnMut(&Index) -> ControlFlow<()>) -> ControlFlow<()> {
@@ -208,6 +246,7 @@ impl Policy {
             return None;
         }
         ctx.template = self.templates.get(e.template as usize);
+        ctx.assume = Truth::True;
         let mut scope = None;
         for cond in &rule.conds {
             match cond.missing_scope(ctx) {

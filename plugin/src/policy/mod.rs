@@ -16,6 +16,7 @@ mod compile;
 mod cond;
 pub mod document;
 mod eval;
+pub mod mcp;
 mod number;
 pub mod path;
 pub mod pattern;
@@ -26,7 +27,8 @@ mod tests;
 
 pub use cond::Truth;
 pub use document::{
-    DelegationDocument, Effect, MtlsDocument, PolicyDocument, RouteDocument, RuleDocument, RuleMode, WhenDocument,
+    DelegationDocument, Effect, McpLifecycle, McpRuleDocument, MtlsDocument, PolicyDocument, RouteDocument,
+    RuleDocument, RuleMode, WhenDocument,
 };
 
 use cond::Cond;
@@ -234,8 +236,14 @@ pub struct Policy {
     labels: Vec<Box<str>>,
     lists: Vec<FxHashSet<Box<str>>>,
     needs: Needs,
+    /// What MCP lifecycle messages no rule allows get.
+    mcp_lifecycle: McpLifecycle,
     warnings: Vec<Warning>,
 }
+
+/// The rule id reported when an MCP lifecycle message is allowed by the policy's default
+/// (`mcp_lifecycle: allow`) rather than by a rule.
+pub const MCP_LIFECYCLE_RULE: &str = "mcp-lifecycle";
 
 impl Default for Policy {
     fn default() -> Self {

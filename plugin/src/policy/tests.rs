@@ -33,6 +33,8 @@ struct Req {
     peer: (Option<&'static str>, Option<String>),
     route: Option<&'static str>,
     route_tag: Option<&'static str>,
+    mcp: Option<crate::request::mcp::McpRequest>,
+    hypothetical: bool,
 }
 
 fn req(method: &'static str, path_and_query: &str) -> Req {
@@ -50,6 +52,8 @@ fn req(method: &'static str, path_and_query: &str) -> Req {
         peer: (None, None),
         route: None,
         route_tag: None,
+        mcp: None,
+        hypothetical: false,
     }
 }
 
@@ -89,6 +93,8 @@ impl Req {
             peer: Peer { uri_san: self.peer.0, certificate_sha256: self.peer.1.as_deref() },
             route: self.route,
             route_tag: self.route_tag,
+            mcp: self.mcp.as_ref(),
+            hypothetical: self.hypothetical,
         }
     }
 }
@@ -705,6 +711,8 @@ fn envoy_route_tags_select_rules_and_an_untagged_route_is_not_unknown() {
 }
 
 mod values;
+
+mod mcp;
 
 /// The tables' hash (rustc-hash's Fx) tells short keys apart.
 #[test]

@@ -7,6 +7,7 @@
 //! The bottom layer of the core: it depends on nothing above it.
 
 mod host;
+pub mod mcp;
 mod method;
 mod path;
 #[cfg(test)]
@@ -109,6 +110,12 @@ pub struct Request<'a> {
     /// The matched route's tag (metadata `filter_metadata.agent_iam.tag`): `""` for a route without one,
     /// `None` when Envoy could not say.
     pub route_tag: Option<&'a str>,
+    /// The MCP message of a request to an MCP endpoint.
+    pub mcp: Option<&'a mcp::McpRequest>,
+    /// A message the client did not send, evaluated to filter a list for it (would it be allowed to call
+    /// this tool?): conditions on arguments and resource parameters, which it has none of, count as holding
+    /// for allow rules and as not holding for deny rules.
+    pub hypothetical: bool,
 }
 
 /// The mutual-TLS peer certificate, as Envoy reports it.

@@ -130,6 +130,7 @@ impl Cond {
                 ),
                 None => write!(why, "no peer certificate URI SAN (not mutual TLS?)"),
             },
+            Kind::Mcp(selector) => write!(why, "{}", selector.explain(ctx.request.mcp)),
             Kind::CertificateBound => write!(
                 why,
                 "{}",
@@ -194,10 +195,18 @@ fn short_attr(a: &Attr<'_>) -> String {
 fn operand_text(o: &Operand) -> String {
     match o {
         Operand::Literal(v) => short(v),
-        Operand::Ref(Source::Claim(p)) => format!("claim {}", p.0.join(".")),
-        Operand::Ref(Source::Header(h)) => format!("header {h}"),
-        Operand::Ref(Source::Query(q)) => format!("query parameter {q}"),
-        Operand::Ref(Source::Path(p)) => format!("path parameter {p}"),
+        Operand::Ref(source) => source_text(source),
+    }
+}
+
+fn source_text(s: &Source) -> String {
+    match s {
+        Source::Claim(p) => format!("claim {}", p.0.join(".")),
+        Source::Header(h) => format!("header {h}"),
+        Source::Query(q) => format!("query parameter {q}"),
+        Source::Path(p) => format!("path parameter {p}"),
+        Source::Argument(p) => format!("argument {}", p.0.join(".")),
+        Source::Resource(p, _) => format!("resource parameter {p}"),
     }
 }
 
@@ -224,6 +233,7 @@ fn op_text(op: &Op) -> String {
         Op::StartsWith(p) => format!("starts_with {}", quoted(p)),
         Op::Exists(b) => format!("exists {b}"),
         Op::Number(o, e, n) => format!("{} {n}", cmp(o, e)),
+        Op::Compare(o, e, s) => format!("{} {}", cmp(o, e), source_text(s)),
         Op::Version(o, e, v) => {
             let v: Vec<String> = v.iter().map(u64::to_string).collect();
             format!("version_{} {}", cmp(o, e), v.join("."))

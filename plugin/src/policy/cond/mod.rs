@@ -3,6 +3,7 @@
 //! wrong type): it never lets an allow rule match and always lets a deny rule apply.
 
 use super::PolicyError;
+use super::mcp::{Selector, UriTemplate};
 use super::number;
 use super::path::{Segments, Template};
 use super::pattern::{HostPattern, IdPattern};
@@ -53,6 +54,10 @@ pub(crate) struct Ctx<'a> {
     pub template: Option<&'a Template>,
     pub lists: &'a [FxHashSet<Box<str>>],
     pub labels: &'a dyn Fn() -> u64,
+    /// What a condition on a call's arguments or resource parameters answers when the message is
+    /// hypothetical (a list being filtered): `True` while allow rules are evaluated, `False` for deny rules, so
+    /// an entry is listed when some call of it could be allowed.
+    pub assume: Truth,
 }
 
 /// One compiled condition with the document path it came from (for explanations).
@@ -90,6 +95,8 @@ pub(crate) enum Kind {
     MayAct,
     ActorIsPeer,
     CertificateBound,
+    /// The MCP message is one of those the rule's `mcp` selects.
+    Mcp(Selector),
 }
 
 /// Where an attribute comes from.
@@ -99,6 +106,17 @@ pub(crate) enum Source {
     Header(Box<str>),
     Query(Box<str>),
     Path(Box<str>),
+    /// An MCP tool or prompt argument.
+    Argument(ClaimPath),
+    /// A parameter of the rule's resource templates, from the URI of a `resources/read`.
+    Resource(Box<str>, Vec<UriTemplate>),
+}
+
+impl Source {
+    /// Whether it reads a call's arguments or resource (absent from a hypothetical message).
+    fn of_call(&self) -> bool {
+        matches!(self, Source::Argument(_) | Source::Resource(..))
+    }
 }
 
 /// A claim's place in the token: object keys from the top.
@@ -152,6 +170,8 @@ pub(crate) enum Op {
     StartsWith(Box<str>),
     Exists(bool),
     Number(Ordering, bool, serde_json::Number),
+    /// A numeric comparison with a referenced value: `{"lte": {"claim": "max_amount"}}`.
+    Compare(Ordering, bool, Source),
     Version(Ordering, bool, Vec<u64>),
 }
 
@@ -175,9 +195,17 @@ pub(crate) struct Scope<'a> {
     pub lists: &'a [(String, usize)],
     /// Parameters present in every template of the rule (`None`: the rule has no templates).
     pub path_params: Option<&'a [String]>,
+    /// The rule's `mcp` selector, for references to arguments and resource parameters.
+    pub mcp: Option<&'a Selector>,
 }
 
 impl Scope<'_> {
+    /// Whether the rule can read `source`: path and resource parameters its templates capture, arguments of
+    /// the messages it selects.
+    pub fn check(&self, source: &Source, at: &str) -> Result<(), PolicyError> {
+        self.check_source(source, at)
+    }
+
     fn check_source(&self, source: &Source, at: &str) -> Result<(), PolicyError> {
         match source {
             Source::Path(name) => match self.path_params {
@@ -193,6 +221,26 @@ impl Scope<'_> {
             },
             Source::Header(name) if !valid_header_name(name) => {
                 Err(PolicyError::new(at, "header names are lower-case HTTP tokens"))
+            }
+            Source::Argument(_) if !self.mcp.is_some_and(Selector::has_arguments) => {
+                Err(PolicyError::new(at, "arguments need `mcp.tools` or `mcp.prompts` in the rule"))
+            }
+            Source::Resource(name, templates) => {
+                if templates.is_empty() {
+                    Err(PolicyError::new(
+                        at,
+                        format!(
+                            "resource parameter \"{name}\" needs `mcp.resources` with {{{name}}} in every template"
+                        ),
+                    ))
+                } else if !templates.iter().all(|t| t.params().any(|p| p == &**name)) {
+                    Err(PolicyError::new(
+                        at,
+                        format!("resource parameter \"{name}\" is not captured by every template of this rule"),
+                    ))
+                } else {
+                    Ok(())
+                }
             }
             _ => Ok(()),
         }
@@ -222,10 +270,19 @@ pub(crate) fn compile_test(ops: &Map<String, Value>, at: &str, scope: &Scope<'_>
                 _ => return Err(PolicyError::new(&here, "must be true or false")),
             },
             "gt" | "gte" | "lt" | "lte" => {
-                let Value::Number(n) = arg else { return Err(PolicyError::new(&here, "must be a number")) };
-                exact_literal(n, &here)?;
                 let (ord, or_equal) = ordering(name);
-                Op::Number(ord, or_equal, n.clone())
+                match arg {
+                    Value::Number(n) => {
+                        exact_literal(n, &here)?;
+                        Op::Number(ord, or_equal, n.clone())
+                    }
+                    Value::Object(o) => {
+                        let source = reference(o, &here, scope)?;
+                        scope.check_source(&source, &here)?;
+                        Op::Compare(ord, or_equal, source)
+                    }
+                    _ => return Err(PolicyError::new(&here, "must be a number or a reference {\"claim\": name}")),
+                }
             }
             "version_gt" | "version_gte" | "version_lt" | "version_lte" => {
                 let v = arg.as_str().and_then(parse_version).ok_or_else(|| {
@@ -275,23 +332,24 @@ fn operand(arg: &Value, at: &str, scope: &Scope<'_>) -> Result<Operand, PolicyEr
         }
         Value::String(_) | Value::Bool(_) => Ok(Operand::Literal(arg.clone())),
         Value::Object(o) => {
-            let source = reference(o, at)?;
+            let source = reference(o, at, scope)?;
             scope.check_source(&source, at)?;
             Ok(Operand::Ref(source))
         }
         Value::Null | Value::Array(_) => Err(PolicyError::new(
             at,
-            "must be a string, number, true/false, or a reference {\"claim\"|\"header\"|\"query\"|\"path\": name}",
+            "must be a string, number, true/false, or a reference {\"claim\"|\"header\"|\"query\"|\"path\"|\"argument\"|\"resource\": name}",
         )),
     }
 }
 
-fn reference(o: &Map<String, Value>, at: &str) -> Result<Source, PolicyError> {
+fn reference(o: &Map<String, Value>, at: &str, scope: &Scope<'_>) -> Result<Source, PolicyError> {
     let mut entries = o.iter();
     let (Some((kind, Value::String(name))), None) = (entries.next(), entries.next()) else {
         return Err(PolicyError::new(
             at,
-            "a reference is one of {\"claim\": name}, {\"header\": name}, {\"query\": name}, {\"path\": name}",
+            "a reference is one of {\"claim\": name}, {\"header\": name}, {\"query\": name}, {\"path\": name}, \
+             {\"argument\": name}, {\"resource\": name}",
         ));
     };
     let here = format!("{at}.{kind}");
@@ -300,7 +358,14 @@ fn reference(o: &Map<String, Value>, at: &str) -> Result<Source, PolicyError> {
         "header" => Ok(Source::Header(name.to_ascii_lowercase().into())),
         "query" if !name.is_empty() => Ok(Source::Query(name.as_str().into())),
         "path" => Ok(Source::Path(name.as_str().into())),
-        _ => Err(PolicyError::new(at, format!("unknown reference \"{kind}\" (claim, header, query or path)"))),
+        "argument" => Ok(Source::Argument(ClaimPath::parse(name).map_err(|m| PolicyError::new(&here, m))?)),
+        "resource" => {
+            Ok(Source::Resource(name.as_str().into(), scope.mcp.map(|m| m.templates().to_vec()).unwrap_or_default()))
+        }
+        _ => Err(PolicyError::new(
+            at,
+            format!("unknown reference \"{kind}\" (claim, header, query, path, argument or resource)"),
+        )),
     }
 }
 
@@ -427,6 +492,20 @@ fn fetch<'a>(source: &Source, ctx: &Ctx<'a>) -> Fetched<'a> {
             }
         }
         Source::Query(name) => query_param(ctx.request.query, name),
+        Source::Argument(path) => match ctx.request.mcp {
+            Some(m) => path.lookup(&m.arguments).map_or(Fetched::Missing, |v| Fetched::Value(Attr::Json(v))),
+            None => Fetched::Missing,
+        },
+        Source::Resource(name, templates) => {
+            let uri = ctx.request.mcp.and_then(|m| m.uri.as_deref());
+            match uri.and_then(|u| templates.iter().find_map(|t| t.param(u, name))) {
+                None => Fetched::Missing,
+                Some(raw) => match percent::decode(raw, Plus::Literal) {
+                    Some(text) => Fetched::Value(Attr::Text(text)),
+                    None => Fetched::Ambiguous("not UTF-8 after decoding"),
+                },
+            }
+        }
         Source::Path(name) => {
             let segment = ctx.template.and_then(|t| t.param_index(name)).and_then(|i| ctx.segments.get(i));
             match segment {
@@ -579,6 +658,13 @@ fn eval_op(op: &Op, value: Option<&Attr<'_>>, ctx: &Ctx<'_>) -> Truth {
                 None => Truth::Unknown,
             }
         }
+        Op::Compare(ord, or_equal, source) => {
+            let Fetched::Value(b) = fetch(source, ctx) else { return Truth::Unknown };
+            match compare_numbers(a, &b) {
+                Some(o) => Truth::from_bool(o == *ord || (*or_equal && o == Ordering::Equal)),
+                None => Truth::Unknown,
+            }
+        }
         Op::Version(ord, or_equal, v) => {
             let number_text;
             let text = match a {
@@ -594,6 +680,17 @@ fn eval_op(op: &Op, value: Option<&Attr<'_>>, ctx: &Ctx<'_>) -> Truth {
             }
         }
         Op::Exists(_) => Truth::Unknown,
+    }
+}
+
+/// Two values compared as exact numbers: JSON numbers, or request text in plain decimal against a JSON
+/// number. Two texts are not compared (neither side says it is a number), nor anything else.
+fn compare_numbers(a: &Attr<'_>, b: &Attr<'_>) -> Option<Ordering> {
+    match (a, b) {
+        (Attr::Json(Value::Number(x)), Attr::Json(Value::Number(y))) => number::compare_json(x, y),
+        (Attr::Text(t), Attr::Json(Value::Number(y))) => number::compare_text_json(t, y),
+        (Attr::Json(Value::Number(x)), Attr::Text(t)) => number::compare_text_json(t, x).map(Ordering::reverse),
+        _ => None,
     }
 }
 
@@ -656,6 +753,9 @@ fn has_scope(claims: &Map<String, Value>, scope: &str) -> Option<bool> {
 impl Cond {
     /// Evaluates the condition.
     pub fn eval(&self, ctx: &Ctx<'_>) -> Truth {
+        if ctx.request.hypothetical && self.reads_call() {
+            return ctx.assume;
+        }
         let token = ctx.token;
         let chain = &token.chain;
         match &self.kind {
@@ -713,7 +813,21 @@ impl Cond {
                     .map_or(Truth::Unknown, Truth::from_bool),
                 None => Truth::Unknown,
             },
+            Kind::Mcp(selector) => Truth::from_bool(selector.matches(ctx.request.mcp)),
         }
+    }
+
+    /// Whether it reads a call's arguments or resource parameters, as its subject or as an operand.
+    pub fn reads_call(&self) -> bool {
+        let Kind::Attr { source, test } = &self.kind else { return false };
+        source.of_call()
+            || test.iter().any(|op| match op {
+                Op::Equals(Operand::Ref(s))
+                | Op::NotEquals(Operand::Ref(s))
+                | Op::Contains(Operand::Ref(s))
+                | Op::Compare(_, _, s) => s.of_call(),
+                _ => false,
+            })
     }
 
     /// The scope this condition finds missing, if it is a scope condition that fails only for that.

@@ -11,6 +11,8 @@ use crate::token::remote::RemoteJwksConfig;
 use crate::token::spiffe::TrustDomain;
 use crate::token::{self, Algorithm, Issuer, KeySet, Profile, Verifier};
 use serde::Deserialize;
+mod mcp;
+pub use mcp::{McpDocument, McpEndpointDocument};
 use std::fmt;
 
 /// Largest clock skew an issuer may tolerate, seconds.
@@ -75,6 +77,9 @@ pub struct ConfigDocument {
     /// How requests that upstreams read in more than one way are handled.
     #[serde(default)]
     pub request: RequestDocument,
+    /// MCP endpoints: routes whose POST bodies are JSON-RPC messages policy decides on.
+    #[serde(default)]
+    pub mcp: Option<McpDocument>,
 }
 
 /// Request handling as written.
@@ -264,6 +269,10 @@ fn settings(doc: &ConfigDocument, crypto: CryptoPreference) -> Result<Settings, 
         filter_state: doc.forward.filter_state,
         path_parameters,
         method_override,
+        mcp: match &doc.mcp {
+            Some(m) => mcp::endpoints(m)?,
+            None => Vec::new(),
+        },
     })
 }
 

@@ -1,0 +1,255 @@
+//! Everything before policy: the request canonicalised (method, path, host, method overrides), its one
+//! credential found, and the token verified (through the cache).
+
+use super::{Admitted, Engine, Failure, TokenSource};
+use crate::percent::{self, Plus};
+use crate::request::mcp::McpRequest;
+use crate::request::{self, Connection, Headers, MethodOverride, Request, RequestError};
+use crate::token::{CryptoBackend, TokenError};
+use std::borrow::Cow;
+use std::rc::Rc;
+
+impl Engine {
+    /// The token of a request, from the configured sources: `Ok(None)` when there is none, an error when
+    /// there is more than one. Query parameter names are compared decoded (`access%5Ftoken` is
+    /// `access_token`), and a query token is decoded as the upstream would read it.
+    fn credential<'h>(
+        &self,
+        headers: &'h Headers<'h>,
+        query: Option<&'h str>,
+    ) -> Result<Option<Cow<'h, [u8]>>, Failure> {
+        let mut found: Option<Cow<'h, [u8]>> = None;
+        let mut count = 0usize;
+        for source in &self.settings.token_sources {
+            match source {
+                TokenSource::Header { name, prefix } => {
+                    for &(_, value) in headers.iter().filter(|(n, _)| *n == name.as_str()) {
+                        count += 1;
+                        let token = match prefix {
+                            Some(p) => value
+                                .split_at_checked(p.len())
+                                .filter(|(scheme, rest)| scheme.eq_ignore_ascii_case(p.as_bytes()) && !rest.is_empty())
+                                .map(|(_, rest)| rest),
+                            None => Some(value).filter(|v| !v.is_empty()),
+                        };
+                        if found.is_none() {
+                            found = token.map(Cow::Borrowed);
+                        }
+                    }
+                }
+                TokenSource::Query { name } => {
+                    for pair in percent::query_pairs(query.unwrap_or("")) {
+                        let decoded = pair.decoded_name().ok_or(Failure::BadRequest(RequestError::InvalidQuery))?;
+                        if decoded != name.as_str() {
+                            continue;
+                        }
+                        count += 1;
+                        let value = percent::decode(pair.value, Plus::Space)
+                            .ok_or(Failure::BadRequest(RequestError::InvalidQuery))?;
+                        if found.is_none() && !value.is_empty() {
+                            found = Some(match value {
+                                Cow::Borrowed(v) => Cow::Borrowed(v.as_bytes()),
+                                Cow::Owned(v) => Cow::Owned(v.into_bytes()),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        match count {
+            0 | 1 => Ok(found),
+            _ => Err(Failure::TwoCredentials),
+        }
+    }
+
+    /// The method a request asks the upstream to run instead of its own, as `settings.method_override`
+    /// says: refused, ignored (the filter strips it), or returned to be evaluated too. Every query parameter
+    /// name must decode, so that no spelling of `_method` goes unseen.
+    fn method_override(&self, headers: &Headers<'_>, query: Option<&str>) -> Result<Option<String>, Failure> {
+        let refuse = || Failure::BadRequest(RequestError::MethodOverride);
+        let mut values: Vec<Cow<'_, str>> = Vec::new();
+        for &(name, value) in headers {
+            if request::is_method_override_header(name) {
+                values.push(Cow::Borrowed(std::str::from_utf8(value).map_err(|_| refuse())?));
+            }
+        }
+        if let Some(query) = query.filter(|q| request::may_carry_method_override(q)) {
+            for pair in percent::query_pairs(query) {
+                let name = pair.decoded_name().ok_or(Failure::BadRequest(RequestError::InvalidQuery))?;
+                if request::is_method_override_parameter(&name) {
+                    values.push(
+                        percent::decode(pair.value, Plus::Space)
+                            .ok_or(Failure::BadRequest(RequestError::InvalidQuery))?,
+                    );
+                }
+            }
+        }
+        if values.is_empty() {
+            return Ok(None);
+        }
+        match self.settings.method_override {
+            MethodOverride::Reject => Err(refuse()),
+            MethodOverride::Strip => Ok(None),
+            MethodOverride::Evaluate => {
+                // One method, however many places name it; anything else cannot be evaluated.
+                let mut wanted: Option<String> = None;
+                for value in &values {
+                    let method = request::canonical_method(request::trim_ows(value)).map_err(|_| refuse())?;
+                    match &wanted {
+                        Some(w) if **w != *method => return Err(refuse()),
+                        Some(_) => {}
+                        None => wanted = Some(method.into_owned()),
+                    }
+                }
+                Ok(wanted)
+            }
+        }
+    }
+
+    /// Canonicalises the request and verifies its token: everything before policy.
+    pub(super) fn prepare<'h>(
+        &self,
+        headers: &'h Headers<'h>,
+        now: i64,
+        crypto: &dyn CryptoBackend,
+    ) -> Result<Prepared<'h>, Failure> {
+        let pseudo = Pseudo::of(headers);
+        let raw_method = pseudo.method.ok_or(Failure::BadRequest(RequestError::MissingMethod))?;
+        let method = request::canonical_method(raw_method).map_err(Failure::BadRequest)?;
+        let raw_path = pseudo.path.ok_or(Failure::BadRequest(RequestError::MissingPath))?;
+        let canonical =
+            request::canonical_path_with(raw_path, self.settings.path_parameters).map_err(Failure::BadRequest)?;
+        let method_override = self.method_override(headers, canonical.query)?;
+
+        let token = self.credential(headers, canonical.query)?.ok_or(Failure::NoToken)?;
+        let verified = self.verify(&token, headers, now, crypto).map_err(|error| match error {
+            TokenError::KeysUnavailable | TokenError::UnknownKey => match self.verifier.remote_issuer_of(&token) {
+                Some(issuer) => Failure::RemoteKeys { issuer, error },
+                None => Failure::Token(error),
+            },
+            _ => Failure::Token(error),
+        })?;
+
+        let host = match pseudo.authority {
+            Some(h) => Some(request::canonical_host(h).map_err(Failure::BadRequest)?),
+            None => None,
+        };
+        Ok(Prepared {
+            method_changed: *method != *raw_method,
+            method,
+            method_override,
+            raw_path,
+            path: canonical.path,
+            with_parameters: canonical.with_parameters,
+            query: canonical.query,
+            host,
+            verified,
+        })
+    }
+}
+
+/// A canonical request with a verified token.
+pub(super) struct Prepared<'h> {
+    pub(super) method: Cow<'h, str>,
+    /// Whether the client spelled the method otherwise (`get`): the canonical one is forwarded.
+    pub(super) method_changed: bool,
+    /// The method an override asks for, under `method_override: evaluate`.
+    pub(super) method_override: Option<String>,
+    pub(super) raw_path: &'h str,
+    /// The path rules decide on.
+    pub(super) path: Cow<'h, str>,
+    /// The path to forward instead, under `path_parameters: keep`.
+    pub(super) with_parameters: Option<String>,
+    pub(super) query: Option<&'h str>,
+    pub(super) host: Option<Cow<'h, str>>,
+    pub(super) verified: Rc<Admitted>,
+}
+
+impl<'h> Prepared<'h> {
+    pub(super) fn view<'a>(
+        &'a self,
+        headers: &'a Headers<'a>,
+        conn: Connection<'a>,
+        now: i64,
+        mcp: Option<&'a McpRequest>,
+    ) -> Request<'a> {
+        Request {
+            method: &self.method,
+            path: &self.path,
+            query: self.query,
+            host: self.host.as_deref(),
+            headers,
+            now,
+            peer: conn.peer,
+            route: conn.route,
+            route_tag: conn.route_tag,
+            mcp,
+            hypothetical: false,
+        }
+    }
+}
+
+/// The pseudo-headers a decision reads, each only if it appears exactly once and is text: one pass over the
+/// headers instead of one per name.
+#[derive(Default)]
+pub(super) struct Pseudo<'h> {
+    pub(super) method: Option<&'h str>,
+    pub(super) path: Option<&'h str>,
+    pub(super) authority: Option<&'h str>,
+}
+
+impl<'h> Pseudo<'h> {
+    pub(super) fn of(headers: &'h Headers<'h>) -> Pseudo<'h> {
+        let (mut method, mut path, mut authority) = (Seen::None, Seen::None, Seen::None);
+        for &(name, value) in headers {
+            let slot = match name {
+                ":method" => &mut method,
+                ":path" => &mut path,
+                ":authority" => &mut authority,
+                _ => continue,
+            };
+            *slot = match slot {
+                Seen::None => Seen::Once(value),
+                _ => Seen::Repeated,
+            };
+        }
+        Pseudo { method: method.text(), path: path.text(), authority: authority.text() }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Seen<'h> {
+    None,
+    Once(&'h [u8]),
+    Repeated,
+}
+
+impl<'h> Seen<'h> {
+    fn text(self) -> Option<&'h str> {
+        match self {
+            Seen::Once(v) => std::str::from_utf8(v).ok(),
+            Seen::None | Seen::Repeated => None,
+        }
+    }
+}
+
+/// The value of a header that must appear exactly once, as text.
+fn single_text<'h>(headers: &'h Headers<'h>, name: &str) -> Option<&'h str> {
+    single_value(headers, name).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// The value of a header that must appear exactly once.
+pub(super) fn single_value<'h>(headers: &'h Headers<'h>, name: &str) -> Option<&'h [u8]> {
+    let mut values = headers.iter().filter(|(n, _)| *n == name);
+    match (values.next(), values.next()) {
+        (Some(&(_, v)), None) => Some(v),
+        _ => None,
+    }
+}
+
+pub(super) fn request_id(headers: &Headers<'_>) -> String {
+    single_text(headers, "x-request-id")
+        .filter(|id| id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("")
+        .to_owned()
+}
