@@ -187,7 +187,7 @@ static MCP_POLICY: std::sync::LazyLock<Option<agent_iam::policy::Policy>> = std:
 /// See `fuzz_targets/mcp_request.rs`.
 pub fn check_mcp_request(data: &[u8]) {
     use agent_iam::policy::cases;
-    use agent_iam::request::mcp::{Kind, Revision, parse};
+    use agent_iam::request::mcp::{Arguments, Kind, Revision, parse};
     use agent_iam::request::{Peer, Request};
     let split = data.iter().position(|&b| b == b'\n').unwrap_or(0);
     let (first, body) = data.split_at(split);
@@ -201,7 +201,7 @@ pub fn check_mcp_request(data: &[u8]) {
         }
     }
     let borrowed: Vec<Header<'_>> = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
-    let Ok(message) = parse(body, &borrowed, &Revision::ALL) else { return };
+    let Ok(message) = parse(body, &borrowed, &Revision::ALL, Arguments::All) else { return };
     match &message.kind {
         Kind::Request { id } | Kind::Response { id } => assert!(id.is_string() || id.is_i64() || id.is_u64()),
         Kind::Notification | Kind::Session => {}

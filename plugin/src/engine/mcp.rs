@@ -6,7 +6,7 @@
 use super::{Denial, Engine, Failure};
 use crate::policy::path::{Segments, Template};
 use crate::request::mcp::list::{self, Filtered, ListError, ListKind};
-use crate::request::mcp::{Kind, McpError, McpRequest, Revision};
+use crate::request::mcp::{Arguments, Kind, McpError, McpRequest, Revision};
 use crate::request::{Connection, Headers, Request};
 use crate::token::{CryptoBackend, VerifiedToken};
 use serde_json::{Value, json};
@@ -187,7 +187,14 @@ impl Engine {
             }
             Body::Complete(b) => b,
         };
-        crate::request::mcp::parse(bytes, request.headers, &endpoint.revisions).map(Message::Call).map_err(Failure::Mcp)
+        crate::request::mcp::parse(
+            bytes,
+            request.headers,
+            &endpoint.revisions,
+            Arguments::Only(&self.policy.needs().arguments),
+        )
+        .map(Message::Call)
+        .map_err(Failure::Mcp)
     }
 
     /// RFC 8707: at an MCP endpoint the token must have been issued for it.

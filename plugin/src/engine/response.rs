@@ -50,7 +50,9 @@ impl Engine {
                     None,
                 ),
                 Failure::NoToken => (401, None, "a bearer token is required".into(), "missing_token", None),
-                Failure::Mcp(r) => (r.error.status(), Some("invalid_request"), r.error.to_string(), r.error.label(), None),
+                Failure::Mcp(r) => {
+                    (r.error.status(), Some("invalid_request"), r.error.to_string(), r.error.label(), None)
+                }
                 Failure::Token(TokenError::KeysUnavailable)
                 | Failure::RemoteKeys { error: TokenError::KeysUnavailable, .. } => (
                     503,

@@ -4,7 +4,7 @@
 //! [`Policy::explain`].
 
 use super::{Decision, Policy, PolicyError, RuleResult};
-use crate::request::mcp::Revision;
+use crate::request::mcp::{Arguments, Revision};
 use crate::request::{self, RequestError};
 use crate::request::{Peer, Request};
 use crate::token::claims::Claims;
@@ -202,7 +202,7 @@ fn run_case(policy: &Policy, file: &CaseFile, case: &Case, at: &str) -> Result<C
                 Value::String(text) => text.clone().into_bytes(),
                 other => other.to_string().into_bytes(),
             };
-            match crate::request::mcp::parse(&body, &borrowed, &Revision::ALL) {
+            match crate::request::mcp::parse(&body, &borrowed, &Revision::ALL, Arguments::All) {
                 Ok(call) => Some(call),
                 Err(e) => {
                     let passed = expect.decision == ExpectedDecision::InvalidRequest;

@@ -28,6 +28,7 @@ struct Compiler {
     template_ids: FxHashMap<Box<str>, u32>,
     warnings: Vec<Warning>,
     headers: Vec<String>,
+    arguments: Vec<String>,
     peer: bool,
     route: bool,
     route_tag: bool,
@@ -301,7 +302,9 @@ impl Compiler {
             let selector = match &r.mcp {
                 Some(m) => {
                     let selector = Selector::compile(m, &at("mcp"))?;
-                    conds.push(Cond { at: at("mcp").into(), kind: Kind::Mcp(selector.clone()) });
+                    // First: the cheapest test and the one that rules most candidates out (every MCP rule sits on
+                    // the endpoint's path, so the index cannot tell them apart).
+                    conds.insert(0, Cond { at: at("mcp").into(), kind: Kind::Mcp(selector.clone()) });
                     Some(selector)
                 }
                 None => None,
@@ -369,6 +372,9 @@ impl Compiler {
         let mut headers = std::mem::take(&mut self.headers);
         headers.sort();
         headers.dedup();
+        let mut arguments = std::mem::take(&mut self.arguments);
+        arguments.sort();
+        arguments.dedup();
         Ok(Policy {
             version: doc.version.as_deref().map(Box::from),
             rules,
@@ -385,7 +391,7 @@ impl Compiler {
             route_masks,
             labels,
             lists,
-            needs: Needs { headers, peer: self.peer, route: self.route, route_tag: self.route_tag },
+            needs: Needs { headers, arguments, peer: self.peer, route: self.route, route_tag: self.route_tag },
             mcp_lifecycle: doc.mcp_lifecycle.unwrap_or(McpLifecycle::Allow),
             warnings: self.warnings,
         })
@@ -542,16 +548,17 @@ impl Compiler {
         if cond::contradictory(&ops) {
             self.warning(&at, "no value can satisfy these operators together: the rule never matches");
         }
-        let mut read = |s: &Source| {
-            if let Source::Header(h) = s {
-                self.headers.push(h.to_string());
-            }
+        let mut read = |s: &Source| match s {
+            Source::Header(h) => self.headers.push(h.to_string()),
+            Source::Argument(path) => self.arguments.push(path.first().to_owned()),
+            _ => {}
         };
         read(&source);
         for op in &ops {
             if let cond::Op::Equals(cond::Operand::Ref(s))
             | cond::Op::NotEquals(cond::Operand::Ref(s))
-            | cond::Op::Contains(cond::Operand::Ref(s)) = op
+            | cond::Op::Contains(cond::Operand::Ref(s))
+            | cond::Op::Compare(_, _, s) = op
             {
                 read(s);
             }

@@ -163,6 +163,8 @@ pub struct Needs {
     pub route: bool,
     /// Whether any rule selects Envoy routes by tag.
     pub route_tag: bool,
+    /// Top-level names of the MCP arguments conditions read (only these are built from a message).
+    pub arguments: Vec<String>,
 }
 
 const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"];

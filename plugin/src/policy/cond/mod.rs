@@ -144,6 +144,11 @@ impl ClaimPath {
         Ok(ClaimPath(keys))
     }
 
+    /// The top-level name.
+    pub fn first(&self) -> &str {
+        self.0.first().map_or("", |k| k)
+    }
+
     fn lookup<'v>(&self, claims: &'v Map<String, Value>) -> Option<&'v Value> {
         let (first, rest) = self.0.split_first()?;
         let mut at = claims.get(&**first)?;

@@ -5,7 +5,7 @@
 //! The message is read with the same strictness as a token (the rules of [`crate::json::parse_value`]:
 //! duplicate member names, bad UTF-8 and deep nesting refused), because the client reads it too: two readers
 //! that disagree on which of two `"tools"` members counts would let an upstream smuggle a hidden entry past
-//! the filter. The reader ([`read`]) applies those rules in one serde_json pass without building a `Value`,
+//! the filter. The reader ([`crate::json::tape`]) applies those rules in one pass without building a `Value`,
 //! which for a 100-tool list would cost several times the parse.
 //!
 //! The rewrite is a splice of the original bytes, not a re-serialisation: this crate's serde_json has no
@@ -14,6 +14,7 @@
 //! other byte as the upstream sent it (member order, `nextCursor`, `_meta`, unknown fields, numbers).
 
 use crate::json::JsonError;
+use crate::json::tape::{Kind as JsonKind, Tape};
 use std::fmt;
 use std::ops::Range;
 
@@ -32,8 +33,6 @@ pub const MAX_DEPTH: usize = 64;
 /// both directions (entries hidden from one, or shown to another).
 const CACHE_SCOPE: &str = "cacheScope";
 const CACHE_SCOPE_PRIVATE: &str = "\"private\"";
-
-mod read;
 
 /// Which list a response answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -182,237 +181,66 @@ pub fn filter_response(
     private: bool,
     keep: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Filtered, ListError> {
-    let facts = read::read(message, kind)?;
-    if !facts.object {
+    let tape = Tape::parse(message, MAX_DEPTH)?;
+    let root = tape.root();
+    if root.kind() != JsonKind::Object {
         return Err(ListError::NotAnObject);
     }
-    match facts.result {
-        Some(true) => {}
-        Some(false) => return Err(ListError::NotAnObject),
-        None if facts.error_or_method => return Ok(Filtered::Unchanged),
+    let result = match root.get("result") {
+        Some(r) if r.kind() == JsonKind::Object => r,
+        Some(_) => return Err(ListError::NotAnObject),
+        None if root.get("error").is_some() || root.get("method").is_some() => return Ok(Filtered::Unchanged),
         None => return Err(ListError::MissingArray),
-    }
-    let entries = facts.entries.ok_or(ListError::MissingArray)?;
+    };
+    let array = result.get(kind.array_key()).filter(|a| a.kind() == JsonKind::Array).ok_or(ListError::MissingArray)?;
     // One entry without a key fails the whole message, before `keep` hears of any.
-    let mut names = Vec::with_capacity(entries.len());
-    for entry in &entries {
-        names.push(entry.as_deref().ok_or(ListError::EntryWithoutKey)?);
+    let mut entries = Vec::new();
+    for entry in array.items() {
+        let name = entry.get(kind.entry_key()).and_then(|n| n.as_str()).ok_or(ListError::EntryWithoutKey)?;
+        entries.push((entry.span(), name));
     }
-    let kept: Vec<bool> = names.into_iter().map(keep).collect();
+    let kept: Vec<bool> = entries.iter().map(|(_, name)| keep(name)).collect();
     let remove = kept.contains(&false);
-    let mark = private && !facts.private;
+    let scope = result.get(CACHE_SCOPE);
+    let mark = private && scope.and_then(|s| s.as_str()).as_deref() != Some("private");
     if !remove && !mark {
         return Ok(Filtered::Unchanged);
     }
-    // The document is valid JSON from here on: the scanner only needs to find the spans to cut. It cannot
-    // fail on what the strict reader accepted; should it, the message is refused rather than passed.
-    splice(message, kind, remove.then_some(&kept[..]), mark).ok_or(ListError::Syntax).map(Filtered::Rewritten)
-}
-
-/// The message with the entries `kept` says to drop cut out (when `kept` is given) and `cacheScope` set to
-/// `"private"` (when `mark`). `message` must be JSON that [`read::read`] accepted.
-fn splice(message: &[u8], kind: ListKind, kept: Option<&[bool]>, mark: bool) -> Option<Vec<u8>> {
-    let doc = Scan { bytes: message };
-    // One pass: the walk descends into `result` and its array instead of skipping them, so each byte is
-    // looked at once.
-    let (mut result, mut array, mut scope, mut entries) = (None, None, None, Vec::new());
-    doc.members(doc.skip_ws(0), |name, start| {
-        if !doc.name_is(name, "result") {
-            return doc.value_end(start);
-        }
-        let end = doc.members(start, |name, start| {
-            if doc.name_is(name.clone(), kind.array_key()) {
-                let end = doc.elements(start, |at| {
-                    let end = doc.value_end(at)?;
-                    entries.push(at..end);
-                    Some(end)
-                })?;
-                array = Some(start..end);
-                return Some(end);
-            }
-            let end = doc.value_end(start)?;
-            if doc.name_is(name, CACHE_SCOPE) {
-                scope = Some(start..end);
-            }
-            Some(end)
-        })?;
-        result = Some(start..end);
-        Some(end)
-    })?;
-    let (result, array) = (result?, array?);
-
-    // Edits as (range replaced, replacement), applied in order of position.
+    // Edits as (range replaced, replacement), applied in order of position; everything else is kept byte for
+    // byte.
     let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::with_capacity(2);
-    if let Some(kept) = kept {
-        if entries.len() != kept.len() {
-            return None;
-        }
+    if remove {
+        let array = array.span();
         let mut inner = Vec::with_capacity(array.len());
-        for (entry, _) in entries.into_iter().zip(kept).filter(|(_, keep)| **keep) {
+        for ((span, _), _) in entries.into_iter().zip(&kept).filter(|(_, keep)| **keep) {
             if !inner.is_empty() {
                 inner.push(b',');
             }
-            inner.extend_from_slice(message.get(entry)?);
+            inner.extend_from_slice(message.get(span).ok_or(ListError::Syntax)?);
         }
         // Between the brackets: the upstream's own whitespace around entries goes with them.
-        edits.push((array.start + 1..array.end.checked_sub(1)?, inner));
+        edits.push((array.start + 1..array.end.saturating_sub(1), inner));
     }
     if mark {
         match scope {
-            Some(value) => edits.push((value, CACHE_SCOPE_PRIVATE.as_bytes().to_vec())),
+            Some(value) => edits.push((value.span(), CACHE_SCOPE_PRIVATE.as_bytes().to_vec())),
             // First in `result`, which is not empty (it holds the array), so a comma always follows.
             None => {
-                let at = result.start + 1;
+                let at = result.span().start + 1;
                 edits.push((at..at, format!("\"{CACHE_SCOPE}\":{CACHE_SCOPE_PRIVATE},").into_bytes()));
             }
         }
     }
     edits.sort_by_key(|(range, _)| range.start);
-
     let mut out = Vec::with_capacity(message.len() + 32);
     let mut from = 0;
     for (range, replacement) in edits {
-        out.extend_from_slice(message.get(from..range.start)?);
+        out.extend_from_slice(message.get(from..range.start).ok_or(ListError::Syntax)?);
         out.extend_from_slice(&replacement);
         from = range.end;
     }
-    out.extend_from_slice(message.get(from..)?);
-    Some(out)
-}
-
-/// Finds member and element spans in a document already validated as JSON: it only tells strings from
-/// structure, so it never has to judge syntax. Every access is checked; `None` means "not what a validated
-/// document looks like".
-struct Scan<'a> {
-    bytes: &'a [u8],
-}
-
-impl Scan<'_> {
-    fn byte(&self, at: usize) -> Option<u8> {
-        self.bytes.get(at).copied()
-    }
-
-    /// The first position at or after `at` that is not JSON whitespace.
-    fn skip_ws(&self, mut at: usize) -> usize {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.byte(at) {
-            at += 1;
-        }
-        at
-    }
-
-    /// Just past the string whose opening quote is at `at`.
-    fn string_end(&self, at: usize) -> Option<usize> {
-        let mut i = at + 1;
-        loop {
-            i += quote_or_backslash(self.bytes.get(i..)?)?;
-            match self.byte(i)? {
-                b'"' => return Some(i + 1),
-                // A backslash escapes exactly the next byte (`\uXXXX` continues with plain hex digits).
-                _ => i += 2,
-            }
-        }
-    }
-
-    /// Just past the value starting at `at`.
-    fn value_end(&self, at: usize) -> Option<usize> {
-        match self.byte(at)? {
-            b'"' => self.string_end(at),
-            b'{' | b'[' => {
-                let (mut depth, mut i) = (0usize, at);
-                loop {
-                    match self.byte(i)? {
-                        b'"' => {
-                            i = self.string_end(i)?;
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth = depth.checked_sub(1)?;
-                            if depth == 0 {
-                                return Some(i + 1);
-                            }
-                        }
-                        _ => {}
-                    }
-                    i += 1;
-                }
-            }
-            // A number or literal runs to the next delimiter.
-            _ => {
-                let rest = self.bytes.get(at..)?;
-                let len = rest.iter().position(|b| matches!(b, b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r'));
-                Some(at + len.unwrap_or(rest.len()))
-            }
-        }
-    }
-
-    /// Walks the object whose `{` is at `open`: `member` is given the span of each name (quotes included)
-    /// and where its value starts, and answers where the value ends. Answers where the object ends.
-    fn members(&self, open: usize, mut member: impl FnMut(Range<usize>, usize) -> Option<usize>) -> Option<usize> {
-        self.each(open, b'{', b'}', |i| {
-            let name = i..self.string_end(i)?;
-            let colon = self.skip_ws(name.end);
-            (self.byte(colon)? == b':').then_some(())?;
-            member(name, self.skip_ws(colon + 1))
-        })
-    }
-
-    /// Walks the array whose `[` is at `open`: `element` is given where each element starts and answers where
-    /// it ends. Answers where the array ends.
-    fn elements(&self, open: usize, element: impl FnMut(usize) -> Option<usize>) -> Option<usize> {
-        self.each(open, b'[', b']', element)
-    }
-
-    /// Walks a container from its `open` byte to its `close` byte: `item` reads the item starting at the
-    /// given position and answers where it ends. Answers where the container ends (just past `close`).
-    fn each(&self, open: usize, first: u8, close: u8, mut item: impl FnMut(usize) -> Option<usize>) -> Option<usize> {
-        (self.byte(open)? == first).then_some(())?;
-        let mut i = self.skip_ws(open + 1);
-        if self.byte(i)? == close {
-            return Some(i + 1);
-        }
-        loop {
-            i = self.skip_ws(item(i)?);
-            match self.byte(i)? {
-                b',' => i = self.skip_ws(i + 1),
-                b if b == close => return Some(i + 1),
-                _ => return None,
-            }
-        }
-    }
-
-    /// Whether the member name spanning `name` (quotes included) is `expected`, escapes decoded.
-    fn name_is(&self, name: Range<usize>, expected: &str) -> bool {
-        let Some(quoted) = self.bytes.get(name) else {
-            return false;
-        };
-        let raw = quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default();
-        if !raw.contains(&b'\\') {
-            return raw == expected.as_bytes();
-        }
-        // Rare (`"res\u0075lt"`), and parse_value read it so: decode it the same way.
-        serde_json::from_slice::<String>(quoted).is_ok_and(|decoded| decoded == expected)
-    }
-}
-
-/// Where the first `"` or `\` of `bytes` is. Strings are most of a list's bytes, so eight at a time: the
-/// classic zero-byte test on the word XORed with each stop byte, whose lowest flag is exact on a
-/// little-endian load (a borrow only flags bytes above a real hit).
-fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = ONES * 0x80;
-    let mut done = 0;
-    while let Some(word) = bytes.get(done..).and_then(<[u8]>::first_chunk::<8>) {
-        let x = u64::from_le_bytes(*word);
-        let (quote, backslash) = (x ^ (ONES * u64::from(b'"')), x ^ (ONES * u64::from(b'\\')));
-        let hit = ((quote.wrapping_sub(ONES) & !quote) | (backslash.wrapping_sub(ONES) & !backslash)) & HIGHS;
-        if hit != 0 {
-            return Some(done + (hit.trailing_zeros() / 8) as usize);
-        }
-        done += 8;
-    }
-    let rest = bytes.get(done..)?;
-    rest.iter().position(|&b| b == b'"' || b == b'\\').map(|at| done + at)
+    out.extend_from_slice(message.get(from..).ok_or(ListError::Syntax)?);
+    Ok(Filtered::Rewritten(out))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod sse;
 mod tests;
 
 use super::Headers;
+use crate::json::tape::{Kind as JsonKind, Node, Tape};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -234,50 +235,91 @@ impl From<McpError> for McpRefusal {
     }
 }
 
+/// Which arguments a message is read with: policy conditions read a few of them, and a tool call's arguments
+/// can be most of its body; the others are checked as JSON but not built.
+#[derive(Debug, Clone, Copy)]
+pub enum Arguments<'a> {
+    /// Every argument (test cases, tools).
+    All,
+    /// The arguments with these top-level names (and those a `Mcp-Param-*` header mirrors).
+    Only(&'a [String]),
+}
+
 /// Reads one MCP message from a POST body and, on the stateless revision, checks the mirrored headers
 /// against it.
-pub fn parse(body: &[u8], headers: &Headers<'_>, accepted: &[Revision]) -> Result<McpRequest, McpRefusal> {
+pub fn parse(
+    body: &[u8],
+    headers: &Headers<'_>,
+    accepted: &[Revision],
+    arguments: Arguments<'_>,
+) -> Result<McpRequest, McpRefusal> {
     let revision = revision(headers, accepted)?;
     // A batch is refused as such, before the strict reader turns it into "not an object".
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return Err(McpError::Batch.into());
     }
-    let mut message = match crate::json::parse_value(body, MAX_DEPTH) {
-        Ok(Value::Object(message)) => message,
-        Ok(_) => return Err(McpError::InvalidRequest.into()),
-        Err(_) => return Err(McpError::Parse.into()),
-    };
-    let id = match message.remove("id") {
+    let tape = Tape::parse(body, MAX_DEPTH).map_err(|_| McpError::Parse)?;
+    let message = tape.root();
+    if message.kind() != JsonKind::Object {
+        return Err(McpError::InvalidRequest.into());
+    }
+    let id = match message.get("id") {
         None => None,
-        // MCP: "a string or integer", never null; a fraction or a huge number is not an integer an answer can
-        // echo exactly.
-        Some(id @ Value::String(_)) => Some(id),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(Value::Number(n)),
-        Some(_) => return Err(McpError::InvalidRequest.into()),
+        Some(id) => Some(request_id(id).ok_or(McpError::InvalidRequest)?),
     };
     let refused = |error| McpRefusal { error, id: id.clone() };
-    let request = message_of(message, id.clone(), revision).map_err(refused)?;
+    let wanted = |name: &str| match arguments {
+        Arguments::All => true,
+        Arguments::Only(names) => {
+            names.iter().any(|n| n == name)
+                || headers
+                    .iter()
+                    .any(|(h, _)| h.strip_prefix("mcp-param-").is_some_and(|p| p.eq_ignore_ascii_case(name)))
+        }
+    };
+    let request = message_of(message, id.clone(), revision, &wanted).map_err(refused)?;
     if revision.is_some_and(Revision::mirrors_headers) {
         header::agree(&request, headers).map_err(refused)?;
     }
     Ok(request)
 }
 
-/// The JSON-RPC message in an object (its `id` already taken out and checked).
+/// MCP: an id is "a string or integer", never null; a fraction or an integer beyond 64 bits is not one an
+/// answer can echo exactly.
+fn request_id(id: Node<'_, '_>) -> Option<Value> {
+    match id.kind() {
+        JsonKind::String => id.as_str().map(|s| Value::String(s.into_owned())),
+        JsonKind::Number => {
+            let raw = id.raw();
+            raw.parse::<i64>().ok().map(Value::from).or_else(|| raw.parse::<u64>().ok().map(Value::from))
+        }
+        _ => None,
+    }
+}
+
+/// A string member, or `Err` when present and not a string.
+fn string_member(object: Node<'_, '_>, name: &str, error: McpError) -> Result<Option<String>, McpError> {
+    match object.get(name) {
+        None => Ok(None),
+        Some(n) => n.as_str().map(|s| Some(s.into_owned())).ok_or(error),
+    }
+}
+
+/// The JSON-RPC message in an object (its `id` already read and checked).
 fn message_of(
-    mut message: Map<String, Value>,
+    message: Node<'_, '_>,
     id: Option<Value>,
     revision: Option<Revision>,
+    wanted: &dyn Fn(&str) -> bool,
 ) -> Result<McpRequest, McpError> {
-    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+    if message.get("jsonrpc").and_then(|v| v.as_str()).as_deref() != Some("2.0") {
         return Err(McpError::InvalidRequest);
     }
-    let method = match message.remove("method") {
-        Some(Value::String(m)) if !m.is_empty() => Some(m),
-        None => None,
-        Some(_) => return Err(McpError::InvalidRequest),
-    };
-    let is_response = message.contains_key("result") || message.contains_key("error");
+    let method = string_member(message, "method", McpError::InvalidRequest)?;
+    if method.as_deref() == Some("") {
+        return Err(McpError::InvalidRequest);
+    }
+    let is_response = message.get("result").is_some() || message.get("error").is_some();
     let (kind, method) = match (method, id, is_response) {
         (Some(method), Some(id), false) => (Kind::Request { id }, method),
         (Some(method), None, false) => (Kind::Notification, method),
@@ -287,34 +329,50 @@ fn message_of(
         }
         _ => return Err(McpError::InvalidRequest),
     };
-    let mut params = match message.remove("params") {
-        None => Map::new(),
-        Some(Value::Object(p)) => p,
+    let params = match message.get("params") {
+        None => None,
+        Some(p) if p.kind() == JsonKind::Object => Some(p),
         Some(_) => return Err(McpError::InvalidRequest),
     };
     let mut request = McpRequest { revision, kind, method, name: None, uri: None, arguments: Map::new() };
+    let Some(params) = params else {
+        return match request.method.as_str() {
+            "tools/call" | "prompts/get" | "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                Err(McpError::InvalidParams)
+            }
+            _ => Ok(request),
+        };
+    };
     if let (Some(r), Some(meta)) = (revision, params.get("_meta")) {
-        match meta.as_object().and_then(|m| m.get(META_VERSION)) {
+        match meta.get(META_VERSION) {
             None => {}
-            Some(Value::String(v)) if v == r.as_str() => {}
+            Some(v) if v.as_str().as_deref() == Some(r.as_str()) => {}
             Some(_) => return Err(McpError::HeaderMismatch),
         }
     }
     match request.method.as_str() {
         "tools/call" | "prompts/get" => {
-            request.name = match params.remove("name") {
-                Some(Value::String(name)) if !name.is_empty() => Some(name),
+            request.name = match string_member(params, "name", McpError::InvalidParams)? {
+                Some(name) if !name.is_empty() => Some(name),
                 _ => return Err(McpError::InvalidParams),
             };
-            request.arguments = match params.remove("arguments") {
-                None | Some(Value::Null) => Map::new(),
-                Some(Value::Object(arguments)) => arguments,
+            match params.get("arguments") {
+                None => {}
+                Some(a) if a.kind() == JsonKind::Null => {}
+                Some(a) if a.kind() == JsonKind::Object => {
+                    for (name, value) in a.members() {
+                        if wanted(&name) {
+                            let value = value.to_value().ok_or(McpError::InvalidParams)?;
+                            request.arguments.insert(name.into_owned(), value);
+                        }
+                    }
+                }
                 Some(_) => return Err(McpError::InvalidParams),
-            };
+            }
         }
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            request.uri = match params.remove("uri") {
-                Some(Value::String(uri)) if resource_uri_ok(&uri) => Some(uri),
+            request.uri = match string_member(params, "uri", McpError::InvalidParams)? {
+                Some(uri) if resource_uri_ok(&uri) => Some(uri),
                 _ => return Err(McpError::InvalidParams),
             };
         }

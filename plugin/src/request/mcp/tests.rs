@@ -8,7 +8,7 @@ const ALL: &[Revision] = &Revision::ALL;
 
 fn parse_with(body: &str, headers: &[(&str, &str)], accepted: &[Revision]) -> Result<McpRequest, McpError> {
     let headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
-    parse(body.as_bytes(), &headers, accepted).map_err(|r| r.error)
+    parse(body.as_bytes(), &headers, accepted, Arguments::All).map_err(|r| r.error)
 }
 
 fn legacy(body: &str) -> Result<McpRequest, McpError> {
@@ -55,7 +55,7 @@ fn malformed_json_is_refused_by_class() {
     assert_eq!(legacy(&deep), Err(McpError::Parse));
     let mut invalid_utf8 = CALL.as_bytes().to_vec();
     invalid_utf8[60] = 0xff;
-    assert_eq!(parse(&invalid_utf8, &[], ALL).map_err(|r| r.error), Err(McpError::Parse));
+    assert_eq!(parse(&invalid_utf8, &[], ALL, Arguments::All).map_err(|r| r.error), Err(McpError::Parse));
     assert_eq!(legacy(&format!("{CALL} {{}}")), Err(McpError::Parse), "one message, nothing after it");
     assert_eq!(legacy(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#), Err(McpError::Batch));
     assert_eq!(legacy(r#"  [ ]"#), Err(McpError::Batch));
@@ -158,13 +158,33 @@ fn the_stateless_revision_checks_mirrored_headers_against_the_body() {
     assert!(modern(CALL, &with_param).is_ok());
     let wrong = [("mcp-method", "tools/call"), ("mcp-name", "get_weather"), ("mcp-param-days", "4")];
     assert_eq!(modern(CALL, &wrong), Err(McpError::HeaderMismatch));
+    // A parameter header naming no argument comes from the tool's schema (`x-mcp-header`): left to the server.
     let unknown = [("mcp-method", "tools/call"), ("mcp-name", "get_weather"), ("mcp-param-region", "eu")];
-    assert_eq!(modern(CALL, &unknown), Err(McpError::HeaderMismatch));
+    assert!(modern(CALL, &unknown).is_ok());
     // The body's own protocol version must agree too.
     let meta = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}"#;
     assert_eq!(modern(meta, &[("mcp-method", "tools/list")]), Err(McpError::HeaderMismatch));
     // Clients send no responses on the stateless revision.
     assert_eq!(modern(r#"{"jsonrpc":"2.0","id":5,"result":{}}"#, &[]), Err(McpError::InvalidRequest));
+}
+
+#[test]
+fn only_the_arguments_policy_reads_are_built() {
+    let only = ["days".to_owned()];
+    let m = parse(CALL.as_bytes(), &[], ALL, Arguments::Only(&only)).unwrap();
+    assert_eq!(m.arguments.keys().collect::<Vec<_>>(), ["days"]);
+    // ... and those a parameter header mirrors, to check them.
+    let headers: [(&str, &[u8]); 4] = [
+        ("mcp-protocol-version", b"2026-07-28"),
+        ("mcp-method", b"tools/call"),
+        ("mcp-name", b"get_weather"),
+        ("mcp-param-location", b"Seattle, WA"),
+    ];
+    let m = parse(CALL.as_bytes(), &headers, ALL, Arguments::Only(&only)).unwrap();
+    assert_eq!(m.arguments.keys().collect::<Vec<_>>(), ["days", "location"]);
+    // The others are still read strictly: a duplicate among them refuses the message.
+    let dup = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"x":{"a":1,"a":2}}}}"#;
+    assert_eq!(parse(dup.as_bytes(), &[], ALL, Arguments::Only(&only)).map_err(|r| r.error), Err(McpError::Parse));
 }
 
 #[test]
@@ -177,12 +197,18 @@ fn legacy_requests_do_not_need_mirrored_headers() {
 #[test]
 fn a_refusal_keeps_the_id_when_it_could_be_read() {
     let body = br#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{}}"#;
-    assert_eq!(parse(body, &[], ALL), Err(McpRefusal { error: McpError::InvalidParams, id: Some(json!(5)) }));
+    assert_eq!(
+        parse(body, &[], ALL, Arguments::All),
+        Err(McpRefusal { error: McpError::InvalidParams, id: Some(json!(5)) })
+    );
     let body = br#"{"jsonrpc":"2.0","id":"c","method":"tools/list"}"#;
     let headers: [(&str, &[u8]); 2] = [("mcp-protocol-version", b"2026-07-28"), ("mcp-method", b"tools/call")];
-    assert_eq!(parse(body, &headers, ALL), Err(McpRefusal { error: McpError::HeaderMismatch, id: Some(json!("c")) }));
+    assert_eq!(
+        parse(body, &headers, ALL, Arguments::All),
+        Err(McpRefusal { error: McpError::HeaderMismatch, id: Some(json!("c")) })
+    );
     let body = br#"{"jsonrpc":"2.0","id":null,"method":"tools/list"}"#;
-    assert_eq!(parse(body, &[], ALL), Err(McpRefusal { error: McpError::InvalidRequest, id: None }));
+    assert_eq!(parse(body, &[], ALL, Arguments::All), Err(McpRefusal { error: McpError::InvalidRequest, id: None }));
 }
 
 #[test]

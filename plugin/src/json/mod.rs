@@ -5,6 +5,8 @@
 //! classic token-confusion bug (RFC 8725 §3.7), so duplicates are an error here. Nesting is capped well below
 //! serde_json's own recursion limit so deep input costs little and can never exhaust the stack.
 
+pub mod tape;
+
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::map::Entry;
 use serde_json::{Map, Value};
