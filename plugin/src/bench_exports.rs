@@ -13,15 +13,32 @@
 //!   the last call stopped; a load starts at the first request) and returns how many were allowed, so that
 //!   nothing can be optimised away and the host can check the decisions.
 //!
+//! For the MCP benchmark (`bench/src/bin/mcp_bench.rs`), the MCP request path through the engine's public API
+//! on a prepared engine with a warm token cache:
+//!
+//! - `agent_iam_bench_mcp_load(ptr, len) -> i32`: takes a JSON document `{"config": {...plugin
+//!   configuration...}, "time": seconds, "claims": {...}, "call": {"headers": [[name, value]], "body": "..."},
+//!   "list": {"headers": [...], "body": "...", "response": "..."}}` (a buffer from `proxy_on_memory_allocate`,
+//!   freed here), builds the engine as the gateway does ([`crate::config::parse`]), decides `call` once (which
+//!   verifies its token and fills the cache) and the `list` request once (keeping the `tools/list` message its
+//!   verdict carries, as the filter keeps it for the response). Returns 0, or a negative error code.
+//! - `agent_iam_bench_mcp_run(phase, iterations) -> u32`: runs one phase `iterations` times; see the `PHASE_*`
+//!   constants. Phases answer how many iterations were allowed (or parsed); the list phases answer the length
+//!   of the last rewritten response, which the host compares with its own native run.
+//!
 //! Nothing here panics across the boundary: errors are return codes.
 
+use crate::engine::{Body, Engine, Verdict};
 use crate::policy::cases::token_from_claims;
 use crate::policy::{Decision, Policy, PolicyDocument};
-use crate::request::{self, Peer, Request};
-use crate::token::VerifiedToken;
+use crate::request::mcp::list::{self, Filtered, ListKind};
+use crate::request::mcp::{self as mcp_request, McpRequest, Revision};
+use crate::request::{self, Connection, Header, Peer, Request};
+use crate::token::{PureRust, VerifiedToken};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
+use std::rc::Rc;
 
 /// The buffer is not valid JSON of the expected shape.
 const ERR_DOCUMENT: i32 = -1;
@@ -33,6 +50,12 @@ const ERR_TOKEN: i32 = -3;
 const ERR_REQUEST: i32 = -4;
 /// A null pointer or more requests than fit the return value.
 const ERR_ARGUMENT: i32 = -5;
+/// The plugin configuration was refused.
+const ERR_CONFIG: i32 = -6;
+/// The MCP call is not allowed (the benchmark times the allowed path).
+const ERR_CALL: i32 = -7;
+/// The list request is not allowed, or its response does not filter.
+const ERR_LIST: i32 = -8;
 
 #[derive(Deserialize)]
 struct LoadDocument {
@@ -165,4 +188,223 @@ pub extern "C" fn agent_iam_bench_run(iterations: u32) -> u32 {
         bench.cursor = cursor;
         allowed
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// MCP
+// ---------------------------------------------------------------------------------------------
+
+/// The whole request path of an MCP `tools/call` POST once its body is read: [`Engine::decide_with_body`]
+/// with [`Body::Complete`] (request canonicalisation, the cached token, the body parsed, its mirrored headers
+/// checked, policy).
+pub const PHASE_CALL: u32 = 0;
+/// The same request's decision at its headers ([`Body::Absent`]: everything up to "read the body"), which
+/// the filter also makes, before the body arrives.
+pub const PHASE_CALL_HEADERS: u32 = 1;
+/// The body read as strict JSON only ([`crate::json::tape::Tape`]).
+pub const PHASE_JSON: u32 = 2;
+/// The body read as an MCP message and its mirrored headers checked ([`mcp_request::parse`]).
+pub const PHASE_PARSE: u32 = 3;
+/// Policy alone on the parsed message ([`Policy::evaluate`]).
+pub const PHASE_POLICY: u32 = 4;
+/// A `tools/list` response filtered for the caller ([`Engine::filter_list_response`]: the request's token
+/// from the cache, one hypothetical call per tool through policy, the response rewritten).
+pub const PHASE_LIST: u32 = 5;
+/// The same response rewritten with the answers known ([`list::filter_response`], no policy).
+pub const PHASE_LIST_SCAN: u32 = 6;
+
+#[derive(Deserialize)]
+struct McpDocument {
+    config: Value,
+    time: i64,
+    claims: Map<String, Value>,
+    call: McpMessage,
+    list: McpList,
+}
+
+#[derive(Deserialize)]
+struct McpMessage {
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+#[derive(Deserialize)]
+struct McpList {
+    headers: Vec<(String, String)>,
+    body: String,
+    response: String,
+}
+
+struct McpBench {
+    engine: Engine,
+    now: i64,
+    call_headers: Vec<Header<'static>>,
+    call_body: Vec<u8>,
+    /// The call parsed, and a token of the same claims: what policy sees.
+    call: McpRequest,
+    token: VerifiedToken,
+    list_headers: Vec<Header<'static>>,
+    list_call: Rc<McpRequest>,
+    list_response: Vec<u8>,
+    /// Which tools the caller keeps, in order (for [`PHASE_LIST_SCAN`]).
+    kept: Vec<bool>,
+}
+
+thread_local! {
+    static MCP: RefCell<Option<McpBench>> = const { RefCell::new(None) };
+}
+
+/// Header pairs as the proxy hands them over (lower-case names), leaked at load like the policy benchmark's.
+fn leak_headers(headers: Vec<(String, String)>) -> Vec<Header<'static>> {
+    headers
+        .into_iter()
+        .map(|(n, v)| {
+            let name: &'static str = Box::leak(n.to_ascii_lowercase().into_boxed_str());
+            let value: &'static [u8] = Box::leak(v.into_bytes().into_boxed_slice());
+            (name, value)
+        })
+        .collect()
+}
+
+fn load_mcp(bytes: &[u8]) -> Result<McpBench, i32> {
+    let doc: McpDocument = serde_json::from_slice(bytes).map_err(|_| ERR_DOCUMENT)?;
+    let config = serde_json::to_vec(&doc.config).map_err(|_| ERR_DOCUMENT)?;
+    let engine = crate::config::parse(&config).map_err(|_| ERR_CONFIG)?;
+    let now = doc.time;
+    let call_headers = leak_headers(doc.call.headers);
+    let call_body = doc.call.body.into_bytes();
+    let verdict =
+        engine.decide_with_body(&call_headers, Connection::default(), Body::Complete(&call_body), now, &PureRust);
+    let Verdict::Allow { mcp: Some(_), dry_run: None, .. } = verdict else { return Err(ERR_CALL) };
+    let call = mcp_request::parse(&call_body, &call_headers, &Revision::ALL, mcp_request::Arguments::All)
+        .map_err(|_| ERR_CALL)?;
+    let token = token_from_claims(doc.claims).map_err(|_| ERR_TOKEN)?;
+
+    let list_headers = leak_headers(doc.list.headers);
+    let list_body = doc.list.body.into_bytes();
+    let verdict =
+        engine.decide_with_body(&list_headers, Connection::default(), Body::Complete(&list_body), now, &PureRust);
+    let Verdict::Allow { mcp: Some(list_call), filter_list: true, .. } = verdict else { return Err(ERR_LIST) };
+    let list_response = doc.list.response.into_bytes();
+    let mut kept = Vec::new();
+    let filtered = engine
+        .filter_list_response(&list_headers, Connection::default(), now, &PureRust, &list_call, &list_response)
+        .map_err(|_| ERR_LIST)?;
+    // The answers policy gave, for the scan-only phase: the names that survived.
+    let Filtered::Rewritten(out) = filtered else { return Err(ERR_LIST) };
+    let out: Value = serde_json::from_slice(&out).map_err(|_| ERR_LIST)?;
+    let survivors: Vec<&str> = out["result"]["tools"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    let all: Value = serde_json::from_slice(&list_response).map_err(|_| ERR_LIST)?;
+    for tool in all["result"]["tools"].as_array().into_iter().flatten() {
+        kept.push(tool["name"].as_str().is_some_and(|n| survivors.contains(&n)));
+    }
+    Ok(McpBench { engine, now, call_headers, call_body, call, token, list_headers, list_call, list_response, kept })
+}
+
+/// Loads the MCP benchmark's engine and messages; see the module documentation.
+///
+/// # Safety
+///
+/// As [`agent_iam_bench_load`]: `ptr` must be a buffer of `len` bytes from this module's
+/// `proxy_on_memory_allocate(len)`, not used by the caller afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn agent_iam_bench_mcp_load(ptr: *mut u8, len: usize) -> i32 {
+    if ptr.is_null() {
+        return ERR_ARGUMENT;
+    }
+    // SAFETY: as in `agent_iam_bench_load`.
+    let buffer: Box<[u8]> = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) };
+    let loaded = load_mcp(&buffer);
+    drop(buffer);
+    match loaded {
+        Ok(bench) => {
+            MCP.with(|b| *b.borrow_mut() = Some(bench));
+            0
+        }
+        Err(code) => code,
+    }
+}
+
+/// Runs `phase` `iterations` times; see the `PHASE_*` constants (0 before a successful load, or for an
+/// unknown phase).
+#[unsafe(no_mangle)]
+pub extern "C" fn agent_iam_bench_mcp_run(phase: u32, iterations: u32) -> u32 {
+    MCP.with(|b| {
+        let Ok(guard) = b.try_borrow() else { return 0 };
+        let Some(m) = guard.as_ref() else { return 0 };
+        let conn = Connection::default();
+        if phase == PHASE_LIST || phase == PHASE_LIST_SCAN {
+            return list_phase(m, phase, iterations);
+        }
+        let mut count = 0u32;
+        for _ in 0..iterations {
+            count = count.wrapping_add(match phase {
+                PHASE_CALL => {
+                    let v = m.engine.decide_with_body(
+                        &m.call_headers,
+                        conn,
+                        Body::Complete(&m.call_body),
+                        m.now,
+                        &PureRust,
+                    );
+                    u32::from(matches!(v, Verdict::Allow { mcp: Some(_), .. }))
+                }
+                PHASE_CALL_HEADERS => {
+                    let v = m.engine.decide_with_body(&m.call_headers, conn, Body::Absent, m.now, &PureRust);
+                    u32::from(matches!(v, Verdict::Allow { await_body: Some(_), .. }))
+                }
+                PHASE_JSON => u32::from(crate::json::tape::Tape::parse(&m.call_body, mcp_request::MAX_DEPTH).is_ok()),
+                PHASE_PARSE => u32::from(
+                    mcp_request::parse(&m.call_body, &m.call_headers, &Revision::ALL, mcp_request::Arguments::All)
+                        .is_ok(),
+                ),
+                PHASE_POLICY => {
+                    let view = Request {
+                        method: "POST",
+                        path: "/mcp",
+                        query: None,
+                        host: None,
+                        headers: &m.call_headers,
+                        now: m.now,
+                        peer: Peer::default(),
+                        route: None,
+                        route_tag: None,
+                        mcp: Some(&m.call),
+                        hypothetical: false,
+                    };
+                    u32::from(matches!(m.engine.policy().evaluate(&m.token, &view), Decision::Allow { .. }))
+                }
+                _ => return 0,
+            });
+        }
+        count
+    })
+}
+
+/// The list phases: the length of the last rewrite (0 when it did not rewrite).
+fn list_phase(m: &McpBench, phase: u32, iterations: u32) -> u32 {
+    let mut length = 0;
+    for _ in 0..iterations {
+        let filtered = if phase == PHASE_LIST {
+            m.engine.filter_list_response(
+                &m.list_headers,
+                Connection::default(),
+                m.now,
+                &PureRust,
+                &m.list_call,
+                &m.list_response,
+            )
+        } else {
+            let mut answers = m.kept.iter().copied();
+            list::filter_response(&m.list_response, ListKind::Tools, true, &mut |_| answers.next().unwrap_or(false))
+        };
+        length = match filtered {
+            Ok(Filtered::Rewritten(out)) => out.len() as u32,
+            _ => 0,
+        };
+    }
+    length
 }

@@ -11,6 +11,7 @@
 //! | C2 (C'') | agent-iam, pure-Rust crypto (`c2-agent-iam-pure-rust.yaml`) | a new ES256 token every request |
 //! | D | `jwt_authn` cached + agent-iam trusting its check (`d-jwt-authn-agent-iam.yaml`) | one token |
 //! | E | an empty proxy-wasm filter (`e-empty-wasm.yaml`): the floor of any Wasm filter in Envoy | one token |
+//! | F | agent-iam on an MCP endpoint (`f-agent-iam-mcp.yaml`): a ~2 KB 2026-07-28 `tools/call` POST, its body parsed and decided | one token: a warm cache |
 //!
 //! Method: one Envoy per configuration (each `--concurrency 1`, a `direct_response` route, HTTP/1.1
 //! keep-alive), all started at once and pinned to one core; the load generator and `wrk` on another. Keys are
@@ -44,6 +45,7 @@ use agent_iam_bench::envoy::{
     wrk_version,
 };
 use agent_iam_bench::loadgen::{self, Plan, Report};
+use agent_iam_bench::mcp;
 use agent_iam_bench::measure::{load_average, machine};
 use agent_iam_tests::demo::{self, DemoKeys, DemoTokens, Ports};
 use agent_iam_tests::testbed::{self, Envoy};
@@ -70,9 +72,11 @@ struct Config {
     fresh_tokens: bool,
     /// Whether agent-iam runs (its token-cache counters are read).
     plugin: bool,
+    /// The load is an MCP `tools/call` POST to /mcp ([`agent_iam_bench::mcp`]), not a GET of [`PATH`].
+    mcp: bool,
 }
 
-const CONFIGS: [Config; 8] = [
+const CONFIGS: [Config; 9] = [
     Config {
         key: "A",
         label: "A",
@@ -81,6 +85,7 @@ const CONFIGS: [Config; 8] = [
         auth: false,
         fresh_tokens: false,
         plugin: false,
+        mcp: false,
     },
     Config {
         key: "B",
@@ -90,6 +95,7 @@ const CONFIGS: [Config; 8] = [
         auth: true,
         fresh_tokens: false,
         plugin: false,
+        mcp: false,
     },
     Config {
         key: "B1",
@@ -99,6 +105,7 @@ const CONFIGS: [Config; 8] = [
         auth: true,
         fresh_tokens: false,
         plugin: false,
+        mcp: false,
     },
     Config {
         key: "C",
@@ -108,6 +115,7 @@ const CONFIGS: [Config; 8] = [
         auth: true,
         fresh_tokens: false,
         plugin: true,
+        mcp: false,
     },
     Config {
         key: "C1",
@@ -117,6 +125,7 @@ const CONFIGS: [Config; 8] = [
         auth: true,
         fresh_tokens: true,
         plugin: true,
+        mcp: false,
     },
     Config {
         key: "C2",
@@ -126,6 +135,7 @@ const CONFIGS: [Config; 8] = [
         auth: true,
         fresh_tokens: true,
         plugin: true,
+        mcp: false,
     },
     Config {
         key: "D",
@@ -135,6 +145,7 @@ const CONFIGS: [Config; 8] = [
         auth: true,
         fresh_tokens: false,
         plugin: true,
+        mcp: false,
     },
     Config {
         key: "E",
@@ -144,6 +155,17 @@ const CONFIGS: [Config; 8] = [
         auth: false,
         fresh_tokens: false,
         plugin: false,
+        mcp: false,
+    },
+    Config {
+        key: "F",
+        label: "F",
+        file: mcp::F_CONFIG,
+        what: "agent-iam on an MCP endpoint: a ~2 KB tools/call POST decided on its body, warm token cache",
+        auth: true,
+        fresh_tokens: false,
+        plugin: true,
+        mcp: true,
     },
 ];
 
@@ -195,7 +217,7 @@ struct Cli {
     /// Do not run Envoy and the load generator under SCHED_FIFO, even where allowed.
     #[arg(long = "no-realtime")]
     no_realtime: bool,
-    /// Only these configurations (comma-separated keys: A,B,B1,C,C1,C2,D,E); A is always run, as the reference.
+    /// Only these configurations (comma-separated keys: A,B,B1,C,C1,C2,D,E,F); A is always run, as the reference.
     #[arg(long, value_name = "KEYS", value_delimiter = ',')]
     only: Vec<String>,
     /// Distinct tokens sent to C for the memory figures (RSS and the Wasm VM's memory after 4,096 and after
@@ -278,10 +300,16 @@ impl Minter<'_> {
     }
 
     /// `n` new tokens, on every CPU.
-    /// What a run of `seconds` at up to `rps` sends: fresh tokens when the configuration needs them, else the
-    /// one token `fixed`.
-    fn load<'t>(&mut self, fresh: bool, rps: f64, seconds: u64, fixed: &'t str) -> Result<Load<'t>> {
-        Ok(if fresh { Load::Fresh(self.fresh(tokens_for(rps, seconds))?) } else { Load::Fixed(fixed) })
+    /// What a run of `seconds` at up to `rps` sends: fresh tokens when the configuration needs them, the MCP
+    /// call under the one token `mcp` for an MCP configuration, else the one token `fixed`.
+    fn load<'t>(&mut self, config: &Config, rps: f64, seconds: u64, fixed: &'t str, mcp: &'t str) -> Result<Load<'t>> {
+        Ok(if config.mcp {
+            Load::Mcp(mcp)
+        } else if config.fresh_tokens {
+            Load::Fresh(self.fresh(tokens_for(rps, seconds))?)
+        } else {
+            Load::Fixed(fixed)
+        })
     }
 
     fn fresh(&mut self, n: usize) -> Result<Vec<String>> {
@@ -369,6 +397,8 @@ impl Run {
 enum Load<'a> {
     Fixed(&'a str),
     Fresh(Vec<String>),
+    /// The MCP `tools/call` ([`mcp::allowed_call`]) under this token, again and again.
+    Mcp(&'a str),
 }
 
 /// A running configuration.
@@ -399,12 +429,18 @@ impl Gateway {
     }
 }
 
+/// The MCP load's request: the timed `tools/call` with its 2026-07-28 headers.
+fn mcp_request(token: &str) -> Vec<u8> {
+    mcp::raw_request(token, &mcp::allowed_call(), "tools/call", Some(mcp::TOOL))
+}
+
 fn requests(load: &Load) -> Vec<Vec<u8>> {
     match load {
         Load::Fixed(token) => vec![loadgen::get_request(PATH, &[("authorization", &format!("Bearer {token}"))])],
         Load::Fresh(tokens) => {
             tokens.iter().map(|t| loadgen::get_request(PATH, &[("authorization", &format!("Bearer {t}"))])).collect()
         }
+        Load::Mcp(token) => vec![mcp_request(token)],
     }
 }
 
@@ -413,7 +449,8 @@ fn closed_run(gw: &Gateway, opts: &Options, wrk: bool, seconds: u64, load: &Load
     let before = gw.cpu();
     let started = Instant::now();
     let (completed, secs, non_2xx, reused) = if wrk {
-        let url = format!("http://127.0.0.1:{}{PATH}", gw.port);
+        let path = if matches!(load, Load::Mcp(_)) { mcp::PATH } else { PATH };
+        let url = format!("http://127.0.0.1:{}{path}", gw.port);
         let mut args: Vec<String> =
             ["-t1", "-c", &opts.connections.to_string(), "-d", &format!("{seconds}s"), "--timeout", "10s"]
                 .map(String::from)
@@ -429,6 +466,14 @@ fn closed_run(gw: &Gateway, opts: &Options, wrk: bool, seconds: u64, load: &Load
                 let script = agent_iam_host::workspace_root().join("envoy/bench/tokens.lua");
                 args.extend(["-s".into(), script.display().to_string(), url, "--".into(), file.display().to_string()]);
                 tokens.len()
+            }
+            Load::Mcp(token) => {
+                // wrk sends the request of the file as it is (envoy/bench/mcp.lua).
+                let file = work.join(format!("request-{}.http", gw.config.key));
+                std::fs::write(&file, mcp_request(token)).with_context(|| format!("writing {}", file.display()))?;
+                let script = agent_iam_host::workspace_root().join("envoy/bench/mcp.lua");
+                args.extend(["-s".into(), script.display().to_string(), url, "--".into(), file.display().to_string()]);
+                0
             }
         };
         let (summary, text) = run_wrk(&args)?;
@@ -533,6 +578,47 @@ fn secs(s: u64) -> Duration {
 // ---------------------------------------------------------------------------------------------
 // Set-up and checks
 // ---------------------------------------------------------------------------------------------
+
+/// The MCP configuration's tokens: the trading agent's and the research agent's for the endpoint's resource.
+struct McpTokens {
+    trader: String,
+    research: String,
+}
+
+/// An MCP configuration must decide on the body before it is timed: 200 from the `direct_response` for the
+/// timed call; 403 for another account, too large an amount, a denied tool or another agent; 400 for a
+/// `Mcp-Name` that disagrees with the body; 401 for no token or a token for another audience.
+fn verify_mcp(port: u16, config: &Config, tokens: &McpTokens, api_token: &str) -> Result<()> {
+    let call = |tool: &str, account: &str, amount: u64| mcp::call_body(7, tool, account, amount);
+    let checks: Vec<(&str, Option<&str>, String, &str, u16)> = vec![
+        ("the timed call", Some(&tokens.trader), mcp::allowed_call(), mcp::TOOL, 200),
+        ("another account", Some(&tokens.trader), call(mcp::TOOL, "acct-8", 10), mcp::TOOL, 403),
+        ("an amount over max_amount", Some(&tokens.trader), call(mcp::TOOL, "acct-7", 5001), mcp::TOOL, 403),
+        ("a denied tool", Some(&tokens.trader), call("delete_account", "acct-7", 1), "delete_account", 403),
+        ("another agent (research)", Some(&tokens.research), mcp::allowed_call(), mcp::TOOL, 403),
+        ("Mcp-Name not the body's tool", Some(&tokens.trader), mcp::allowed_call(), "get_quote", 400),
+        ("no token", None, mcp::allowed_call(), mcp::TOOL, 401),
+        ("a token for another audience", Some(api_token), mcp::allowed_call(), mcp::TOOL, 401),
+    ];
+    for (what, token, body, name, want) in checks {
+        let mut owned = mcp::headers("tools/call", Some(name));
+        if let Some(t) = token {
+            owned.push(("authorization".into(), format!("Bearer {t}")));
+        }
+        let headers: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let r = testbed::http_request_to(port, mcp::AUTHORITY, "POST", mcp::PATH, &headers, body.as_bytes())
+            .with_context(|| format!("{}: {what}", config.label))?;
+        ensure!(
+            r.status == want && (want != 200 || r.body == b"ok\n"),
+            "{} ({}): {what}: expected {want}, got {} {}",
+            config.label,
+            config.file,
+            r.status,
+            String::from_utf8_lossy(&r.body).trim()
+        );
+    }
+    Ok(())
+}
 
 /// Every configuration must decide right before it is timed: 200 for the good token, 401 for a forged,
 /// expired or missing one, 403 for another agent or another path.
@@ -680,6 +766,14 @@ fn run(opts: Options) -> Result<()> {
     // refuse with 401 before `rbac` could answer 403).
     let tokens = DemoTokens { research: research_es256, ..demo_tokens };
     let mut minter = Minter { key: &keys.es256, next: 0, now, cpus: cpus.clone() };
+    // F's tokens name the MCP endpoint's resource in `aud`.
+    let mut research_claims = mcp::claims(now);
+    research_claims["sub"] = demo::RESEARCH.into();
+    let mcp_tokens = McpTokens {
+        trader: keys.es256.sign_jwt(Some(demo::ES256_KID), &mcp::claims(now)),
+        research: keys.es256.sign_jwt(Some(demo::ES256_KID), &research_claims),
+    };
+    let mcp_token = mcp_tokens.trader.clone();
     let jwks = keys.jwks();
 
     let realtime = opts.realtime
@@ -737,12 +831,18 @@ fn run(opts: Options) -> Result<()> {
     // Nothing is timed unless it decides right.
     let probe = minter.fresh(1)?;
     let probe = probe.first().context("no probe token")?;
-    gateways.retain(|g| match verify(g.port, g.config, &tokens, probe) {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("{}: not measured: {e:#}", g.config.label);
-            failed.insert(g.config.key.into(), format!("{e:#}").into());
-            false
+    gateways.retain(|g| {
+        match if g.config.mcp {
+            verify_mcp(g.port, g.config, &mcp_tokens, &tokens.trader)
+        } else {
+            verify(g.port, g.config, &tokens, probe)
+        } {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("{}: not measured: {e:#}", g.config.label);
+                failed.insert(g.config.key.into(), format!("{e:#}").into());
+                false
+            }
         }
     });
     ensure!(gateways.iter().any(|g| g.config.key == "A"), "configuration A could not run: no reference");
@@ -750,7 +850,7 @@ fn run(opts: Options) -> Result<()> {
     // Warm-up, discarded; it also gives a first estimate of how many fresh tokens a run needs.
     let mut estimate = vec![30_000.0; gateways.len()];
     for (g, est) in gateways.iter().zip(estimate.iter_mut()) {
-        let load = minter.load(g.config.fresh_tokens, *est, opts.warmup, &tokens.trader)?;
+        let load = minter.load(g.config, *est, opts.warmup, &tokens.trader, &mcp_token)?;
         let run = closed_run(g, &opts, wrk.is_some(), opts.warmup, &load, &work)?;
         *est = run.rps;
     }
@@ -758,7 +858,7 @@ fn run(opts: Options) -> Result<()> {
     // Maximum throughput, configurations interleaved, round after round.
     for round in 0..opts.rounds {
         for (g, est) in gateways.iter_mut().zip(estimate.iter_mut()) {
-            let load = minter.load(g.config.fresh_tokens, *est, opts.seconds, &tokens.trader)?;
+            let load = minter.load(g.config, *est, opts.seconds, &tokens.trader, &mcp_token)?;
             let run = closed_run(g, &opts, wrk.is_some(), opts.seconds, &load, &work)?;
             eprintln!("round {} closed loop {:>3}: {:>8.0} req/s", round + 1, g.config.label, run.rps);
             // The fastest run so far sizes the next token list (a faster round must not run out).
@@ -778,7 +878,7 @@ fn run(opts: Options) -> Result<()> {
     let perf = opts.perf && Command::new("perf").arg("--version").output().is_ok_and(|o| o.status.success());
     if perf {
         for (g, est) in gateways.iter().zip(estimate.iter()) {
-            let load = minter.load(g.config.fresh_tokens, *est, opts.seconds, &tokens.trader)?;
+            let load = minter.load(g.config, *est, opts.seconds, &tokens.trader, &mcp_token)?;
             let p = profile(g, &opts, wrk.is_some(), opts.seconds, &load, &work)
                 .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
             profiles.insert(g.config.key.into(), p);
@@ -788,7 +888,7 @@ fn run(opts: Options) -> Result<()> {
     // Latency at half of A's maximum, interleaved the same way.
     for round in 0..if opts.open { opts.rounds } else { 0 } {
         for (g, est) in gateways.iter_mut().zip(estimate.iter()) {
-            let load = minter.load(g.config.fresh_tokens, rate.min(*est * 1.3), opts.seconds, &tokens.trader)?;
+            let load = minter.load(g.config, rate.min(*est * 1.3), opts.seconds, &tokens.trader, &mcp_token)?;
             let run = open_run(g, &opts, rate, opts.seconds, &load)?;
             if let Some(l) = run.latency {
                 eprintln!(
@@ -904,7 +1004,8 @@ fn results(opts: &Options, gateways: &[Gateway], failed: &Map<String, Value>, r:
          keep-alive): rps_* = maximum throughput (closed loop, median of rounds); p50_us_*/p99_us_* = latency at \
          half of rps_A (open loop, from intended send times, median of rounds). Keys: A router only, B jwt_authn \
          + rbac, B1 the same cached, C agent-iam warm cache, C1 agent-iam new token per request (host crypto), \
-         C2 the same in pure Rust, D jwt_authn cached + agent-iam policy only. See docs/performance.md."
+         C2 the same in pure Rust, D jwt_authn cached + agent-iam policy only, E an empty Wasm filter, F agent-iam \
+         on an MCP tools/call POST (~2 KB body decided), warm cache. See docs/performance.md."
             .into(),
     );
     let mut configs = Map::new();
@@ -979,6 +1080,8 @@ fn results(opts: &Options, gateways: &[Gateway], failed: &Map<String, Value>, r:
         target("rps_C1 >= rps_B", ratio("rps_C1", "rps_B"), paired("C1", "B", rps), 1.0),
         target("rps_C >= 0.8 * rps_E", ratio("rps_C", "rps_E"), paired("C", "E", rps), 0.8),
         target("cpu_us_per_request C <= B1 (ratio B1/C)", cpu_ratio, paired("C", "B1", inverse_cpu), 1.0),
+        // Issue 18: an MCP tools/call (body read, parsed and decided) against C's plain GET.
+        target("rps_F >= 0.8 * rps_C", ratio("rps_F", "rps_C"), paired("F", "C", rps), 0.8),
     ];
     let mut ratios = Map::new();
     for c in CONFIGS.iter().skip(1) {
@@ -990,6 +1093,7 @@ fn results(opts: &Options, gateways: &[Gateway], failed: &Map<String, Value>, r:
     ratios.insert("rps_D/rps_B1".into(), ratio("rps_D", "rps_B1").into());
     // How close agent-iam comes to a Wasm filter that does nothing: the part of the gap to A that is ours.
     ratios.insert("rps_C/rps_E".into(), ratio("rps_C", "rps_E").into());
+    ratios.insert("rps_F/rps_C".into(), ratio("rps_F", "rps_C").into());
     out.insert("ratios".into(), ratios.into());
     out.insert("targets".into(), targets.into());
     out.insert("token_cache_hit_ratio".into(), r.hit_ratio.into());
