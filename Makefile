@@ -1,12 +1,14 @@
 # agent-iam: the entry points. A fresh machine needs only the Rust toolchain (rustup), python3 and make.
 #
-#   make demo    build everything, install Envoy, run the gateway demo (exits when done; tests/src/bin/demo.rs)
+#   make demo    build everything, install Envoy and the MCP SDK, run the gateway demo, MCP part included (exits when
+#                done; tests/src/bin/demo.rs)
 #   make up      run the demo gateway on 127.0.0.1:10000 until Ctrl-C, for curl
 #   make test    every test: lint, unit, host (real .wasm in wasmtime), end to end (real Envoy)
-#   make e2e     only the end-to-end tests in real Envoy
+#   make e2e     only the end-to-end tests in real Envoy (MCP included: the SDK's client and server, envoy/mcp.yaml)
 #   make bench   token-path benchmark (native, and the real .wasm in wasmtime): target/bench/token.json;
 #                per-request ns and wasm instructions of the .wasm in the host: target/bench/host.json;
-#                policy evaluation at 10..10,000 rules beside Cedar and Rego (native and .wasm): target/bench/policy.json
+#                policy evaluation at 10..10,000 rules beside Cedar and Rego (native and .wasm): target/bench/policy.json;
+#                the MCP path (a tools/call decided on its body, a tools/list filtered; native and .wasm): target/bench/mcp.json
 #   make bench-envoy  agent-iam beside Envoy's jwt_authn + rbac in real Envoy (envoy/bench/, docs/performance.md):
 #                target/bench/envoy.json and envoy.md, and the price of each proxy-wasm call in Envoy:
 #                target/bench/envoy-hostcalls.json; installs wrk from Debian's packages if missing
@@ -14,6 +16,7 @@
 #   make wasm    build the plugin: target/wasm32-wasip1/release/agent_iam.wasm (and the fidelity probe)
 #   make envoy   install the pinned Envoy into .venv
 #   make crd-tools  install the CRD validator's Python packages (deploy/crds/requirements.txt, pinned) into .venv
+#   make mcp-tools  install the MCP Python SDK (tests/mcp/requirements.txt, pinned) into .venv, for tests/mcp/
 #   make oci     the .wasm as an OCI image layout for Istio / Envoy Gateway: target/oci/agent-iam (docs/deployment.md)
 #   make install the `agent-iam` command (cli/) into ~/.cargo/bin, with the .wasm embedded: cargo install --path cli
 #   make fmt     format;  make lint: rustfmt check + clippy for the native and wasm32 builds
@@ -32,13 +35,14 @@ VENV          := .venv
 ENVOY         := $(VENV)/bin/envoy
 PYTHON        := $(VENV)/bin/python
 CRD_TOOLS     := $(VENV)/.crd-tools
+MCP_TOOLS     := $(VENV)/.mcp-tools
 CARGO         ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
 export CRD_PYTHON := $(abspath $(PYTHON))
 
-.PHONY: demo up install test unit e2e bench bench-envoy wrk fuzz-smoke wasm wasm-target envoy crd-tools oci fmt lint clean
+.PHONY: demo up install test unit e2e bench bench-envoy wrk fuzz-smoke wasm wasm-target envoy crd-tools mcp-tools oci fmt lint clean
 
-demo: wasm envoy
+demo: wasm envoy mcp-tools
 	$(CARGO) run --quiet -p agent-iam-tests --bin agent-iam-demo -- run
 
 up: wasm envoy
@@ -55,8 +59,10 @@ test: lint unit e2e fuzz-smoke
 unit: wasm crd-tools
 	$(CARGO) test --workspace
 
-e2e: wasm envoy
-	$(CARGO) test --workspace --test e2e --test e2e_requests --test e2e_mtls --test probe --test bench_configs -- --ignored
+# e2e_mcp drives the MCP Python SDK's client and server (mcp-tools) through Envoy.
+e2e: wasm envoy mcp-tools
+	$(CARGO) test --workspace --test e2e --test e2e_requests --test e2e_mtls --test e2e_mcp --test probe --test bench_configs \
+		-- --ignored
 
 # Medians of batches, warm-up discarded, figures compared only within one run; targets reported, never asserted.
 # The policy bench builds Cedar and regorus (feature `compare`, never in CI) and its own .wasm with the plugin's
@@ -67,6 +73,8 @@ bench: wasm
 	$(CARGO) run --quiet --profile bench-native -p agent-iam-bench --bin agent-iam-host-bench
 	$(CARGO) build --quiet -p agent-iam --target $(WASM_TARGET) --release --features bench-exports --target-dir $(BENCH_WASM_DIR)
 	$(CARGO) run --quiet --profile bench-native -p agent-iam-bench --features compare --bin agent-iam-policy-bench -- \
+		--wasm $(BENCH_WASM_DIR)/$(WASM_TARGET)/release/agent_iam.wasm
+	$(CARGO) run --quiet --profile bench-native -p agent-iam-bench --bin agent-iam-mcp-bench -- \
 		--wasm $(BENCH_WASM_DIR)/$(WASM_TARGET)/release/agent_iam.wasm
 
 # Envoy's jwt_authn + rbac beside agent-iam, in real Envoy: one Envoy per configuration of envoy/bench/ (one worker
@@ -108,6 +116,15 @@ crd-tools: $(CRD_TOOLS)
 
 $(CRD_TOOLS): deploy/crds/requirements.txt | $(PYTHON)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r deploy/crds/requirements.txt
+	touch $@
+
+# The official MCP Python SDK (mcp 2.x: the 2026-07-28 stateless generation and the initialize/Mcp-Session-Id one)
+# for the MCP test server and client (tests/mcp/server.py, client.py), pinned with its dependencies; the stamp is
+# redone when the requirements change.
+mcp-tools: $(MCP_TOOLS)
+
+$(MCP_TOOLS): tests/mcp/requirements.txt | $(PYTHON)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/mcp/requirements.txt
 	touch $@
 
 # The .wasm as an OCI image layout (python3 only; reproducible). OCI_VARIANT=compat for a plain tar+gzip image.

@@ -4,12 +4,14 @@
 //! - [`h2`]: a raw HTTP/2 client that sends header blocks exactly as given, for attack tests.
 //! - [`vectors`]: signature edge cases shared by the host and Envoy tests.
 //! - [`demo`]: demo keys, tokens and the scripted gateway scenario shared by `make demo` and the tests.
+//! - [`mcp`]: the MCP test server and the MCP SDK's client behind `envoy/mcp.yaml` (the MCP part of the demo).
 //! - [`pki`]: a SPIFFE test PKI for the mutual-TLS tests and `envoy/sidecar-mtls.yaml`.
 //! - [`modules`]: reference proxy-wasm modules (the benchmarks' baseline, an empty filter).
 //!
 //! The wasmtime host itself is the `agent-iam-host` crate.
 pub mod demo;
 pub mod h2;
+pub mod mcp;
 pub mod modules;
 pub mod pki;
 pub mod testbed;

@@ -1,14 +1,17 @@
 //! `agent-iam-demo`: the gateway demo behind `make demo` and `make up`.
 //!
-//! - `agent-iam-demo run`: start three gateways (Envoy with the plugin, each before its own echo upstream) on
-//!   free loopback ports: `envoy/demo.yaml`, the same in dry-run mode, and `envoy/remote-jwks.yaml` with a
-//!   JWKS endpoint the demo controls. Replay the trading scenario on the first, the would-be denials on the
-//!   second, a key rotation and a JWKS outage on the third; print each request and decision, stop
+//! - `agent-iam-demo run`: start four gateways (Envoy with the plugin) on free loopback ports: `envoy/demo.yaml`,
+//!   the same in dry-run mode, `envoy/remote-jwks.yaml` with a JWKS endpoint the demo controls (each before its
+//!   own echo upstream), and `envoy/mcp.yaml` before the MCP test server (`tests/mcp/server.py`, the official
+//!   MCP Python SDK, `make mcp-tools`). Replay the trading scenario on the first, the would-be denials on the
+//!   second, a key rotation and a JWKS outage on the third, agents driving the SDK's client on the fourth
+//!   (tools listed per agent, an allowed call, refused ones); print each request and decision, stop
 //!   everything; exit 0 only if every decision was the expected one.
 //! - `agent-iam-demo up`: start the same gateway on the ports in `envoy/demo.yaml` (10000, upstream 10001,
 //!   admin 9901), write demo tokens to `target/demo/tokens/`, print how to call it, run until interrupted.
 
 use agent_iam_tests::demo::{self, DemoKeys, DemoTokens, Gateway, Ports, RemoteKeysGateway};
+use agent_iam_tests::mcp::{self, McpGateway, McpTokens};
 use agent_iam_tests::testbed::JwksServer;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -25,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Replay the scenario on three gateways on free ports, print each decision, stop; exit 0 only if every
+    /// Replay the scenario on four gateways on free ports, print each decision, stop; exit 0 only if every
     /// decision was the expected one.
     Run,
     /// Start the demo gateway on the ports of envoy/demo.yaml (10000, admin 9901), write demo tokens to
@@ -55,11 +58,16 @@ fn run() -> Result<()> {
     let main_steps = demo::scenario(&tokens);
     let dry_steps = demo::dry_run_scenario(&tokens);
     let (dry_first, rotation_first) = (main_steps.len() + 1, main_steps.len() + dry_steps.len() + 1);
-    println!("Starting three gateways (Envoy with the agent-iam plugin, each before an echo upstream)...\n");
+    let mcp_tokens = McpTokens::mint(&keys, demo::now(), 600);
+    let mcp_sessions = mcp::scenario(&mcp_tokens);
+    println!(
+        "Starting four gateways (Envoy with the agent-iam plugin: three before an echo upstream, one before an MCP \
+         server)...\n"
+    );
     // The gateways start and run side by side (most of an Envoy start is compiling the .wasm); each section
     // is written to a buffer and printed in order. A gateway lives on the thread that started it: Envoy is
     // stopped when that thread ends.
-    let sections: [Result<Section>; 3] = std::thread::scope(|s| {
+    let sections: ([Result<Section>; 3], Result<McpSection>) = std::thread::scope(|s| {
         let main = s.spawn(|| {
             let gateway = Gateway::start(&keys, Ports::free()?, &dir)?;
             let mut out = Vec::new();
@@ -101,9 +109,19 @@ fn run() -> Result<()> {
             let results = demo::run_rotation(&gateway, &keys, &tokens, rotation_first, &mut out)?;
             Ok((out, results))
         });
+        // The MCP gateway runs beside the others; its steps are printed last, numbered after theirs.
+        let (keys, dir, mcp_sessions) = (&keys, &dir, &mcp_sessions);
+        let mcp = s.spawn(move || -> Result<McpSection> {
+            let gateway = McpGateway::start(keys, &dir.join("mcp"))?;
+            let results = mcp::run_sessions(&gateway.url(), mcp::DEMO_PROTOCOL, mcp_sessions)?;
+            Ok((gateway.ports.listener, results))
+        });
         let panicked = "a demo gateway panicked";
-        [main.join().expect(panicked), dry_run.join().expect(panicked), rotation.join().expect(panicked)]
+        let sections =
+            [main.join().expect(panicked), dry_run.join().expect(panicked), rotation.join().expect(panicked)];
+        (sections, mcp.join().expect(panicked))
     });
+    let (sections, mcp_section) = sections;
 
     let mut out = std::io::stdout().lock();
     let mut results = Vec::new();
@@ -116,15 +134,27 @@ fn run() -> Result<()> {
         out.write_all(&text)?;
         results.extend(section_results);
     }
+    let (mcp_port, mcp_results) = mcp_section.context("the MCP gateway (logs in target/demo/mcp/)")?;
+    writeln!(
+        out,
+        "\nMCP: envoy/mcp.yaml on 127.0.0.1:{mcp_port} in front of an MCP server built on the official MCP Python \
+         SDK\n(tests/mcp/server.py, tools get_quote, search_quotes, place_order, delete_account). Each agent runs \
+         the\nSDK's own client (protocol {}); the plugin decides every JSON-RPC message on its body and filters\n\
+         tools/list per caller.\n",
+        mcp::DEMO_PROTOCOL
+    )?;
+    mcp::print_steps(&mcp_sessions, &mcp_results, results.len() + 1, &mut out)?;
     let dry = results.iter().filter(|r| demo::dry_run_seen(&r.response).is_some()).count();
-    let allowed = results.iter().filter(|r| r.response.status == 200).count() - dry;
-    let denied = results.len() - allowed - dry;
-    let unexpected = results.iter().filter(|r| !r.as_expected).count();
+    let mcp_allowed = mcp_results.iter().filter(|r| r.allowed).count();
+    let allowed = results.iter().filter(|r| r.response.status == 200).count() - dry + mcp_allowed;
+    let denied = results.len() + mcp_results.len() - allowed - dry;
+    let unexpected =
+        results.iter().filter(|r| !r.as_expected).count() + mcp_results.iter().filter(|r| !r.as_expected).count();
     writeln!(out, "\n{allowed} allowed, {denied} denied, {dry} forwarded in dry run; the gateways are stopped.")?;
     if unexpected > 0 {
         bail!(
             "{unexpected} decision(s) differed from the expected ones (Envoy logs: target/demo/envoy.log, \
-             target/demo/dry-run/envoy.log, target/demo/rotation/envoy.log)"
+             target/demo/dry-run/envoy.log, target/demo/rotation/envoy.log, target/demo/mcp/envoy.log)"
         );
     }
     Ok(())
@@ -132,6 +162,8 @@ fn run() -> Result<()> {
 
 /// A section of the demo's printout, and its decisions.
 type Section = (Vec<u8>, Vec<demo::StepResult>);
+/// The MCP gateway's port, and what the client surfaced at each step.
+type McpSection = (u16, Vec<mcp::McpStepResult>);
 
 fn up() -> Result<()> {
     let keys = DemoKeys::generate()?;
