@@ -17,18 +17,10 @@ impl Policy {
         let segments = Segments::new(request.path);
         let labels = Cell::new(None);
         let label_mask = || self.label_mask(&segments, &labels);
-        let mut ctx = Ctx {
-            token,
-            request,
-            segments: &segments,
-            template: None,
-            lists: &self.lists,
-            labels: &label_mask,
-            assume: Truth::False,
-        };
+        let mut ctx = self.context(token, request, &segments, &label_mask);
 
-        // Deny rules see a hypothetical message's call conditions as not holding; allow rules as holding.
-        ctx.assume = Truth::False;
+        // Deny rules see a hypothetical message's call conditions as not holding (the context's start); allow
+        // rules as holding.
         let mut deny: Option<u32> = None;
         let _ = self.has_deny.then(|| {
             self.for_each_index(token.agent(), &mut |index| {
@@ -79,15 +71,7 @@ impl Policy {
         let segments = Segments::new(request.path);
         let labels = Cell::new(None);
         let label_mask = || self.label_mask(&segments, &labels);
-        let mut ctx = Ctx {
-            token,
-            request,
-            segments: &segments,
-            template: None,
-            lists: &self.lists,
-            labels: &label_mask,
-            assume: Truth::False,
-        };
+        let mut ctx = self.context(token, request, &segments, &label_mask);
         let mut traces = Vec::with_capacity(self.rules.len());
         let mut missing_scope = None;
         for rule in &self.rules {
@@ -159,15 +143,7 @@ impl Policy {
         let segments = Segments::new(request.path);
         let labels = Cell::new(None);
         let label_mask = || self.label_mask(&segments, &labels);
-        let mut ctx = Ctx {
-            token,
-            request,
-            segments: &segments,
-            template: None,
-            lists: &self.lists,
-            labels: &label_mask,
-            assume: Truth::False,
-        };
+        let mut ctx = self.context(token, request, &segments, &label_mask);
         let mut hits = Vec::new();
         for &i in &self.dry_run {
             let Some(rule) = self.rules.get(i as usize) else { continue };
@@ -180,6 +156,17 @@ impl Policy {
             }
         }
         hits
+    }
+
+    /// What conditions read while this request is evaluated.
+    fn context<'c>(
+        &'c self,
+        token: &'c VerifiedToken,
+        request: &'c Request<'c>,
+        segments: &'c Segments<'c>,
+        labels: &'c dyn Fn() -> u64,
+    ) -> Ctx<'c> {
+        Ctx { token, request, segments, template: None, lists: &self.lists, labels, assume: Truth::False }
     }
 
     /// An MCP lifecycle message no rule allows, under `mcp_lifecycle: allow`.
