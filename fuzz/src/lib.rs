@@ -165,6 +165,8 @@ pub fn check_policy_eval(text: &str) {
     let fast = policy.evaluate(&token, &request);
     let slow = policy.explain(&token, &request);
     assert_eq!(fast, slow.decision, "index and explain disagree on {text:?}");
+    let allowed = matches!(fast, agent_iam::policy::Decision::Allow { .. });
+    assert_eq!(policy.allows(&token, &request), allowed, "allows and evaluate disagree on {text:?}");
 }
 
 /// An MCP policy every fuzzed message is decided under: tools, resources with a parameter bound to a claim,
@@ -234,5 +236,7 @@ pub fn check_mcp_request(data: &[u8]) {
         let fast = policy.evaluate(&token, &request);
         let slow = policy.explain(&token, &request);
         assert_eq!(fast, slow.decision, "index and explain disagree on {message:?}");
+        let allowed = matches!(fast, agent_iam::policy::Decision::Allow { .. });
+        assert_eq!(policy.allows(&token, &request), allowed, "allows and evaluate disagree on {message:?}");
     }
 }

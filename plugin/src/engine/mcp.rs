@@ -336,7 +336,7 @@ impl Engine {
                 ListKind::Resources | ListKind::ResourceTemplates => probe.uri = Some(entry.to_owned()),
             }
             let probe_view = Request { mcp: Some(&probe), hypothetical, ..*view };
-            matches!(self.policy.evaluate(token, &probe_view), crate::policy::Decision::Allow { .. })
+            self.policy.allows(token, &probe_view)
         })
     }
 }

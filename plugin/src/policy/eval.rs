@@ -12,6 +12,41 @@ use std::cell::Cell;
 use std::ops::ControlFlow;
 
 impl Policy {
+    /// Whether the request is allowed, without which rule decided or what scope is missing: the question a list
+    /// filter asks of every entry. Stops at the first deny and the first allow found.
+    pub fn allows(&self, token: &VerifiedToken, request: &Request<'_>) -> bool {
+        let segments = Segments::new(request.path);
+        let labels = Cell::new(None);
+        let label_mask = || self.label_mask(&segments, &labels);
+        let mut ctx = self.context(token, request, &segments, &label_mask);
+        let denied = self.has_deny
+            && self
+                .for_each_index(token.agent(), &mut |index| {
+                    index.deny.walk::<()>(&segments, &mut |e| {
+                        if self.rule_applies(e, &mut ctx) != Truth::False {
+                            return ControlFlow::Break(());
+                        }
+                        ControlFlow::Continue(())
+                    })
+                })
+                .is_break();
+        if denied {
+            return false;
+        }
+        ctx.assume = Truth::True;
+        let allowed = self
+            .for_each_index(token.agent(), &mut |index| {
+                index.allow.walk::<()>(&segments, &mut |e| {
+                    if self.rule_applies(e, &mut ctx) == Truth::True {
+                        return ControlFlow::Break(());
+                    }
+                    ControlFlow::Continue(())
+                })
+            })
+            .is_break();
+        allowed || self.lifecycle_allowed(request)
+    }
+
     /// Decides for a verified token and a canonical request.
     pub fn evaluate(&self, token: &VerifiedToken, request: &Request<'_>) -> Decision<'_> {
         let segments = Segments::new(request.path);

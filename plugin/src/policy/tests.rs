@@ -105,6 +105,7 @@ fn decide(p: &Policy, t: &VerifiedToken, r: &Req) -> String {
     let fast = p.evaluate(t, &request);
     let slow = p.explain(t, &request);
     assert_eq!(fast, slow.decision, "index and explain disagree");
+    assert_eq!(p.allows(t, &request), matches!(fast, Decision::Allow { .. }), "allows and evaluate disagree");
     cases::describe(&fast)
 }
 
