@@ -6,7 +6,7 @@
 //! why is in `abi`); a host call that fails denies with a logged reason, nothing traps.
 
 use crate::config;
-use crate::engine::{CryptoPreference, DRY_RUN_HEADER, Denial, Engine, Mode, Verdict};
+use crate::engine::{CryptoPreference, Denial, Engine, Mode, Verdict};
 use crate::request::{Connection, Headers, Peer};
 use crate::token::host_crypto::{self, HostCallError, HostCrypto, SignatureHost};
 use crate::token::{Algorithm, CryptoBackend, PureRust};
@@ -23,9 +23,11 @@ mod keys;
 mod local_reply;
 mod mcp;
 mod metrics;
+mod outcome;
 
 use keys::Remote;
 use metrics::Counter;
+use outcome::{StreamRef, audit_refused, count_denial, forward_unverified, hold, record, refuse};
 
 fn log(level: LogLevel, message: &str) {
     // Logging is best effort: a host that cannot log must not stop the request path.
@@ -347,20 +349,6 @@ fn fail_closed(why: &str) -> Applied {
     Applied::Stopped
 }
 
-/// Dry-run mode, a held request whose keys never came: forward it without any identity header but the
-/// dry-run mark.
-fn forward_unverified(mark: &str, resume: bool) {
-    let buffer = host::header_map(MapType::HttpRequestHeaders).unwrap_or_default();
-    let headers = crate::header_map::parse(&buffer).unwrap_or_default();
-    for (name, _) in headers.iter().filter(|(n, _)| crate::engine::is_identity_header(n)) {
-        let _ = host::remove_header(MapType::HttpRequestHeaders, name);
-    }
-    let _ = host::set_header(MapType::HttpRequestHeaders, DRY_RUN_HEADER, mark);
-    if resume && host::resume_request().is_err() {
-        log(LogLevel::Error, "agent-iam: a held request could not be resumed");
-    }
-}
-
 fn reply(denial: &Denial) {
     local_reply::send(u32::from(denial.status), &denial.details, &denial.headers, denial.body.as_bytes());
 }
@@ -622,122 +610,4 @@ fn apply(
             hold(shared, stream, issuer, wait_ms.map(|w| now_ms.saturating_add(w)), denial, now_ms, dry_run, false)
         }
     }
-}
-
-/// Answers a denial decided in the filter itself (an unknown key after the refetch, no key set in time). In
-/// dry-run mode the request is forwarded instead, marked, without any identity header; `held`: the request
-/// was paused and must be resumed.
-fn refuse(shared: &Rc<RefCell<Shared>>, denial: &Denial, dry_run: bool, held: bool) -> Applied {
-    audit_refused(shared, denial, dry_run);
-    if let Ok(mut s) = shared.try_borrow_mut() {
-        if dry_run {
-            s.metrics.count_decision(Counter::DryRunDeny, 1);
-            s.metrics.count_denied(denial.reason);
-        } else {
-            count_denial(&mut s.metrics, denial);
-        }
-    }
-    if !dry_run {
-        reply(denial);
-        return Applied::Stopped;
-    }
-    log(
-        LogLevel::Info,
-        &format!(
-            "agent-iam: dry run: forwarding a request enforcement would answer {} ({})",
-            denial.status, denial.details
-        ),
-    );
-    forward_unverified(&format!("{} {}", denial.status, denial.reason), held);
-    Applied::Continue
-}
-
-/// Records a refusal the filter decided itself (no key set in time, an unknown key after the refetch) in
-/// filter state, when configured.
-fn audit_refused(shared: &Rc<RefCell<Shared>>, denial: &Denial, dry_run: bool) {
-    let enabled = shared.try_borrow().ok().and_then(|s| s.engine.clone()).is_some_and(|e| e.settings().filter_state);
-    if enabled {
-        audit::refused(denial, dry_run);
-    }
-}
-
-/// Counts a decision: by result, by deciding rule, by denial reason, and the token cache's hits and misses.
-fn record(
-    shared: &Rc<RefCell<Shared>>,
-    engine: &Engine,
-    verdict: &Verdict,
-    hits_before: u64,
-    misses_before: u64,
-    now_ms: u64,
-) {
-    let Ok(mut s) = shared.try_borrow_mut() else { return };
-    let m = &mut s.metrics;
-    let (hits, misses) = engine.cache_stats();
-    m.count_decision(Counter::CacheHit, hits.saturating_sub(hits_before));
-    m.count_decision(Counter::CacheMiss, misses.saturating_sub(misses_before));
-    match verdict {
-        // Counted when the body is decided.
-        Verdict::Allow { await_body: Some(_), .. } => {}
-        Verdict::Allow { rule, dry_run: None, mcp, .. } => {
-            m.count_decision(Counter::Allow, 1);
-            m.count_rule(rule, true);
-            if let Some(call) = mcp {
-                m.count_mcp(call, true);
-            }
-        }
-        Verdict::Allow { dry_run: Some(d), .. } => {
-            m.count_decision(Counter::DryRunDeny, 1);
-            m.count_denied(d.reason);
-        }
-        Verdict::Deny(d) => count_denial(m, d),
-        // Counted when they are finally answered; a served document is no decision.
-        Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } | Verdict::Answer(_) => {}
-    }
-    m.flush(now_ms, false);
-}
-
-fn count_denial(m: &mut metrics::Metrics, d: &Denial) {
-    m.count_decision(Counter::Deny, 1);
-    m.count_denied(d.reason);
-    if let Some(call) = &d.mcp {
-        m.count_mcp(call, false);
-    }
-    if let Some(rule) = &d.rule {
-        m.count_rule(rule, false);
-    }
-}
-
-/// The stream a held request belongs to.
-struct StreamRef<'a> {
-    context_id: u32,
-    phase: &'a Rc<RefCell<mcp::Phase>>,
-    end_of_stream: bool,
-}
-
-/// Holds a request until `deadline_ms` (answering `on_timeout` at once if there is none or it has passed).
-#[allow(clippy::too_many_arguments)]
-fn hold(
-    shared: &Rc<RefCell<Shared>>,
-    stream: StreamRef<'_>,
-    issuer: usize,
-    deadline_ms: Option<u64>,
-    on_timeout: Denial,
-    now_ms: u64,
-    dry_run: bool,
-    held: bool,
-) -> Applied {
-    if let (Some(deadline_ms), Ok(mut s)) = (deadline_ms, shared.try_borrow_mut())
-        && deadline_ms > now_ms
-    {
-        s.waiting.push(Waiter {
-            context_id: stream.context_id,
-            phase: stream.phase.clone(),
-            end_of_stream: stream.end_of_stream,
-            issuer,
-            deadline_ms,
-            on_timeout,
-        });
-        return Applied::Stopped;
-    }
-    refuse(shared, &on_timeout, dry_run, held)
 }

@@ -1,0 +1,131 @@
+//! The tape against `json::parse_value`, on edge cases and arbitrary input.
+
+use super::*;
+use proptest::prelude::*;
+
+fn agrees(text: &str) {
+    let ours = Tape::parse(text.as_bytes(), 8).map(|_| ());
+    let reference = crate::json::parse_value(text.as_bytes(), 8).map(|_| ());
+    assert_eq!(ours.is_ok(), reference.is_ok(), "{text:?}: tape {ours:?}, parse_value {reference:?}");
+}
+
+#[test]
+fn accepts_and_refuses_what_parse_value_does() {
+    for text in [
+        "{}",
+        "[]",
+        "1",
+        "-0",
+        "0.5",
+        "1e5",
+        "-1.5E-3",
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "01",
+        "1.",
+        ".5",
+        "+1",
+        "-",
+        "18446744073709551615",
+        "18446744073709551616",
+        "99999999999999999999999999999",
+        "1E+2",
+        r#""\u0061""#,
+        r#""\ud83d\ude00""#,
+        r#""\ud83d""#,
+        r#""\ude00""#,
+        r#""\ud83dx""#,
+        r#""\ud83d\u0061""#,
+        "\"\\x\"",
+        "\"a\tb\"",
+        "\"\u{7f}\"",
+        r#"{"a":1,"a":2}"#,
+        r#"{"a":1,"\u0061":2}"#,
+        r#"{"a":{"b":1,"b":1}}"#,
+        r#"[{"a":1},{"a":1}]"#,
+        "[1,]",
+        "[,1]",
+        "{\"a\":1,}",
+        "{\"a\"}",
+        "{1:2}",
+        "true",
+        "tru",
+        "nul",
+        "null x",
+        " \t\n\r{} ",
+        "\u{feff}{}",
+        "[[[[[[[[1]]]]]]]]",
+        "[[[[[[[[[1]]]]]]]]]",
+        r#"{"a":[{"b":{"c":[1]}}]}"#,
+        r#""\/\b\f\n\r\t\"\\""#,
+        "\"\u{e9}\"",
+        "[1 2]",
+        "{\"a\" 1}",
+        "\"unterminated",
+        "[\"a\",\"a\"]",
+    ] {
+        agrees(text);
+    }
+    let many: String = format!("{{{}}}", (0..40).map(|i| format!("\"k{i}\":{i}")).collect::<Vec<_>>().join(","));
+    agrees(&many);
+    let repeated = format!("{{{},\"k3\":0}}", (0..40).map(|i| format!("\"k{i}\":{i}")).collect::<Vec<_>>().join(","));
+    agrees(&repeated);
+    assert_eq!(Tape::parse(br#"{"a":1,"a":2}"#, 8).err(), Some(JsonError::DuplicateMember));
+    assert_eq!(Tape::parse(b"[[[1]]]", 2).err(), Some(JsonError::TooDeep));
+}
+
+#[test]
+fn nodes_give_members_items_spans_and_values() {
+    let text = br#" {"a": "x\n", "b": [1, {"c": null}], "d": -2.5} "#;
+    let tape = Tape::parse(text, 8).unwrap();
+    let root = tape.root();
+    assert_eq!(root.kind(), Kind::Object);
+    let names: Vec<String> = root.members().map(|(n, _)| n.into_owned()).collect();
+    assert_eq!(names, ["a", "b", "d"]);
+    assert_eq!(root.get("a").unwrap().as_str().as_deref(), Some("x\n"));
+    let b = root.get("b").unwrap();
+    assert_eq!(b.raw(), r#"[1, {"c": null}]"#);
+    let items: Vec<Kind> = b.items().map(|n| n.kind()).collect();
+    assert_eq!(items, [Kind::Number, Kind::Object]);
+    assert_eq!(root.get("d").unwrap().to_value(), Some(serde_json::json!(-2.5)));
+    assert!(root.get("e").is_none());
+    assert_eq!(&text[root.span()], &text[1..text.len() - 1]);
+}
+
+proptest! {
+    #[test]
+    fn agrees_with_parse_value_on_arbitrary_text(text in "[ \\[\\]{}\",:0-9a-z\\\\.eE+-]{0,40}") {
+        agrees(&text);
+    }
+
+    #[test]
+    fn agrees_with_parse_value_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let ours = Tape::parse(&bytes, 8).is_ok();
+        prop_assert_eq!(ours, crate::json::parse_value(&bytes, 8).is_ok());
+    }
+
+    #[test]
+    fn agrees_on_generated_documents(value in arbitrary_json(4)) {
+        let text = value.to_string();
+        agrees(&text);
+        prop_assert!(Tape::parse(text.as_bytes(), 8).is_ok());
+    }
+}
+
+fn arbitrary_json(depth: u32) -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        "\\PC{0,8}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(depth, 32, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-c\u{e9}\\\\\"]{0,3}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
