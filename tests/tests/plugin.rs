@@ -1029,7 +1029,7 @@ fn export_names(wasm: &[u8]) -> Vec<String> {
 
 /// Envoy calls a proxy-wasm callback only if the module exports it, and every call costs Envoy CPU
 /// (docs/performance.md): the plugin exports the callbacks it uses and no others (the Rust SDK exported all
-/// of them, response and log callbacks included).
+/// of them, log and done callbacks included).
 #[test]
 fn the_module_exports_only_the_callbacks_it_uses() {
     let wasm = std::fs::read(agent_iam_host::plugin_wasm_path()).unwrap();
@@ -1044,7 +1044,12 @@ fn the_module_exports_only_the_callbacks_it_uses() {
             "proxy_on_delete",
             "proxy_on_http_call_response",
             "proxy_on_memory_allocate",
+            // The three body and response callbacks serve MCP endpoints (the JSON-RPC body, list answers); no
+            // log or done callback.
+            "proxy_on_request_body",
             "proxy_on_request_headers",
+            "proxy_on_response_body",
+            "proxy_on_response_headers",
             "proxy_on_tick",
             "proxy_on_vm_start",
         ]
