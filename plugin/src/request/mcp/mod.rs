@@ -382,9 +382,10 @@ fn message_of(
 }
 
 /// A resource URI policy can match without being misled: printable ASCII without spaces (RFC 3986 has no other
-/// characters), no dot segment (`a/../b` is another resource to any server that resolves it), no backslash,
-/// no fragment, and no escape of a delimiter or NUL (`%2F`, `%5C`, `%00`, `%23`, `%3F`), which servers decode
-/// at different times. Anything else is refused as invalid params.
+/// characters), no dot segment anywhere (`a/../b` is another resource to any server that resolves it), no
+/// backslash, no fragment, no broken `%` escape, and no escape of a delimiter, a dot or NUL (`%2F`, `%5C`,
+/// `%00`, `%23`, `%3F`, `%2E`), which servers decode at different times. Anything else is refused as invalid
+/// params.
 fn resource_uri_ok(uri: &str) -> bool {
     if uri.is_empty() || uri.len() > 2048 || !uri.bytes().all(|b| b.is_ascii_graphic()) {
         return false;
@@ -396,7 +397,13 @@ fn resource_uri_ok(uri: &str) -> bool {
     if ["%2f", "%5c", "%00", "%23", "%3f", "%2e"].iter().any(|e| lower.contains(e)) {
         return false;
     }
-    // The path part, after `scheme:` (and `//authority`): no `.` or `..` segment.
-    let path = uri.split_once('?').map_or(uri, |(p, _)| p);
-    !path.split('/').skip(1).any(|segment| segment == "." || segment == "..")
+    // Every `%` starts an escape of two hex digits (RFC 3986 §2.1): a broken one is read differently by each
+    // decoder.
+    let bytes = uri.as_bytes();
+    if bytes.iter().enumerate().any(|(i, &b)| b == b'%' && crate::percent::escape_at(bytes, i).is_none()) {
+        return false;
+    }
+    // No `.` or `..` segment anywhere after `scheme:`, the query included: servers treat resource URIs as paths
+    // in ways the gateway cannot know (a file server joining the whole string to a root).
+    !uri.split('/').skip(1).any(|segment| segment == "." || segment == "..")
 }

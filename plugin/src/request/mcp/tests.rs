@@ -102,6 +102,11 @@ fn params_are_checked_per_method() {
         r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"x://a b"}}"#,
         r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"x://a#b"}}"#,
         r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"x://a/."}}"#,
+        // Found by fuzzing: a dot segment after the query's `?`, and a broken escape.
+        r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:/?%a/../0"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///r?x=/../etc"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///r%2"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///r%zz"}}"#,
     ] {
         assert_eq!(legacy(body), Err(McpError::InvalidParams), "{body}");
     }
