@@ -5,6 +5,7 @@
 //! - [`hostcalls`]: the modules that price one proxy-wasm crossing in real Envoy.
 //! - [`loadgen`]: the HTTP/1.1 load generator of `make bench-envoy` and `agent-iam-loadgen`.
 //! - [`mcp`]: the MCP workload (configuration F's policy, a `tools/call`, a `tools/list` response).
+//! - [`wasi`]: the plugin's bench exports run in plain wasmtime (WASI stubbed).
 //!
 //! The binaries: `agent-iam-bench` (token path), `agent-iam-host-bench` (per request in the host),
 //! `agent-iam-policy-bench` (policy evaluation beside Cedar and Rego, feature `compare`),
@@ -15,3 +16,4 @@ pub mod hostcalls;
 pub mod loadgen;
 pub mod mcp;
 pub mod measure;
+pub mod wasi;

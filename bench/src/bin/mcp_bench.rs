@@ -266,8 +266,7 @@ const FUEL: u64 = u64::MAX / 2;
 impl Wasm {
     /// An instance of the module at `path` with `document` loaded; `metered`: it counts instructions.
     fn new(path: &std::path::Path, document: &[u8], metered: bool) -> Result<Wasm> {
-        use wasmtime::{Caller, Config, Engine, Linker, Module, Store};
-        const WASI: &str = "wasi_snapshot_preview1";
+        use wasmtime::{Config, Engine, Module, Store};
         let e = |e: wasmtime::Error| anyhow!("{e}");
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         // The host's engine configuration (`Engine::default()`: cranelift, optimised for speed), with fuel
@@ -281,69 +280,12 @@ impl Wasm {
             "{} has no agent_iam_bench_mcp_run: build it with --features bench-exports",
             path.display()
         );
-        let mut linker: Linker<()> = Linker::new(&engine);
-        fn put(c: &mut Caller<'_, ()>, at: i32, bytes: &[u8]) -> i32 {
-            let memory = c.get_export("memory").and_then(|e| e.into_memory());
-            match memory.map(|m| m.write(&mut *c, at as u32 as usize, bytes)) {
-                Some(Ok(())) => 0,
-                _ => 21, // EFAULT
-            }
-        }
-        linker
-            .func_wrap(WASI, "fd_write", |mut c: Caller<'_, ()>, _fd: i32, iovs: i32, n: i32, written: i32| -> i32 {
-                let Some(mem) = c.get_export("memory").and_then(|e| e.into_memory()) else { return 21 };
-                let mut total = 0u32;
-                for i in 0..n.max(0) {
-                    let mut iov = [0u8; 8];
-                    if mem.read(&c, (iovs + i * 8) as u32 as usize, &mut iov).is_err() {
-                        return 21;
-                    }
-                    total += u32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
-                }
-                put(&mut c, written, &total.to_le_bytes())
-            })
-            .map_err(e)?;
-        linker
-            .func_wrap(WASI, "random_get", |mut c: Caller<'_, ()>, buf: i32, len: i32| -> i32 {
-                let bytes: Vec<u8> = (0..len.max(0)).map(|i| (i as u8).wrapping_mul(151).wrapping_add(7)).collect();
-                put(&mut c, buf, &bytes)
-            })
-            .map_err(e)?;
-        linker
-            .func_wrap(WASI, "clock_time_get", |mut c: Caller<'_, ()>, _id: i32, _precision: i64, out: i32| -> i32 {
-                put(&mut c, out, &((NOW as u64) * 1_000_000_000).to_le_bytes())
-            })
-            .map_err(e)?;
-        for name in ["environ_sizes_get", "args_sizes_get"] {
-            linker
-                .func_wrap(WASI, name, |mut c: Caller<'_, ()>, count: i32, size: i32| -> i32 {
-                    put(&mut c, count, &0u32.to_le_bytes()).max(put(&mut c, size, &0u32.to_le_bytes()))
-                })
-                .map_err(e)?;
-        }
-        for name in ["environ_get", "args_get"] {
-            linker.func_wrap(WASI, name, |_: i32, _: i32| -> i32 { 0 }).map_err(e)?;
-        }
-        linker
-            .func_wrap(WASI, "proc_exit", |code: i32| -> wasmtime::Result<()> {
-                wasmtime::bail!("proc_exit({code}) called by the module")
-            })
-            .map_err(e)?;
-        // The proxy-wasm host calls are never reached by the bench exports: a call traps.
-        linker.define_unknown_imports_as_traps(&module).map_err(e)?;
-
+        let linker = agent_iam_bench::wasi::linker(&engine, &module, NOW)?;
         let mut store = Store::new(&engine, ());
         if metered {
             store.set_fuel(FUEL).map_err(e)?;
         }
-        let instance = linker.instantiate(&mut store, &module).map_err(e)?;
-        for init in ["_initialize", "_start"] {
-            if let Ok(f) = instance.get_typed_func::<(), ()>(&mut store, init) {
-                f.call(&mut store, ()).map_err(|err| anyhow!("{init}: {err}"))?;
-                break;
-            }
-        }
-        let memory = instance.get_memory(&mut store, "memory").context("the module exports no memory")?;
+        let (instance, memory) = agent_iam_bench::wasi::start(&linker, &mut store, &module)?;
         let alloc = instance.get_typed_func::<u32, u32>(&mut store, "proxy_on_memory_allocate").map_err(e)?;
         let load = instance.get_typed_func::<(u32, u32), i32>(&mut store, "agent_iam_bench_mcp_load").map_err(e)?;
         let run = instance.get_typed_func::<(u32, u32), u32>(&mut store, "agent_iam_bench_mcp_run").map_err(e)?;

@@ -620,83 +620,11 @@ impl WasmModule {
     /// A fresh instance with `document` loaded (so that its linear memory reflects this policy alone).
     /// Returns the instance, the number of requests loaded and the milliseconds `agent_iam_bench_load` took.
     fn instantiate(&self, document: &[u8]) -> Result<(WasmBench, u32, f64)> {
-        use wasmtime::{Caller, Linker, Store};
-        const WASI: &str = "wasi_snapshot_preview1";
-        let mut linker: Linker<()> = Linker::new(&self.engine);
-        fn memory(c: &mut Caller<'_, ()>) -> Option<wasmtime::Memory> {
-            c.get_export("memory").and_then(|e| e.into_memory())
-        }
-        fn put(c: &mut Caller<'_, ()>, at: i32, bytes: &[u8]) -> i32 {
-            match memory(c).map(|m| m.write(&mut *c, at as u32 as usize, bytes)) {
-                Some(Ok(())) => 0,
-                _ => 21, // EFAULT
-            }
-        }
+        use wasmtime::Store;
         let e = |e: wasmtime::Error| anyhow!("{e}");
-        linker
-            .func_wrap(WASI, "fd_write", |mut c: Caller<'_, ()>, fd: i32, iovs: i32, n: i32, written: i32| -> i32 {
-                let Some(mem) = memory(&mut c) else { return 21 };
-                let mut total = 0u32;
-                for i in 0..n.max(0) {
-                    let mut iov = [0u8; 8];
-                    if mem.read(&c, (iovs + i * 8) as u32 as usize, &mut iov).is_err() {
-                        return 21;
-                    }
-                    let (buf, len) = (
-                        u32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]),
-                        u32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]),
-                    );
-                    let mut bytes = vec![0u8; len as usize];
-                    if mem.read(&c, buf as usize, &mut bytes).is_err() {
-                        return 21;
-                    }
-                    if fd == 1 || fd == 2 {
-                        eprint!("[wasm] {}", String::from_utf8_lossy(&bytes));
-                    }
-                    total += len;
-                }
-                put(&mut c, written, &total.to_le_bytes())
-            })
-            .map_err(e)?;
-        linker
-            .func_wrap(WASI, "random_get", |mut c: Caller<'_, ()>, buf: i32, len: i32| -> i32 {
-                let mut rng = Rng(0x5eed);
-                let bytes: Vec<u8> = (0..len.max(0)).map(|_| rng.next() as u8).collect();
-                put(&mut c, buf, &bytes)
-            })
-            .map_err(e)?;
-        linker
-            .func_wrap(WASI, "clock_time_get", |mut c: Caller<'_, ()>, _id: i32, _precision: i64, out: i32| -> i32 {
-                put(&mut c, out, &((NOW as u64) * 1_000_000_000).to_le_bytes())
-            })
-            .map_err(e)?;
-        for name in ["environ_sizes_get", "args_sizes_get"] {
-            linker
-                .func_wrap(WASI, name, |mut c: Caller<'_, ()>, count: i32, size: i32| -> i32 {
-                    put(&mut c, count, &0u32.to_le_bytes()).max(put(&mut c, size, &0u32.to_le_bytes()))
-                })
-                .map_err(e)?;
-        }
-        for name in ["environ_get", "args_get"] {
-            linker.func_wrap(WASI, name, |_: i32, _: i32| -> i32 { 0 }).map_err(e)?;
-        }
-        linker
-            .func_wrap(WASI, "proc_exit", |code: i32| -> wasmtime::Result<()> {
-                wasmtime::bail!("proc_exit({code}) called by the module")
-            })
-            .map_err(e)?;
-        // Everything else (the proxy-wasm host calls) is never reached by the bench exports: a call traps.
-        linker.define_unknown_imports_as_traps(&self.module).map_err(e)?;
-
+        let linker = agent_iam_bench::wasi::linker(&self.engine, &self.module, NOW)?;
         let mut store = Store::new(&self.engine, ());
-        let instance = linker.instantiate(&mut store, &self.module).map_err(e)?;
-        for init in ["_initialize", "_start"] {
-            if let Ok(f) = instance.get_typed_func::<(), ()>(&mut store, init) {
-                f.call(&mut store, ()).map_err(|err| anyhow!("{init}: {err}"))?;
-                break;
-            }
-        }
-        let memory = instance.get_memory(&mut store, "memory").context("the module exports no memory")?;
+        let (instance, memory) = agent_iam_bench::wasi::start(&linker, &mut store, &self.module)?;
         let alloc = instance.get_typed_func::<u32, u32>(&mut store, "proxy_on_memory_allocate").map_err(e)?;
         let load = instance.get_typed_func::<(u32, u32), i32>(&mut store, "agent_iam_bench_load").map_err(e)?;
         let run = instance.get_typed_func::<u32, u32>(&mut store, "agent_iam_bench_run").map_err(e)?;
