@@ -6,7 +6,7 @@
 use super::{Denial, Engine, Failure};
 use crate::policy::path::{Segments, Template};
 use crate::request::mcp::list::{self, Filtered, ListError, ListKind};
-use crate::request::mcp::{Arguments, Kind, McpError, McpRequest, Revision};
+use crate::request::mcp::{Arguments, Kind, McpError, McpRefusal, McpRequest, Revision};
 use crate::request::{Connection, Headers, Request};
 use crate::token::{CryptoBackend, VerifiedToken};
 use serde_json::{Value, json};
@@ -80,8 +80,8 @@ pub(super) enum Message {
     None,
     /// A POST whose body is still to be read, at most this many bytes.
     AwaitBody(usize),
-    /// The message.
-    Call(McpRequest),
+    /// The message (boxed: it is large beside the other variants).
+    Call(Box<McpRequest>),
 }
 
 /// What the filter has read of a request's body.
@@ -174,7 +174,7 @@ impl Engine {
             _ if endpoint.stateless_only() => return Err(Failure::Mcp(McpError::MethodNotAllowed.into())),
             "GET" | "DELETE" => {
                 return crate::request::mcp::session(request.headers, &endpoint.revisions)
-                    .map(Message::Call)
+                    .map(|call| Message::Call(Box::new(call)))
                     .map_err(|e| Failure::Mcp(e.into()));
             }
             _ => return Ok(Message::None),
@@ -193,7 +193,7 @@ impl Engine {
             &endpoint.revisions,
             Arguments::Only(&self.policy.needs().arguments),
         )
-        .map(Message::Call)
+        .map(|call| Message::Call(Box::new(call)))
         .map_err(Failure::Mcp)
     }
 
@@ -205,13 +205,13 @@ impl Engine {
     /// A denial at an MCP endpoint, in the protocol's terms: challenges name the resource metadata; a refused
     /// call is a JSON-RPC error under the request's id (never a 401 for a valid token, which sends clients
     /// back to authorisation in a loop); a refused notification gets no body.
-    /// `refused_id`: the id of a message refused before policy, when it could be read.
+    /// `refused`: why the message was refused before policy (and its id, when it could be read).
     pub(super) fn mcp_denial(
         &self,
         endpoint: &McpEndpoint,
         mut denial: Denial,
         call: Option<&McpRequest>,
-        refused_id: Option<Value>,
+        refused: Option<McpRefusal>,
     ) -> Denial {
         let challenge = format!(", resource_metadata=\"{}\"", endpoint.metadata_url);
         // A 403 challenge tells an MCP client to ask for more scopes (step-up authorisation): it is sent only
@@ -227,8 +227,12 @@ impl Engine {
         if denial.status == 401 || denial.status == 503 {
             return denial;
         }
+        let (refused_error, refused_id) = match refused {
+            Some(r) => (Some(r.error), r.id),
+            None => (None, None),
+        };
         let id = call.and_then(McpRequest::id).cloned().or(refused_id).unwrap_or(Value::Null);
-        if denial.reason == McpError::MethodNotAllowed.label() {
+        if refused_error == Some(McpError::MethodNotAllowed) {
             // RFC 9110 §15.5.6: a 405 names the methods the resource has.
             denial.headers.push(("allow", "POST".into()));
         }
@@ -256,7 +260,9 @@ impl Engine {
             }
             // A policy denial of a request without a message (a session's stream, another method).
             None if denial.status == 403 || denial.status == 404 => (FORBIDDEN_CODE, denial_description(&denial)),
-            _ => (self.mcp_error_code(&denial), denial_description(&denial)),
+            // Refused before policy with its own code; anything else (a request that cannot be read) is not a
+            // valid request.
+            _ => (refused_error.map_or(-32600, McpError::code), denial_description(&denial)),
         };
         // The OAuth-style body's fields become the error's data (reason, rule, request id), so both kinds of
         // client find them.
@@ -268,22 +274,6 @@ impl Engine {
         };
         denial.body = body.to_string();
         denial
-    }
-
-    fn mcp_error_code(&self, denial: &Denial) -> i64 {
-        [
-            McpError::TooLarge,
-            McpError::Parse,
-            McpError::Batch,
-            McpError::InvalidRequest,
-            McpError::InvalidParams,
-            McpError::HeaderMismatch,
-            McpError::UnsupportedVersion,
-            McpError::MethodNotAllowed,
-        ]
-        .into_iter()
-        .find(|e| e.label() == denial.reason)
-        .map_or(-32600, McpError::code)
     }
 
     /// A list response (one JSON-RPC message) filtered for the caller of the request `headers` carried:

@@ -250,13 +250,13 @@ impl Engine {
 
     /// The answer to a failure, in the MCP endpoint's terms when the request was for one.
     fn refusal(&self, failure: Failure, mcp: &McpState<'_>, request_id: String) -> Denial {
-        let refused_id = match &failure {
-            Failure::Mcp(refusal) => refusal.id.clone(),
+        let refused = match &failure {
+            Failure::Mcp(refusal) => Some(refusal.clone()),
             _ => None,
         };
         let mut denial = self.denial(failure, request_id);
         if let Some(endpoint) = mcp.endpoint {
-            denial = self.mcp_denial(endpoint, denial, mcp.call.as_deref(), refused_id);
+            denial = self.mcp_denial(endpoint, denial, mcp.call.as_deref(), refused);
         }
         denial.mcp = mcp.call.clone();
         denial
@@ -426,7 +426,7 @@ impl Engine {
             match self.mcp_message(endpoint, &p.method, &view, body)? {
                 mcp::Message::None => {}
                 mcp::Message::AwaitBody(max) => mcp.await_body = Some(max),
-                mcp::Message::Call(call) => mcp.call = Some(Rc::new(call)),
+                mcp::Message::Call(call) => mcp.call = Some(Rc::new(*call)),
             }
         }
         Ok(p)
