@@ -125,6 +125,9 @@ pub extern "C" fn proxy_on_request_headers(context_id: u32, _num_headers: usize,
 /// 0: Continue, 1: StopIterationAndBuffer (an MCP body is read whole before it is decided).
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_request_body(context_id: u32, body_size: usize, end_of_stream: bool) -> u32 {
+    if !super::mcp::has_phase(context_id) {
+        return 0;
+    }
     match request(context_id) {
         Some(request) => request.on_request_body(body_size, end_of_stream),
         None => super::fail_closed("a request without a context") as u32,
@@ -134,12 +137,19 @@ pub extern "C" fn proxy_on_request_body(context_id: u32, body_size: usize, end_o
 /// 0: Continue (a list response being filtered changes its body, never its headers' pace).
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_response_headers(context_id: u32, _num_headers: usize, _end_of_stream: bool) -> u32 {
+    // Most streams have no MCP work left: answered without looking up the request.
+    if !super::mcp::has_phase(context_id) {
+        return 0;
+    }
     request(context_id).map_or(0, |r| r.on_response_headers())
 }
 
 /// 0: Continue, 1: StopIterationAndBuffer (a JSON list response is filtered whole).
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_response_body(context_id: u32, body_size: usize, end_of_stream: bool) -> u32 {
+    if !super::mcp::has_phase(context_id) {
+        return 0;
+    }
     request(context_id).map_or(0, |r| r.on_response_body(body_size, end_of_stream))
 }
 

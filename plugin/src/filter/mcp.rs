@@ -15,6 +15,7 @@ use crate::request::mcp::McpRequest;
 use crate::request::mcp::list::{Filtered, ListError};
 use crate::request::mcp::sse::SseRewriter;
 use crate::token::CryptoBackend;
+use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -27,12 +28,38 @@ const MAX_LIST_RESPONSE: usize = 8 << 20;
 /// Largest event of a streamed list response.
 const MAX_EVENT: usize = 1 << 20;
 
-/// Where an HTTP stream is, for the callbacks after its request headers.
-#[derive(Default)]
+thread_local! {
+    /// The streams with MCP work left after their request headers, by context id. Most streams have none, and
+    /// their later callbacks return after one look at an empty map (a per-stream cell cost every stream an
+    /// allocation and its response callbacks a lookup of the whole request).
+    static STREAMS: RefCell<FxHashMap<u32, Phase>> = RefCell::new(FxHashMap::default());
+}
+
+/// Sets the phase of a stream.
+pub(super) fn set_phase(context_id: u32, phase: Phase) {
+    STREAMS.with(|s| s.borrow_mut().insert(context_id, phase));
+}
+
+/// Takes the phase of a stream out (it has none left unless put back).
+fn take_phase(context_id: u32) -> Option<Phase> {
+    STREAMS.with(|s| if s.borrow().is_empty() { None } else { s.borrow_mut().remove(&context_id) })
+}
+
+/// Whether a stream has MCP work left (the body and response callbacks of every other stream return at once).
+pub(super) fn has_phase(context_id: u32) -> bool {
+    STREAMS.with(|s| {
+        let s = s.borrow();
+        !s.is_empty() && s.contains_key(&context_id)
+    })
+}
+
+/// The stream ended: forget its phase.
+pub(super) fn forget(context_id: u32) {
+    let _ = take_phase(context_id);
+}
+
+/// Where an HTTP stream with MCP work is, for the callbacks after its request headers.
 pub(super) enum Phase {
-    /// Nothing more to do.
-    #[default]
-    Plain,
     /// An MCP POST whose headers went on: its body is being buffered for the decision.
     AwaitingBody(Box<Pending>),
     /// An allowed list call: its response is filtered for the caller.
@@ -89,25 +116,23 @@ fn refusal_body(call: &McpRequest, why: &str) -> Vec<u8> {
 pub(super) fn on_request_body(
     shared: &Rc<RefCell<Shared>>,
     crypto: &dyn CryptoBackend,
-    phase: &RefCell<Phase>,
+    context_id: u32,
     size: usize,
     end: bool,
 ) -> u32 {
-    let (max_bytes, waiting) = match &*phase.borrow() {
-        Phase::AwaitingBody(p) => (p.max_bytes, true),
-        _ => (0, false),
-    };
-    if !waiting {
-        return DATA_CONTINUE;
-    }
+    let waiting = STREAMS.with(|s| match s.borrow().get(&context_id) {
+        Some(Phase::AwaitingBody(p)) => Some(p.max_bytes),
+        _ => None,
+    });
+    let Some(max_bytes) = waiting else { return DATA_CONTINUE };
     if size > max_bytes {
-        return decide_body(shared, crypto, phase, Body::TooLarge);
+        return decide_body(shared, crypto, context_id, Body::TooLarge);
     }
     if !end {
         return DATA_BUFFER;
     }
     match host::buffer(BufferType::HttpRequestBody, size) {
-        Ok(bytes) => decide_body(shared, crypto, phase, Body::Complete(&bytes)),
+        Ok(bytes) => decide_body(shared, crypto, context_id, Body::Complete(&bytes)),
         Err(_) => {
             super::fail_closed("the request body is unavailable");
             DATA_BUFFER
@@ -120,10 +145,17 @@ pub(super) fn on_request_body(
 pub(super) fn decide_body(
     shared: &Rc<RefCell<Shared>>,
     crypto: &dyn CryptoBackend,
-    phase: &RefCell<Phase>,
+    context_id: u32,
     body: Body<'_>,
 ) -> u32 {
-    let Phase::AwaitingBody(pending) = std::mem::take(&mut *phase.borrow_mut()) else { return DATA_CONTINUE };
+    let pending = match take_phase(context_id) {
+        Some(Phase::AwaitingBody(pending)) => pending,
+        Some(other) => {
+            set_phase(context_id, other);
+            return DATA_CONTINUE;
+        }
+        None => return DATA_CONTINUE,
+    };
     let Some(engine) = engine(shared) else {
         super::fail_closed("no configuration");
         return DATA_BUFFER;
@@ -163,12 +195,15 @@ pub(super) fn decide_body(
                 audit::allowed(&rule, &set, mcp.as_deref());
             }
             if let (true, Some(call)) = (filter_list, mcp) {
-                *phase.borrow_mut() = Phase::Listing(Box::new(Listing {
-                    headers: pending.headers,
-                    properties: pending.properties,
-                    call,
-                    mode: Mode::Undecided,
-                }));
+                set_phase(
+                    context_id,
+                    Phase::Listing(Box::new(Listing {
+                        headers: pending.headers,
+                        properties: pending.properties,
+                        call,
+                        mode: Mode::Undecided,
+                    })),
+                );
             }
             DATA_CONTINUE
         }
@@ -214,9 +249,19 @@ fn refuse_now(shared: &Rc<RefCell<Shared>>, denial: &Denial) {
 }
 
 /// The response headers of a stream: a list being filtered chooses how, by content type and encoding.
-pub(super) fn on_response_headers(phase: &RefCell<Phase>) -> u32 {
-    let mut phase = phase.borrow_mut();
-    let Phase::Listing(listing) = &mut *phase else { return 0 };
+pub(super) fn on_response_headers(context_id: u32) -> u32 {
+    match take_phase(context_id) {
+        Some(Phase::Listing(mut listing)) => {
+            choose_mode(&mut listing);
+            set_phase(context_id, Phase::Listing(listing));
+        }
+        Some(other) => set_phase(context_id, other),
+        None => {}
+    }
+    0
+}
+
+fn choose_mode(listing: &mut Listing) {
     let headers = host::header_map(MapType::HttpResponseHeaders).unwrap_or_default();
     let headers = crate::header_map::parse(&headers).unwrap_or_default();
     let value = |name: &str| {
@@ -248,20 +293,39 @@ pub(super) fn on_response_headers(phase: &RefCell<Phase>) -> u32 {
         let _ = host::remove_header(MapType::HttpResponseHeaders, "content-encoding");
         let _ = host::set_header(MapType::HttpResponseHeaders, "content-type", "application/json");
     }
-    0
 }
 
 /// A chunk of the response body of a stream (`size`: the chunk, or what Envoy buffered so far).
 pub(super) fn on_response_body(
     shared: &Rc<RefCell<Shared>>,
     crypto: &dyn CryptoBackend,
-    phase: &RefCell<Phase>,
+    context_id: u32,
     size: usize,
     end: bool,
 ) -> u32 {
-    let mut phase = phase.borrow_mut();
-    let Phase::Listing(listing) = &mut *phase else { return DATA_CONTINUE };
-    let Listing { headers, properties, call, mode } = &mut **listing;
+    match take_phase(context_id) {
+        Some(Phase::Listing(mut listing)) => {
+            let answer = filter_chunk(shared, crypto, &mut listing, size, end);
+            set_phase(context_id, Phase::Listing(listing));
+            answer
+        }
+        Some(other) => {
+            set_phase(context_id, other);
+            DATA_CONTINUE
+        }
+        None => DATA_CONTINUE,
+    }
+}
+
+/// A chunk of a list response being filtered.
+fn filter_chunk(
+    shared: &Rc<RefCell<Shared>>,
+    crypto: &dyn CryptoBackend,
+    listing: &mut Listing,
+    size: usize,
+    end: bool,
+) -> u32 {
+    let Listing { headers, properties, call, mode } = listing;
     match mode {
         Mode::Undecided | Mode::Pass => DATA_CONTINUE,
         Mode::Dropped => {

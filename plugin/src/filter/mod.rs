@@ -100,8 +100,7 @@ struct Shared {
 /// A request held for a key set.
 struct Waiter {
     context_id: u32,
-    /// Its stream's phase, and whether it has a body to come (an MCP endpoint decides on it).
-    phase: Rc<RefCell<mcp::Phase>>,
+    /// Whether its stream has a body to come (an MCP endpoint decides on it).
     end_of_stream: bool,
     issuer: usize,
     /// When to give up, host milliseconds.
@@ -156,14 +155,7 @@ impl Root {
             // A stream that ended meanwhile is gone: nothing to answer.
             if host::set_effective_context(w.context_id).is_ok() {
                 let held = Held { deadline_ms: w.deadline_ms };
-                decide_and_apply(
-                    &self.shared,
-                    self.crypto.as_ref(),
-                    w.context_id,
-                    Some(held),
-                    &w.phase,
-                    w.end_of_stream,
-                );
+                decide_and_apply(&self.shared, self.crypto.as_ref(), w.context_id, Some(held), w.end_of_stream);
             }
         }
         let _ = host::set_effective_context(self.context_id);
@@ -293,7 +285,7 @@ impl Root {
 
     /// A new request of this plugin, decided with the configuration current when its headers arrive.
     fn request(&self, context_id: u32) -> Request {
-        Request { context_id, shared: self.shared.clone(), crypto: self.crypto.clone(), phase: Rc::default() }
+        Request { context_id, shared: self.shared.clone(), crypto: self.crypto.clone() }
     }
 }
 
@@ -303,25 +295,23 @@ struct Request {
     context_id: u32,
     shared: Rc<RefCell<Shared>>,
     crypto: Rc<dyn CryptoBackend>,
-    /// What the stream's later callbacks have to do (read an MCP body, filter a list response).
-    phase: Rc<RefCell<mcp::Phase>>,
 }
 
 impl Request {
     fn on_request_headers(&self, end_of_stream: bool) -> Applied {
-        decide_and_apply(&self.shared, self.crypto.as_ref(), self.context_id, None, &self.phase, end_of_stream)
+        decide_and_apply(&self.shared, self.crypto.as_ref(), self.context_id, None, end_of_stream)
     }
 
     fn on_request_body(&self, size: usize, end_of_stream: bool) -> u32 {
-        mcp::on_request_body(&self.shared, self.crypto.as_ref(), &self.phase, size, end_of_stream)
+        mcp::on_request_body(&self.shared, self.crypto.as_ref(), self.context_id, size, end_of_stream)
     }
 
     fn on_response_headers(&self) -> u32 {
-        mcp::on_response_headers(&self.phase)
+        mcp::on_response_headers(self.context_id)
     }
 
     fn on_response_body(&self, size: usize, end_of_stream: bool) -> u32 {
-        mcp::on_response_body(&self.shared, self.crypto.as_ref(), &self.phase, size, end_of_stream)
+        mcp::on_response_body(&self.shared, self.crypto.as_ref(), self.context_id, size, end_of_stream)
     }
 
     fn on_delete(&self) {
@@ -329,6 +319,7 @@ impl Request {
         if let Ok(mut shared) = self.shared.try_borrow_mut() {
             shared.waiting.retain(|w| w.context_id != self.context_id);
         }
+        mcp::forget(self.context_id);
     }
 }
 
@@ -362,7 +353,6 @@ fn decide_and_apply(
     crypto: &dyn CryptoBackend,
     context_id: u32,
     held: Option<Held>,
-    phase: &Rc<RefCell<mcp::Phase>>,
     end_of_stream: bool,
 ) -> Applied {
     let held_until = held.map(|h| h.deadline_ms);
@@ -397,7 +387,7 @@ fn decide_and_apply(
     let verdict = engine.decide_with(&headers, decided.conn, now, crypto);
     record(shared, &engine, &verdict, hits_before, misses_before, now_ms);
     audit_and_dry_run_rules(&decided, &verdict);
-    apply(shared, &decided, verdict, context_id, held_until, phase, end_of_stream)
+    apply(shared, &decided, verdict, context_id, held_until, end_of_stream)
 }
 
 /// A request decided again after it was held (from the root context).
@@ -492,7 +482,6 @@ fn apply(
     verdict: Verdict,
     context_id: u32,
     held_until: Option<u64>,
-    phase: &Rc<RefCell<mcp::Phase>>,
     end_of_stream: bool,
 ) -> Applied {
     let &Decided { engine, headers, conn, now_ms, now, crypto, .. } = decided;
@@ -543,15 +532,18 @@ fn apply(
                 let _ = host::call_foreign_function("clear_route_cache", &[]);
             }
             if let Some(max_bytes) = await_body {
-                *phase.borrow_mut() = mcp::Phase::AwaitingBody(Box::new(mcp::Pending {
-                    max_bytes,
-                    headers: decided.raw_headers.to_vec(),
-                    properties: decided.properties.clone(),
-                }));
+                mcp::set_phase(
+                    context_id,
+                    mcp::Phase::AwaitingBody(Box::new(mcp::Pending {
+                        max_bytes,
+                        headers: decided.raw_headers.to_vec(),
+                        properties: decided.properties.clone(),
+                    })),
+                );
                 if end_of_stream {
                     // No body will come: decided now, on an empty one.
                     let body = crate::engine::Body::Complete(b"");
-                    if mcp::decide_body(shared, crypto, phase, body) != mcp::DATA_CONTINUE {
+                    if mcp::decide_body(shared, crypto, context_id, body) != mcp::DATA_CONTINUE {
                         return Applied::Stopped;
                     }
                 }
@@ -578,7 +570,7 @@ fn apply(
                 engine.verifier().issuers().get(issuer).and_then(|i| i.remote.as_ref()).map(|r| r.wait_timeout_ms);
             hold(
                 shared,
-                StreamRef { context_id, phase, end_of_stream },
+                StreamRef { context_id, end_of_stream },
                 issuer,
                 held_until.or(wait_ms.map(|w| now_ms.saturating_add(w))),
                 on_timeout,
@@ -606,7 +598,7 @@ fn apply(
                 engine.verifier().issuers().get(issuer).and_then(|i| i.remote.as_ref()).map(|r| r.wait_timeout_ms);
             // The root context fetches on its next tick: a call made here would be answered to this stream
             // (the SDK routes answers to the calling context), and lost if the stream ends first.
-            let stream = StreamRef { context_id, phase, end_of_stream };
+            let stream = StreamRef { context_id, end_of_stream };
             hold(shared, stream, issuer, wait_ms.map(|w| now_ms.saturating_add(w)), denial, now_ms, dry_run, false)
         }
     }

@@ -4,7 +4,7 @@
 
 use super::host::{self, LogLevel, MapType};
 use super::metrics::{self, Counter};
-use super::{Applied, Shared, Waiter, audit, log, mcp, reply};
+use super::{Applied, Shared, Waiter, audit, log, reply};
 use crate::engine::{DRY_RUN_HEADER, Denial, Engine, Verdict};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -107,9 +107,8 @@ pub(super) fn count_denial(m: &mut metrics::Metrics, d: &Denial) {
 }
 
 /// The stream a held request belongs to.
-pub(super) struct StreamRef<'a> {
+pub(super) struct StreamRef {
     pub(super) context_id: u32,
-    pub(super) phase: &'a Rc<RefCell<mcp::Phase>>,
     pub(super) end_of_stream: bool,
 }
 
@@ -117,7 +116,7 @@ pub(super) struct StreamRef<'a> {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn hold(
     shared: &Rc<RefCell<Shared>>,
-    stream: StreamRef<'_>,
+    stream: StreamRef,
     issuer: usize,
     deadline_ms: Option<u64>,
     on_timeout: Denial,
@@ -130,7 +129,6 @@ pub(super) fn hold(
     {
         s.waiting.push(Waiter {
             context_id: stream.context_id,
-            phase: stream.phase.clone(),
             end_of_stream: stream.end_of_stream,
             issuer,
             deadline_ms,

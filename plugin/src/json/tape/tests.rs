@@ -72,6 +72,13 @@ fn accepts_and_refuses_what_parse_value_does() {
     let repeated = format!("{{{},\"k3\":0}}", (0..40).map(|i| format!("\"k{i}\":{i}")).collect::<Vec<_>>().join(","));
     agrees(&repeated);
     assert_eq!(Tape::parse(br#"{"a":1,"a":2}"#, 8).err(), Some(JsonError::DuplicateMember));
+    // A repeat near the end of the text (where fewer than eight bytes follow the name) is still one.
+    for name in ["ab", "abcdefg", "abcdefgh", "abcdefghi"] {
+        let text = format!(r#"{{"{name}":1,"{name}":2}}"#);
+        assert_eq!(Tape::parse(text.as_bytes(), 8).err(), Some(JsonError::DuplicateMember), "{text}");
+        let text = format!(r#"{{"{name}":1,"x":[],"{name}":{{}}}}"#);
+        assert_eq!(Tape::parse(text.as_bytes(), 8).err(), Some(JsonError::DuplicateMember), "{text}");
+    }
     assert_eq!(Tape::parse(b"[[[1]]]", 2).err(), Some(JsonError::TooDeep));
 }
 
@@ -100,9 +107,50 @@ proptest! {
     }
 
     #[test]
+    fn repeated_names_are_found_wherever_they_stand(
+        names in proptest::collection::vec("[a-c]{0,10}", 1..24),
+        repeat in any::<proptest::sample::Index>(),
+        tail in "[ ]{0,3}",
+    ) {
+        let mut members: Vec<String> = names.iter().enumerate().map(|(i, n)| format!("\"{n}{i}\":{i}")).collect();
+        let again = names.len() - 1 - repeat.index(names.len());
+        members.push(format!("\"{}{again}\":0", names[again]));
+        let text = format!("{{{}}}{tail}", members.join(","));
+        prop_assert_eq!(Tape::parse(text.as_bytes(), 8).err(), Some(JsonError::DuplicateMember), "{}", text);
+    }
+
+    #[test]
     fn agrees_with_parse_value_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
         let ours = Tape::parse(&bytes, 8).is_ok();
         prop_assert_eq!(ours, crate::json::parse_value(&bytes, 8).is_ok());
+    }
+
+    #[test]
+    fn values_and_members_read_as_serde_json_reads_them(value in arbitrary_json(3)) {
+        let text = value.to_string();
+        // serde_json's own reading of the text (its float parsing need not give back the generated value).
+        let value: Value = serde_json::from_str(&text).unwrap();
+        let tape = Tape::parse(text.as_bytes(), 8).unwrap();
+        let root = tape.root();
+        prop_assert_eq!(root.to_value(), Some(value.clone()));
+        if let Value::Object(map) = &value {
+            for (name, member) in map {
+                let read = root.get(name).and_then(|n| n.to_value());
+                prop_assert_eq!(read.as_ref(), Some(member));
+            }
+            prop_assert!(root.get("absent-name").is_none() || map.contains_key("absent-name"));
+        }
+    }
+
+    #[test]
+    fn numbers_read_as_serde_json_reads_them(text in "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,3})?") {
+        let tape = Tape::parse(text.as_bytes(), 8);
+        let reference: Result<Value, _> = serde_json::from_str(&text);
+        match (tape, reference) {
+            (Ok(tape), Ok(v)) => prop_assert_eq!(tape.root().to_value(), Some(v)),
+            (Err(_), Err(_)) => {}
+            (t, r) => prop_assert!(false, "{text}: tape {:?}, serde_json {:?}", t.map(|_| ()), r),
+        }
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub(super) fn agree(request: &McpRequest, headers: &Headers<'_>) -> Result<(), M
         _ => return Err(McpError::HeaderMismatch),
     }
     for &(name, value) in headers {
-        let Some(param) = name.strip_prefix("mcp-param-") else { continue };
+        let Some(param) = name.strip_prefix(super::PARAM_HEADER_PREFIX) else { continue };
         let text = std::str::from_utf8(value).map_err(|_| McpError::HeaderMismatch)?;
         let sent = decoded(trim_ows(text)).ok_or(McpError::HeaderMismatch)?;
         let mut matching = request.arguments.iter().filter(|(k, _)| k.eq_ignore_ascii_case(param));

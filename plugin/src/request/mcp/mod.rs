@@ -268,13 +268,15 @@ pub fn parse(
         Some(id) => Some(request_id(id).ok_or(McpError::InvalidRequest)?),
     };
     let refused = |error| McpRefusal { error, id: id.clone() };
+    let mirrored = revision.is_some_and(Revision::mirrors_headers) && headers.iter().any(|(h, _)| is_param_header(h));
     let wanted = |name: &str| match arguments {
         Arguments::All => true,
         Arguments::Only(names) => {
             names.iter().any(|n| n == name)
-                || headers
-                    .iter()
-                    .any(|(h, _)| h.strip_prefix("mcp-param-").is_some_and(|p| p.eq_ignore_ascii_case(name)))
+                || mirrored
+                    && headers
+                        .iter()
+                        .any(|(h, _)| h.strip_prefix(PARAM_HEADER_PREFIX).is_some_and(|p| p.eq_ignore_ascii_case(name)))
         }
     };
     let request = message_of(message, id.clone(), revision, &wanted).map_err(refused)?;
@@ -282,6 +284,13 @@ pub fn parse(
         header::agree(&request, headers).map_err(refused)?;
     }
     Ok(request)
+}
+
+/// The prefix of the headers that mirror arguments (`Mcp-Param-<Name>`).
+const PARAM_HEADER_PREFIX: &str = "mcp-param-";
+
+fn is_param_header(name: &str) -> bool {
+    name.starts_with(PARAM_HEADER_PREFIX)
 }
 
 /// MCP: an id is "a string or integer", never null; a fraction or an integer beyond 64 bits is not one an
