@@ -11,7 +11,9 @@ use crate::token::remote::RemoteJwksConfig;
 use crate::token::spiffe::TrustDomain;
 use crate::token::{self, Algorithm, Issuer, KeySet, Profile, Verifier};
 use serde::Deserialize;
+mod audit;
 mod mcp;
+pub use audit::{AuditDocument, CheckpointDocument};
 pub use mcp::{McpDocument, McpEndpointDocument};
 use std::fmt;
 
@@ -80,6 +82,9 @@ pub struct ConfigDocument {
     /// MCP endpoints: routes whose POST bodies are JSON-RPC messages policy decides on.
     #[serde(default)]
     pub mcp: Option<McpDocument>,
+    /// The audit trail: one OCSF event per decision in filter state, for Envoy's access loggers.
+    #[serde(default)]
+    pub audit: Option<AuditDocument>,
 }
 
 /// Request handling as written.
@@ -273,6 +278,7 @@ fn settings(doc: &ConfigDocument, crypto: CryptoPreference) -> Result<Settings, 
             Some(m) => mcp::endpoints(m)?,
             None => Vec::new(),
         },
+        audit: doc.audit.as_ref().map(audit::settings).transpose()?,
     })
 }
 

@@ -157,6 +157,7 @@ impl Engine {
             rule: None,
             identity: Vec::new(),
             mcp: None,
+            verified: None,
         })
     }
 

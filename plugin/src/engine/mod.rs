@@ -59,6 +59,8 @@ pub enum Verdict {
         /// on before any filter sees the body), buffer the body up to this many bytes, and decide with
         /// [`Engine::decide_with_body`]; a denial then answers instead of the body going upstream.
         await_body: Option<usize>,
+        /// The verified token (absent only in dry-run mode when it did not verify).
+        verified: Option<Verified>,
     },
     /// Not a decision: a document the plugin serves itself (RFC 9728 protected resource metadata).
     Answer(Denial),
@@ -103,6 +105,26 @@ struct Admitted {
     identity: Vec<(&'static str, HeaderValue)>,
 }
 
+/// The verified token a decision was made for, shared with the token cache (audit events read its claims).
+/// Two are equal when they are the same admission.
+#[derive(Debug, Clone)]
+pub struct Verified(Rc<Admitted>);
+
+impl Verified {
+    /// The token.
+    pub fn token(&self) -> &VerifiedToken {
+        &self.0.token
+    }
+}
+
+impl PartialEq for Verified {
+    fn eq(&self, other: &Verified) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Verified {}
+
 enum Failure {
     BadRequest(RequestError),
     TwoCredentials,
@@ -112,7 +134,7 @@ enum Failure {
     Forbidden {
         rule: Option<String>,
         missing_scope: Option<String>,
-        identity: Vec<(&'static str, HeaderValue)>,
+        admitted: Rc<Admitted>,
     },
     /// A fetched key set is missing (`KeysUnavailable`) or lacks the token's key (`UnknownKey`).
     RemoteKeys {
@@ -273,6 +295,7 @@ impl Engine {
             rule: "".into(),
             canonical_path: None,
             canonical_method: None,
+            verified: denial.verified.clone(),
             dry_run: Some(denial),
             mcp,
             filter_list: false,
@@ -465,15 +488,13 @@ impl Engine {
         };
         match decision {
             Decision::Allow { rule } => Ok(self.forward(&p, headers, Some(rule.into()), mcp)),
-            Decision::Deny { rule } => Err(Failure::Forbidden {
-                rule: Some(rule.to_owned()),
-                missing_scope: None,
-                identity: admitted.identity.clone(),
-            }),
+            Decision::Deny { rule } => {
+                Err(Failure::Forbidden { rule: Some(rule.to_owned()), missing_scope: None, admitted: admitted.clone() })
+            }
             Decision::NoRuleAllows { missing_scope } => Err(Failure::Forbidden {
                 rule: None,
                 missing_scope: missing_scope.map(str::to_owned),
-                identity: admitted.identity.clone(),
+                admitted: admitted.clone(),
             }),
         }
     }
@@ -553,6 +574,7 @@ impl Engine {
             mcp: mcp.call.clone(),
             filter_list,
             await_body: mcp.await_body,
+            verified: Some(Verified(p.verified.clone())),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Denials: status, `WWW-Authenticate` challenge (RFC 6750) and JSON body for each reason a request fails.
 
-use super::{Engine, Failure, HeaderValue};
+use super::{Engine, Failure, HeaderValue, Verified};
 use crate::request::mcp::McpRequest;
 use crate::token::TokenError;
 use std::rc::Rc;
@@ -25,20 +25,23 @@ pub struct Denial {
     pub identity: Vec<(&'static str, HeaderValue)>,
     /// The MCP message refused, when one was read (for audit and metrics).
     pub mcp: Option<Rc<McpRequest>>,
+    /// For a policy denial, the verified token that was refused (for audit, never sent to the client).
+    pub verified: Option<Verified>,
 }
 
 impl Engine {
-    pub(super) fn denial(&self, mut failure: Failure, request_id: String) -> Denial {
+    pub(super) fn denial(&self, failure: Failure, request_id: String) -> Denial {
         // Scope tokens were checked at compile time to be visible ASCII without quotes or backslashes.
         let scope = match &failure {
             Failure::Forbidden { missing_scope: Some(s), .. } => Some(s.clone()),
             _ => None,
         };
         // Moved out, not copied: the match below needs only the rest of the failure.
-        let identity = match &mut failure {
-            Failure::Forbidden { identity, .. } => std::mem::take(identity),
-            _ => Vec::new(),
+        let verified = match &failure {
+            Failure::Forbidden { admitted, .. } => Some(Verified(admitted.clone())),
+            _ => None,
         };
+        let identity = verified.as_ref().map(|v| v.0.identity.clone()).unwrap_or_default();
         let (status, error, description, reason, rule): (u16, Option<&str>, String, &'static str, Option<String>) =
             match failure {
                 Failure::BadRequest(e) => (400, Some("invalid_request"), e.to_string(), e.label(), None),
@@ -93,6 +96,7 @@ impl Engine {
                 rule,
                 identity,
                 mcp: None,
+                verified,
             };
         }
         let deciding_rule = rule.clone();
@@ -135,6 +139,7 @@ impl Engine {
             rule: deciding_rule,
             identity,
             mcp: None,
+            verified,
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct Settings {
     pub method_override: MethodOverride,
     /// MCP endpoints: requests to them carry a JSON-RPC message in their body.
     pub mcp: Vec<super::McpEndpoint>,
+    /// The audit trail, when configured.
+    pub audit: Option<crate::audit::Settings>,
 }
 
 impl Default for Settings {
@@ -87,6 +89,7 @@ impl Default for Settings {
             path_parameters: PathParameters::default(),
             method_override: MethodOverride::default(),
             mcp: Vec::new(),
+            audit: None,
         }
     }
 }

@@ -63,3 +63,104 @@ fn set_decision(decision: &str, reason: &str, rule: Option<&str>) {
         set("agent_iam.rule", rule);
     }
 }
+
+/// This VM's audit trail under the current configuration.
+pub(super) struct Trail {
+    chain: crate::audit::Chain,
+    /// The Envoy node id, read once.
+    node: Option<String>,
+}
+
+/// A new chain for a new configuration (none without `audit`), naming the VM's previous chain.
+pub(super) fn start_trail(previous: Option<&Trail>, engine: &crate::engine::Engine) -> Option<Trail> {
+    engine.settings().audit.as_ref()?;
+    let link = previous.and_then(|t| t.chain.link());
+    let node = previous.and_then(|t| t.node.clone()).or_else(|| super::property_text(&["node", "id"]));
+    Some(Trail { chain: crate::audit::Chain::new(chain_id(), link), node })
+}
+
+/// 128 random bits as hex: the process's hash seed (WASI `random_get`, which Envoy provides) mixed with the
+/// time and a counter, so two VMs or two configurations never share an id.
+fn chain_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    thread_local!(static COUNT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) });
+    let count = COUNT.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    let now = super::now_ms().unwrap_or(0);
+    let mut halves = [0u64; 2];
+    for (i, half) in halves.iter_mut().enumerate() {
+        let mut h = std::hash::RandomState::new().build_hasher();
+        h.write_u64(now);
+        h.write_u64(count);
+        h.write_usize(i);
+        *half = h.finish();
+    }
+    format!("{:016x}{:016x}", halves[0], halves[1])
+}
+
+/// What a decision's event needs besides the verdict.
+pub(super) struct Context<'a> {
+    pub engine: &'a crate::engine::Engine,
+    pub headers: &'a crate::request::Headers<'a>,
+    pub conn: crate::request::Connection<'a>,
+    pub now_ms: u64,
+}
+
+/// Writes the decision's audit event to filter state, when the configuration records it.
+pub(super) fn event(
+    trail: &mut Trail,
+    cx: &Context<'_>,
+    outcome: crate::audit::Outcome<'_>,
+    verified: Option<&crate::engine::Verified>,
+    mcp: Option<&McpRequest>,
+) {
+    use crate::audit::{Facts, RequestFacts};
+    let engine = cx.engine;
+    let Some(settings) = engine.settings().audit.as_ref() else { return };
+    let policy = engine.policy();
+    if !settings.records(&outcome, policy.audits(outcome.rule())) {
+        return;
+    }
+    let header =
+        |name: &str| cx.headers.iter().find(|(n, _)| *n == name).and_then(|(_, v)| std::str::from_utf8(v).ok());
+    let raw_method = header(":method").unwrap_or_default();
+    let method = crate::request::canonical_method(raw_method).unwrap_or(std::borrow::Cow::Borrowed(raw_method));
+    let raw_path = header(":path").unwrap_or_default();
+    // Never the query: it may carry a credential.
+    let canonical = crate::request::canonical_path_with(raw_path, engine.settings().path_parameters);
+    let path = match &canonical {
+        Ok(c) => &*c.path,
+        Err(_) => raw_path.split('?').next().unwrap_or_default(),
+    };
+    let host = header(":authority")
+        .map(|h| h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(h, _)| h));
+    let source = super::property_text(&["source", "address"]);
+    let labels = policy.labels_of(path);
+    let parameters = outcome.rule().map(|r| policy.path_parameters(r, path)).unwrap_or_default();
+    let facts = Facts {
+        time_ms: cx.now_ms,
+        outcome,
+        request: RequestFacts {
+            method: &method,
+            path,
+            host,
+            request_id: header("x-request-id"),
+            user_agent: header("user-agent"),
+            source: source.as_deref(),
+            peer: cx.conn.peer.uri_san,
+            route: cx.conn.route,
+        },
+        token: verified.map(|v| v.token()),
+        mcp,
+        policy_version: policy.version(),
+        labels: &labels,
+        parameters: &parameters,
+        claims: &settings.claims,
+        vendor: &settings.vendor,
+        node: trail.node.as_deref(),
+    };
+    let line = crate::audit::line(settings, &mut trail.chain, &facts);
+    set(crate::audit::FILTER_STATE_KEY, &line);
+}

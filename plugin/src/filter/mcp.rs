@@ -176,6 +176,7 @@ pub(super) fn decide_body(
     let (hits, misses) = engine.cache_stats();
     let verdict = engine.decide_with_body(&headers, conn, body, now, crypto);
     super::record(shared, &engine, &verdict, hits, misses, now_ms);
+    super::audit_verdict(shared, &audit::Context { engine: &engine, headers: &headers, conn, now_ms }, &verdict);
     if engine.policy().has_dry_run_rules() {
         for (rule, effect) in engine.dry_run_rules(&headers, conn, body, now, crypto) {
             let effect = if effect == crate::policy::Effect::Allow { "allow" } else { "deny" };

@@ -95,6 +95,8 @@ struct Shared {
     waiting: Vec<Waiter>,
     /// Stats.
     metrics: metrics::Metrics,
+    /// The audit trail of the current configuration, when it has one.
+    audit: Option<audit::Trail>,
 }
 
 /// A request held for a key set.
@@ -256,6 +258,14 @@ impl Root {
             policy.version().unwrap_or("unnamed")
         );
         self.crypto = self.choose_crypto(engine.crypto_preference());
+        // A new configuration starts a new audit chain, which names the one before.
+        if let Ok(mut s) = self.shared.try_borrow_mut() {
+            let next = audit::start_trail(s.audit.as_ref(), &engine);
+            // Kept to be named by a later chain when this configuration has no audit.
+            if next.is_some() || s.audit.is_none() {
+                s.audit = next;
+            }
+        }
         let now = now_ms().unwrap_or(0);
         let any_remote = keys::install(&self.shared, engine, now);
         log(LogLevel::Info, &summary);
@@ -386,8 +396,65 @@ fn decide_and_apply(
     let (hits_before, misses_before) = engine.cache_stats();
     let verdict = engine.decide_with(&headers, decided.conn, now, crypto);
     record(shared, &engine, &verdict, hits_before, misses_before, now_ms);
+    audit_verdict(shared, &audit::Context { engine: &engine, headers: &headers, conn: decided.conn, now_ms }, &verdict);
     audit_and_dry_run_rules(&decided, &verdict);
     apply(shared, &decided, verdict, context_id, held_until, end_of_stream)
+}
+
+/// Writes the audit event of a verdict that decides (an allow waiting for its body, a request held for keys
+/// and a served document are not decisions yet, or at all).
+fn audit_verdict(shared: &Rc<RefCell<Shared>>, cx: &audit::Context<'_>, verdict: &Verdict) {
+    use crate::audit::Outcome;
+    if cx.engine.settings().audit.is_none() {
+        return;
+    }
+    let (outcome, verified, mcp) = match verdict {
+        Verdict::Allow { await_body: Some(_), .. } => return,
+        Verdict::Allow { rule, dry_run: None, verified, mcp, .. } => {
+            (Outcome::Allowed { rule }, verified.as_ref(), mcp.as_deref())
+        }
+        Verdict::Allow { dry_run: Some(d), verified, mcp, .. } => (
+            Outcome::DryRun { status: d.status, reason: d.reason, rule: d.rule.as_deref() },
+            verified.as_ref(),
+            mcp.as_deref(),
+        ),
+        Verdict::Deny(d) => (
+            Outcome::Denied { status: d.status, reason: d.reason, rule: d.rule.as_deref() },
+            d.verified.as_ref(),
+            d.mcp.as_deref(),
+        ),
+        Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } | Verdict::Answer(_) => return,
+    };
+    let Ok(mut s) = shared.try_borrow_mut() else { return };
+    if let Some(trail) = s.audit.as_mut() {
+        audit::event(trail, cx, outcome, verified, mcp);
+    }
+}
+
+/// The audit event of a refusal decided without a verdict (a held request whose keys never came), read from
+/// the effective stream's headers.
+fn audit_refusal(shared: &Rc<RefCell<Shared>>, denial: &Denial, dry_run: bool) {
+    let Some(engine) = shared.try_borrow().ok().and_then(|s| s.engine.clone()) else { return };
+    if engine.settings().audit.is_none() {
+        return;
+    }
+    let Ok(buffer) = host::header_map(MapType::HttpRequestHeaders) else { return };
+    let Ok(headers) = crate::header_map::parse(&buffer) else { return };
+    let cx = audit::Context {
+        engine: &engine,
+        headers: &headers,
+        conn: Connection::default(),
+        now_ms: now_ms().unwrap_or(0),
+    };
+    let outcome = if dry_run {
+        crate::audit::Outcome::DryRun { status: denial.status, reason: denial.reason, rule: denial.rule.as_deref() }
+    } else {
+        crate::audit::Outcome::Denied { status: denial.status, reason: denial.reason, rule: denial.rule.as_deref() }
+    };
+    let Ok(mut s) = shared.try_borrow_mut() else { return };
+    if let Some(trail) = s.audit.as_mut() {
+        audit::event(trail, &cx, outcome, denial.verified.as_ref(), denial.mcp.as_deref());
+    }
 }
 
 /// A request decided again after it was held (from the root context).

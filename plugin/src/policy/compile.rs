@@ -314,7 +314,16 @@ impl Compiler {
                 self.when(when, &at("when"), &scope, &mut conds)?;
             }
             let dry_run = r.mode == Some(RuleMode::DryRun);
-            rules.push(Rule { id: r.id.as_str().into(), effect: r.effect, dry_run, agents, methods, templates, conds });
+            rules.push(Rule {
+                id: r.id.as_str().into(),
+                effect: r.effect,
+                dry_run,
+                agents,
+                methods,
+                templates,
+                conds,
+                audit: r.audit.unwrap_or(true),
+            });
         }
 
         self.warn(&rules, doc);

@@ -145,6 +145,11 @@ pub struct RuleDocument {
     /// Conditions, all of which must hold.
     #[serde(default)]
     pub when: Option<WhenDocument>,
+
+    /// Whether decisions by this rule are written to the audit trail (default true; with `audit.events: all`
+    /// in the configuration). `false` for high-volume rules that need no record, such as health checks.
+    #[serde(default)]
+    pub audit: Option<bool>,
 }
 
 /// Whether a rule takes effect.

@@ -207,6 +207,8 @@ struct Rule {
     /// Indices into [`Policy::templates`]; empty: any path.
     templates: Vec<u32>,
     conds: Vec<Cond>,
+    /// Whether its decisions are audited.
+    audit: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -257,6 +259,31 @@ impl Policy {
     /// Whether any rule is in dry-run mode.
     pub fn has_dry_run_rules(&self) -> bool {
         !self.dry_run.is_empty()
+    }
+
+    /// The rule with this id.
+    fn rule(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| &*r.id == id)
+    }
+
+    /// Whether decisions by the rule `id` are written to the audit trail (`audit: false` on a rule says not).
+    /// Decisions no rule made (no rule allows, the request or token refused) always are.
+    pub fn audits(&self, id: Option<&str>) -> bool {
+        id.and_then(|id| self.rule(id)).is_none_or(|r| r.audit)
+    }
+
+    /// The path parameters of a canonical path under the rule `id`: each `{name}` of the first of its templates
+    /// that matches the path, with its segment (for audit events: `/patients/{patient_id}/**` on
+    /// `/patients/42/records` gives `patient_id` = `42`).
+    pub fn path_parameters<'a>(&self, id: &str, path: &'a str) -> Vec<(&str, &'a str)> {
+        let segments = path::Segments::new(path);
+        let Some(rule) = self.rule(id) else { return Vec::new() };
+        rule.templates
+            .iter()
+            .filter_map(|&t| self.templates.get(t as usize))
+            .find(|t| t.matches(&segments))
+            .map(|t| t.parameters(&segments))
+            .unwrap_or_default()
     }
 
     /// The route labels of a canonical path (for audit events).

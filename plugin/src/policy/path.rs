@@ -102,6 +102,18 @@ impl Template {
         })
     }
 
+    /// Each parameter's name with its segment of a path this template matches.
+    pub fn parameters<'a>(&self, path: &Segments<'a>) -> Vec<(&str, &'a str)> {
+        self.segments
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                Segment::Param(name) => path.get(i).map(|v| (&**name, v)),
+                Segment::Literal(_) => None,
+            })
+            .collect()
+    }
+
     /// Direct match, without the trie (explanations and cross-checks).
     pub fn matches(&self, path: &Segments<'_>) -> bool {
         let n = self.segments.len();
