@@ -4,7 +4,8 @@
 #                done; tests/src/bin/demo.rs)
 #   make up      run the demo gateway on 127.0.0.1:10000 until Ctrl-C, for curl
 #   make test    every test: lint, unit, host (real .wasm in wasmtime), end to end (real Envoy)
-#   make e2e     only the end-to-end tests in real Envoy (MCP included: the SDK's client and server, envoy/mcp.yaml)
+#   make e2e     only the end-to-end tests in real Envoy (MCP included: the SDK's client and server, envoy/mcp.yaml;
+#                the audit trail through Envoy's file and OpenTelemetry access loggers, envoy/audit.yaml)
 #   make bench   token-path benchmark (native, and the real .wasm in wasmtime): target/bench/token.json;
 #                per-request ns and wasm instructions of the .wasm in the host: target/bench/host.json;
 #                policy evaluation at 10..10,000 rules beside Cedar and Rego (native and .wasm): target/bench/policy.json;
@@ -17,6 +18,8 @@
 #   make envoy   install the pinned Envoy into .venv
 #   make crd-tools  install the CRD validator's Python packages (deploy/crds/requirements.txt, pinned) into .venv
 #   make mcp-tools  install the MCP Python SDK (tests/mcp/requirements.txt, pinned) into .venv, for tests/mcp/
+#   make otlp-tools install the OTLP/gRPC logs receiver's Python packages (tests/otlp/requirements.txt, pinned)
+#                into .venv, for tests/otlp/receiver.py (the audit trail's OpenTelemetry access log, envoy/audit.yaml)
 #   make oci     the .wasm as an OCI image layout for Istio / Envoy Gateway: target/oci/agent-iam (docs/deployment.md)
 #   make install the `agent-iam` command (cli/) into ~/.cargo/bin, with the .wasm embedded: cargo install --path cli
 #   make fmt     format;  make lint: rustfmt check + clippy for the native and wasm32 builds
@@ -36,11 +39,12 @@ ENVOY         := $(VENV)/bin/envoy
 PYTHON        := $(VENV)/bin/python
 CRD_TOOLS     := $(VENV)/.crd-tools
 MCP_TOOLS     := $(VENV)/.mcp-tools
+OTLP_TOOLS    := $(VENV)/.otlp-tools
 CARGO         ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
 export CRD_PYTHON := $(abspath $(PYTHON))
 
-.PHONY: demo up install test unit e2e bench bench-envoy wrk fuzz-smoke wasm wasm-target envoy crd-tools mcp-tools oci fmt lint clean
+.PHONY: demo up install test unit e2e bench bench-envoy wrk fuzz-smoke wasm wasm-target envoy crd-tools mcp-tools otlp-tools oci fmt lint clean
 
 demo: wasm envoy mcp-tools
 	$(CARGO) run --quiet -p agent-iam-tests --bin agent-iam-demo -- run
@@ -59,10 +63,11 @@ test: lint unit e2e fuzz-smoke
 unit: wasm crd-tools
 	$(CARGO) test --workspace
 
-# e2e_mcp drives the MCP Python SDK's client and server (mcp-tools) through Envoy.
-e2e: wasm envoy mcp-tools
-	$(CARGO) test --workspace --test e2e --test e2e_requests --test e2e_mtls --test e2e_mcp --test probe --test bench_configs \
-		-- --ignored
+# e2e_mcp drives the MCP Python SDK's client and server (mcp-tools) through Envoy; e2e_audit reads the audit events
+# Envoy's file access logger wrote and its OpenTelemetry logger sent to an OTLP/gRPC receiver (otlp-tools).
+e2e: wasm envoy mcp-tools otlp-tools
+	$(CARGO) test --workspace --test e2e --test e2e_requests --test e2e_mtls --test e2e_mcp --test e2e_audit --test probe \
+		--test bench_configs -- --ignored
 
 # Medians of batches, warm-up discarded, figures compared only within one run; targets reported, never asserted.
 # The policy bench builds Cedar and regorus (feature `compare`, never in CI) and its own .wasm with the plugin's
@@ -125,6 +130,15 @@ mcp-tools: $(MCP_TOOLS)
 
 $(MCP_TOOLS): tests/mcp/requirements.txt | $(PYTHON)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/mcp/requirements.txt
+	touch $@
+
+# grpcio and opentelemetry-proto for the OTLP/gRPC logs receiver (tests/otlp/receiver.py) that the audit trail's
+# end-to-end test points Envoy's OpenTelemetry access logger at (envoy/audit.yaml), pinned with their dependencies;
+# the stamp is redone when the requirements change.
+otlp-tools: $(OTLP_TOOLS)
+
+$(OTLP_TOOLS): tests/otlp/requirements.txt | $(PYTHON)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/otlp/requirements.txt
 	touch $@
 
 # The .wasm as an OCI image layout (python3 only; reproducible). OCI_VARIANT=compat for a plain tar+gzip image.

@@ -1,5 +1,6 @@
 //! The `agent-iam` command's pieces, as a library for its tests: finding the plugin `.wasm`, reading keys,
 //! extracting plugin configurations from manifests, the JSON Schema, and the subcommands that use them.
+pub mod audit;
 pub mod keys;
 pub mod schema;
 pub mod token;

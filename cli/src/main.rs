@@ -8,7 +8,7 @@
 
 use agent_iam::policy::PolicyDocument;
 use agent_iam::policy::cases::{self, CaseFile};
-use agent_iam_cli::{Usage, schema, token, validate, wasm};
+use agent_iam_cli::{Usage, audit, schema, token, validate, wasm};
 use agent_iam_host::{Host, LogLevel, Outcome};
 use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::{Value, json};
@@ -45,6 +45,9 @@ enum Command {
     Token(token::Command),
     /// Prints the JSON Schema of the plugin configuration, generated from the types that parse it.
     Schema(schema::Args),
+    /// Audit logs: verify their hash chains and checkpoints, query their events.
+    #[command(subcommand)]
+    Audit(audit::Command),
     /// Prints a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Validate(v) => validate::run(v),
         Command::Token(t) => token::run(t),
         Command::Schema(s) => schema::run(s),
+        Command::Audit(a) => audit::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "agent-iam", &mut std::io::stdout());
             Ok(true)

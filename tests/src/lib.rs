@@ -5,14 +5,18 @@
 //! - [`vectors`]: signature edge cases shared by the host and Envoy tests.
 //! - [`demo`]: demo keys, tokens and the scripted gateway scenario shared by `make demo` and the tests.
 //! - [`mcp`]: the MCP test server and the MCP SDK's client behind `envoy/mcp.yaml` (the MCP part of the demo).
+//! - [`otlp`]: `envoy/audit.yaml` (the audit trail through Envoy's access loggers) and an OTLP/gRPC logs receiver.
 //! - [`pki`]: a SPIFFE test PKI for the mutual-TLS tests and `envoy/sidecar-mtls.yaml`.
 //! - [`modules`]: reference proxy-wasm modules (the benchmarks' baseline, an empty filter).
+//! - [`ocsf`]: an OCSF 1.8.0 validator for the audit events, over the vendored schema sources.
 //!
 //! The wasmtime host itself is the `agent-iam-host` crate.
 pub mod demo;
 pub mod h2;
 pub mod mcp;
 pub mod modules;
+pub mod ocsf;
+pub mod otlp;
 pub mod pki;
 pub mod testbed;
 pub mod vectors;

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, UNIX_EPOCH};
 
 static HOST: LazyLock<Host> = LazyLock::new(|| {
-    Host::from_file(&agent_iam_host::plugin_wasm_path()).unwrap_or_else(|e| panic!("{e:#}: build the plugin first"))
+    Host::from_file(agent_iam_host::plugin_wasm_path()).unwrap_or_else(|e| panic!("{e:#}: build the plugin first"))
 });
 static KEY: LazyLock<SigningKey> = LazyLock::new(|| SigningKey::from_seed(Algorithm::ES256, [3; 32]).unwrap());
 
@@ -55,6 +55,11 @@ fn send(vm: &mut Vm, path: &str, bearer: Option<&str>) -> (u16, Option<String>) 
     let outcome = r.send();
     let status = outcome.status().unwrap_or(200);
     let line = vm.last_filter_state().get("agent_iam.audit").map(|v| String::from_utf8(v.clone()).unwrap());
+    if let Some(line) = &line {
+        // Every event the plugin writes is a valid OCSF 1.8.0 event.
+        let problems = agent_iam_tests::ocsf::validate(&serde_json::from_str(line).unwrap());
+        assert!(problems.is_empty(), "{line}\n{problems:#?}");
+    }
     (status, line)
 }
 

@@ -112,6 +112,35 @@ fn an_allowed_tool_call_goes_upstream_with_its_body_and_identity() {
 }
 
 #[test]
+fn mcp_decisions_are_audited_with_their_method_and_tool() {
+    let mut c = config();
+    c["audit"] = json!({"events": "all"});
+    let mut vm = start(&c);
+    let event = |vm: &Vm| -> Value {
+        let line = vm.last_filter_state().get("agent_iam.audit").cloned().expect("an audit event");
+        let event: Value = serde_json::from_slice(&line).unwrap();
+        let problems = agent_iam_tests::ocsf::validate(&event);
+        assert!(problems.is_empty(), "{event}\n{problems:#?}");
+        event
+    };
+    post(&mut vm, &token(TRADER, json!({})), &call(json!(1), "get_quote", json!({"symbol": "ACME"}))).send();
+    let allowed = event(&vm);
+    assert_eq!(allowed["api"]["operation"], "tools/call");
+    assert_eq!(allowed["activity_name"], "Invoke");
+    assert_eq!(allowed["resources"][0]["type"], "mcp.tool");
+    assert_eq!(allowed["resources"][0]["uid"], "get_quote");
+    assert_eq!(allowed["unmapped"]["chain"]["seq"], 0, "the headers' pass is no decision: one event per call");
+    post(&mut vm, &token(READER, json!({})), &call(json!("c-9"), "place_order", json!({}))).send();
+    let denied = event(&vm);
+    assert_eq!(
+        (denied["http_response"]["code"].clone(), denied["unmapped"]["chain"]["seq"].clone()),
+        (json!(403), json!(1))
+    );
+    assert_eq!(denied["actor"]["app_uid"], READER);
+    vm.assert_healthy();
+}
+
+#[test]
 fn a_forbidden_tool_is_a_json_rpc_error_under_the_request_id() {
     let mut vm = start(&config());
     let o = post(&mut vm, &token(READER, json!({})), &call(json!("c-9"), "place_order", json!({}))).send();
