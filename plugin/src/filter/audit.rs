@@ -138,7 +138,7 @@ pub(super) fn event(
         .map(|h| h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(h, _)| h));
     let source = super::property_text(&["source", "address"]);
     let labels = policy.labels_of(path);
-    let parameters = outcome.rule().map(|r| policy.path_parameters(r, path)).unwrap_or_default();
+    let parameters = policy.path_parameters(outcome.rule(), path);
     let facts = Facts {
         time_ms: cx.now_ms,
         outcome,

@@ -398,6 +398,7 @@ impl Compiler {
             dry_run,
             routes,
             route_masks,
+            route_templates: route_templates.iter().map(|(t, _)| *t).collect(),
             labels,
             lists,
             needs: Needs { headers, arguments, peer: self.peer, route: self.route, route_tag: self.route_tag },

@@ -237,6 +237,8 @@ pub struct Policy {
     /// Route templates; entry `rule` is the route's index in `route_masks`.
     routes: Trie,
     route_masks: Vec<u64>,
+    /// The templates of `routes`, in document order (audit events read their path parameters).
+    route_templates: Vec<u32>,
     labels: Vec<Box<str>>,
     lists: Vec<FxHashSet<Box<str>>>,
     needs: Needs,
@@ -272,18 +274,22 @@ impl Policy {
         id.and_then(|id| self.rule(id)).is_none_or(|r| r.audit)
     }
 
-    /// The path parameters of a canonical path under the rule `id`: each `{name}` of the first of its templates
-    /// that matches the path, with its segment (for audit events: `/patients/{patient_id}/**` on
-    /// `/patients/42/records` gives `patient_id` = `42`).
-    pub fn path_parameters<'a>(&self, id: &str, path: &'a str) -> Vec<(&str, &'a str)> {
+    /// The path parameters of a canonical path (for audit events: `/patients/{patient}/**` on
+    /// `/patients/42/records` gives `patient` = `42`): each `{name}` of the first template of the deciding
+    /// rule `id` that matches the path, or, when no rule decided or its templates have none, of the first
+    /// `routes` entry that matches (so a refused attempt on patient 42 names patient 42 too).
+    pub fn path_parameters<'a>(&self, id: Option<&str>, path: &'a str) -> Vec<(&str, &'a str)> {
         let segments = path::Segments::new(path);
-        let Some(rule) = self.rule(id) else { return Vec::new() };
-        rule.templates
-            .iter()
-            .filter_map(|&t| self.templates.get(t as usize))
-            .find(|t| t.matches(&segments))
-            .map(|t| t.parameters(&segments))
-            .unwrap_or_default()
+        let rule_templates = id.and_then(|id| self.rule(id)).map(|r| r.templates.as_slice()).unwrap_or_default();
+        let first = |templates: &[u32]| {
+            templates
+                .iter()
+                .filter_map(|&t| self.templates.get(t as usize))
+                .find(|t| t.matches(&segments))
+                .map(|t| t.parameters(&segments))
+                .filter(|p| !p.is_empty())
+        };
+        first(rule_templates).or_else(|| first(&self.route_templates)).unwrap_or_default()
     }
 
     /// The route labels of a canonical path (for audit events).

@@ -297,6 +297,13 @@ fn path_parameters_relationships_and_labels() {
     assert_eq!(decide(&p, &clerk(json!(["viewer"])), &req("GET", "/patients/42/billing")), "no rule allows");
     assert_eq!(p.labels_of("/patients/1/records/a"), ["PHI"]);
     assert!(p.labels_of("/patients/1").is_empty());
+    // What audit events record: the deciding rule's parameters (here through its labels' routes), or, when no
+    // rule decided, the matching route's.
+    assert_eq!(p.path_parameters(Some("treatment-reads-phi"), "/patients/42/records/x"), [("patient", "42")]);
+    assert_eq!(p.path_parameters(Some("billing"), "/patients/7/billing"), [("patient", "7")]);
+    assert_eq!(p.path_parameters(None, "/patients/43/records"), [("patient", "43")]);
+    assert!(p.path_parameters(None, "/patients/43/notes").is_empty());
+    assert!(p.path_parameters(Some("unknown"), "/orders/1").is_empty());
 }
 
 #[test]
