@@ -321,13 +321,19 @@ impl Engine {
         // A listed resource is a concrete URI: decided as reading it would be. Tools, prompts and templates
         // stand for calls whose arguments (or template values) are not known yet.
         let hypothetical = kind != ListKind::Resources;
+        // Every entry is the same request but for its MCP message: the candidate rules are found once.
+        let candidates = self.policy.candidates(token, view);
         list::filter_response(message, kind, private, &mut |entry| {
-            match kind {
-                ListKind::Tools | ListKind::Prompts => probe.name = Some(entry.to_owned()),
-                ListKind::Resources | ListKind::ResourceTemplates => probe.uri = Some(entry.to_owned()),
-            }
+            let slot = match kind {
+                ListKind::Tools | ListKind::Prompts => &mut probe.name,
+                ListKind::Resources | ListKind::ResourceTemplates => &mut probe.uri,
+            };
+            // The entry's name in the probe's buffer, reused from entry to entry.
+            let text = slot.get_or_insert_with(String::new);
+            text.clear();
+            text.push_str(entry);
             let probe_view = Request { mcp: Some(&probe), hypothetical, ..*view };
-            self.policy.allows(token, &probe_view)
+            self.policy.allows_among(&candidates, token, &probe_view)
         })
     }
 }

@@ -11,6 +11,14 @@ use crate::token::VerifiedToken;
 use std::cell::Cell;
 use std::ops::ControlFlow;
 
+/// See [`Policy::candidates`].
+pub struct Candidates<'r> {
+    segments: Segments<'r>,
+    labels: Cell<Option<u64>>,
+    deny: Vec<Entry>,
+    allow: Vec<Entry>,
+}
+
 impl Policy {
     /// Whether the request is allowed, without which rule decided or what scope is missing: the question a list
     /// filter asks of every entry. Stops at the first deny and the first allow found.
@@ -45,6 +53,47 @@ impl Policy {
             })
             .is_break();
         allowed || self.lifecycle_allowed(request)
+    }
+    /// The candidate rules of a request (agent, path and method select them), found once for many requests that
+    /// differ only in their MCP message: a list filter asks [`Policy::allows_among`] for each entry instead of
+    /// walking the index a hundred times.
+    pub fn candidates<'r>(&self, token: &VerifiedToken, request: &Request<'r>) -> Candidates<'r> {
+        let segments = Segments::new(request.path);
+        let (mut deny, mut allow) = (Vec::new(), Vec::new());
+        let selected = |e: &Entry| {
+            self.rules
+                .get(e.rule as usize)
+                .is_some_and(|r| r.methods.as_ref().is_none_or(|m| m.contains(request.method)))
+        };
+        let _ = self.for_each_index(token.agent(), &mut |index| {
+            if self.has_deny {
+                let _ = index.deny.walk::<()>(&segments, &mut |e| {
+                    if selected(&e) {
+                        deny.push(e);
+                    }
+                    ControlFlow::Continue(())
+                });
+            }
+            index.allow.walk::<()>(&segments, &mut |e| {
+                if selected(&e) {
+                    allow.push(e);
+                }
+                ControlFlow::Continue(())
+            })
+        });
+        Candidates { segments, labels: Cell::new(None), deny, allow }
+    }
+
+    /// [`Policy::allows`] for a request with the path, method and agent `candidates` were found for.
+    pub fn allows_among(&self, candidates: &Candidates<'_>, token: &VerifiedToken, request: &Request<'_>) -> bool {
+        let label_mask = || self.label_mask(&candidates.segments, &candidates.labels);
+        let mut ctx = self.context(token, request, &candidates.segments, &label_mask);
+        if candidates.deny.iter().any(|&e| self.rule_applies(e, &mut ctx) != Truth::False) {
+            return false;
+        }
+        ctx.assume = Truth::True;
+        candidates.allow.iter().any(|&e| self.rule_applies(e, &mut ctx) == Truth::True)
+            || self.lifecycle_allowed(request)
     }
 
     /// Decides for a verified token and a canonical request.

@@ -30,6 +30,7 @@ pub use document::{
     DelegationDocument, Effect, McpLifecycle, McpRuleDocument, MtlsDocument, PolicyDocument, RouteDocument,
     RuleDocument, RuleMode, WhenDocument,
 };
+pub use eval::Candidates;
 
 use cond::Cond;
 // The lookup tables hash with rustc's unkeyed Fx mix rather than SipHash: they are built once from the policy

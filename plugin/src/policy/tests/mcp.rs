@@ -154,6 +154,34 @@ fn a_hypothetical_call_lists_what_some_call_could_use() {
 }
 
 #[test]
+fn candidates_found_once_decide_each_entry_as_allows_does() {
+    let (p, t) = (trading(), trader());
+    let deny_some = policy(json!({"rules": [
+        {"id": "all", "effect": "allow", "agents": ["*"], "mcp": {"tools": ["*"]}},
+        {"id": "no-delete", "effect": "deny", "agents": ["*"], "mcp": {"tools": ["delete_*"]}},
+        {"id": "get-only", "effect": "allow", "agents": ["*"], "methods": ["GET"], "mcp": {"tools": ["x"]}}
+    ]}))
+    .unwrap();
+    for (p, who) in [(&p, &t), (&deny_some, &t), (&p, &agent("spiffe://trading.example/agent/x"))] {
+        for method in ["tools/list", "resources/list"] {
+            let listed = listing(mcp_req(call(method, None, None, json!({}))));
+            let candidates = p.candidates(who, &listed.view());
+            for name in ["get_quote", "search_x", "place_order", "delete_account", "x", "summarise_day", ""] {
+                for (entry, uri) in [(Some(name), None), (None, Some("trading://accounts/acct-7/positions"))] {
+                    let probe_method = if uri.is_some() { "resources/read" } else { "tools/call" };
+                    let probe = listing(mcp_req(call(probe_method, entry, uri, json!({}))));
+                    assert_eq!(
+                        p.allows_among(&candidates, who, &probe.view()),
+                        p.allows(who, &probe.view()),
+                        "{method} {name} {uri:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn explanations_name_the_mcp_selector_and_arguments() {
     let (p, t) = (trading(), trader());
     let r = tool("place_order", json!({"account_id": "acct-8", "amount": 1}));
