@@ -47,6 +47,7 @@ export CRD_PYTHON := $(abspath $(PYTHON))
 .PHONY: demo up install test unit e2e bench bench-envoy wrk fuzz-smoke wasm wasm-target envoy crd-tools mcp-tools otlp-tools oci fmt lint clean
 
 demo: wasm envoy mcp-tools
+	$(CARGO) build --quiet -p agent-iam-cli
 	$(CARGO) run --quiet -p agent-iam-tests --bin agent-iam-demo -- run
 
 up: wasm envoy

@@ -5,6 +5,8 @@
 //! - [`vectors`]: signature edge cases shared by the host and Envoy tests.
 //! - [`demo`]: demo keys, tokens and the scripted gateway scenario shared by `make demo` and the tests.
 //! - [`mcp`]: the MCP test server and the MCP SDK's client behind `envoy/mcp.yaml` (the MCP part of the demo).
+//! - [`hospital`]: the audit part of the demo: the hospital scenario through `envoy/audit.yaml`, then
+//!   `agent-iam audit query` and `verify` on the log Envoy wrote.
 //! - [`otlp`]: `envoy/audit.yaml` (the audit trail through Envoy's access loggers) and an OTLP/gRPC logs receiver.
 //! - [`pki`]: a SPIFFE test PKI for the mutual-TLS tests and `envoy/sidecar-mtls.yaml`.
 //! - [`modules`]: reference proxy-wasm modules (the benchmarks' baseline, an empty filter).
@@ -13,6 +15,7 @@
 //! The wasmtime host itself is the `agent-iam-host` crate.
 pub mod demo;
 pub mod h2;
+pub mod hospital;
 pub mod mcp;
 pub mod modules;
 pub mod ocsf;

@@ -1,21 +1,26 @@
 //! `agent-iam-demo`: the gateway demo behind `make demo` and `make up`.
 //!
-//! - `agent-iam-demo run`: start four gateways (Envoy with the plugin) on free loopback ports: `envoy/demo.yaml`,
+//! - `agent-iam-demo run`: start five gateways (Envoy with the plugin) on free loopback ports: `envoy/demo.yaml`,
 //!   the same in dry-run mode, `envoy/remote-jwks.yaml` with a JWKS endpoint the demo controls (each before its
-//!   own echo upstream), and `envoy/mcp.yaml` before the MCP test server (`tests/mcp/server.py`, the official
-//!   MCP Python SDK, `make mcp-tools`). Replay the trading scenario on the first, the would-be denials on the
+//!   own echo upstream), `envoy/mcp.yaml` before the MCP test server (`tests/mcp/server.py`, the official
+//!   MCP Python SDK, `make mcp-tools`), and `envoy/audit.yaml` with the hospital policy and the audit trail on
+//!   (before an echo upstream). Replay the trading scenario on the first, the would-be denials on the
 //!   second, a key rotation and a JWKS outage on the third, agents driving the SDK's client on the fourth
-//!   (tools listed per agent, an allowed call, refused ones); print each request and decision, stop
-//!   everything; exit 0 only if every decision was the expected one.
+//!   (tools listed per agent, an allowed call, refused ones), the hospital scenario on the fifth, then ask the
+//!   audit log who accessed patient 42's record (`agent-iam audit query`, built by `make demo`) and verify its
+//!   chains (`agent-iam audit verify`); print each request and decision, stop everything; exit 0 only if every
+//!   decision was the expected one and both commands succeeded.
 //! - `agent-iam-demo up`: start the same gateway on the ports in `envoy/demo.yaml` (10000, upstream 10001,
 //!   admin 9901), write demo tokens to `target/demo/tokens/`, print how to call it, run until interrupted.
 
 use agent_iam_tests::demo::{self, DemoKeys, DemoTokens, Gateway, Ports, RemoteKeysGateway};
+use agent_iam_tests::hospital::{self, AuditGateway, HospitalTokens};
 use agent_iam_tests::mcp::{self, McpGateway, McpTokens};
 use agent_iam_tests::testbed::JwksServer;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::io::Write;
+use std::time::Duration;
 
 /// The agent-iam gateway demo in real Envoy (`make demo`, `make up`).
 #[derive(Parser)]
@@ -28,7 +33,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Replay the scenario on four gateways on free ports, print each decision, stop; exit 0 only if every
+    /// Replay the scenarios on five gateways on free ports, print each decision, stop; exit 0 only if every
     /// decision was the expected one.
     Run,
     /// Start the demo gateway on the ports of envoy/demo.yaml (10000, admin 9901), write demo tokens to
@@ -60,14 +65,15 @@ fn run() -> Result<()> {
     let (dry_first, rotation_first) = (main_steps.len() + 1, main_steps.len() + dry_steps.len() + 1);
     let mcp_tokens = McpTokens::mint(&keys, demo::now(), 600);
     let mcp_sessions = mcp::scenario(&mcp_tokens);
+    let hospital_steps = hospital::scenario(&HospitalTokens::mint(&keys, demo::now(), 600));
     println!(
-        "Starting four gateways (Envoy with the agent-iam plugin: three before an echo upstream, one before an MCP \
+        "Starting five gateways (Envoy with the agent-iam plugin: four before an echo upstream, one before an MCP \
          server)...\n"
     );
     // The gateways start and run side by side (most of an Envoy start is compiling the .wasm); each section
     // is written to a buffer and printed in order. A gateway lives on the thread that started it: Envoy is
     // stopped when that thread ends.
-    let sections: ([Result<Section>; 3], Result<McpSection>) = std::thread::scope(|s| {
+    let sections: ([Result<Section>; 3], Result<McpSection>, Result<AuditSection>) = std::thread::scope(|s| {
         let main = s.spawn(|| {
             let gateway = Gateway::start(&keys, Ports::free()?, &dir)?;
             let mut out = Vec::new();
@@ -116,12 +122,20 @@ fn run() -> Result<()> {
             let results = mcp::run_sessions(&gateway.url(), mcp::DEMO_PROTOCOL, mcp_sessions)?;
             Ok((gateway.ports.listener, results))
         });
+        // So does the audit gateway; its steps come after the MCP ones, then the questions to its log.
+        let hospital_steps = &hospital_steps;
+        let audit = s.spawn(move || -> Result<AuditSection> {
+            let gateway = AuditGateway::start(keys)?;
+            let results = gateway.run(hospital_steps)?;
+            let events = gateway.flush_events(hospital_steps.len(), Duration::from_secs(15))?;
+            Ok((gateway.ports.listener, results, events.len()))
+        });
         let panicked = "a demo gateway panicked";
         let sections =
             [main.join().expect(panicked), dry_run.join().expect(panicked), rotation.join().expect(panicked)];
-        (sections, mcp.join().expect(panicked))
+        (sections, mcp.join().expect(panicked), audit.join().expect(panicked))
     });
-    let (sections, mcp_section) = sections;
+    let (sections, mcp_section, audit_section) = sections;
 
     let mut out = std::io::stdout().lock();
     let mut results = Vec::new();
@@ -144,6 +158,21 @@ fn run() -> Result<()> {
         mcp::DEMO_PROTOCOL
     )?;
     mcp::print_steps(&mcp_sessions, &mcp_results, results.len() + 1, &mut out)?;
+    let (audit_port, audit_results, events) =
+        audit_section.context("the audit gateway (log in target/demo/audit/envoy.log)")?;
+    writeln!(
+        out,
+        "\nAudit: envoy/audit.yaml on 127.0.0.1:{audit_port} with the hospital policy (policies/hospital.json, issuer\n\
+         {}) and \"audit\": {{\"events\": \"all\"}}, a signed checkpoint every 5 events (key id \"{}\").\n\
+         Envoy's file access logger writes the plugin's OCSF event of every decision to {}.\n",
+        hospital::ISSUER,
+        hospital::CHECKPOINT_KID,
+        hospital::AUDIT_FILE
+    )?;
+    hospital::print_steps(&hospital_steps, &audit_results, results.len() + mcp_results.len() + 1, &mut out)?;
+    writeln!(out, "    -- {events} events in {}", hospital::AUDIT_FILE)?;
+    results.extend(audit_results);
+    let answered = hospital::answer(&mut out);
     let dry = results.iter().filter(|r| demo::dry_run_seen(&r.response).is_some()).count();
     let mcp_allowed = mcp_results.iter().filter(|r| r.allowed).count();
     let allowed = results.iter().filter(|r| r.response.status == 200).count() - dry + mcp_allowed;
@@ -154,16 +183,19 @@ fn run() -> Result<()> {
     if unexpected > 0 {
         bail!(
             "{unexpected} decision(s) differed from the expected ones (Envoy logs: target/demo/envoy.log, \
-             target/demo/dry-run/envoy.log, target/demo/rotation/envoy.log, target/demo/mcp/envoy.log)"
+             target/demo/dry-run/envoy.log, target/demo/rotation/envoy.log, target/demo/mcp/envoy.log, \
+             target/demo/audit/envoy.log)"
         );
     }
-    Ok(())
+    answered.context("the audit log")
 }
 
 /// A section of the demo's printout, and its decisions.
 type Section = (Vec<u8>, Vec<demo::StepResult>);
 /// The MCP gateway's port, and what the client surfaced at each step.
 type McpSection = (u16, Vec<mcp::McpStepResult>);
+/// The audit gateway's port, its decisions, and how many events its log holds.
+type AuditSection = (u16, Vec<demo::StepResult>, usize);
 
 fn up() -> Result<()> {
     let keys = DemoKeys::generate()?;
