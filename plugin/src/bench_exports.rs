@@ -408,3 +408,194 @@ fn list_phase(m: &McpBench, phase: u32, iterations: u32) -> u32 {
     }
     length
 }
+
+// ---------------------------------------------------------------------------------------------
+// Audit events
+// ---------------------------------------------------------------------------------------------
+//
+// For the audit benchmark (`bench/src/bin/audit_bench.rs`), one OCSF audit event built and sealed into a chain
+// with [`crate::audit::line`], as the filter builds it for each decision (`filter/audit.rs`), without the
+// filter's reads of the headers and properties around it:
+//
+// - `agent_iam_bench_audit_load(ptr, len) -> i32`: takes a JSON document `{"claims": {...token claims...},
+//   "audit": {...the plugin configuration's `audit` object...}, "time_ms": N}` (a buffer from
+//   `proxy_on_memory_allocate`, freed here). The audit settings are validated as the plugin configuration
+//   validates them (the object is parsed inside a minimal configuration by [`crate::config::parse`]) and must
+//   name a checkpoint key. Builds the token from the claims and a new chain per phase. Returns 0, or a negative
+//   error code.
+// - `agent_iam_bench_audit_run(phase, iterations) -> u32`: builds `iterations` events of the same decision
+//   (an allowed `GET /patients/42/records/xray` by a delegated agent) in the phase's chain, continuing it (a
+//   load starts every chain at seq 0); answers the total length of the lines built, so that nothing is
+//   optimised away and the host can compare it with its own native run. See the `PHASE_AUDIT_*` constants
+//   (phase 3, the JSON alone, reads phase 0's settings and chain id and leaves its chain as it is).
+
+/// The event sealed with the configured checkpoint key: a signed checkpoint every `every_events` events (and
+/// at seq 0), as deployed.
+pub const PHASE_AUDIT_CHECKPOINTS: u32 = 0;
+/// The event in a hash chain without a key: SHA-256 of every line, no HMAC.
+pub const PHASE_AUDIT_CHAIN: u32 = 1;
+/// Every event a signed checkpoint (`every_events` 1): the HMAC's cost on each event.
+pub const PHASE_AUDIT_EVERY_CHECKPOINT: u32 = 2;
+/// The event's JSON alone ([`crate::audit::event::write_open`] with its uid, as [`crate::audit::line`] starts
+/// it), not sealed: no chain, no hash.
+pub const PHASE_AUDIT_JSON: u32 = 3;
+
+/// The audit settings are refused or name no checkpoint key.
+const ERR_AUDIT: i32 = -9;
+/// The seq in the uid of [`PHASE_AUDIT_JSON`]'s events.
+const AUDIT_JSON_SEQ: u64 = 123_456;
+
+/// The benchmark's chain id: 32 hex digits, as the filter's (fixed, so that both sides build lines of the same
+/// length).
+const AUDIT_CHAIN_ID: &str = "5f0c2a9e41d7b3686e1f0a2b3c4d5e6f";
+
+/// A P-256 public key nobody holds the private key of (envoy/demo.yaml's placeholder): the minimal
+/// configuration the audit settings are validated in needs an issuer.
+const AUDIT_ISSUER_JWK: &str = r#"{"kty": "EC", "crv": "P-256", "kid": "placeholder", "x": "8HpFOIR2t_bK0h7x15g_rnxvg4W7b_k7d5_5a0DDJLQ", "y": "fgx6ts-MmE-tDPpiBmZsbQhbxLVKiclZ3PG4bNm7wXY"}"#;
+
+/// A minimal plugin configuration around an `audit` object: what [`crate::config::parse`] validates the audit
+/// settings in (the audit benchmark builds the same document natively).
+fn audit_config(audit: &Value) -> String {
+    format!(
+        r#"{{"issuers": [{{"issuer": "https://idp.bench.example", "audiences": ["bench"], "algorithms": ["ES256"], "jwks": {{"keys": [{AUDIT_ISSUER_JWK}]}}}}], "policy": {{"rules": []}}, "audit": {audit}}}"#
+    )
+}
+
+/// The decision every event records, besides the token: an allowed `GET /patients/42/records/xray` at a
+/// gateway (the audit benchmark's native side states the same facts).
+mod audit_facts {
+    /// The canonical method.
+    pub const METHOD: &str = "GET";
+    /// The canonical path.
+    pub const PATH: &str = "/patients/42/records/xray";
+    /// `:authority` without the port.
+    pub const HOST: &str = "ehr.hospital.example";
+    /// `x-request-id`.
+    pub const REQUEST_ID: &str = "0b6f8a52-3c1e-4d2a-9f7e-5a1c2b3d4e5f";
+    /// `user-agent`.
+    pub const USER_AGENT: &str = "radiology-assistant/2.3 (python-httpx/0.28)";
+    /// Envoy's `source.address`.
+    pub const SOURCE: &str = "10.1.2.3:51234";
+    /// The allowing rule.
+    pub const RULE: &str = "agents-read-patient-records";
+    /// The policy's version.
+    pub const POLICY_VERSION: &str = "2026-12-01.3";
+    /// The Envoy node id.
+    pub const NODE: &str = "gateway-7f9c4d-xk2lp";
+    /// The route labels of the path.
+    pub const LABELS: [&str; 1] = ["PHI"];
+    /// The path parameters under the rule.
+    pub const PARAMETERS: [(&str, &str); 1] = [("patient_id", "42")];
+}
+
+#[derive(Deserialize)]
+struct AuditBenchDocument {
+    claims: Map<String, Value>,
+    audit: Value,
+    time_ms: u64,
+}
+
+struct AuditBench {
+    token: VerifiedToken,
+    time_ms: u64,
+    /// Per phase: its settings and its chain.
+    phases: [(crate::audit::Settings, crate::audit::Chain); 3],
+}
+
+thread_local! {
+    static AUDIT: RefCell<Option<AuditBench>> = const { RefCell::new(None) };
+}
+
+fn load_audit(bytes: &[u8]) -> Result<AuditBench, i32> {
+    let doc: AuditBenchDocument = serde_json::from_slice(bytes).map_err(|_| ERR_DOCUMENT)?;
+    let engine = crate::config::parse(audit_config(&doc.audit).as_bytes()).map_err(|_| ERR_AUDIT)?;
+    let settings = engine.settings().audit.clone().ok_or(ERR_AUDIT)?;
+    let key = settings.checkpoint.clone().ok_or(ERR_AUDIT)?;
+    let token = token_from_claims(doc.claims).map_err(|_| ERR_TOKEN)?;
+    let chain = || crate::audit::Chain::new(AUDIT_CHAIN_ID.to_owned(), None);
+    let unkeyed = crate::audit::Settings { checkpoint: None, ..settings.clone() };
+    let every = crate::audit::Settings {
+        checkpoint: Some(crate::audit::CheckpointKey { every_events: 1, ..key }),
+        ..settings.clone()
+    };
+    Ok(AuditBench { token, time_ms: doc.time_ms, phases: [(settings, chain()), (unkeyed, chain()), (every, chain())] })
+}
+
+/// Loads the audit benchmark's token and settings; see the section's documentation.
+///
+/// # Safety
+///
+/// As [`agent_iam_bench_load`]: `ptr` must be a buffer of `len` bytes from this module's
+/// `proxy_on_memory_allocate(len)`, not used by the caller afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn agent_iam_bench_audit_load(ptr: *mut u8, len: usize) -> i32 {
+    if ptr.is_null() {
+        return ERR_ARGUMENT;
+    }
+    // SAFETY: as in `agent_iam_bench_load`.
+    let buffer: Box<[u8]> = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) };
+    let loaded = load_audit(&buffer);
+    drop(buffer);
+    match loaded {
+        Ok(bench) => {
+            AUDIT.with(|b| *b.borrow_mut() = Some(bench));
+            0
+        }
+        Err(code) => code,
+    }
+}
+
+/// Builds `iterations` events in `phase`'s chain; answers the total length of their lines (0 before a
+/// successful load, or for an unknown phase).
+#[unsafe(no_mangle)]
+pub extern "C" fn agent_iam_bench_audit_run(phase: u32, iterations: u32) -> u32 {
+    use crate::audit::{Facts, Outcome, RequestFacts};
+    use audit_facts as f;
+    AUDIT.with(|b| {
+        let Ok(mut guard) = b.try_borrow_mut() else { return 0 };
+        let Some(bench) = guard.as_mut() else { return 0 };
+        let index = match phase {
+            PHASE_AUDIT_CHECKPOINTS | PHASE_AUDIT_JSON => 0,
+            PHASE_AUDIT_CHAIN => 1,
+            PHASE_AUDIT_EVERY_CHECKPOINT => 2,
+            _ => return 0,
+        };
+        let Some((settings, chain)) = bench.phases.get_mut(index) else { return 0 };
+        let facts = Facts {
+            time_ms: bench.time_ms,
+            outcome: Outcome::Allowed { rule: f::RULE },
+            request: RequestFacts {
+                method: f::METHOD,
+                path: f::PATH,
+                host: Some(f::HOST),
+                request_id: Some(f::REQUEST_ID),
+                user_agent: Some(f::USER_AGENT),
+                source: Some(f::SOURCE),
+                peer: None,
+                route: None,
+            },
+            token: Some(&bench.token),
+            mcp: None,
+            policy_version: Some(f::POLICY_VERSION),
+            labels: &f::LABELS,
+            parameters: &f::PARAMETERS,
+            claims: &settings.claims,
+            vendor: &settings.vendor,
+            node: Some(f::NODE),
+        };
+        let mut total = 0u32;
+        for _ in 0..iterations {
+            let length = if phase == PHASE_AUDIT_JSON {
+                // As `audit::line` begins; the uid's seq fixed (the chain does not move).
+                let mut out = String::with_capacity(1024);
+                let uid = format!("{}.{}", chain.id(), AUDIT_JSON_SEQ);
+                crate::audit::event::write_open(&facts, &uid, &mut out);
+                out.len()
+            } else {
+                crate::audit::line(settings, chain, &facts).len()
+            };
+            total = total.wrapping_add(length as u32);
+        }
+        total
+    })
+}

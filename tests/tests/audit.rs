@@ -131,6 +131,19 @@ fn checkpoints_are_signed_and_a_new_configuration_starts_a_chain_naming_the_last
 }
 
 #[test]
+fn client_chosen_text_is_escaped_and_bounded() {
+    let mut vm = start(&config(json!({})));
+    let agent = format!("{}\u{e9}\"}}{{", "a".repeat(255));
+    let o = vm.request().method("GET").path("/patients/42/records/a").header("user-agent", &agent).send();
+    assert_eq!(o.status(), Some(401));
+    let line = String::from_utf8(vm.last_filter_state().get("agent_iam.audit").unwrap().clone()).unwrap();
+    let e: Value = serde_json::from_str(&line).unwrap();
+    // Cut at 256 bytes, on a character boundary (the two-byte é does not fit whole).
+    assert_eq!(e["http_request"]["user_agent"], "a".repeat(255));
+    assert!(agent_iam_tests::ocsf::validate(&e).is_empty());
+}
+
+#[test]
 fn unaudited_rules_and_denials_only_leave_no_event() {
     let mut vm = start(&config(json!({"events": "all"})));
     assert_eq!(send(&mut vm, "/healthz", Some(&token())), (200, None));

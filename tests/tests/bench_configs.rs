@@ -22,6 +22,9 @@ fn bench_configs() -> Vec<PathBuf> {
     files
 }
 
+/// G's audit file in its template (`agent-iam-envoy-bench` puts it in its work directory).
+const G_AUDIT_LOG: &str = "path: target/bench/envoy/G/audit.ndjson";
+
 #[test]
 #[ignore = "needs Envoy and the release .wasm (make e2e)"]
 fn every_bench_config_renders_and_validates() {
@@ -32,6 +35,11 @@ fn every_bench_config_renders_and_validates() {
     std::fs::create_dir_all(&out).unwrap();
     let files = bench_configs();
     assert!(files.len() >= 6, "not every benchmark configuration found in {}", bench_dir().display());
+    assert!(
+        files.iter().any(|f| f.ends_with("g-agent-iam-audit.yaml")),
+        "configuration G (audit) not found in {}",
+        bench_dir().display()
+    );
     let mut failures = Vec::new();
     for file in &files {
         let template = std::fs::read_to_string(file).unwrap();
@@ -39,6 +47,14 @@ fn every_bench_config_renders_and_validates() {
             Ports { listener: testbed::free_port().unwrap(), admin: testbed::free_port().unwrap(), ..Ports::DEFAULT };
         // As `agent-iam-envoy-bench` renders it: keys, ports, `.wasm` path.
         let rendered = demo::render_bench_config(&template, &keys.jwks(), ports, &wasm).unwrap();
+        // G's audit file, as the benchmark puts it in its work directory: Envoy opens an access log file even
+        // when it only validates, so its directory must exist.
+        let rendered = if rendered.contains(G_AUDIT_LOG) {
+            let file = out.join("g-audit.ndjson");
+            demo::replace_once(&rendered, G_AUDIT_LOG, &format!("path: {}", file.display())).unwrap()
+        } else {
+            rendered
+        };
         assert!(!rendered.contains("port_value: 10000 "), "{}: listener port not substituted", file.display());
         assert!(!rendered.contains("port_value: 9901 "), "{}: admin port not substituted", file.display());
         assert!(!rendered.contains(demo::PLACEHOLDER_JWKS), "{}: placeholder JWKS left", file.display());

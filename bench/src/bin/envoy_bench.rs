@@ -12,11 +12,13 @@
 //! | D | `jwt_authn` cached + agent-iam trusting its check (`d-jwt-authn-agent-iam.yaml`) | one token |
 //! | E | an empty proxy-wasm filter (`e-empty-wasm.yaml`): the floor of any Wasm filter in Envoy | one token |
 //! | F | agent-iam on an MCP endpoint (`f-agent-iam-mcp.yaml`): a ~2 KB 2026-07-28 `tools/call` POST, its body parsed and decided | one token: a warm cache |
+//! | G | C with agent-iam's audit trail (`g-agent-iam-audit.yaml`): an OCSF event per decision, chained and checkpointed, written by Envoy's file access logger to a real file | one token: a warm cache |
 //!
 //! Method: one Envoy per configuration (each `--concurrency 1`, a `direct_response` route, HTTP/1.1
 //! keep-alive), all started at once and pinned to one core; the load generator and `wrk` on another. Keys are
 //! generated at start, as the demo does; every configuration must answer 200 for the good token and 401/403
-//! for bad ones before anything is timed. After a discarded warm-up the configurations are measured in turn
+//! for bad ones before anything is timed (and G must have written an OCSF event line to its audit file, which
+//! is emptied before each of its runs, untimed). After a discarded warm-up the configurations are measured in turn
 //! (A B B' C C' C'' D E, then again) for `--rounds` rounds: first the maximum throughput (closed loop, `wrk`,
 //! or the built-in generator if `wrk` is missing), then latency at half of A's median throughput (open loop,
 //! [`agent_iam_bench::loadgen`]: latency from each request's intended send time). Figures are medians over the
@@ -74,9 +76,15 @@ struct Config {
     plugin: bool,
     /// The load is an MCP `tools/call` POST to /mcp ([`agent_iam_bench::mcp`]), not a GET of [`PATH`].
     mcp: bool,
+    /// The template's path of the file the plugin's audit events are written to (Envoy's file access logger),
+    /// replaced by a file in the configuration's work directory.
+    audit_log: Option<&'static str>,
 }
 
-const CONFIGS: [Config; 9] = [
+/// G's audit file in its template (`envoy/bench/g-agent-iam-audit.yaml`).
+const AUDIT_LOG_TEMPLATE: &str = "target/bench/envoy/G/audit.ndjson";
+
+const CONFIGS: [Config; 10] = [
     Config {
         key: "A",
         label: "A",
@@ -86,6 +94,7 @@ const CONFIGS: [Config; 9] = [
         fresh_tokens: false,
         plugin: false,
         mcp: false,
+        audit_log: None,
     },
     Config {
         key: "B",
@@ -96,6 +105,7 @@ const CONFIGS: [Config; 9] = [
         fresh_tokens: false,
         plugin: false,
         mcp: false,
+        audit_log: None,
     },
     Config {
         key: "B1",
@@ -106,6 +116,7 @@ const CONFIGS: [Config; 9] = [
         fresh_tokens: false,
         plugin: false,
         mcp: false,
+        audit_log: None,
     },
     Config {
         key: "C",
@@ -116,6 +127,7 @@ const CONFIGS: [Config; 9] = [
         fresh_tokens: false,
         plugin: true,
         mcp: false,
+        audit_log: None,
     },
     Config {
         key: "C1",
@@ -126,6 +138,7 @@ const CONFIGS: [Config; 9] = [
         fresh_tokens: true,
         plugin: true,
         mcp: false,
+        audit_log: None,
     },
     Config {
         key: "C2",
@@ -136,6 +149,7 @@ const CONFIGS: [Config; 9] = [
         fresh_tokens: true,
         plugin: true,
         mcp: false,
+        audit_log: None,
     },
     Config {
         key: "D",
@@ -146,6 +160,7 @@ const CONFIGS: [Config; 9] = [
         fresh_tokens: false,
         plugin: true,
         mcp: false,
+        audit_log: None,
     },
     Config {
         key: "E",
@@ -156,6 +171,7 @@ const CONFIGS: [Config; 9] = [
         fresh_tokens: false,
         plugin: false,
         mcp: false,
+        audit_log: None,
     },
     Config {
         key: "F",
@@ -166,6 +182,19 @@ const CONFIGS: [Config; 9] = [
         fresh_tokens: false,
         plugin: true,
         mcp: true,
+        audit_log: None,
+    },
+    Config {
+        key: "G",
+        label: "G",
+        file: "g-agent-iam-audit.yaml",
+        what: "agent-iam, warm token cache, with its audit trail: an OCSF event per request, chained, checkpointed \
+               every 100 events, written to a file by Envoy's file access logger",
+        auth: true,
+        fresh_tokens: false,
+        plugin: true,
+        mcp: false,
+        audit_log: Some(AUDIT_LOG_TEMPLATE),
     },
 ];
 
@@ -217,7 +246,8 @@ struct Cli {
     /// Do not run Envoy and the load generator under SCHED_FIFO, even where allowed.
     #[arg(long = "no-realtime")]
     no_realtime: bool,
-    /// Only these configurations (comma-separated keys: A,B,B1,C,C1,C2,D,E,F); A is always run, as the reference.
+    /// Only these configurations (comma-separated keys: A,B,B1,C,C1,C2,D,E,F,G); A is always run, as the
+    /// reference.
     #[arg(long, value_name = "KEYS", value_delimiter = ',')]
     only: Vec<String>,
     /// Distinct tokens sent to C for the memory figures (RSS and the Wasm VM's memory after 4,096 and after
@@ -357,6 +387,8 @@ struct Run {
     latency: Option<Latency>,
     /// Fresh tokens only: some token was sent twice (the token list ran out).
     tokens_reused: bool,
+    /// A configuration with an audit file: bytes written to it per completed request during the run.
+    audit_bytes_per_request: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -389,6 +421,9 @@ impl Run {
         if self.tokens_reused {
             out["tokens_reused"] = true.into();
         }
+        if let Some(b) = self.audit_bytes_per_request {
+            out["audit_bytes_per_request"] = round1(b).into();
+        }
         out
     }
 }
@@ -411,11 +446,35 @@ struct Gateway {
     open: Vec<Run>,
     /// Runs that went wrong (non-2xx answers, reused tokens): the figure is still reported, with this.
     warnings: Vec<String>,
+    /// The file Envoy writes the plugin's audit events to (configuration G).
+    audit_file: Option<PathBuf>,
 }
 
 impl Gateway {
     fn cpu(&self) -> Option<f64> {
         self.pid.and_then(cpu_us)
+    }
+
+    /// Empties the audit file before a run (untimed), so that the disk does not fill over the benchmark. Envoy
+    /// appends (`O_APPEND`): its next write lands at the new end. A failure is printed, not fatal.
+    fn audit_reset(&self) {
+        let Some(path) = &self.audit_file else { return };
+        if let Err(e) = std::fs::OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(0)) {
+            eprintln!("{}: emptying {}: {e}", self.config.label, path.display());
+        }
+    }
+
+    /// After a run (untimed): has Envoy write out what it buffered (`POST /reopen_logs`) and records the audit
+    /// file's size per completed request of the run. A failure is printed, not fatal (the figure stays empty).
+    fn audit_written(&self, run: &mut Run) {
+        let Some(path) = &self.audit_file else { return };
+        let bytes = flush_access_logs(self.envoy.admin_port())
+            .and_then(|()| Ok(std::fs::metadata(path).with_context(|| format!("{}", path.display()))?.len()));
+        match bytes {
+            Ok(bytes) if run.completed > 0 => run.audit_bytes_per_request = Some(bytes as f64 / run.completed as f64),
+            Ok(_) => {}
+            Err(e) => eprintln!("{}: the audit file after a run: {e:#}", self.config.label),
+        }
     }
 
     /// Envoy's CPU over a run and per request.
@@ -496,6 +555,7 @@ fn closed_run(gw: &Gateway, opts: &Options, wrk: bool, seconds: u64, load: &Load
         envoy_cpu_share,
         latency: None,
         tokens_reused: reused,
+        audit_bytes_per_request: None,
     })
 }
 
@@ -528,6 +588,7 @@ fn open_run(gw: &Gateway, opts: &Options, rate: f64, seconds: u64, load: &Load) 
             target_rate: rate,
         }),
         tokens_reused: matches!(load, Load::Fresh(_)) && report.sent > requests.len() as u64,
+        audit_bytes_per_request: None,
     })
 }
 
@@ -650,6 +711,42 @@ fn verify(port: u16, config: &Config, tokens: &DemoTokens, fresh: &str) -> Resul
             String::from_utf8_lossy(&r.body).trim()
         );
     }
+    Ok(())
+}
+
+/// Makes Envoy write out its buffered access log files now (`POST /reopen_logs`); otherwise it writes them every
+/// `--file-flush-interval-msec` (10 s) or once 64 KiB are buffered.
+fn flush_access_logs(admin: u16) -> Result<()> {
+    let r = testbed::http_request(admin, "POST", "/reopen_logs", &[], b"")?;
+    ensure!(r.status == 200, "POST /reopen_logs answered {}", r.status);
+    Ok(())
+}
+
+/// A configuration with an audit file must have written the events of the checks' requests before it is timed:
+/// its last complete line is an OCSF API Activity event (`class_uid` 6003).
+fn verify_audit(gw: &Gateway) -> Result<()> {
+    let Some(path) = &gw.audit_file else { return Ok(()) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let last = loop {
+        flush_access_logs(gw.envoy.admin_port())?;
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        // Only complete lines: Envoy may be writing the last one.
+        let complete = text.rsplit_once('\n').map_or("", |(lines, _)| lines);
+        if let Some(line) = complete.lines().last() {
+            break line.to_owned();
+        }
+        ensure!(Instant::now() < deadline, "{}: no audit event written to {}", gw.config.label, path.display());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let event: Value = serde_json::from_str(&last)
+        .with_context(|| format!("{}: the last line of {} is not JSON: {last}", gw.config.label, path.display()))?;
+    ensure!(
+        event["class_uid"] == 6003,
+        "{}: the last line of {} is not an OCSF API Activity event (class_uid {}): {last}",
+        gw.config.label,
+        path.display(),
+        event["class_uid"]
+    );
     Ok(())
 }
 
@@ -801,6 +898,19 @@ fn run(opts: Options) -> Result<()> {
                 .with_context(|| format!("reading {}", template_path.display()))?;
             let ports = Ports { listener: testbed::free_port()?, admin: testbed::free_port()?, ..Ports::DEFAULT };
             let yaml = demo::render_bench_config(&template, &jwks, ports, &wasm)?;
+            // The audit file: a real file in the configuration's work directory (Envoy::start creates it),
+            // emptied of any earlier run's events.
+            let audit_file = config.audit_log.map(|_| work.join(config.key).join("audit.ndjson"));
+            let yaml = match (config.audit_log, &audit_file) {
+                (Some(template_path), Some(file)) => {
+                    if file.exists() {
+                        std::fs::remove_file(file).with_context(|| format!("removing {}", file.display()))?;
+                    }
+                    demo::replace_once(&yaml, &format!("path: {template_path}"), &format!("path: {}", file.display()))
+                        .with_context(|| format!("{}: the audit file's path", config.file))?
+                }
+                _ => yaml,
+            };
             let before = children();
             let envoy = Envoy::start(&envoy_bin, &yaml, ports.admin, &work.join(config.key))
                 .with_context(|| format!("starting {} ({})", config.label, config.file))?;
@@ -813,6 +923,7 @@ fn run(opts: Options) -> Result<()> {
                 closed: Vec::new(),
                 open: Vec::new(),
                 warnings: Vec::new(),
+                audit_file,
             })
         })();
         match started {
@@ -835,7 +946,7 @@ fn run(opts: Options) -> Result<()> {
         match if g.config.mcp {
             verify_mcp(g.port, g.config, &mcp_tokens, &tokens.trader)
         } else {
-            verify(g.port, g.config, &tokens, probe)
+            verify(g.port, g.config, &tokens, probe).and_then(|()| verify_audit(g))
         } {
             Ok(()) => true,
             Err(e) => {
@@ -851,6 +962,7 @@ fn run(opts: Options) -> Result<()> {
     let mut estimate = vec![30_000.0; gateways.len()];
     for (g, est) in gateways.iter().zip(estimate.iter_mut()) {
         let load = minter.load(g.config, *est, opts.warmup, &tokens.trader, &mcp_token)?;
+        g.audit_reset();
         let run = closed_run(g, &opts, wrk.is_some(), opts.warmup, &load, &work)?;
         *est = run.rps;
     }
@@ -859,7 +971,9 @@ fn run(opts: Options) -> Result<()> {
     for round in 0..opts.rounds {
         for (g, est) in gateways.iter_mut().zip(estimate.iter_mut()) {
             let load = minter.load(g.config, *est, opts.seconds, &tokens.trader, &mcp_token)?;
-            let run = closed_run(g, &opts, wrk.is_some(), opts.seconds, &load, &work)?;
+            g.audit_reset();
+            let mut run = closed_run(g, &opts, wrk.is_some(), opts.seconds, &load, &work)?;
+            g.audit_written(&mut run);
             eprintln!("round {} closed loop {:>3}: {:>8.0} req/s", round + 1, g.config.label, run.rps);
             // The fastest run so far sizes the next token list (a faster round must not run out).
             *est = est.max(run.rps);
@@ -879,6 +993,7 @@ fn run(opts: Options) -> Result<()> {
     if perf {
         for (g, est) in gateways.iter().zip(estimate.iter()) {
             let load = minter.load(g.config, *est, opts.seconds, &tokens.trader, &mcp_token)?;
+            g.audit_reset();
             let p = profile(g, &opts, wrk.is_some(), opts.seconds, &load, &work)
                 .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
             profiles.insert(g.config.key.into(), p);
@@ -889,7 +1004,9 @@ fn run(opts: Options) -> Result<()> {
     for round in 0..if opts.open { opts.rounds } else { 0 } {
         for (g, est) in gateways.iter_mut().zip(estimate.iter()) {
             let load = minter.load(g.config, rate.min(*est * 1.3), opts.seconds, &tokens.trader, &mcp_token)?;
-            let run = open_run(g, &opts, rate, opts.seconds, &load)?;
+            g.audit_reset();
+            let mut run = open_run(g, &opts, rate, opts.seconds, &load)?;
+            g.audit_written(&mut run);
             if let Some(l) = run.latency {
                 eprintln!(
                     "round {} open loop {:>3} at {rate:.0} req/s: p50 {:.0} µs, p99 {:.0} µs, {:.0} req/s answered",
@@ -1005,7 +1122,9 @@ fn results(opts: &Options, gateways: &[Gateway], failed: &Map<String, Value>, r:
          half of rps_A (open loop, from intended send times, median of rounds). Keys: A router only, B jwt_authn \
          + rbac, B1 the same cached, C agent-iam warm cache, C1 agent-iam new token per request (host crypto), \
          C2 the same in pure Rust, D jwt_authn cached + agent-iam policy only, E an empty Wasm filter, F agent-iam \
-         on an MCP tools/call POST (~2 KB body decided), warm cache. See docs/performance.md."
+         on an MCP tools/call POST (~2 KB body decided), warm cache, G C with agent-iam's audit trail (an OCSF \
+         event per request, chained and checkpointed, to a file by Envoy's file access logger). See \
+         docs/performance.md."
             .into(),
     );
     let mut configs = Map::new();
@@ -1036,6 +1155,11 @@ fn results(opts: &Options, gateways: &[Gateway], failed: &Map<String, Value>, r:
                 .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
                 .map(round1)
                 .into();
+            if let Some(file) = &g.audit_file {
+                detail["audit_file"] = file.display().to_string().into();
+                detail["audit_bytes_per_request_closed"] =
+                    median(g.closed.iter().filter_map(|r| r.audit_bytes_per_request).collect()).map(round1).into();
+            }
             detail["closed_rounds"] = g.closed.iter().map(Run::json).collect::<Vec<_>>().into();
             detail["open_rounds"] = g.open.iter().map(Run::json).collect::<Vec<_>>().into();
             if !g.warnings.is_empty() {
@@ -1082,6 +1206,8 @@ fn results(opts: &Options, gateways: &[Gateway], failed: &Map<String, Value>, r:
         target("cpu_us_per_request C <= B1 (ratio B1/C)", cpu_ratio, paired("C", "B1", inverse_cpu), 1.0),
         // Issue 18: an MCP tools/call (body read, parsed and decided) against C's plain GET.
         target("rps_F >= 0.8 * rps_C", ratio("rps_F", "rps_C"), paired("F", "C", rps), 0.8),
+        // Issue 19: C with the audit trail on, its events written to a file, against C.
+        target("rps_G >= 0.85 * rps_C", ratio("rps_G", "rps_C"), paired("G", "C", rps), 0.85),
     ];
     let mut ratios = Map::new();
     for c in CONFIGS.iter().skip(1) {
@@ -1094,6 +1220,7 @@ fn results(opts: &Options, gateways: &[Gateway], failed: &Map<String, Value>, r:
     // How close agent-iam comes to a Wasm filter that does nothing: the part of the gap to A that is ours.
     ratios.insert("rps_C/rps_E".into(), ratio("rps_C", "rps_E").into());
     ratios.insert("rps_F/rps_C".into(), ratio("rps_F", "rps_C").into());
+    ratios.insert("rps_G/rps_C".into(), ratio("rps_G", "rps_C").into());
     out.insert("ratios".into(), ratios.into());
     out.insert("targets".into(), targets.into());
     out.insert("token_cache_hit_ratio".into(), r.hit_ratio.into());

@@ -100,6 +100,18 @@ fn chain_id() -> String {
     format!("{:016x}{:016x}", halves[0], halves[1])
 }
 
+/// Longest user agent recorded: a client chooses it, and the event should stay a log line.
+const MAX_USER_AGENT: usize = 256;
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
+}
+
 /// What a decision's event needs besides the verdict.
 pub(super) struct Context<'a> {
     pub engine: &'a crate::engine::Engine,
@@ -147,7 +159,7 @@ pub(super) fn event(
             path,
             host,
             request_id: header("x-request-id"),
-            user_agent: header("user-agent"),
+            user_agent: header("user-agent").map(|ua| truncate(ua, MAX_USER_AGENT)),
             source: source.as_deref(),
             peer: cx.conn.peer.uri_san,
             route: cx.conn.route,
