@@ -2,7 +2,7 @@
 //!
 //! The logs are NDJSON as Envoy's file access logger writes the plugin's filter-state value: one OCSF API
 //! Activity event per line, `-` where a request had no event. Every event carries `unmapped.chain`
-//! (`id`, `seq`, `prev` = base64url SHA-256 of the previous line of its chain, optionally `previous_chain`,
+//! (`id`, `seq`, `prev` = base64url BLAKE3 hash of the previous line of its chain, optionally `previous_chain`,
 //! and on checkpoints `kid` and `mac` = HMAC-SHA256 of the line without its `,"mac":"…"` member).
 
 mod lines;

@@ -4,7 +4,7 @@
 use agent_iam::b64;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -41,7 +41,7 @@ fn agent_iam(args: &[&str]) -> (i32, String, String) {
 }
 
 fn hash(line: &str) -> String {
-    b64::encode(&Sha256::digest(line.as_bytes()))
+    b64::encode(blake3::hash(line.as_bytes()).as_bytes())
 }
 
 fn mac(key: &[u8], sealed: &str) -> String {

@@ -6,7 +6,6 @@ use agent_iam::mint::SigningKey;
 use agent_iam::token::Algorithm;
 use agent_iam_host::{Host, Vm};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::sync::LazyLock;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -98,7 +97,7 @@ fn every_decision_leaves_one_chained_event_naming_agent_subject_and_patient() {
     let (first, second) = (chain(&allowed), chain(&denied));
     assert_eq!(first["id"], second["id"]);
     assert_eq!((first["seq"].clone(), second["seq"].clone()), (json!(0), json!(1)));
-    assert_eq!(second["prev"], agent_iam::b64::encode(&Sha256::digest(allowed.as_bytes())));
+    assert_eq!(second["prev"], agent_iam::b64::encode(blake3::hash(allowed.as_bytes()).as_bytes()));
 }
 
 #[test]
@@ -127,7 +126,7 @@ fn checkpoints_are_signed_and_a_new_configuration_starts_a_chain_naming_the_last
     assert_ne!(c["id"], chain(&lines[0])["id"]);
     assert_eq!(c["previous_chain"]["id"], chain(&lines[0])["id"]);
     assert_eq!(c["previous_chain"]["seq"], 3);
-    assert_eq!(c["previous_chain"]["hash"], agent_iam::b64::encode(&Sha256::digest(lines[3].as_bytes())));
+    assert_eq!(c["previous_chain"]["hash"], agent_iam::b64::encode(blake3::hash(lines[3].as_bytes()).as_bytes()));
 }
 
 #[test]

@@ -9,7 +9,7 @@ use crate::Usage;
 use agent_iam::b64;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::collections::{BTreeMap, HashMap};
 
 pub const AFTER_HELP: &str = "A chain's events need not be contiguous: several Envoy workers write one file, so \
@@ -93,7 +93,7 @@ struct Event {
     place: Place,
     seq: u64,
     prev: Prev,
-    /// base64url SHA-256 of the line, as the next event's `prev` spells it.
+    /// base64url BLAKE3 hash of the line, as the next event's `prev` spells it.
     hash: String,
     seal: Option<Seal>,
     previous_chain: Option<PreviousChain>,
@@ -194,7 +194,7 @@ fn read_event(
         (Some(kid), Some(_)) if !kid.is_string() => Some(Seal::Malformed("kid is not a string".into())),
         (kid, Some(mac)) => Some(check_mac(bytes, kid.and_then(Value::as_str), mac, keys)),
     };
-    let hash = b64::encode(&Sha256::digest(bytes));
+    let hash = b64::encode(&agent_iam::audit::chain::line_hash(bytes));
     Ok((id.to_owned(), Event { place, seq, prev, hash, seal, previous_chain }, problems))
 }
 

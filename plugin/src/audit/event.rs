@@ -184,7 +184,7 @@ pub fn write_open(f: &Facts<'_>, uid: &str, out: &mut String) {
     };
     let _ = write!(
         out,
-        "{{\"class_uid\":6003,\"class_name\":\"API Activity\",\"category_uid\":6,\"category_name\":\"Application Activity\",\"activity_id\":{activity_id},\"activity_name\":\"{activity_name}\",\"type_uid\":{},\"time\":{},\"severity_id\":{severity_id},\"severity\":\"{severity_name}\"",
+        "{{\"class_uid\":6003,\"category_uid\":6,\"activity_id\":{activity_id},\"activity_name\":\"{activity_name}\",\"type_uid\":{},\"time\":{},\"severity_id\":{severity_id},\"severity\":\"{severity_name}\"",
         6003 * 100 + u32::from(activity_id),
         f.time_ms,
     );
@@ -253,9 +253,7 @@ pub fn write_open(f: &Facts<'_>, uid: &str, out: &mut String) {
         member_str(out, "hostname", host);
     }
     out.push('}');
-    if let Some(id) = f.request.request_id {
-        member_str(out, "uid", id);
-    }
+    // The request id is `api.request.uid` and `metadata.correlation_uid` already.
     if let Some(agent) = f.request.user_agent {
         member_str(out, "user_agent", agent);
     }
@@ -270,7 +268,6 @@ pub fn write_open(f: &Facts<'_>, uid: &str, out: &mut String) {
         out.push_str(",\"policy\":{");
         name(out, "uid");
         string(out, rule);
-        member_str(out, "name", rule);
         if let Some(v) = f.policy_version {
             member_str(out, "version", v);
         }
@@ -319,18 +316,10 @@ fn write_authorizations(f: &Facts<'_>, out: &mut String) {
         Outcome::Denied { .. } => "Denied",
         Outcome::DryRun { .. } => "Allowed (dry run)",
     };
+    // The deciding rule is the event's `policy`.
     out.push_str(",\"authorizations\":[{");
     name(out, "decision");
     string(out, decision);
-    if let Some(rule) = f.outcome.rule() {
-        out.push_str(",\"policy\":{");
-        name(out, "uid");
-        string(out, rule);
-        if let Some(v) = f.policy_version {
-            member_str(out, "version", v);
-        }
-        out.push('}');
-    }
     out.push_str("}]");
 }
 
@@ -415,7 +404,9 @@ fn write_unmapped_open(f: &Facts<'_>, out: &mut String) {
         Outcome::Allowed { .. } => {}
         Outcome::Denied { reason, .. } | Outcome::DryRun { reason, .. } => member_str(out, "reason", reason),
     }
-    member_bool(out, "dry_run", matches!(f.outcome, Outcome::DryRun { .. }));
+    if matches!(f.outcome, Outcome::DryRun { .. }) {
+        member_bool(out, "dry_run", true);
+    }
     if let Some(token) = f.token
         && token.chain.depth() > 0
     {

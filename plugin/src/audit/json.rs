@@ -4,9 +4,32 @@
 
 use std::fmt::Write;
 
+/// Whether any byte of `s` needs an escape: eight bytes at a time (most values need none).
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = ONES * 0x80;
+    let (words, rest) = s.as_chunks::<8>();
+    let hit = |x: u64| {
+        let (quote, backslash, del) = (x ^ (ONES * 0x22), x ^ (ONES * 0x5c), x ^ (ONES * 0x7f));
+        ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (del.wrapping_sub(ONES) & !del)
+            | (x.wrapping_sub(ONES * 0x20) & !x))
+            & HIGHS
+            != 0
+    };
+    words.iter().any(|w| hit(u64::from_le_bytes(*w)))
+        || rest.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
+}
+
 /// Appends `s` as a JSON string.
 pub fn string(out: &mut String, s: &str) {
     out.push('"');
+    if !needs_escape(s.as_bytes()) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -72,6 +95,17 @@ mod tests {
             string(&mut out, s);
             assert!(!out.contains('\n') && !out.contains('\r'), "{out}");
             assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_check_finds_every_byte_that_needs_an_escape(s in "(\\PC|[\u{0}-\u{1f}\u{7f}\"\\\\]){0,40}") {
+            let naive = s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f);
+            proptest::prop_assert_eq!(needs_escape(s.as_bytes()), naive);
+            let mut out = String::new();
+            string(&mut out, &s);
+            proptest::prop_assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
         }
     }
 }
