@@ -236,6 +236,12 @@ pub(super) fn decide_body(
         }
         // The token verified when the headers came: its keys went away since (a new configuration). Refused.
         Verdict::WaitForKeys { on_timeout: denial, .. } | Verdict::UnknownKey { denial, .. } => {
+            // Refused here, not by a verdict the audit saw: recorded as the refusal it is.
+            super::audit_verdict(
+                shared,
+                &audit::Context { engine: &engine, headers: &headers, conn, now_ms },
+                &Verdict::Deny(denial.clone()),
+            );
             refuse_now(shared, &denial);
             DATA_BUFFER
         }
