@@ -432,7 +432,7 @@ fn list_phase(m: &McpBench, phase: u32, iterations: u32) -> u32 {
 /// The event sealed with the configured checkpoint key: a signed checkpoint every `every_events` events (and
 /// at seq 0), as deployed.
 pub const PHASE_AUDIT_CHECKPOINTS: u32 = 0;
-/// The event in a hash chain without a key: SHA-256 of every line, no HMAC.
+/// The event in a hash chain without a key: BLAKE3 of every line, no HMAC.
 pub const PHASE_AUDIT_CHAIN: u32 = 1;
 /// Every event a signed checkpoint (`every_events` 1): the HMAC's cost on each event.
 pub const PHASE_AUDIT_EVERY_CHECKPOINT: u32 = 2;

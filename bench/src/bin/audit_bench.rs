@@ -7,7 +7,7 @@
 //! policy version, Envoy node id, one recorded claim.
 //!
 //! - `audit_event`: the event with the configured checkpoint key, a signed checkpoint every 100 events (and at
-//!   seq 0), as deployed: the average includes the periodic HMAC; each event's SHA-256 (the chain's link);
+//!   seq 0), as deployed: the average includes the periodic HMAC; each event's BLAKE3 hash (the chain's link);
 //! - `audit_chain_only`: the same without a key (hash chain only, no HMAC);
 //! - `audit_checkpoint_every_event`: every event a checkpoint (`every_events` 1): the HMAC on each event;
 //! - `audit_json`: the event's JSON alone (`audit::event::write_open`), not sealed: no chain, no hash.
@@ -40,9 +40,9 @@ const EVERY_EVENTS: u64 = 100;
 
 /// The phases, as `agent_iam_bench_audit_run` numbers them (plugin/src/bench_exports.rs).
 const PHASES: [(u32, &str, &str); 4] = [
-    (0, "event", "audit::line with the checkpoint key: a signed checkpoint every 100 events, SHA-256 of every line"),
-    (1, "chain_only", "audit::line without a key: SHA-256 of every line (hash chain), no HMAC"),
-    (2, "checkpoint_every_event", "audit::line with every event a signed checkpoint: SHA-256 and HMAC-SHA256 each"),
+    (0, "event", "audit::line with the checkpoint key: a signed checkpoint every 100 events, BLAKE3 of every line"),
+    (1, "chain_only", "audit::line without a key: BLAKE3 of every line (hash chain), no HMAC"),
+    (2, "checkpoint_every_event", "audit::line with every event a signed checkpoint: BLAKE3 and HMAC-SHA256 each"),
     (3, "json", "audit::event::write_open and the uid: the event's JSON alone, not sealed (no chain, no hash)"),
 ];
 
@@ -387,7 +387,7 @@ fn run(cli: Cli) -> Result<()> {
     }
 
     let get = |k: &str| figures.get(k).and_then(Value::as_f64);
-    // Where an event's time goes in the .wasm: the JSON, the chain's SHA-256 (and the seal's few members), the
+    // Where an event's time goes in the .wasm: the JSON, the chain's BLAKE3 hash (and the seal's few members), the
     // HMAC of a checkpoint.
     let difference = |a: &str, b: &str| match (get(a), get(b)) {
         (Some(a), Some(b)) => Some(((a - b) * 10.0).round() / 10.0),
@@ -395,12 +395,12 @@ fn run(cli: Cli) -> Result<()> {
     };
     let breakdown = json!({
         "json_ns_wasm": get("json_ns_wasm"),
-        "seal_and_sha256_ns_wasm": difference("chain_only_ns_wasm", "json_ns_wasm"),
+        "seal_and_hash_ns_wasm": difference("chain_only_ns_wasm", "json_ns_wasm"),
         "checkpoint_hmac_ns_wasm": difference("checkpoint_every_event_ns_wasm", "chain_only_ns_wasm"),
         "json_instructions": get("json_instructions"),
-        "seal_and_sha256_instructions": difference("chain_only_instructions", "json_instructions"),
+        "seal_and_hash_instructions": difference("chain_only_instructions", "json_instructions"),
         "checkpoint_hmac_instructions": difference("checkpoint_every_event_instructions", "chain_only_instructions"),
-        "what": "differences of the phases' medians: chain_only - json = sealing (the chain member, SHA-256 of the \
+        "what": "differences of the phases' medians: chain_only - json = sealing (the chain member, BLAKE3 of the \
                  line); checkpoint_every_event - chain_only = a checkpoint's extra (HMAC-SHA256 of the line, the \
                  copy it is computed on, kid and mac)",
     });
@@ -409,7 +409,7 @@ fn run(cli: Cli) -> Result<()> {
     report.insert(
         "what".into(),
         "agent-iam's audit trail (issue 19) natively and inside the .wasm (bench-exports, wasmtime): audit_event = \
-         one OCSF 1.8.0 API Activity event built and sealed into the VM's chain by audit::line (SHA-256 of the \
+         one OCSF 1.8.0 API Activity event built and sealed into the VM's chain by audit::line (BLAKE3 of the \
          line; a signed checkpoint, HMAC-SHA256, every 100 events), for an allowed GET by a delegated agent. \
          Medians of ns per event; instructions = wasm operators (wasmtime fuel). See docs/performance.md."
             .into(),
