@@ -360,7 +360,8 @@ pub struct Step {
     pub expect_dry_run: Option<&'static str>,
 }
 
-fn step(
+/// A [`Step`] with no extra headers that must not be marked dry run.
+pub fn step(
     title: &'static str,
     method: &'static str,
     path: &'static str,

@@ -5,7 +5,7 @@
 //! demo then answers "who accessed patient 42's record in the last 7 days?" with `agent-iam audit query` on the
 //! file Envoy wrote, and checks its chains with `agent-iam audit verify`.
 
-use crate::demo::{self, DemoKeys, ED25519_KID, ES256_KID, Ports, Step, StepResult};
+use crate::demo::{self, DemoKeys, ED25519_KID, ES256_KID, Ports, Step, StepResult, step};
 use crate::otlp;
 use crate::testbed::{self, EchoUpstream, Envoy};
 use anyhow::{Context, Result, bail};
@@ -80,24 +80,6 @@ impl HospitalTokens {
                        "agent": {"version": "2.4.0"}}),
             )),
         }
-    }
-}
-
-fn step(
-    title: &'static str,
-    method: &'static str,
-    path: &'static str,
-    token: Option<(&'static str, &String)>,
-    expect: u16,
-) -> Step {
-    Step {
-        title,
-        method,
-        path,
-        token: token.map(|(n, t)| (n, t.clone())),
-        headers: vec![],
-        expect,
-        expect_dry_run: None,
     }
 }
 

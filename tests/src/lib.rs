@@ -8,6 +8,7 @@
 //! - [`hospital`]: the audit part of the demo: the hospital scenario through `envoy/audit.yaml`, then
 //!   `agent-iam audit query` and `verify` on the log Envoy wrote.
 //! - [`otlp`]: `envoy/audit.yaml` (the audit trail through Envoy's access loggers) and an OTLP/gRPC logs receiver.
+//! - [`python`]: the Python helpers of [`mcp`] and [`otlp`], run from the workspace's `.venv`.
 //! - [`pki`]: a SPIFFE test PKI for the mutual-TLS tests and `envoy/sidecar-mtls.yaml`.
 //! - [`modules`]: reference proxy-wasm modules (the benchmarks' baseline, an empty filter).
 //! - [`ocsf`]: an OCSF 1.8.0 validator for the audit events, over the vendored schema sources.
@@ -21,5 +22,6 @@ pub mod modules;
 pub mod ocsf;
 pub mod otlp;
 pub mod pki;
+pub mod python;
 pub mod testbed;
 pub mod vectors;

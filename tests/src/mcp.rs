@@ -6,14 +6,13 @@
 //! if the thread that started it ends first, like Envoy in [`testbed::Envoy`]).
 
 use crate::demo::{self, DemoKeys, ED25519_KID, ES256_KID, ISSUER, Ports, RESEARCH, TRADER};
+use crate::python::{PythonProcess, Stop, Venv};
 use crate::testbed::{self, Envoy};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::CommandExt;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// The MCP endpoint's canonical URI in `envoy/mcp.yaml`: tokens must name it in `aud`.
@@ -38,79 +37,40 @@ pub fn template_path() -> PathBuf {
     agent_iam_host::workspace_root().join("envoy/mcp.yaml")
 }
 
+/// The Python with the MCP SDK.
+const VENV: Venv = Venv { env_var: "MCP_PYTHON", make_target: "mcp-tools", what: "the MCP Python SDK is" };
+
 /// The Python with the MCP SDK: `$MCP_PYTHON`, else `.venv/bin/python` in the workspace (`make mcp-tools`).
 pub fn python() -> PathBuf {
-    match std::env::var_os("MCP_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => agent_iam_host::workspace_root().join(".venv/bin/python"),
-    }
+    VENV.python()
 }
 
 fn script(name: &str) -> PathBuf {
     agent_iam_host::workspace_root().join("tests/mcp").join(name)
 }
 
-fn check_tools() -> Result<()> {
-    let python = python();
-    let stamp = agent_iam_host::workspace_root().join(".venv/.mcp-tools");
-    if !python.exists() || std::env::var_os("MCP_PYTHON").is_none() && !stamp.exists() {
-        bail!("the MCP Python SDK is not installed in {} (run `make mcp-tools`)", python.display());
-    }
-    Ok(())
-}
-
 /// The MCP test server (`tests/mcp/server.py`), stopped on drop.
 pub struct McpServer {
-    child: Child,
+    process: PythonProcess,
     port: u16,
-    log_path: PathBuf,
 }
 
 impl McpServer {
     /// Starts `tests/mcp/server.py` on a free port with `flags` (e.g. `--json-response`), its stderr in
     /// `work_dir/mcp-server.log`, and waits for its `READY` line.
     pub fn start(work_dir: &Path, flags: &[&str]) -> Result<McpServer> {
-        check_tools()?;
+        VENV.check()?;
         std::fs::create_dir_all(work_dir)?;
         let log_path = work_dir.join("mcp-server.log");
-        let log = std::fs::File::create(&log_path)?;
-        let mut command = Command::new(python());
-        // SAFETY: runs in the forked child before exec; prctl is async-signal-safe and affects only the child.
-        unsafe {
-            command.pre_exec(|| match libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) {
-                0 => Ok(()),
-                _ => Err(std::io::Error::last_os_error()),
-            });
-        }
-        let mut child = command
-            .arg(script("server.py"))
-            .arg("0")
-            .args(flags)
-            .current_dir(agent_iam_host::workspace_root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", python().display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            // Keep reading so the server never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let mut server = McpServer { child, port: 0, log_path };
-        let line = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Some(Ok(line))) => line,
-            _ => bail!("the MCP server did not print READY within 30 s:\n{}", server.log_tail(20)),
-        };
-        server.port = line
-            .strip_prefix("READY http://127.0.0.1:")
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|p| p.parse().ok())
-            .with_context(|| format!("unexpected first line from the MCP server: {line}"))?;
-        Ok(server)
+        let mut command = VENV.command(&script("server.py"));
+        command.arg("0").args(flags);
+        let (process, port) =
+            PythonProcess::spawn(command, &log_path, Stop::Kill, "the MCP server", "READY", |line| {
+                line.strip_prefix("READY http://127.0.0.1:")
+                    .and_then(|rest| rest.split('/').next())
+                    .and_then(|p| p.parse().ok())
+            })?;
+        Ok(McpServer { process, port })
     }
 
     /// The port it listens on.
@@ -125,16 +85,7 @@ impl McpServer {
 
     /// The last `n` lines of its log (stderr).
     pub fn log_tail(&self, n: usize) -> String {
-        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-}
-
-impl Drop for McpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.log_tail(n)
     }
 }
 
@@ -245,9 +196,9 @@ pub fn run_client_with(
     headers: &[&str],
     actions: &Value,
 ) -> Result<ClientRun> {
-    check_tools()?;
-    let mut command = Command::new(python());
-    command.arg(script("client.py")).arg(url).args(["--protocol", protocol, "--timeout", "20"]);
+    VENV.check()?;
+    let mut command = VENV.command(&script("client.py"));
+    command.arg(url).args(["--protocol", protocol, "--timeout", "20"]);
     for header in headers {
         command.arg("--header").arg(header);
     }
@@ -257,16 +208,7 @@ pub fn run_client_with(
     if let Some(token) = token {
         command.env("MCP_TOKEN", token);
     }
-    // SAFETY: as in McpServer::start.
-    unsafe {
-        command.pre_exec(|| match libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) {
-            0 => Ok(()),
-            _ => Err(std::io::Error::last_os_error()),
-        });
-    }
     let mut child = command
-        .current_dir(agent_iam_host::workspace_root())
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -8,14 +8,11 @@
 //! and gets SIGKILL if the thread that started it ends first, like the MCP server in [`crate::mcp`].
 
 use crate::demo::{self, Ports};
+use crate::python::{PythonProcess, Stop, Venv};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The OTLP collector's port written in `envoy/audit.yaml` (cluster `otlp_collector`), as `port_value: 4317 `.
@@ -52,22 +49,13 @@ pub fn render_audit_config(
         .context("envoy/audit.yaml: the audit file's path")
 }
 
+/// The Python with the receiver's packages.
+const VENV: Venv = Venv { env_var: "OTLP_PYTHON", make_target: "otlp-tools", what: "the OTLP receiver's packages are" };
+
 /// The Python with the receiver's packages: `$OTLP_PYTHON`, else `.venv/bin/python` in the workspace
 /// (`make otlp-tools`).
 pub fn python() -> PathBuf {
-    match std::env::var_os("OTLP_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => agent_iam_host::workspace_root().join(".venv/bin/python"),
-    }
-}
-
-fn check_tools() -> Result<()> {
-    let python = python();
-    let stamp = agent_iam_host::workspace_root().join(".venv/.otlp-tools");
-    if !python.exists() || std::env::var_os("OTLP_PYTHON").is_none() && !stamp.exists() {
-        bail!("the OTLP receiver's packages are not installed in {} (run `make otlp-tools`)", python.display());
-    }
-    Ok(())
+    VENV.python()
 }
 
 /// The complete lines of a file written while it is read (a last line without its newline is left out), without
@@ -95,10 +83,9 @@ pub fn flush_access_logs(admin_port: u16) -> Result<()> {
 /// `tests/otlp/receiver.py`: an OTLP/gRPC logs receiver on 127.0.0.1 writing every log record it receives as one
 /// JSON line (`body`, `attributes`, `log_name`, `scope`, `resource`, ...) to a file. Stopped on drop.
 pub struct OtlpReceiver {
-    child: Child,
+    process: PythonProcess,
     port: u16,
     out: PathBuf,
-    log_path: PathBuf,
 }
 
 impl OtlpReceiver {
@@ -111,49 +98,22 @@ impl OtlpReceiver {
     /// `otlp-<pid>-<n>.ndjson`, its stderr in `otlp-<pid>-<n>.log`. Returns once it listens.
     pub fn start_in(work_dir: &Path) -> Result<OtlpReceiver> {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
-        check_tools()?;
+        VENV.check()?;
         std::fs::create_dir_all(work_dir)?;
         let name = format!("otlp-{}-{}", std::process::id(), STARTED.fetch_add(1, Ordering::SeqCst));
         let out = work_dir.join(format!("{name}.ndjson"));
         let log_path = work_dir.join(format!("{name}.log"));
         let _ = std::fs::remove_file(&out);
-        let log = std::fs::File::create(&log_path)?;
-        let mut command = Command::new(python());
-        // SAFETY: runs in the forked child before exec; prctl is async-signal-safe and affects only the child.
-        unsafe {
-            command.pre_exec(|| match libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) {
-                0 => Ok(()),
-                _ => Err(std::io::Error::last_os_error()),
-            });
-        }
-        let mut child = command
-            .arg(agent_iam_host::workspace_root().join("tests/otlp/receiver.py"))
-            .args(["--port", "0", "--out"])
-            .arg(&out)
-            .current_dir(agent_iam_host::workspace_root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", python().display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            // Keep reading so the receiver never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let mut receiver = OtlpReceiver { child, port: 0, out, log_path };
-        let line = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Some(Ok(line))) => line,
-            _ => bail!("the OTLP receiver did not print `listening <port>` within 30 s:\n{}", receiver.log_tail(20)),
-        };
-        receiver.port = line
-            .strip_prefix("listening ")
-            .and_then(|p| p.trim().parse().ok())
-            .with_context(|| format!("unexpected first line from the OTLP receiver: {line}"))?;
-        Ok(receiver)
+        let mut command = VENV.command(&agent_iam_host::workspace_root().join("tests/otlp/receiver.py"));
+        command.args(["--port", "0", "--out"]).arg(&out);
+        // SIGTERM first on drop: the receiver finishes the calls under way and closes its file; SIGKILL if it
+        // hangs.
+        let stop = Stop::Terminate(Duration::from_secs(5));
+        let (process, port) =
+            PythonProcess::spawn(command, &log_path, stop, "the OTLP receiver", "`listening <port>`", |line| {
+                line.strip_prefix("listening ").and_then(|p| p.trim().parse().ok())
+            })?;
+        Ok(OtlpReceiver { process, port, out })
     }
 
     /// The port it listens on.
@@ -195,29 +155,6 @@ impl OtlpReceiver {
 
     /// The last `n` lines of its log (stderr).
     pub fn log_tail(&self, n: usize) -> String {
-        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-}
-
-impl Drop for OtlpReceiver {
-    fn drop(&mut self) {
-        // SIGTERM first: the receiver finishes the calls under way and closes its file; SIGKILL if it hangs.
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: signals only the receiver, our own child, which has not been waited for yet.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.log_tail(n)
     }
 }

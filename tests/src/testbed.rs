@@ -558,6 +558,25 @@ pub fn http_request_to(
     Ok(HttpResponse { status, headers, body })
 }
 
+/// Makes the process `command` starts get `signal` when the *thread* that started it ends (`PR_SET_PDEATHSIG`
+/// follows the thread), so that it does not outlive this process even when no destructor runs.
+pub fn die_with_parent(command: &mut Command, signal: libc::c_int) {
+    // SAFETY: runs in the forked child before exec; prctl is async-signal-safe and affects only the child.
+    unsafe {
+        command.pre_exec(move || match libc::prctl(libc::PR_SET_PDEATHSIG, signal) {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        });
+    }
+}
+
+/// The last `n` lines of the file at `path` (a log), none if it cannot be read.
+pub fn file_tail(path: &Path, n: usize) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// A running Envoy, stopped (and its exit awaited) on drop.
 pub struct Envoy {
     child: Child,
@@ -582,13 +601,7 @@ impl Envoy {
         let log = std::fs::File::create(&log_path)?;
         let mut command = Command::new(binary);
         // If this process dies without running destructors (SIGTERM, a crash), Envoy must not outlive it.
-        // SAFETY: runs in the forked child before exec; prctl is async-signal-safe and affects only the child.
-        unsafe {
-            command.pre_exec(|| match libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) {
-                0 => Ok(()),
-                _ => Err(std::io::Error::last_os_error()),
-            });
-        }
+        die_with_parent(&mut command, libc::SIGTERM);
         let child = command
             .arg("-c")
             .arg(&config_path)
@@ -622,9 +635,7 @@ impl Envoy {
 
     /// The last `n` lines of Envoy's log.
     pub fn log_tail(&self, n: usize) -> String {
-        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        file_tail(&self.log_path, n)
     }
 
     /// Envoy's whole log so far.
