@@ -1,6 +1,7 @@
 //! Running the plugin's bench exports in plain wasmtime (not the proxy-wasm host): the few WASI calls Rust's
 //! std makes at start-up, stubbed; every proxy-wasm host call traps (the bench exports never reach one).
-//! Shared by `agent-iam-policy-bench` and `agent-iam-mcp-bench`.
+//! Shared by `agent-iam-policy-bench` and, through [`crate::exports`], `agent-iam-mcp-bench` and
+//! `agent-iam-audit-bench`.
 
 use anyhow::{Context, Result, anyhow};
 use wasmtime::{Caller, Engine, Instance, Linker, Memory, Module, Store};

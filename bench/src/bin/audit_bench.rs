@@ -23,13 +23,11 @@
 use agent_iam::audit::{Chain, Facts, Outcome, RequestFacts, Settings};
 use agent_iam::policy::cases::token_from_claims;
 use agent_iam::token::VerifiedToken;
-use agent_iam_bench::measure::{Harness, Stats, machine};
+use agent_iam_bench::exports::{self, Calls, Phase, Phases, Wasm, target};
 use anyhow::{Context, Result, anyhow, ensure};
 use clap::Parser;
 use serde_json::{Map, Value, json};
 use std::hint::black_box;
-use std::path::PathBuf;
-use std::time::Duration;
 
 /// The benchmark's clock (ms since the epoch): the events' `time`.
 const NOW_MS: u64 = 1_900_000_000_000;
@@ -39,7 +37,7 @@ const EVENT_TARGET_NS: f64 = 2_000.0;
 const EVERY_EVENTS: u64 = 100;
 
 /// The phases, as `agent_iam_bench_audit_run` numbers them (plugin/src/bench_exports.rs).
-const PHASES: [(u32, &str, &str); 4] = [
+const PHASES: [Phase; 4] = [
     (0, "event", "audit::line with the checkpoint key: a signed checkpoint every 100 events, BLAKE3 of every line"),
     (1, "chain_only", "audit::line without a key: BLAKE3 of every line (hash chain), no HMAC"),
     (2, "checkpoint_every_event", "audit::line with every event a signed checkpoint: BLAKE3 and HMAC-SHA256 each"),
@@ -78,20 +76,10 @@ fn audit_config(audit: &Value) -> String {
 /// What agent-iam's audit event costs, natively and inside the .wasm; writes target/bench/audit.json.
 #[derive(Parser)]
 #[command(name = "agent-iam-audit-bench", version)]
+#[command(mut_arg("out", |a| a.help("Where to write the JSON report [default: target/bench/audit.json in the workspace]")))]
 struct Cli {
-    /// The plugin .wasm built with `bench-exports` [default:
-    /// target/bench-wasm/wasm32-wasip1/release/agent_iam.wasm in the workspace].
-    #[arg(long, value_name = "PATH", conflicts_with = "no_wasm")]
-    wasm: Option<PathBuf>,
-    /// Native figures only.
-    #[arg(long = "no-wasm")]
-    no_wasm: bool,
-    /// Short run (fewer, shorter samples), for smoke tests.
-    #[arg(long)]
-    quick: bool,
-    /// Where to write the JSON report [default: target/bench/audit.json in the workspace].
-    #[arg(long, value_name = "PATH")]
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    options: exports::Options,
 }
 
 fn main() {
@@ -215,69 +203,6 @@ impl Native {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The .wasm (plain wasmtime; the module's WASI needs are stubbed, as in the policy benchmark)
-// ---------------------------------------------------------------------------------------------
-
-struct Wasm {
-    store: wasmtime::Store<()>,
-    run: wasmtime::TypedFunc<(u32, u32), u32>,
-    metered: bool,
-}
-
-const FUEL: u64 = u64::MAX / 2;
-
-impl Wasm {
-    /// An instance of the module at `path` with `document` loaded; `metered`: it counts instructions.
-    fn new(path: &std::path::Path, document: &[u8], metered: bool) -> Result<Wasm> {
-        use wasmtime::{Config, Engine, Module, Store};
-        let e = |e: wasmtime::Error| anyhow!("{e}");
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        // The host's engine configuration (`Engine::default()`: cranelift, optimised for speed), with fuel
-        // when metered (what `Host::metered_from_file` adds).
-        let mut config = Config::new();
-        config.consume_fuel(metered);
-        let engine = Engine::new(&config).map_err(e)?;
-        let module = Module::new(&engine, &bytes).map_err(|err| anyhow!("compiling the .wasm: {err}"))?;
-        ensure!(
-            module.get_export("agent_iam_bench_audit_run").is_some(),
-            "{} has no agent_iam_bench_audit_run: build it with --features bench-exports",
-            path.display()
-        );
-        let linker = agent_iam_bench::wasi::linker(&engine, &module, (NOW_MS / 1000) as i64)?;
-        let mut store = Store::new(&engine, ());
-        if metered {
-            store.set_fuel(FUEL).map_err(e)?;
-        }
-        let (instance, memory) = agent_iam_bench::wasi::start(&linker, &mut store, &module)?;
-        let alloc = instance.get_typed_func::<u32, u32>(&mut store, "proxy_on_memory_allocate").map_err(e)?;
-        let load = instance.get_typed_func::<(u32, u32), i32>(&mut store, "agent_iam_bench_audit_load").map_err(e)?;
-        let run = instance.get_typed_func::<(u32, u32), u32>(&mut store, "agent_iam_bench_audit_run").map_err(e)?;
-        let len = u32::try_from(document.len()).context("document too large")?;
-        let ptr = alloc.call(&mut store, len).map_err(e)?;
-        memory.write(&mut store, ptr as usize, document).map_err(|err| anyhow!("writing the document: {err}"))?;
-        let loaded = load.call(&mut store, (ptr, len)).map_err(e)?;
-        ensure!(loaded == 0, "agent_iam_bench_audit_load failed with {loaded} (see plugin/src/bench_exports.rs)");
-        Ok(Wasm { store, run, metered })
-    }
-
-    fn run(&mut self, phase: u32, iterations: u32) -> Result<u32> {
-        self.run
-            .call(&mut self.store, (phase, iterations))
-            .map_err(|e| anyhow!("agent_iam_bench_audit_run trapped: {e}"))
-    }
-
-    /// Wasm instructions per event of `phase`, over `n` events after one discarded.
-    fn instructions(&mut self, phase: u32, n: u32) -> Result<f64> {
-        ensure!(self.metered, "not a metered instance");
-        self.run(phase, 1)?;
-        let before = self.store.get_fuel().map_err(|e| anyhow!("{e}"))?;
-        self.run(phase, n)?;
-        let after = self.store.get_fuel().map_err(|e| anyhow!("{e}"))?;
-        Ok((before - after) as f64 / f64::from(n))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // The run
 // ---------------------------------------------------------------------------------------------
 
@@ -290,15 +215,9 @@ const PER_CALL: u32 = 8;
 const METERED_EVENTS: u32 = 1_000;
 
 fn run(cli: Cli) -> Result<()> {
-    let root = agent_iam_host::workspace_root();
-    let out = cli.out.unwrap_or_else(|| root.join("target/bench/audit.json"));
-    let wasm_path = (!cli.no_wasm)
-        .then(|| cli.wasm.unwrap_or_else(|| root.join("target/bench-wasm/wasm32-wasip1/release/agent_iam.wasm")));
-    let harness = if cli.quick {
-        Harness { warmup: Duration::from_millis(30), sample: Duration::from_millis(3), samples: 11 }
-    } else {
-        Harness { warmup: Duration::from_millis(300), sample: Duration::from_millis(20), samples: 31 }
-    };
+    let out = cli.options.out("audit");
+    let wasm_path = cli.options.wasm_path();
+    let harness = cli.options.harness();
     let doc = document();
     let bytes = serde_json::to_vec(&doc)?;
     let mut native = Native::new(&doc)?;
@@ -319,10 +238,8 @@ fn run(cli: Cli) -> Result<()> {
         checkpoint_line.len()
     );
 
-    let (mut wasm, mut metered) = match &wasm_path {
-        Some(p) => (Some(Wasm::new(p, &bytes, false)?), Some(Wasm::new(p, &bytes, true)?)),
-        None => (None, None),
-    };
+    let now = (NOW_MS / 1000) as i64;
+    let mut wasm = wasm_path.as_deref().map(|p| Wasm::new(p, "agent_iam_bench_audit", &bytes, now)).transpose()?;
 
     // Both sides must build the same lines before anything is timed: from fresh chains, the total length of
     // the first events (which covers the checkpoints, the prev hashes and the seq's digits).
@@ -330,7 +247,7 @@ fn run(cli: Cli) -> Result<()> {
         let expected: u32 = (0..CHECKED_EVENTS).map(|_| native.run(phase)).sum();
         ensure!(expected > 0, "{name}: the native run answered {expected}");
         if let Some(w) = wasm.as_mut() {
-            let got = w.run(phase, CHECKED_EVENTS)?;
+            let got = w.timed.run(phase, CHECKED_EVENTS)?;
             ensure!(
                 got == expected,
                 "{name}: the .wasm built {got} bytes in {CHECKED_EVENTS} events, natively {expected}"
@@ -338,55 +255,21 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
 
-    let mut phases = Map::new();
-    let mut figures: Map<String, Value> = Map::new();
-    for (phase, name, what) in PHASES {
-        let mut failed = false;
-        let (n, w): (Stats, Option<Stats>) = match wasm.as_mut() {
-            Some(wm) => {
-                let (n, w) = harness.pair(
-                    || {
-                        black_box(native.run(black_box(phase)));
-                    },
-                    || failed |= wm.run(phase, PER_CALL).map_or(true, |got| got == 0),
-                );
-                let per = f64::from(PER_CALL);
-                (n, Some(Stats { median: w.median / per, p10: w.p10 / per, p90: w.p90 / per, ..w }))
-            }
-            None => (
-                harness.time(|| {
-                    black_box(native.run(black_box(phase)));
-                }),
-                None,
-            ),
-        };
-        ensure!(!failed, "{name}: the .wasm built no line during timing");
-        let instructions = match metered.as_mut() {
-            Some(m) => Some(m.instructions(phase, METERED_EVENTS)?.round()),
-            None => None,
-        };
-        println!(
-            "{name:<24} native {:>8.0} ns   wasm {:>8} ns   {:>8} instructions",
-            n.median,
-            w.map_or("–".into(), |w| format!("{:.0}", w.median)),
-            instructions.map_or("–".into(), |i| format!("{i:.0}")),
-        );
-        phases.insert(
-            name.into(),
-            json!({
-                "what": what,
-                "native": n.json("ns per event, natively"),
-                "wasm": w.map(|w| w.json("ns per event inside the .wasm in wasmtime")),
-                "wasm_instructions": instructions,
-            }),
-        );
-        let tenth = |x: f64| (x * 10.0).round() / 10.0;
-        figures.insert(format!("{name}_ns_native"), tenth(n.median).into());
-        figures.insert(format!("{name}_ns_wasm"), w.map(|w| tenth(w.median)).into());
-        figures.insert(format!("{name}_instructions"), instructions.into());
+    let mut phases = Phases::new(harness, "event", 24, 8);
+    for phase in PHASES {
+        phases.measure(
+            phase,
+            || {
+                black_box(native.run(black_box(phase.0)));
+            },
+            wasm.as_mut(),
+            Calls { per_call: PER_CALL, metered: METERED_EVENTS },
+            |got| got != 0,
+            "the .wasm built no line during timing",
+        )?;
     }
 
-    let get = |k: &str| figures.get(k).and_then(Value::as_f64);
+    let get = |k: &str| phases.get(k);
     // Where an event's time goes in the .wasm: the JSON, the chain's BLAKE3 hash (and the seal's few members), the
     // HMAC of a checkpoint.
     let difference = |a: &str, b: &str| match (get(a), get(b)) {
@@ -404,7 +287,6 @@ fn run(cli: Cli) -> Result<()> {
                  line); checkpoint_every_event - chain_only = a checkpoint's extra (HMAC-SHA256 of the line, the \
                  copy it is computed on, kid and mac)",
     });
-    let target = |name: &str, value: Option<f64>, limit: f64| json!({"target": name, "value": value, "limit": limit, "met": value.map(|v| v <= limit)});
     let mut report = Map::new();
     report.insert(
         "what".into(),
@@ -424,9 +306,8 @@ fn run(cli: Cli) -> Result<()> {
         "targets".into(),
         json!([target("audit_event_ns_wasm <= 2000", get("event_ns_wasm"), EVENT_TARGET_NS)]),
     );
-    report.insert("figures".into(), figures.clone().into());
+    phases.report(&mut report);
     report.insert("breakdown".into(), breakdown);
-    report.insert("phases".into(), phases.into());
     report.insert(
         "workload".into(),
         json!({
@@ -441,9 +322,6 @@ fn run(cli: Cli) -> Result<()> {
             "sample_event": plain_line,
         }),
     );
-    report.insert("wasm".into(), wasm_path.map(|p| p.display().to_string()).into());
-    report.insert("quick".into(), cli.quick.into());
-    report.insert("machine".into(), machine());
     report.insert(
         "notes".into(),
         json!({
@@ -455,22 +333,5 @@ fn run(cli: Cli) -> Result<()> {
             "targets": "issue 19; reported, never asserted",
         }),
     );
-    for t in report["targets"].as_array().into_iter().flatten() {
-        println!(
-            "{}: {} ({})",
-            t["target"].as_str().unwrap_or("?"),
-            t["value"],
-            match t["met"].as_bool() {
-                Some(true) => "met",
-                Some(false) => "missed",
-                None => "not measured",
-            }
-        );
-    }
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&out, serde_json::to_string_pretty(&Value::Object(report))? + "\n")?;
-    println!("wrote {}", out.display());
-    Ok(())
+    exports::write_report(report, wasm_path.as_deref(), cli.options.quick, &out)
 }

@@ -26,16 +26,14 @@ use agent_iam::request::mcp::list::{self, Filtered, ListKind};
 use agent_iam::request::mcp::{self as mcp_request, McpRequest, Revision};
 use agent_iam::request::{Connection, Peer, Request};
 use agent_iam::token::{PureRust, VerifiedToken};
+use agent_iam_bench::exports::{self, Calls, Phase, Phases, Wasm, target};
 use agent_iam_bench::mcp;
-use agent_iam_bench::measure::{Harness, Stats, machine};
 use agent_iam_tests::demo::{self, DemoKeys};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Parser;
 use serde_json::{Map, Value, json};
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Duration;
 
 /// The benchmark's clock: tokens are minted for it and the `.wasm` reads it.
 const NOW: i64 = 1_900_000_000;
@@ -44,7 +42,7 @@ const CALL_TARGET_NS: f64 = 3_000.0;
 const LIST_TARGET_NS: f64 = 100_000.0;
 
 /// The phases, as `agent_iam_bench_mcp_run` numbers them (plugin/src/bench_exports.rs).
-const PHASES: [(u32, &str, &str); 7] = [
+const PHASES: [Phase; 7] = [
     (0, "call", "Engine::decide_with_body, Body::Complete: the whole decision on a tools/call body"),
     (1, "call_headers", "Engine::decide_with_body, Body::Absent: the decision at the headers, before the body"),
     (2, "call_json", "the body read as strict JSON only (json::tape)"),
@@ -57,20 +55,10 @@ const PHASES: [(u32, &str, &str); 7] = [
 /// What agent-iam's MCP path costs, natively and inside the .wasm; writes target/bench/mcp.json.
 #[derive(Parser)]
 #[command(name = "agent-iam-mcp-bench", version)]
+#[command(mut_arg("out", |a| a.help("Where to write the JSON report [default: target/bench/mcp.json in the workspace]")))]
 struct Cli {
-    /// The plugin .wasm built with `bench-exports` [default:
-    /// target/bench-wasm/wasm32-wasip1/release/agent_iam.wasm in the workspace].
-    #[arg(long, value_name = "PATH", conflicts_with = "no_wasm")]
-    wasm: Option<PathBuf>,
-    /// Native figures only.
-    #[arg(long = "no-wasm")]
-    no_wasm: bool,
-    /// Short run (fewer, shorter samples), for smoke tests.
-    #[arg(long)]
-    quick: bool,
-    /// Where to write the JSON report [default: target/bench/mcp.json in the workspace].
-    #[arg(long, value_name = "PATH")]
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    options: exports::Options,
 }
 
 fn main() {
@@ -252,87 +240,17 @@ impl Native {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The .wasm (plain wasmtime; the module's WASI needs are stubbed, as in the policy benchmark)
-// ---------------------------------------------------------------------------------------------
-
-struct Wasm {
-    store: wasmtime::Store<()>,
-    run: wasmtime::TypedFunc<(u32, u32), u32>,
-    metered: bool,
-}
-
-const FUEL: u64 = u64::MAX / 2;
-
-impl Wasm {
-    /// An instance of the module at `path` with `document` loaded; `metered`: it counts instructions.
-    fn new(path: &std::path::Path, document: &[u8], metered: bool) -> Result<Wasm> {
-        use wasmtime::{Config, Engine, Module, Store};
-        let e = |e: wasmtime::Error| anyhow!("{e}");
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        // The host's engine configuration (`Engine::default()`: cranelift, optimised for speed), with fuel
-        // when metered (what `Host::metered_from_file` adds).
-        let mut config = Config::new();
-        config.consume_fuel(metered);
-        let engine = Engine::new(&config).map_err(e)?;
-        let module = Module::new(&engine, &bytes).map_err(|err| anyhow!("compiling the .wasm: {err}"))?;
-        ensure!(
-            module.get_export("agent_iam_bench_mcp_run").is_some(),
-            "{} has no agent_iam_bench_mcp_run: build it with --features bench-exports",
-            path.display()
-        );
-        let linker = agent_iam_bench::wasi::linker(&engine, &module, NOW)?;
-        let mut store = Store::new(&engine, ());
-        if metered {
-            store.set_fuel(FUEL).map_err(e)?;
-        }
-        let (instance, memory) = agent_iam_bench::wasi::start(&linker, &mut store, &module)?;
-        let alloc = instance.get_typed_func::<u32, u32>(&mut store, "proxy_on_memory_allocate").map_err(e)?;
-        let load = instance.get_typed_func::<(u32, u32), i32>(&mut store, "agent_iam_bench_mcp_load").map_err(e)?;
-        let run = instance.get_typed_func::<(u32, u32), u32>(&mut store, "agent_iam_bench_mcp_run").map_err(e)?;
-        let len = u32::try_from(document.len()).context("document too large")?;
-        let ptr = alloc.call(&mut store, len).map_err(e)?;
-        memory.write(&mut store, ptr as usize, document).map_err(|err| anyhow!("writing the document: {err}"))?;
-        let loaded = load.call(&mut store, (ptr, len)).map_err(e)?;
-        ensure!(loaded == 0, "agent_iam_bench_mcp_load failed with {loaded} (see plugin/src/bench_exports.rs)");
-        Ok(Wasm { store, run, metered })
-    }
-
-    fn run(&mut self, phase: u32, iterations: u32) -> Result<u32> {
-        self.run.call(&mut self.store, (phase, iterations)).map_err(|e| anyhow!("agent_iam_bench_mcp_run trapped: {e}"))
-    }
-
-    /// Wasm instructions per operation of `phase`, over `n` operations after one discarded.
-    fn instructions(&mut self, phase: u32, n: u32) -> Result<f64> {
-        ensure!(self.metered, "not a metered instance");
-        self.run(phase, 1)?;
-        let before = self.store.get_fuel().map_err(|e| anyhow!("{e}"))?;
-        self.run(phase, n)?;
-        let after = self.store.get_fuel().map_err(|e| anyhow!("{e}"))?;
-        Ok((before - after) as f64 / f64::from(n))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // The run
 // ---------------------------------------------------------------------------------------------
 
 fn run(cli: Cli) -> Result<()> {
-    let root = agent_iam_host::workspace_root();
-    let out = cli.out.unwrap_or_else(|| root.join("target/bench/mcp.json"));
-    let wasm_path = (!cli.no_wasm)
-        .then(|| cli.wasm.unwrap_or_else(|| root.join("target/bench-wasm/wasm32-wasip1/release/agent_iam.wasm")));
-    let harness = if cli.quick {
-        Harness { warmup: Duration::from_millis(30), sample: Duration::from_millis(3), samples: 11 }
-    } else {
-        Harness { warmup: Duration::from_millis(300), sample: Duration::from_millis(20), samples: 31 }
-    };
+    let out = cli.options.out("mcp");
+    let wasm_path = cli.options.wasm_path();
+    let harness = cli.options.harness();
     let doc = document()?;
     let bytes = serde_json::to_vec(&doc)?;
     let native = Native::new(&doc)?;
-    let (mut wasm, mut metered) = match &wasm_path {
-        Some(p) => (Some(Wasm::new(p, &bytes, false)?), Some(Wasm::new(p, &bytes, true)?)),
-        None => (None, None),
-    };
+    let mut wasm = wasm_path.as_deref().map(|p| Wasm::new(p, "agent_iam_bench_mcp", &bytes, NOW)).transpose()?;
 
     let call_bytes = doc["call"]["body"].as_str().map_or(0, str::len);
     let list_bytes = doc["list"]["response"].as_str().map_or(0, str::len);
@@ -342,67 +260,32 @@ fn run(cli: Cli) -> Result<()> {
         mcp::list_kept()
     );
 
-    let mut phases = Map::new();
-    let mut figures: Map<String, Value> = Map::new();
+    let mut phases = Phases::new(harness, "operation", 14, 10);
     for (phase, name, what) in PHASES {
         // Both sides must give the same answer before anything is timed.
         let expected = native.run(phase);
         ensure!(expected > 0, "{name}: the native run answered {expected}");
         if let Some(w) = wasm.as_mut() {
-            let got = w.run(phase, 1)?;
+            let got = w.timed.run(phase, 1)?;
             ensure!(got == expected, "{name}: the .wasm answered {got}, natively {expected}");
         }
         // The .wasm's calls run `per_call` operations each, so that the call into wasmtime is spread thin.
         let per_call: u32 = if phase >= 5 { 1 } else { 8 };
         // Counting phases answer one per operation; the list phases the length of the last rewrite.
         let per_call_answer = if phase >= 5 { expected } else { expected * per_call };
-        let mut failed = false;
-        let (n, w): (Stats, Option<Stats>) = match wasm.as_mut() {
-            Some(wm) => {
-                let (n, w) = harness.pair(
-                    || {
-                        black_box(native.run(black_box(phase)));
-                    },
-                    || failed |= wm.run(phase, per_call).map_or(true, |got| got != per_call_answer),
-                );
-                let per = f64::from(per_call);
-                (n, Some(Stats { median: w.median / per, p10: w.p10 / per, p90: w.p90 / per, ..w }))
-            }
-            None => (
-                harness.time(|| {
-                    black_box(native.run(black_box(phase)));
-                }),
-                None,
-            ),
-        };
-        ensure!(!failed, "{name}: the .wasm answered differently during timing");
-        let instructions = match metered.as_mut() {
-            Some(m) => Some(m.instructions(phase, if phase >= 5 { 20 } else { 200 })?.round()),
-            None => None,
-        };
-        println!(
-            "{name:<14} native {:>10.0} ns   wasm {:>10} ns   {:>10} instructions",
-            n.median,
-            w.map_or("–".into(), |w| format!("{:.0}", w.median)),
-            instructions.map_or("–".into(), |i| format!("{i:.0}")),
-        );
-        phases.insert(
-            name.into(),
-            json!({
-                "what": what,
-                "native": n.json("ns per operation, natively"),
-                "wasm": w.map(|w| w.json("ns per operation inside the .wasm in wasmtime")),
-                "wasm_instructions": instructions,
-            }),
-        );
-        let tenth = |x: f64| (x * 10.0).round() / 10.0;
-        figures.insert(format!("{name}_ns_native"), tenth(n.median).into());
-        figures.insert(format!("{name}_ns_wasm"), w.map(|w| tenth(w.median)).into());
-        figures.insert(format!("{name}_instructions"), instructions.into());
+        phases.measure(
+            (phase, name, what),
+            || {
+                black_box(native.run(black_box(phase)));
+            },
+            wasm.as_mut(),
+            Calls { per_call, metered: if phase >= 5 { 20 } else { 200 } },
+            |got| got == per_call_answer,
+            "the .wasm answered differently during timing",
+        )?;
     }
 
-    let get = |k: &str| figures.get(k).and_then(Value::as_f64);
-    let target = |name: &str, value: Option<f64>, limit: f64| json!({"target": name, "value": value, "limit": limit, "met": value.map(|v| v <= limit)});
+    let get = |k: &str| phases.get(k);
     let mut report = Map::new();
     report.insert(
         "what".into(),
@@ -425,8 +308,7 @@ fn run(cli: Cli) -> Result<()> {
             target("mcp_list_filter_ns_wasm <= 100000", get("list_filter_ns_wasm"), LIST_TARGET_NS),
         ]),
     );
-    report.insert("figures".into(), figures.clone().into());
-    report.insert("phases".into(), phases.into());
+    phases.report(&mut report);
     report.insert(
         "workload".into(),
         json!({
@@ -439,9 +321,6 @@ fn run(cli: Cli) -> Result<()> {
             "list_kept": mcp::list_kept(),
         }),
     );
-    report.insert("wasm".into(), wasm_path.map(|p| p.display().to_string()).into());
-    report.insert("quick".into(), cli.quick.into());
-    report.insert("machine".into(), machine());
     report.insert(
         "notes".into(),
         json!({
@@ -451,22 +330,5 @@ fn run(cli: Cli) -> Result<()> {
             "targets": "issue 18; reported, never asserted",
         }),
     );
-    for t in report["targets"].as_array().into_iter().flatten() {
-        println!(
-            "{}: {} ({})",
-            t["target"].as_str().unwrap_or("?"),
-            t["value"],
-            match t["met"].as_bool() {
-                Some(true) => "met",
-                Some(false) => "missed",
-                None => "not measured",
-            }
-        );
-    }
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&out, serde_json::to_string_pretty(&Value::Object(report))? + "\n")?;
-    println!("wrote {}", out.display());
-    Ok(())
+    exports::write_report(report, wasm_path.as_deref(), cli.options.quick, &out)
 }

@@ -22,6 +22,7 @@ use agent_iam::policy::cases::token_from_claims;
 use agent_iam::policy::{Decision, Policy, PolicyDocument};
 use agent_iam::request::{Peer, Request};
 use agent_iam::token::VerifiedToken;
+use agent_iam_bench::exports;
 use agent_iam_bench::measure::{Harness, Stats, load_average, machine};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Parser;
@@ -605,15 +606,9 @@ struct WasmBench {
 
 impl WasmModule {
     fn new(path: &std::path::Path) -> Result<WasmModule> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         // The same engine configuration as the host's (`Engine::default()`): cranelift, optimised for speed.
         let engine = wasmtime::Engine::default();
-        let module = wasmtime::Module::new(&engine, &bytes).map_err(|e| anyhow!("compiling the .wasm: {e}"))?;
-        ensure!(
-            module.get_export("agent_iam_bench_run").is_some(),
-            "{} has no agent_iam_bench_run: build it with --features bench-exports",
-            path.display()
-        );
+        let module = exports::compile(&engine, path, "agent_iam_bench_run")?;
         Ok(WasmModule { engine, module })
     }
 
@@ -625,12 +620,9 @@ impl WasmModule {
         let linker = agent_iam_bench::wasi::linker(&self.engine, &self.module, NOW)?;
         let mut store = Store::new(&self.engine, ());
         let (instance, memory) = agent_iam_bench::wasi::start(&linker, &mut store, &self.module)?;
-        let alloc = instance.get_typed_func::<u32, u32>(&mut store, "proxy_on_memory_allocate").map_err(e)?;
         let load = instance.get_typed_func::<(u32, u32), i32>(&mut store, "agent_iam_bench_load").map_err(e)?;
         let run = instance.get_typed_func::<u32, u32>(&mut store, "agent_iam_bench_run").map_err(e)?;
-        let len = u32::try_from(document.len()).context("document too large")?;
-        let ptr = alloc.call(&mut store, len).map_err(e)?;
-        memory.write(&mut store, ptr as usize, document).map_err(|err| anyhow!("writing the document: {err}"))?;
+        let (ptr, len) = exports::put_document(&instance, &mut store, memory, document)?;
         let t = Instant::now();
         let loaded = load.call(&mut store, (ptr, len)).map_err(e)?;
         let load_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -729,8 +721,7 @@ impl Options {
         if let Some(ms) = cli.warmup_ms {
             harness.warmup = Duration::from_millis(ms);
         }
-        let wasm = (!cli.no_wasm)
-            .then(|| cli.wasm.unwrap_or_else(|| root.join("target/bench-wasm/wasm32-wasip1/release/agent_iam.wasm")));
+        let wasm = (!cli.no_wasm).then(|| cli.wasm.unwrap_or_else(|| root.join(exports::DEFAULT_WASM)));
         Options {
             harness,
             budget: Duration::from_secs(budget),
