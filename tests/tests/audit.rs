@@ -47,7 +47,7 @@ fn token() -> String {
 /// Sends a request and returns the audit event line it left, if any.
 fn send(vm: &mut Vm, path: &str, bearer: Option<&str>) -> (u16, Option<String>) {
     let mut r =
-        vm.request().method("GET").path(path).authority("records.hospital.example:8443").header("x-request-id", "r-1");
+        vm.request().method("GET").path(path).authority("Records.Hospital.Example.:8443").header("x-request-id", "r-1");
     if let Some(t) = bearer {
         r = r.header("authorization", &format!("Bearer {t}"));
     }

@@ -146,8 +146,13 @@ pub(super) fn event(
         Ok(c) => &*c.path,
         Err(_) => raw_path.split('?').next().unwrap_or_default(),
     };
-    let host = header(":authority")
-        .map(|h| h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(h, _)| h));
+    // The host as policy saw it; an authority the request was refused for is recorded as sent (escaped).
+    let authority = header(":authority");
+    let canonical_host = authority.map(crate::request::canonical_host);
+    let host = match (&canonical_host, authority) {
+        (Some(Ok(h)), _) => Some(&**h),
+        (_, raw) => raw,
+    };
     let source = super::property_text(&["source", "address"]);
     let labels = policy.labels_of(path);
     let parameters = policy.path_parameters(outcome.rule(), path);
