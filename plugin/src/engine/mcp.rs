@@ -155,7 +155,6 @@ impl Engine {
             details: "agent_iam.protected_resource_metadata".into(),
             reason: "protected_resource_metadata",
             rule: None,
-            identity: Vec::new(),
             mcp: None,
             verified: None,
         })

@@ -287,7 +287,7 @@ impl Engine {
     /// Dry-run mode: what enforcement would have refused is forwarded, without any client-sent identity
     /// header, with the verified identity when the token was valid, and marked with [`DRY_RUN_HEADER`].
     fn dry_run(&self, headers: &Headers<'_>, denial: Denial, mcp: Option<Rc<McpRequest>>) -> Verdict {
-        let mut set = denial.identity.clone();
+        let mut set = denial.identity().to_vec();
         set.push((DRY_RUN_HEADER, format!("{} {}", denial.status, denial.reason).into()));
         Verdict::Allow {
             remove: identity_headers_in(headers),

@@ -20,13 +20,18 @@ pub struct Denial {
     pub reason: &'static str,
     /// The deny rule that decided, for metrics and audit (whether or not the body names it).
     pub rule: Option<String>,
-    /// For a policy denial, who was refused: the identity an allow would have forwarded (for audit, never
-    /// sent to the client); empty when the token did not verify.
-    pub identity: Vec<(&'static str, HeaderValue)>,
     /// The MCP message refused, when one was read (for audit and metrics).
     pub mcp: Option<Rc<McpRequest>>,
     /// For a policy denial, the verified token that was refused (for audit, never sent to the client).
     pub verified: Option<Verified>,
+}
+
+impl Denial {
+    /// For a policy denial, who was refused: the identity an allow would have forwarded (for audit, never
+    /// sent to the client); empty when the token did not verify.
+    pub fn identity(&self) -> &[(&'static str, HeaderValue)] {
+        self.verified.as_ref().map_or(&[], |v| v.0.identity.as_slice())
+    }
 }
 
 impl Engine {
@@ -41,7 +46,6 @@ impl Engine {
             Failure::Forbidden { admitted, .. } => Some(Verified(admitted.clone())),
             _ => None,
         };
-        let identity = verified.as_ref().map(|v| v.0.identity.clone()).unwrap_or_default();
         let (status, error, description, reason, rule): (u16, Option<&str>, String, &'static str, Option<String>) =
             match failure {
                 Failure::BadRequest(e) => (400, Some("invalid_request"), e.to_string(), e.label(), None),
@@ -94,7 +98,6 @@ impl Engine {
                 details: format!("agent_iam.{reason}"),
                 reason,
                 rule,
-                identity,
                 mcp: None,
                 verified,
             };
@@ -137,7 +140,6 @@ impl Engine {
             details: format!("agent_iam.{reason}"),
             reason,
             rule: deciding_rule,
-            identity,
             mcp: None,
             verified,
         }

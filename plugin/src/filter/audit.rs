@@ -41,7 +41,7 @@ pub fn allowed(rule: &str, set: &[(&'static str, HeaderValue)], call: Option<&Mc
 /// A refused request: answered, or forwarded in dry-run mode (`dry_run`).
 pub fn refused(denial: &Denial, dry_run: bool) {
     set_decision(if dry_run { "dry_run_deny" } else { "deny" }, denial.reason, denial.rule.as_deref());
-    identity(&denial.identity);
+    identity(denial.identity());
     mcp(denial.mcp.as_deref());
 }
 
