@@ -15,6 +15,7 @@ pub mod jws;
 pub mod profile;
 pub mod remote;
 pub mod spiffe;
+pub mod statement;
 
 pub use crypto::{Algorithm, CryptoBackend, PublicKey, PureRust};
 pub use delegation::DelegationChain;
