@@ -13,7 +13,6 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::fmt::Write;
 
 /// The key checkpoints are signed with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +42,8 @@ pub struct Link {
 #[derive(Debug)]
 pub struct Chain {
     id: String,
+    /// The id escaped as in a JSON string, once.
+    id_escaped: String,
     /// The next event's position.
     seq: u64,
     /// The hash of the last event written.
@@ -56,7 +57,18 @@ pub struct Chain {
 impl Chain {
     /// A new chain with the id `id`, following `previous` when known.
     pub fn new(id: String, previous: Option<Link>) -> Chain {
-        Chain { id, seq: 0, prev: None, previous, since_checkpoint: 0, last_checkpoint_ms: 0 }
+        let mut id_escaped = String::new();
+        super::json::contents(&mut id_escaped, &id);
+        Chain { id, id_escaped, seq: 0, prev: None, previous, since_checkpoint: 0, last_checkpoint_ms: 0 }
+    }
+
+    /// Appends the next event's id, `"<id>.<seq>"` (`metadata.uid`), as a JSON string.
+    pub(super) fn write_uid(&self, out: &mut String) {
+        out.push('"');
+        out.push_str(&self.id_escaped);
+        out.push('.');
+        super::json::uint(out, self.seq);
+        out.push('"');
     }
 
     /// The chain's id.
@@ -78,13 +90,15 @@ impl Chain {
     /// Appends the chain member to `event` (built by [`super::event::write_open`], `unmapped` still open),
     /// closes it, and records it as the chain's last event: the line to write.
     pub fn seal(&mut self, mut event: String, now_ms: u64, key: Option<&CheckpointKey>) -> String {
-        event.push_str(",\"chain\":{\"id\":");
-        super::json::string(&mut event, &self.id);
-        let _ = write!(event, ",\"seq\":{}", self.seq);
+        use super::json::uint;
+        event.push_str(",\"chain\":{\"id\":\"");
+        event.push_str(&self.id_escaped);
+        event.push_str("\",\"seq\":");
+        uint(&mut event, self.seq);
         match &self.prev {
             Some(prev) => {
                 event.push_str(",\"prev\":\"");
-                event.push_str(&crate::b64::encode(prev));
+                event.push_str(&b64_hash(prev));
                 event.push('"');
             }
             None => event.push_str(",\"prev\":null"),
@@ -94,7 +108,11 @@ impl Chain {
         {
             event.push_str(",\"previous_chain\":{\"id\":");
             super::json::string(&mut event, &p.id);
-            let _ = write!(event, ",\"seq\":{},\"hash\":\"{}\"}}", p.seq, crate::b64::encode(&p.hash));
+            event.push_str(",\"seq\":");
+            uint(&mut event, p.seq);
+            event.push_str(",\"hash\":\"");
+            event.push_str(&b64_hash(&p.hash));
+            event.push_str("\"}");
         }
         let checkpoint = key.filter(|k| {
             self.seq == 0
@@ -107,10 +125,9 @@ impl Chain {
                 super::json::string(&mut event, kid);
             }
             // The MAC covers the line as it ends without it: `…"}}}` with the mac member removed.
-            let sealed = format!("{event}}}}}}}");
-            let mac = checkpoint_mac(&k.key, sealed.as_bytes());
+            let mac = checkpoint_mac_parts(&k.key, &[event.as_bytes(), b"}}}"]);
             event.push_str(",\"mac\":\"");
-            event.push_str(&crate::b64::encode(&mac));
+            event.push_str(&b64_hash(&mac));
             event.push_str("\"}}}");
             self.since_checkpoint = 0;
             self.last_checkpoint_ms = now_ms;
@@ -124,6 +141,36 @@ impl Chain {
     }
 }
 
+/// A 32-byte hash or MAC in base64url without padding (43 characters), as [`crate::b64::encode`] writes it,
+/// on the stack.
+pub(super) fn b64_hash(hash: &[u8; 32]) -> B64Hash {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut text = [0u8; 43];
+    let sextet = |n: u32, shift: u32| ALPHABET[((n >> shift) & 0x3f) as usize];
+    let (triples, last) = hash.as_chunks::<3>();
+    for (chars, t) in text.chunks_exact_mut(4).zip(triples) {
+        let n = (u32::from(t[0]) << 16) | (u32::from(t[1]) << 8) | u32::from(t[2]);
+        chars.copy_from_slice(&[sextet(n, 18), sextet(n, 12), sextet(n, 6), sextet(n, 0)]);
+    }
+    // 32 = 10 × 3 + 2: the last two bytes are three characters.
+    if let [a, b] = *last {
+        let n = (u32::from(a) << 16) | (u32::from(b) << 8);
+        text[40..].copy_from_slice(&[sextet(n, 18), sextet(n, 12), sextet(n, 6)]);
+    }
+    B64Hash(text)
+}
+
+/// [`b64_hash`]'s text.
+pub(super) struct B64Hash([u8; 43]);
+
+impl std::ops::Deref for B64Hash {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Only alphabet characters: ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 /// The hash that links an event to the next: BLAKE3 of its line. Measured in the .wasm on a 1.9 KB event,
 /// SHA-256 (the `sha2` crate, no SIMD in WebAssembly) was 150k of the event's 192k instructions, BLAKE3 71k;
 /// every event pays it. Checkpoints, one in many, keep the conventional HMAC-SHA256.
@@ -133,10 +180,17 @@ pub fn line_hash(line: &[u8]) -> [u8; 32] {
 
 /// HMAC-SHA256 of `sealed` under `key`.
 pub fn checkpoint_mac(key: &[u8], sealed: &[u8]) -> [u8; 32] {
+    checkpoint_mac_parts(key, &[sealed])
+}
+
+/// HMAC-SHA256 of `parts` one after the other under `key`.
+fn checkpoint_mac_parts(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     // HMAC takes keys of any length: this cannot fail.
     match Hmac::<Sha256>::new_from_slice(key) {
         Ok(mut mac) => {
-            mac.update(sealed);
+            for part in parts {
+                mac.update(part);
+            }
             mac.finalize().into_bytes().into()
         }
         Err(_) => [0; 32],

@@ -9,10 +9,9 @@
 //! recorded claims or the Envoy node: they are under `unmapped` (notes §3.3), whose last member is the
 //! tamper-evidence `chain` ([`super::chain`]).
 
-use super::json::{member_bool, member_int, member_str, name, string};
+use super::json::{contents, member, needs_escape, string, uint};
 use crate::request::mcp::{Kind, McpRequest};
 use crate::token::VerifiedToken;
-use std::fmt::Write;
 
 /// What was decided.
 #[derive(Debug, Clone, Copy)]
@@ -109,51 +108,84 @@ pub struct Facts<'a> {
     pub node: Option<&'a str>,
 }
 
-const PRODUCT_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// OCSF API Activity's activity for a request: MCP reads are Read, a tool call is Other ("Invoke"); plain
-/// HTTP by method.
-fn activity(f: &Facts<'_>) -> (u8, &'static str) {
+/// OCSF API Activity's activity for a request, as its members up to `"time":` (`activity_id`, its caption,
+/// `type_uid` = 600300 + activity): MCP reads are Read, a tool call is Other ("Invoke"); plain HTTP by method.
+fn activity(f: &Facts<'_>) -> &'static str {
+    macro_rules! head {
+        ($id:literal, $name:literal) => {
+            concat!(
+                "{\"class_uid\":6003,\"category_uid\":6,\"activity_id\":",
+                $id,
+                ",\"activity_name\":\"",
+                $name,
+                "\",\"type_uid\":60030",
+                $id,
+                ",\"time\":"
+            )
+        };
+    }
+    // `type_uid` is 600300 + a one-digit id: `60030` and the id.
+    const READ: &str = head!("2", "Read");
+    const OTHER: &str = "{\"class_uid\":6003,\"category_uid\":6,\"activity_id\":99,\"activity_name\":\"Other\",\"type_uid\":600399,\"time\":";
+    const INVOKE: &str = "{\"class_uid\":6003,\"category_uid\":6,\"activity_id\":99,\"activity_name\":\"Invoke\",\"type_uid\":600399,\"time\":";
     if let Some(call) = f.mcp {
         return match call.method.as_str() {
-            "tools/call" => (99, "Invoke"),
-            m if m.ends_with("/list") || m == "resources/read" || m == "prompts/get" => (2, "Read"),
-            _ => (99, "Other"),
+            "tools/call" => INVOKE,
+            m if m.ends_with("/list") || m == "resources/read" || m == "prompts/get" => READ,
+            _ => OTHER,
         };
     }
     match f.request.method {
-        "GET" | "HEAD" => (2, "Read"),
-        "POST" => (1, "Create"),
-        "PUT" | "PATCH" => (3, "Update"),
-        "DELETE" => (4, "Delete"),
-        _ => (99, "Other"),
+        "GET" | "HEAD" => READ,
+        "POST" => head!("1", "Create"),
+        "PUT" | "PATCH" => head!("3", "Update"),
+        "DELETE" => head!("4", "Delete"),
+        _ => OTHER,
     }
 }
 
 /// Severity: an allowed request is informational; a refusal by how much it says about the caller.
-fn severity(outcome: &Outcome<'_>) -> (u8, &'static str) {
+fn severity(outcome: &Outcome<'_>) -> &'static str {
+    const LOW: &str = ",\"severity_id\":2,\"severity\":\"Low\"";
     match *outcome {
-        Outcome::Allowed { .. } => (1, "Informational"),
-        Outcome::DryRun { .. } => (2, "Low"),
+        Outcome::Allowed { .. } => ",\"severity_id\":1,\"severity\":\"Informational\"",
+        Outcome::DryRun { .. } => LOW,
         Outcome::Denied { status, .. } => match status {
-            400 | 404 | 405 | 413 => (2, "Low"),
-            401 | 403 => (3, "Medium"),
-            _ => (4, "High"),
+            400 | 404 | 405 | 413 => LOW,
+            401 | 403 => ",\"severity_id\":3,\"severity\":\"Medium\"",
+            _ => ",\"severity_id\":4,\"severity\":\"High\"",
         },
     }
 }
 
-/// `(action_id, action, disposition_id, disposition)` of the security-control profile.
-fn action(outcome: &Outcome<'_>) -> (u8, &'static str, u8, &'static str) {
+/// `action_id`, `action`, `disposition_id`, `disposition` of the security-control profile, and `is_alert`.
+fn action(outcome: &Outcome<'_>) -> &'static str {
+    macro_rules! action {
+        ($id:literal, $name:literal, $disposition_id:literal, $disposition:literal, $alert:literal) => {
+            concat!(
+                ",\"action_id\":",
+                $id,
+                ",\"action\":\"",
+                $name,
+                "\",\"disposition_id\":",
+                $disposition_id,
+                ",\"disposition\":\"",
+                $disposition,
+                "\",\"is_alert\":",
+                $alert
+            )
+        };
+    }
     match *outcome {
-        Outcome::Allowed { .. } => (1, "Allowed", 1, "Allowed"),
+        Outcome::Allowed { .. } => action!("1", "Allowed", "1", "Allowed", "false"),
         // Forwarded, and what enforcement would have done is logged.
-        Outcome::DryRun { .. } => (3, "Observed", 17, "Logged"),
+        Outcome::DryRun { .. } => action!("3", "Observed", "17", "Logged", "false"),
         Outcome::Denied { status, .. } => match status {
-            401 => (2, "Denied", 26, "Unauthorized"),
-            400 | 405 | 413 => (2, "Denied", 25, "Rejected"),
-            503 => (2, "Denied", 27, "Error"),
-            _ => (2, "Denied", 2, "Blocked"),
+            401 => action!("2", "Denied", "26", "Unauthorized", "false"),
+            400 | 405 | 413 => action!("2", "Denied", "25", "Rejected", "false"),
+            503 => action!("2", "Denied", "27", "Error", "false"),
+            403 => action!("2", "Denied", "2", "Blocked", "true"),
+            _ => action!("2", "Denied", "2", "Blocked", "false"),
         },
     }
 }
@@ -174,102 +206,95 @@ fn split_address(address: &str) -> (&str, Option<u16>) {
 /// Writes the event up to and including the opening of `unmapped` and its members, without closing it: the
 /// chain appends its own member and closes both objects. `uid` is the event's id.
 pub fn write_open(f: &Facts<'_>, uid: &str, out: &mut String) {
-    let (activity_id, activity_name) = activity(f);
-    let (severity_id, severity_name) = severity(&f.outcome);
-    let (action_id, action_name, disposition_id, disposition_name) = action(&f.outcome);
-    let allowed = matches!(f.outcome, Outcome::Allowed { .. } | Outcome::DryRun { .. });
-    let status_code = match f.outcome {
-        Outcome::Denied { status, .. } => status,
-        _ => 0,
-    };
-    let _ = write!(
-        out,
-        "{{\"class_uid\":6003,\"category_uid\":6,\"activity_id\":{activity_id},\"activity_name\":\"{activity_name}\",\"type_uid\":{},\"time\":{},\"severity_id\":{severity_id},\"severity\":\"{severity_name}\"",
-        6003 * 100 + u32::from(activity_id),
-        f.time_ms,
-    );
-    if allowed {
-        out.push_str(",\"status_id\":1,\"status\":\"Success\"");
-    } else {
-        let _ = write!(out, ",\"status_id\":2,\"status\":\"Failure\",\"status_code\":\"{status_code}\"");
-    }
+    write(f, |out| string(out, uid), out);
+}
+
+/// [`write_open`], the event's id (`metadata.uid`, a JSON string) written by `uid`.
+pub(super) fn write(f: &Facts<'_>, uid: impl FnOnce(&mut String), out: &mut String) {
+    // Each run of constant text is one `push_str`: the members that follow from the outcome and the activity
+    // are whole static strings.
+    out.push_str(activity(f));
+    uint(out, f.time_ms);
+    out.push_str(severity(&f.outcome));
     match f.outcome {
-        Outcome::Allowed { .. } => {}
-        Outcome::Denied { reason, .. } => member_str(out, "status_detail", reason),
+        Outcome::Allowed { .. } => out.push_str(",\"status_id\":1,\"status\":\"Success\""),
+        Outcome::Denied { status, reason, .. } => {
+            out.push_str(",\"status_id\":2,\"status\":\"Failure\",\"status_code\":\"");
+            uint(out, u64::from(status));
+            out.push('"');
+            member(out, ",\"status_detail\":", reason);
+        }
         Outcome::DryRun { status, reason, .. } => {
-            member_str(out, "status_detail", &format!("dry run: enforcement would answer {status} ({reason})"))
+            out.push_str(
+                ",\"status_id\":1,\"status\":\"Success\",\"status_detail\":\"dry run: enforcement would answer ",
+            );
+            uint(out, u64::from(status));
+            out.push_str(" (");
+            contents(out, reason);
+            out.push_str(")\"");
         }
     }
-    let _ = write!(
-        out,
-        ",\"action_id\":{action_id},\"action\":\"{action_name}\",\"disposition_id\":{disposition_id},\"disposition\":\"{disposition_name}\",\"is_alert\":{}",
-        matches!(f.outcome, Outcome::Denied { status: 403, .. })
-    );
+    out.push_str(action(&f.outcome));
 
     // metadata
-    out.push_str(",\"metadata\":{\"version\":\"1.8.0\",\"profiles\":[\"security_control\"]");
-    member_str(out, "uid", uid);
+    out.push_str(",\"metadata\":{\"version\":\"1.8.0\",\"profiles\":[\"security_control\"],\"uid\":");
+    uid(out);
     if let Some(id) = f.request.request_id {
-        member_str(out, "correlation_uid", id);
+        member(out, ",\"correlation_uid\":", id);
     }
-    out.push_str(",\"log_name\":\"agent-iam-audit\",\"product\":{\"name\":\"agent-iam\"");
-    member_str(out, "vendor_name", f.vendor);
-    let _ = write!(out, ",\"version\":\"{PRODUCT_VERSION}\"}}}}");
+    out.push_str(",\"log_name\":\"agent-iam-audit\",\"product\":{\"name\":\"agent-iam\",\"vendor_name\":");
+    string(out, f.vendor);
+    out.push_str(concat!(",\"version\":\"", env!("CARGO_PKG_VERSION"), "\"}}"));
 
     write_actor(f, out);
     write_api(f, out);
 
     // src_endpoint: required; the downstream address, else what is known of the peer.
-    out.push_str(",\"src_endpoint\":{");
     match (f.request.source, f.request.peer) {
         (Some(address), peer) => {
             let (ip, port) = split_address(address);
-            name(out, "ip");
-            string(out, ip);
+            member(out, ",\"src_endpoint\":{\"ip\":", ip);
             if let Some(port) = port {
-                member_int(out, "port", port);
+                out.push_str(",\"port\":");
+                uint(out, u64::from(port));
             }
             if let Some(peer) = peer {
-                member_str(out, "svc_name", peer);
+                member(out, ",\"svc_name\":", peer);
             }
+            out.push('}');
         }
         (None, Some(peer)) => {
-            name(out, "svc_name");
-            string(out, peer);
-            member_str(out, "name", peer);
+            member(out, ",\"src_endpoint\":{\"svc_name\":", peer);
+            member(out, ",\"name\":", peer);
+            out.push('}');
         }
-        (None, None) => out.push_str("\"name\":\"unknown\""),
+        (None, None) => out.push_str(",\"src_endpoint\":{\"name\":\"unknown\"}"),
     }
-    out.push('}');
 
     // http_request: never a header value that could carry a credential, never the query.
-    out.push_str(",\"http_request\":{");
-    name(out, "http_method");
-    string(out, f.request.method);
-    out.push_str(",\"url\":{");
-    name(out, "path");
-    string(out, f.request.path);
+    member(out, ",\"http_request\":{\"http_method\":", f.request.method);
+    member(out, ",\"url\":{\"path\":", f.request.path);
     if let Some(host) = f.request.host {
-        member_str(out, "hostname", host);
+        member(out, ",\"hostname\":", host);
     }
     out.push('}');
     // The request id is `api.request.uid` and `metadata.correlation_uid` already.
     if let Some(agent) = f.request.user_agent {
-        member_str(out, "user_agent", agent);
+        member(out, ",\"user_agent\":", agent);
     }
     out.push('}');
     if let Outcome::Denied { status, .. } = f.outcome {
-        let _ = write!(out, ",\"http_response\":{{\"code\":{status}}}");
+        out.push_str(",\"http_response\":{\"code\":");
+        uint(out, u64::from(status));
+        out.push('}');
     }
 
     write_resources(f, out);
 
     if let Some(rule) = f.outcome.rule() {
-        out.push_str(",\"policy\":{");
-        name(out, "uid");
-        string(out, rule);
+        member(out, ",\"policy\":{\"uid\":", rule);
         if let Some(v) = f.policy_version {
-            member_str(out, "version", v);
+            member(out, ",\"version\":", v);
         }
         out.push('}');
     }
@@ -278,73 +303,56 @@ pub fn write_open(f: &Facts<'_>, uid: &str, out: &mut String) {
 }
 
 fn write_actor(f: &Facts<'_>, out: &mut String) {
-    out.push_str(",\"actor\":{");
+    let authorizations = match f.outcome {
+        Outcome::Allowed { .. } => ",\"authorizations\":[{\"decision\":\"Allowed\"}]}",
+        Outcome::Denied { .. } => ",\"authorizations\":[{\"decision\":\"Denied\"}]}",
+        Outcome::DryRun { .. } => ",\"authorizations\":[{\"decision\":\"Allowed (dry run)\"}]}",
+    };
     let Some(token) = f.token else {
         // Required, and one of its members must be there: no verified identity.
-        out.push_str("\"app_name\":\"unverified\"");
-        write_authorizations(f, out);
-        out.push('}');
+        out.push_str(",\"actor\":{\"app_name\":\"unverified\"");
+        out.push_str(authorizations);
         return;
     };
-    name(out, "app_uid");
-    string(out, token.agent());
+    member(out, ",\"actor\":{\"app_uid\":", token.agent());
     if let Some(client) = token.claims.get("client_id").and_then(|c| c.as_str()) {
-        member_str(out, "app_name", client);
+        member(out, ",\"app_name\":", client);
     }
-    out.push_str(",\"user\":{");
-    name(out, "uid");
-    string(out, token.subject());
+    member(out, ",\"user\":{\"uid\":", token.subject());
     // The subject is a person unless it is the agent itself (a workload acting on its own).
-    let _ = write!(out, ",\"type_id\":{}}}", if token.chain.depth() > 0 { 1 } else { 4 });
-    out.push_str(",\"idp\":{");
-    name(out, "uid");
+    out.push_str(if token.chain.depth() > 0 {
+        ",\"type_id\":1},\"idp\":{\"uid\":"
+    } else {
+        ",\"type_id\":4},\"idp\":{\"uid\":"
+    });
     string(out, &token.issuer);
     out.push('}');
     if let Some(jti) = token.claims.get("jti").and_then(|c| c.as_str()) {
-        out.push_str(",\"session\":{");
-        name(out, "uid");
-        string(out, jti);
+        member(out, ",\"session\":{\"uid\":", jti);
         out.push('}');
     }
-    write_authorizations(f, out);
-    out.push('}');
-}
-
-fn write_authorizations(f: &Facts<'_>, out: &mut String) {
-    let decision = match f.outcome {
-        Outcome::Allowed { .. } => "Allowed",
-        Outcome::Denied { .. } => "Denied",
-        Outcome::DryRun { .. } => "Allowed (dry run)",
-    };
     // The deciding rule is the event's `policy`.
-    out.push_str(",\"authorizations\":[{");
-    name(out, "decision");
-    string(out, decision);
-    out.push_str("}]");
+    out.push_str(authorizations);
 }
 
 fn write_api(f: &Facts<'_>, out: &mut String) {
-    out.push_str(",\"api\":{");
-    name(out, "operation");
-    match f.mcp {
-        Some(call) if !call.method.is_empty() => string(out, &call.method),
-        _ => string(out, f.request.method),
-    }
+    let operation = match f.mcp {
+        Some(call) if !call.method.is_empty() => &call.method,
+        _ => f.request.method,
+    };
+    member(out, ",\"api\":{\"operation\":", operation);
     if let Some(route) = f.request.route {
-        out.push_str(",\"service\":{");
-        name(out, "name");
-        string(out, route);
+        member(out, ",\"service\":{\"name\":", route);
         out.push('}');
     }
     if let Some(id) = f.request.request_id {
-        out.push_str(",\"request\":{");
-        name(out, "uid");
-        string(out, id);
+        member(out, ",\"request\":{\"uid\":", id);
         out.push('}');
     }
     if let Outcome::Denied { status, reason, .. } = f.outcome {
-        let _ = write!(out, ",\"response\":{{\"code\":{status}");
-        member_str(out, "error", reason);
+        out.push_str(",\"response\":{\"code\":");
+        uint(out, u64::from(status));
+        member(out, ",\"error\":", reason);
         out.push('}');
     }
     out.push('}');
@@ -363,60 +371,51 @@ fn write_resources(f: &Facts<'_>, out: &mut String) {
     if f.labels.is_empty() && f.parameters.is_empty() && mcp_target.is_none() {
         return;
     }
-    out.push_str(",\"resources\":[");
-    let mut first = true;
-    let mut open = |out: &mut String| {
-        if !std::mem::take(&mut first) {
-            out.push(',');
-        }
-        out.push('{');
-    };
+    // `,"resources":[` before the first, `,` between.
+    let mut open = ",\"resources\":[{\"uid\":";
     for (param, value) in f.parameters {
-        open(out);
-        name(out, "uid");
-        string(out, value);
-        member_str(out, "name", param);
+        member(out, open, value);
+        open = ",{\"uid\":";
+        member(out, ",\"name\":", param);
         out.push_str(",\"type\":\"path_parameter\",\"role_id\":1}");
     }
     if let Some((kind, target)) = mcp_target {
-        open(out);
-        name(out, "uid");
-        string(out, target);
-        member_str(out, "name", target);
-        member_str(out, "type", kind);
+        member(out, open, target);
+        open = ",{\"uid\":";
+        member(out, ",\"name\":", target);
+        member(out, ",\"type\":", kind);
         out.push_str(",\"role_id\":1}");
     }
     for label in f.labels {
-        open(out);
-        name(out, "uid");
-        string(out, label);
-        member_str(out, "name", label);
+        member(out, open, label);
+        open = ",{\"uid\":";
+        member(out, ",\"name\":", label);
         out.push_str(",\"type\":\"route_label\",\"role_id\":4}");
     }
     out.push(']');
 }
 
 fn write_unmapped_open(f: &Facts<'_>, out: &mut String) {
-    out.push_str(",\"unmapped\":{");
-    name(out, "decision");
-    string(out, f.outcome.label());
     match f.outcome {
-        Outcome::Allowed { .. } => {}
-        Outcome::Denied { reason, .. } | Outcome::DryRun { reason, .. } => member_str(out, "reason", reason),
-    }
-    if matches!(f.outcome, Outcome::DryRun { .. }) {
-        member_bool(out, "dry_run", true);
+        Outcome::Allowed { .. } => out.push_str(",\"unmapped\":{\"decision\":\"allow\""),
+        Outcome::Denied { reason, .. } => {
+            out.push_str(",\"unmapped\":{\"decision\":\"deny\"");
+            member(out, ",\"reason\":", reason);
+        }
+        Outcome::DryRun { reason, .. } => {
+            out.push_str(",\"unmapped\":{\"decision\":\"dry_run\"");
+            member(out, ",\"reason\":", reason);
+            out.push_str(",\"dry_run\":true");
+        }
     }
     if let Some(token) = f.token
         && token.chain.depth() > 0
     {
         // The whole delegation chain, current actor first (OCSF 1.8.0 has no field for it).
-        out.push_str(",\"act_chain\":[");
-        for (i, actor) in token.chain.actors().iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            string(out, actor.sub());
+        let mut open = ",\"act_chain\":[";
+        for actor in token.chain.actors() {
+            member(out, open, actor.sub());
+            open = ",";
         }
         out.push(']');
     }
@@ -430,31 +429,34 @@ fn write_unmapped_open(f: &Facts<'_>, out: &mut String) {
             }
             string(out, claim);
             out.push(':');
-            // Claims are JSON already; written compact (no newline can appear in compact JSON).
-            out.push_str(&value.to_value().to_string());
+            // Claims are JSON already; written compact (no newline can appear in compact JSON). A string that
+            // needs no escape is the same text as serde_json writes it (which escapes a subset of what
+            // `needs_escape` finds).
+            match value.as_str() {
+                Some(s) if !needs_escape(s.as_bytes()) => {
+                    out.push('"');
+                    out.push_str(s);
+                    out.push('"');
+                }
+                _ => out.push_str(&value.to_value().to_string()),
+            }
         }
         out.push('}');
     }
     if let Some(call) = f.mcp {
-        out.push_str(",\"mcp\":{");
-        name(out, "method");
-        string(out, &call.method);
+        member(out, ",\"mcp\":{\"method\":", &call.method);
         if let Some(target) = call.target() {
-            member_str(out, "target", target);
+            member(out, ",\"target\":", target);
         }
-        let kind = match call.kind {
-            Kind::Request { .. } => "request",
-            Kind::Notification => "notification",
-            Kind::Response { .. } => "response",
-            Kind::Session => "session",
-        };
-        member_str(out, "kind", kind);
-        out.push('}');
+        out.push_str(match call.kind {
+            Kind::Request { .. } => ",\"kind\":\"request\"}",
+            Kind::Notification => ",\"kind\":\"notification\"}",
+            Kind::Response { .. } => ",\"kind\":\"response\"}",
+            Kind::Session => ",\"kind\":\"session\"}",
+        });
     }
     if let Some(node) = f.node {
-        out.push_str(",\"envoy\":{");
-        name(out, "node");
-        string(out, node);
+        member(out, ",\"envoy\":{\"node\":", node);
         out.push('}');
     }
 }

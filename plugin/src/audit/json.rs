@@ -2,19 +2,17 @@
 //! escaped as RFC 8259 requires (every control character, `"` and `\`). An event is one line: a newline in a
 //! client-sent value is written `\n`, never raw, so no one can add a line to the audit log.
 
-use std::fmt::Write;
-
 /// Whether any byte of `s` needs an escape: eight bytes at a time (most values need none).
-fn needs_escape(s: &[u8]) -> bool {
+pub fn needs_escape(s: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = ONES * 0x80;
     let (words, rest) = s.as_chunks::<8>();
+    // A byte is zero in `v` when `(v - 1) & !v` has its high bit; `quote`, `backslash` and `del` differ from `x`
+    // only below the high bit, so one `!x` serves the three, and `x - 0x20` with it finds the bytes below 0x20.
     let hit = |x: u64| {
         let (quote, backslash, del) = (x ^ (ONES * 0x22), x ^ (ONES * 0x5c), x ^ (ONES * 0x7f));
-        ((quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | (del.wrapping_sub(ONES) & !del)
-            | (x.wrapping_sub(ONES * 0x20) & !x))
+        (quote.wrapping_sub(ONES) | backslash.wrapping_sub(ONES) | del.wrapping_sub(ONES) | x.wrapping_sub(ONES * 0x20))
+            & !x
             & HIGHS
             != 0
     };
@@ -25,9 +23,14 @@ fn needs_escape(s: &[u8]) -> bool {
 /// Appends `s` as a JSON string.
 pub fn string(out: &mut String, s: &str) {
     out.push('"');
+    contents(out, s);
+    out.push('"');
+}
+
+/// Appends `s` escaped, without the quotes.
+pub fn contents(out: &mut String, s: &str) {
     if !needs_escape(s.as_bytes()) {
         out.push_str(s);
-        out.push('"');
         return;
     }
     let bytes = s.as_bytes();
@@ -44,42 +47,51 @@ pub fn string(out: &mut String, s: &str) {
         };
         out.push_str(s.get(start..i).unwrap_or_default());
         if escape.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
         } else {
             out.push_str(escape);
         }
         start = i + 1;
     }
     out.push_str(s.get(start..).unwrap_or_default());
-    out.push('"');
 }
 
-/// Appends `"name":` (names are the writer's own constants: never escaped).
-pub fn name(out: &mut String, name: &str) {
-    out.push('"');
-    out.push_str(name);
-    out.push_str("\":");
-}
-
-/// Appends `"name":"value"` with the value escaped, preceded by a comma.
-pub fn member_str(out: &mut String, key: &str, value: &str) {
-    out.push(',');
-    name(out, key);
+/// Appends `"name":` and `value` as a JSON string; `name_colon` is the writer's own constant `,"name":` (never
+/// escaped).
+pub fn member(out: &mut String, name_colon: &str, value: &str) {
+    out.push_str(name_colon);
     string(out, value);
 }
 
-/// Appends `"name":<integer>`, preceded by a comma.
-pub fn member_int(out: &mut String, key: &str, value: impl std::fmt::Display) {
-    out.push(',');
-    name(out, key);
-    let _ = write!(out, "{value}");
-}
-
-/// Appends `"name":true|false`, preceded by a comma.
-pub fn member_bool(out: &mut String, key: &str, value: bool) {
-    out.push(',');
-    name(out, key);
-    out.push_str(if value { "true" } else { "false" });
+/// Appends the decimal digits of `n`.
+pub fn uint(out: &mut String, n: u64) {
+    // Two digits at a time: `n` has at most 20.
+    const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839\
+                                4041424344454647484950515253545556575859606162636465666768697071727374757677787980\
+                                81828384858687888990919293949596979899";
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    while n >= 10 && at >= 2 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        at -= 2;
+        if let (Some(d), Some(p)) = (digits.get_mut(at..at + 2), PAIRS.get(pair..pair + 2)) {
+            d.copy_from_slice(p);
+        }
+    }
+    if n > 0 || at == digits.len() {
+        at = at.saturating_sub(1);
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+    }
+    for &d in digits.get(at..).unwrap_or_default() {
+        out.push(char::from(d));
+    }
 }
 
 #[cfg(test)]
@@ -98,7 +110,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn integers_are_written_as_display_writes_them() {
+        let mut samples =
+            vec![0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 65_535, 1_900_000_000_000, u64::MAX, u64::MAX - 1];
+        samples.extend((0..64).map(|i| 1u64 << i));
+        samples.extend((1..20).map(|i| 10u64.pow(i) - 1));
+        samples.extend((1..20).map(|i| 10u64.pow(i)));
+        for n in samples {
+            let mut out = String::from("x");
+            uint(&mut out, n);
+            assert_eq!(out, format!("x{n}"));
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn any_integer_is_written_as_display_writes_it(n: u64) {
+            let mut out = String::new();
+            uint(&mut out, n);
+            proptest::prop_assert_eq!(out, n.to_string());
+        }
+
         #[test]
         fn the_fast_check_finds_every_byte_that_needs_an_escape(s in "(\\PC|[\u{0}-\u{1f}\u{7f}\"\\\\]){0,40}") {
             let naive = s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f);

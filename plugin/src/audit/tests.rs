@@ -145,3 +145,29 @@ fn events_chain_by_hash_and_checkpoints_seal_them() {
     assert_eq!(first["unmapped"]["chain"]["previous_chain"]["id"], "c");
     assert_eq!(first["unmapped"]["chain"]["previous_chain"]["seq"], 6);
 }
+
+#[test]
+fn hashes_are_written_as_b64_writes_them() {
+    for seed in 0u8..=255 {
+        let hash: [u8; 32] = std::array::from_fn(|i| seed.wrapping_mul(31).wrapping_add((i as u8).wrapping_mul(73)));
+        assert_eq!(&*chain::b64_hash(&hash), b64(&hash));
+    }
+}
+
+#[test]
+fn type_uid_is_600300_plus_the_activity() {
+    let mut seen = Vec::new();
+    for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+        let mut chain = Chain::new("c".into(), None);
+        let f = Facts {
+            request: RequestFacts { method, ..facts(None, Outcome::Allowed { rule: "r" }).request },
+            ..facts(None, Outcome::Allowed { rule: "r" })
+        };
+        let e: Value = serde_json::from_str(&line(&settings(None), &mut chain, &f)).unwrap();
+        let activity = e["activity_id"].as_u64().unwrap();
+        assert_eq!(e["type_uid"], 600_300 + activity, "{method}");
+        seen.push((activity, e["activity_name"].as_str().unwrap().to_owned()));
+    }
+    let names: Vec<_> = seen.iter().map(|(id, name)| format!("{id} {name}")).collect();
+    assert_eq!(names, ["2 Read", "2 Read", "1 Create", "3 Update", "3 Update", "4 Delete", "99 Other"]);
+}
