@@ -19,6 +19,7 @@ pub mod mint;
 pub mod percent;
 pub mod policy;
 pub mod request;
+pub mod revocation;
 pub mod token;
 
 #[cfg(target_arch = "wasm32")]

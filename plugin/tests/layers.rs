@@ -22,8 +22,9 @@ fn layer(top: &str) -> Option<Option<usize>> {
         "request" | "header_map" => Some(0),
         // `mint` signs tokens for tests and tools (never in the .wasm).
         "token" | "mint" => Some(1),
-        // The audit event and its chain read requests and tokens; the engine holds its settings.
-        "policy" | "audit" => Some(2),
+        // The audit event and its chain read requests and tokens; the engine holds its settings. Revocation
+        // reads verified tokens; the engine checks them.
+        "policy" | "audit" | "revocation" => Some(2),
         "engine" => Some(3),
         "config" => Some(4),
         "filter" | "bench_exports" => Some(5),

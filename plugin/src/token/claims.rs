@@ -193,7 +193,7 @@ impl<'a> Claim<'a> {
     }
 
     /// A NumericDate: a JSON number of seconds, integer or finite fraction (truncated), in `0..=2^40`.
-    fn numeric_date(self, name: &'static str) -> Result<i64, TokenError> {
+    pub fn numeric_date(self, name: &'static str) -> Result<i64, TokenError> {
         let seconds = match self.0 {
             // An integer of at most 18 digits (no overflow), or not a number.
             Form::Text(text) if text.starts_with(|c: char| c.is_ascii_digit()) => {
