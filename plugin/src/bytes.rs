@@ -23,6 +23,14 @@ pub fn compare(a: &[u8], b: &[u8]) -> i32 {
     0
 }
 
+/// Whether two secrets are equal, in time that depends on neither's content nor on where they differ: both
+/// are hashed (SHA-256) and the digests compared without an early exit, so not even the length leaks.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
+    x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0
+}
+
 fn word(bytes: &[u8]) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(bytes);
@@ -31,7 +39,16 @@ fn word(bytes: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::compare;
+    use super::{compare, constant_time_eq};
+
+    #[test]
+    fn secrets_compare_equal_only_when_equal() {
+        assert!(constant_time_eq(b"Bearer s3cret", b"Bearer s3cret"));
+        assert!(constant_time_eq(b"", b""));
+        assert!(!constant_time_eq(b"Bearer s3cret", b"Bearer s3cre"));
+        assert!(!constant_time_eq(b"Bearer s3cret", b"Bearer s3creT"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
 
     #[test]
     fn agrees_with_the_standard_library_on_sign() {

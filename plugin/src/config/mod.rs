@@ -13,8 +13,10 @@ use crate::token::{self, Algorithm, Issuer, KeySet, Profile, Verifier};
 use serde::Deserialize;
 mod audit;
 mod mcp;
+mod revocation;
 pub use audit::{AuditDocument, CheckpointDocument};
 pub use mcp::{McpDocument, McpEndpointDocument};
+pub use revocation::{ListDocument, PollDocument, PushDocument, RevocationDocument, SsfDocument, SubjectsDocument};
 use std::fmt;
 
 /// Largest clock skew an issuer may tolerate, seconds.
@@ -85,6 +87,9 @@ pub struct ConfigDocument {
     /// The audit trail: one OCSF event per decision in filter state, for Envoy's access loggers.
     #[serde(default)]
     pub audit: Option<AuditDocument>,
+    /// Continuous revocation: revocations written here, a fetched revocation list, a Shared Signals receiver.
+    #[serde(default)]
+    pub revocation: Option<RevocationDocument>,
 }
 
 /// Request handling as written.
@@ -261,6 +266,10 @@ fn settings(doc: &ConfigDocument, crypto: CryptoPreference) -> Result<Settings, 
         }
         forward_claims.push((claim.clone(), header));
     }
+    let (revocations, revocation_sources) = match &doc.revocation {
+        Some(r) => revocation::settings(r)?,
+        None => Default::default(),
+    };
     Ok(Settings {
         realm: doc.realm.clone(),
         crypto,
@@ -279,6 +288,8 @@ fn settings(doc: &ConfigDocument, crypto: CryptoPreference) -> Result<Settings, 
             None => Vec::new(),
         },
         audit: doc.audit.as_ref().map(audit::settings).transpose()?,
+        revocations,
+        revocation_sources,
     })
 }
 

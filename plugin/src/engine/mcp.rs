@@ -157,6 +157,7 @@ impl Engine {
             rule: None,
             mcp: None,
             verified: None,
+            revoked_by: None,
         })
     }
 

@@ -8,6 +8,7 @@ mod identity;
 mod mcp;
 mod prepare;
 mod response;
+mod revocation;
 mod settings;
 
 pub use identity::{
@@ -25,11 +26,12 @@ use crate::policy::{Decision, Effect, Policy, RuleResult};
 use crate::request::mcp::list::ListKind;
 use crate::request::mcp::{McpRefusal, McpRequest};
 use crate::request::{self, Connection, Headers, MethodOverride, Request, RequestError};
+use crate::revocation::{Kind, RevocationSet, TokenFacts};
 use crate::token::cache::TokenCache;
 use crate::token::{CryptoBackend, KeySet, TokenError, VerifiedToken, Verifier};
 use serde_json::json;
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 
 /// The gateway's answer.
@@ -95,6 +97,8 @@ pub struct Engine {
     cache: RefCell<TokenCache<Rc<Admitted>>>,
     /// Whether any issuer binds its tokens to the mTLS peer (decided once, not per request).
     binds_peer: bool,
+    /// The revocations shared by the gateway's workers, as this VM last read them ([`Engine::set_revocations`]).
+    revocations: RefCell<Rc<RevocationSet>>,
 }
 
 /// A token that verified, with the identity headers an allow forwards for it: made once, when the token
@@ -103,6 +107,11 @@ pub struct Engine {
 struct Admitted {
     token: VerifiedToken,
     identity: Vec<(&'static str, HeaderValue)>,
+    /// What revocation compares, extracted at the first check (never, when nothing can be revoked).
+    facts: OnceCell<TokenFacts>,
+    /// The generation of the shared revocation set this token was last found clean under (0: never). A set
+    /// only loses revocations as time passes, so a clean token stays clean until the set is replaced.
+    clean: Cell<u64>,
 }
 
 /// The verified token a decision was made for, shared with the token cache (audit events read its claims).
@@ -143,6 +152,13 @@ enum Failure {
     },
     /// An MCP message refused before policy.
     Mcp(McpRefusal),
+    /// A revocation refuses the token: a selector of this kind.
+    Revoked {
+        kind: Kind,
+        admitted: Rc<Admitted>,
+    },
+    /// The revocation list covering the token's issuer is stale, and configured to fail closed.
+    RevocationStale,
 }
 
 /// What a decision learnt of a request to an MCP endpoint, kept for its answer.
@@ -159,7 +175,8 @@ impl Engine {
     pub fn new(verifier: Verifier, policy: Policy, settings: Settings) -> Engine {
         let cache = RefCell::new(TokenCache::new(settings.cache_capacity));
         let binds_peer = verifier.issuers().iter().any(|i| i.binding.any());
-        Engine { verifier, policy: Rc::new(policy), settings: Rc::new(settings), cache, binds_peer }
+        let revocations = RefCell::new(Rc::default());
+        Engine { verifier, policy: Rc::new(policy), settings: Rc::new(settings), cache, binds_peer, revocations }
     }
 
     /// The response and forwarding settings.
@@ -176,6 +193,7 @@ impl Engine {
             settings: self.settings.clone(),
             cache: RefCell::new(TokenCache::new(self.settings.cache_capacity)),
             binds_peer: self.binds_peer,
+            revocations: RefCell::new(self.revocations.borrow().clone()),
         }
     }
 
@@ -203,7 +221,12 @@ impl Engine {
         let single = |name: &str| single_value(headers, name);
         let verified = self.verifier.verify_with(token, now, crypto, &single)?;
         let valid_until = verified.valid_until;
-        let admitted = Rc::new(Admitted { identity: self.identity(&verified), token: verified });
+        let admitted = Rc::new(Admitted {
+            identity: self.identity(&verified),
+            token: verified,
+            facts: OnceCell::new(),
+            clean: Cell::new(0),
+        });
         if let Ok(mut cache) = self.cache.try_borrow_mut() {
             cache.insert(token, admitted.clone(), now, valid_until);
         }

@@ -129,6 +129,7 @@ impl Engine {
             },
             _ => Failure::Token(error),
         })?;
+        self.check_revocation(&verified, now)?;
 
         let host = match pseudo.authority {
             Some(h) => Some(request::canonical_host(h).map_err(Failure::BadRequest)?),

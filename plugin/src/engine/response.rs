@@ -2,6 +2,7 @@
 
 use super::{Engine, Failure, HeaderValue, Verified};
 use crate::request::mcp::McpRequest;
+use crate::revocation::Kind;
 use crate::token::TokenError;
 use std::rc::Rc;
 
@@ -22,8 +23,11 @@ pub struct Denial {
     pub rule: Option<String>,
     /// The MCP message refused, when one was read (for audit and metrics).
     pub mcp: Option<Rc<McpRequest>>,
-    /// For a policy denial, the verified token that was refused (for audit, never sent to the client).
+    /// For a policy denial or a revoked token, the verified token that was refused (for audit, never sent to
+    /// the client).
     pub verified: Option<Verified>,
+    /// For a revoked token, the kind of revocation that refused it (for logs and audit).
+    pub revoked_by: Option<Kind>,
 }
 
 impl Denial {
@@ -43,7 +47,11 @@ impl Engine {
         };
         // Moved out, not copied: the match below needs only the rest of the failure.
         let verified = match &failure {
-            Failure::Forbidden { admitted, .. } => Some(Verified(admitted.clone())),
+            Failure::Forbidden { admitted, .. } | Failure::Revoked { admitted, .. } => Some(Verified(admitted.clone())),
+            _ => None,
+        };
+        let revoked_by = match &failure {
+            Failure::Revoked { kind, .. } => Some(*kind),
             _ => None,
         };
         let (status, error, description, reason, rule): (u16, Option<&str>, String, &'static str, Option<String>) =
@@ -66,6 +74,20 @@ impl Engine {
                     Some("temporarily_unavailable"),
                     TokenError::KeysUnavailable.to_string(),
                     TokenError::KeysUnavailable.metric_label(),
+                    None,
+                ),
+                Failure::RevocationStale => (
+                    503,
+                    Some("temporarily_unavailable"),
+                    "the revocation list for this token's issuer is out of date".into(),
+                    "revocation_stale",
+                    None,
+                ),
+                Failure::Revoked { .. } => (
+                    401,
+                    Some("invalid_token"),
+                    TokenError::Revoked.to_string(),
+                    TokenError::Revoked.metric_label(),
                     None,
                 ),
                 Failure::Token(e) | Failure::RemoteKeys { error: e, .. } => {
@@ -100,6 +122,7 @@ impl Engine {
                 rule,
                 mcp: None,
                 verified,
+                revoked_by,
             };
         }
         let deciding_rule = rule.clone();
@@ -142,6 +165,7 @@ impl Engine {
             rule: deciding_rule,
             mcp: None,
             verified,
+            revoked_by,
         }
     }
 }

@@ -71,6 +71,10 @@ pub struct Settings {
     pub mcp: Vec<super::McpEndpoint>,
     /// The audit trail, when configured.
     pub audit: Option<crate::audit::Settings>,
+    /// Revocations written in the configuration (`revocation.selectors`), checked with the shared ones.
+    pub revocations: std::rc::Rc<crate::revocation::RevocationSet>,
+    /// Where shared revocations come from (`revocation.list`, `revocation.ssf`), if anywhere.
+    pub revocation_sources: Option<std::rc::Rc<crate::revocation::sources::Sources>>,
 }
 
 impl Default for Settings {
@@ -90,6 +94,8 @@ impl Default for Settings {
             method_override: MethodOverride::default(),
             mcp: Vec::new(),
             audit: None,
+            revocations: Default::default(),
+            revocation_sources: None,
         }
     }
 }

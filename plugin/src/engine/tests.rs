@@ -487,3 +487,4 @@ fn jwt_authn_attests_the_payload_it_forwarded_and_nothing_else() {
 }
 
 mod bypass;
+mod revocation;
