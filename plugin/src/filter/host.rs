@@ -12,6 +12,8 @@ pub struct Status(pub u32);
 
 const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
+/// `set_shared_data` with a CAS token that is no longer current.
+pub const CAS_MISMATCH: u32 = 8;
 
 fn check(status: u32) -> Result<(), Status> {
     if status == OK { Ok(()) } else { Err(Status(status)) }
@@ -106,6 +108,14 @@ unsafe extern "C" {
         timeout_ms: u32,
         token: *mut u32,
     ) -> u32;
+    fn proxy_get_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *mut *mut u8,
+        value_size: *mut usize,
+        cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(key: *const u8, key_size: usize, value: *const u8, value_size: usize, cas: u32) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
@@ -240,12 +250,43 @@ pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
     check(unsafe { proxy_set_effective_context(context_id) })
 }
 
+/// The value of a shared-data key (shared by every VM of the plugin's `vm_id` in the Envoy process) and its
+/// CAS token; `None` if it was never set.
+pub fn shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, Status> {
+    let (mut data, mut size, mut cas) = (null_mut(), 0usize, 0u32);
+    // SAFETY: a live key buffer; the host writes a pointer, a length and a u32 into valid out-parameters.
+    let status = unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    match status {
+        OK => Ok(Some((owned(data, size), cas))),
+        NOT_FOUND => Ok(None),
+        other => Err(Status(other)),
+    }
+}
+
+/// Sets a shared-data key if its CAS token is still `cas` (0: unconditionally); `Err(Status(CAS_MISMATCH))`
+/// when another VM wrote it since.
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), Status> {
+    // SAFETY: live input buffers for the whole call; the host copies them.
+    check(unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) })
+}
+
 /// Starts an HTTP call through an Envoy cluster; the answer comes to `proxy_on_http_call_response` with the
 /// returned token.
 pub fn http_call(cluster: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<u32, Status> {
+    http_call_with_body(cluster, headers, &[], timeout)
+}
+
+/// [`http_call`] with a request body.
+pub fn http_call_with_body(
+    cluster: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<u32, Status> {
     let headers = crate::header_map::serialize(headers);
     let trailers = crate::header_map::serialize::<&str, &str>(&[]);
     let mut token = 0u32;
+    let body_ptr = if body.is_empty() { null() } else { body.as_ptr() };
     // SAFETY: live input buffers for the whole call (no body: null and 0); the host writes one u32.
     check(unsafe {
         proxy_http_call(
@@ -253,8 +294,8 @@ pub fn http_call(cluster: &str, headers: &[(&str, &str)], timeout: Duration) -> 
             cluster.len(),
             headers.as_ptr(),
             headers.len(),
-            null(),
-            0,
+            body_ptr,
+            body.len(),
             trailers.as_ptr(),
             trailers.len(),
             u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),

@@ -64,6 +64,8 @@ pub(super) enum Phase {
     AwaitingBody(Box<Pending>),
     /// An allowed list call: its response is filtered for the caller.
     Listing(Box<Listing>),
+    /// A security event pushed to the SSF push endpoint (RFC 8935): buffered, then verified and answered.
+    SecurityEvent { max_bytes: usize },
 }
 
 /// What deciding on the body needs of the request: its headers as they arrived (Envoy has forwarded its
@@ -111,6 +113,34 @@ fn refusal_body(call: &McpRequest, why: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A chunk of a pushed security event: buffered to its end (or refused over the cap), then handled.
+fn security_event_body(
+    shared: &Rc<RefCell<Shared>>,
+    crypto: &dyn CryptoBackend,
+    context_id: u32,
+    size: usize,
+    end: bool,
+    max_bytes: usize,
+) -> u32 {
+    let now = now_ms().unwrap_or(0);
+    if size > max_bytes {
+        forget(context_id);
+        super::revocation::on_push_body(shared, crypto, None, now);
+        return DATA_BUFFER;
+    }
+    if !end {
+        return DATA_BUFFER;
+    }
+    forget(context_id);
+    match host::buffer(BufferType::HttpRequestBody, size) {
+        Ok(bytes) => super::revocation::on_push_body(shared, crypto, Some(&bytes), now),
+        Err(_) => {
+            super::fail_closed("the request body is unavailable");
+        }
+    }
+    DATA_BUFFER
+}
+
 /// A chunk of the request body of a stream waiting for its decision (`size`: what Envoy has buffered so
 /// far, `end`: the body is complete).
 pub(super) fn on_request_body(
@@ -120,10 +150,14 @@ pub(super) fn on_request_body(
     size: usize,
     end: bool,
 ) -> u32 {
-    let waiting = STREAMS.with(|s| match s.borrow().get(&context_id) {
-        Some(Phase::AwaitingBody(p)) => Some(p.max_bytes),
-        _ => None,
+    let (waiting, pushed) = STREAMS.with(|s| match s.borrow().get(&context_id) {
+        Some(Phase::AwaitingBody(p)) => (Some(p.max_bytes), None),
+        Some(Phase::SecurityEvent { max_bytes }) => (None, Some(*max_bytes)),
+        _ => (None, None),
     });
+    if let Some(max_bytes) = pushed {
+        return security_event_body(shared, crypto, context_id, size, end, max_bytes);
+    }
     let Some(max_bytes) = waiting else { return DATA_CONTINUE };
     if size > max_bytes {
         return decide_body(shared, crypto, context_id, Body::TooLarge);

@@ -14,6 +14,12 @@
 //! - `agent_iam.mcp.<method>.allow` / `.deny`: MCP decisions by JSON-RPC method (`tools_call`, `tools_list`, ...,
 //!   `notification`, `response`, `session` (a session's GET stream or DELETE), `other`)
 //! - `agent_iam.jwks.fetch.ok` / `agent_iam.jwks.fetch.<failure>`; gauge `agent_iam.jwks.issuer_<n>.age_seconds`
+//! - `agent_iam.revocation.refused.<kind>`: requests refused by a revocation, by its kind (`jti`, `agent`,
+//!   `client_id`, `subject`, `trust_domain`, `issuer`); gauges `agent_iam.revocation.active.<kind>` (live
+//!   revocations in force), `agent_iam.revocation.list.age_seconds`, `agent_iam.revocation.ssf.last_poll_seconds`
+//!   (the time of the last good poll, seconds since the epoch); `agent_iam.revocation.list.ok` / `.refused` /
+//!   `.no_response`, `agent_iam.revocation.ssf.poll.ok` / `.failed` / `.no_response`,
+//!   `agent_iam.revocation.ssf.set.accepted` / `.refused`
 //! - gauge `agent_iam.vm.memory_bytes`: the linear memory of the plugin's VMs, summed (each VM adds what it
 //!   grew by since it last reported, on its tick, and takes its share back when Envoy ends it). A VM's memory
 //!   never shrinks, so this is the peak: what the token cache and the configuration cost in Envoy's RSS.

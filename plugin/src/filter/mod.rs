@@ -24,6 +24,7 @@ mod local_reply;
 mod mcp;
 mod metrics;
 mod outcome;
+mod revocation;
 
 use keys::Remote;
 use metrics::Counter;
@@ -97,6 +98,8 @@ struct Shared {
     metrics: metrics::Metrics,
     /// The audit trail of the current configuration, when it has one.
     audit: Option<audit::Trail>,
+    /// Fetching the revocation list and polling the SSF transmitter, when this worker holds the lease.
+    revocation: revocation::Fetcher,
 }
 
 /// A request held for a key set.
@@ -218,6 +221,7 @@ impl Root {
 
     /// The plugin is being removed: its share of the memory gauge goes with it.
     fn on_delete(&mut self) {
+        revocation::release(&self.shared, self.context_id);
         if let Ok(mut s) = self.shared.try_borrow_mut() {
             s.metrics.withdraw_memory();
         }
@@ -225,6 +229,9 @@ impl Root {
 
     fn on_http_call_response(&mut self, token_id: u32, body_size: usize) {
         let Some(now) = now_ms() else { return };
+        if revocation::on_response(&self.shared, token_id, body_size, self.crypto.as_ref(), now) {
+            return;
+        }
         let changed = keys::on_response(&self.shared, token_id, now, body_size);
         if let Some(issuer) = changed {
             self.resume_waiting(Some(issuer));
@@ -268,10 +275,11 @@ impl Root {
         }
         let now = now_ms().unwrap_or(0);
         let any_remote = keys::install(&self.shared, engine, now);
+        let revoking = revocation::install(&self.shared, now);
         log(LogLevel::Info, &summary);
-        // Ticks drive fetches, refreshes and the deadlines of held requests, and hand counters to the host when
-        // requests stop coming.
-        let period = Duration::from_millis(if any_remote { keys::TICK_MS } else { metrics::FLUSH_MS });
+        // Ticks drive fetches, refreshes, the deadlines of held requests and the reading of shared revocations,
+        // and hand counters to the host when requests stop coming.
+        let period = Duration::from_millis(if any_remote || revoking { keys::TICK_MS } else { metrics::FLUSH_MS });
         let _ = host::set_tick_period(period);
         if any_remote {
             keys::fetch_due(&self.shared, now);
@@ -287,6 +295,7 @@ impl Root {
             self.resume_waiting(None);
         }
         self.expire_waiting(now);
+        revocation::on_tick(&self.shared, self.context_id, self.crypto.as_ref(), now);
         if let Ok(mut s) = self.shared.try_borrow_mut() {
             s.metrics.flush(now, true);
             s.metrics.report_memory();
@@ -382,6 +391,11 @@ fn decide_and_apply(
         Ok(headers) => headers,
         Err(e) => return fail_closed(&format!("the request headers cannot be read ({e:?})")),
     };
+    if held.is_none()
+        && let Some(applied) = revocation::push_headers(&engine, &headers, context_id, end_of_stream)
+    {
+        return applied;
+    }
     let properties = Properties::read(&engine);
     let decided = Decided {
         engine: &engine,
@@ -621,6 +635,17 @@ fn apply(
             Applied::Continue
         }
         Verdict::Deny(denial) => {
+            if let Some(kind) = denial.revoked_by {
+                let agent = denial.verified.as_ref().map_or("", |v| v.token().agent());
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "agent-iam: refused a revoked token of agent \"{}\" (revoked by {})",
+                        agent.escape_debug(),
+                        kind.label()
+                    ),
+                );
+            }
             // Formatted only when it will be written: every refused request passes here.
             if logging_at(LogLevel::Debug, now_ms) {
                 log(LogLevel::Debug, &format!("agent-iam: {} {}", denial.status, denial.details));

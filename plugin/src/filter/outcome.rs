@@ -105,6 +105,9 @@ pub(super) fn count_denial(m: &mut metrics::Metrics, d: &Denial) {
     if let Some(rule) = &d.rule {
         m.count_rule(rule, false);
     }
+    if let Some(kind) = d.revoked_by {
+        m.count(&format!("agent_iam.revocation.refused.{}", kind.label()), 1);
+    }
 }
 
 /// The stream a held request belongs to.
