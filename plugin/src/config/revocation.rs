@@ -255,7 +255,7 @@ pub fn settings(doc: &RevocationDocument) -> Result<(Rc<RevocationSet>, Option<R
         return Ok((inline, None));
     }
     let limits = Limits { max_entries, max_seen: max_entries };
-    Ok((inline, Some(Rc::new(Sources { state_key, limits, sync_ms: 250, list, ssf }))))
+    Ok((inline, Some(Rc::new(Sources { state_key, limits, list, ssf }))))
 }
 
 fn list_source(d: &ListDocument) -> Result<ListSource, ConfigError> {

@@ -295,7 +295,7 @@ impl Root {
             self.resume_waiting(None);
         }
         self.expire_waiting(now);
-        revocation::on_tick(&self.shared, self.context_id, self.crypto.as_ref(), now);
+        revocation::on_tick(&self.shared, self.context_id, now);
         if let Ok(mut s) = self.shared.try_borrow_mut() {
             s.metrics.flush(now, true);
             s.metrics.report_memory();

@@ -108,8 +108,6 @@ pub struct Sources {
     pub state_key: String,
     /// Caps on the state.
     pub limits: Limits,
-    /// Milliseconds between two looks at the shared state's version (each worker, on its tick).
-    pub sync_ms: u64,
     /// A revocation list.
     pub list: Option<ListSource>,
     /// A Shared Signals receiver.
