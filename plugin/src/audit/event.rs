@@ -222,7 +222,7 @@ pub(super) fn write(f: &Facts<'_>, uid: impl FnOnce(&mut String), out: &mut Stri
             out.push_str(",\"status_id\":2,\"status\":\"Failure\",\"status_code\":\"");
             uint(out, u64::from(status));
             out.push('"');
-            member(out, ",\"status_detail\":", reason);
+            member(out, ",\"status_detail\":\"", reason);
         }
         Outcome::DryRun { status, reason, .. } => {
             out.push_str(
@@ -240,10 +240,9 @@ pub(super) fn write(f: &Facts<'_>, uid: impl FnOnce(&mut String), out: &mut Stri
     out.push_str(",\"metadata\":{\"version\":\"1.8.0\",\"profiles\":[\"security_control\"],\"uid\":");
     uid(out);
     if let Some(id) = f.request.request_id {
-        member(out, ",\"correlation_uid\":", id);
+        member(out, ",\"correlation_uid\":\"", id);
     }
-    out.push_str(",\"log_name\":\"agent-iam-audit\",\"product\":{\"name\":\"agent-iam\",\"vendor_name\":");
-    string(out, f.vendor);
+    member(out, ",\"log_name\":\"agent-iam-audit\",\"product\":{\"name\":\"agent-iam\",\"vendor_name\":\"", f.vendor);
     out.push_str(concat!(",\"version\":\"", env!("CARGO_PKG_VERSION"), "\"}}"));
 
     write_actor(f, out);
@@ -253,34 +252,34 @@ pub(super) fn write(f: &Facts<'_>, uid: impl FnOnce(&mut String), out: &mut Stri
     match (f.request.source, f.request.peer) {
         (Some(address), peer) => {
             let (ip, port) = split_address(address);
-            member(out, ",\"src_endpoint\":{\"ip\":", ip);
+            member(out, ",\"src_endpoint\":{\"ip\":\"", ip);
             if let Some(port) = port {
                 out.push_str(",\"port\":");
                 uint(out, u64::from(port));
             }
             if let Some(peer) = peer {
-                member(out, ",\"svc_name\":", peer);
+                member(out, ",\"svc_name\":\"", peer);
             }
             out.push('}');
         }
         (None, Some(peer)) => {
-            member(out, ",\"src_endpoint\":{\"svc_name\":", peer);
-            member(out, ",\"name\":", peer);
+            member(out, ",\"src_endpoint\":{\"svc_name\":\"", peer);
+            member(out, ",\"name\":\"", peer);
             out.push('}');
         }
         (None, None) => out.push_str(",\"src_endpoint\":{\"name\":\"unknown\"}"),
     }
 
     // http_request: never a header value that could carry a credential, never the query.
-    member(out, ",\"http_request\":{\"http_method\":", f.request.method);
-    member(out, ",\"url\":{\"path\":", f.request.path);
+    member(out, ",\"http_request\":{\"http_method\":\"", f.request.method);
+    member(out, ",\"url\":{\"path\":\"", f.request.path);
     if let Some(host) = f.request.host {
-        member(out, ",\"hostname\":", host);
+        member(out, ",\"hostname\":\"", host);
     }
     out.push('}');
     // The request id is `api.request.uid` and `metadata.correlation_uid` already.
     if let Some(agent) = f.request.user_agent {
-        member(out, ",\"user_agent\":", agent);
+        member(out, ",\"user_agent\":\"", agent);
     }
     out.push('}');
     if let Outcome::Denied { status, .. } = f.outcome {
@@ -292,9 +291,9 @@ pub(super) fn write(f: &Facts<'_>, uid: impl FnOnce(&mut String), out: &mut Stri
     write_resources(f, out);
 
     if let Some(rule) = f.outcome.rule() {
-        member(out, ",\"policy\":{\"uid\":", rule);
+        member(out, ",\"policy\":{\"uid\":\"", rule);
         if let Some(v) = f.policy_version {
-            member(out, ",\"version\":", v);
+            member(out, ",\"version\":\"", v);
         }
         out.push('}');
     }
@@ -314,21 +313,21 @@ fn write_actor(f: &Facts<'_>, out: &mut String) {
         out.push_str(authorizations);
         return;
     };
-    member(out, ",\"actor\":{\"app_uid\":", token.agent());
+    member(out, ",\"actor\":{\"app_uid\":\"", token.agent());
     if let Some(client) = token.claims.get("client_id").and_then(|c| c.as_str()) {
-        member(out, ",\"app_name\":", client);
+        member(out, ",\"app_name\":\"", client);
     }
-    member(out, ",\"user\":{\"uid\":", token.subject());
+    member(out, ",\"user\":{\"uid\":\"", token.subject());
     // The subject is a person unless it is the agent itself (a workload acting on its own).
-    out.push_str(if token.chain.depth() > 0 {
-        ",\"type_id\":1},\"idp\":{\"uid\":"
+    let idp = if token.chain.depth() > 0 {
+        ",\"type_id\":1},\"idp\":{\"uid\":\""
     } else {
-        ",\"type_id\":4},\"idp\":{\"uid\":"
-    });
-    string(out, &token.issuer);
+        ",\"type_id\":4},\"idp\":{\"uid\":\""
+    };
+    member(out, idp, &token.issuer);
     out.push('}');
     if let Some(jti) = token.claims.get("jti").and_then(|c| c.as_str()) {
-        member(out, ",\"session\":{\"uid\":", jti);
+        member(out, ",\"session\":{\"uid\":\"", jti);
         out.push('}');
     }
     // The deciding rule is the event's `policy`.
@@ -340,19 +339,19 @@ fn write_api(f: &Facts<'_>, out: &mut String) {
         Some(call) if !call.method.is_empty() => &call.method,
         _ => f.request.method,
     };
-    member(out, ",\"api\":{\"operation\":", operation);
+    member(out, ",\"api\":{\"operation\":\"", operation);
     if let Some(route) = f.request.route {
-        member(out, ",\"service\":{\"name\":", route);
+        member(out, ",\"service\":{\"name\":\"", route);
         out.push('}');
     }
     if let Some(id) = f.request.request_id {
-        member(out, ",\"request\":{\"uid\":", id);
+        member(out, ",\"request\":{\"uid\":\"", id);
         out.push('}');
     }
     if let Outcome::Denied { status, reason, .. } = f.outcome {
         out.push_str(",\"response\":{\"code\":");
         uint(out, u64::from(status));
-        member(out, ",\"error\":", reason);
+        member(out, ",\"error\":\"", reason);
         out.push('}');
     }
     out.push('}');
@@ -372,24 +371,24 @@ fn write_resources(f: &Facts<'_>, out: &mut String) {
         return;
     }
     // `,"resources":[` before the first, `,` between.
-    let mut open = ",\"resources\":[{\"uid\":";
+    let mut open = ",\"resources\":[{\"uid\":\"";
     for (param, value) in f.parameters {
         member(out, open, value);
-        open = ",{\"uid\":";
-        member(out, ",\"name\":", param);
+        open = ",{\"uid\":\"";
+        member(out, ",\"name\":\"", param);
         out.push_str(",\"type\":\"path_parameter\",\"role_id\":1}");
     }
     if let Some((kind, target)) = mcp_target {
         member(out, open, target);
-        open = ",{\"uid\":";
-        member(out, ",\"name\":", target);
-        member(out, ",\"type\":", kind);
+        open = ",{\"uid\":\"";
+        member(out, ",\"name\":\"", target);
+        member(out, ",\"type\":\"", kind);
         out.push_str(",\"role_id\":1}");
     }
     for label in f.labels {
         member(out, open, label);
-        open = ",{\"uid\":";
-        member(out, ",\"name\":", label);
+        open = ",{\"uid\":\"";
+        member(out, ",\"name\":\"", label);
         out.push_str(",\"type\":\"route_label\",\"role_id\":4}");
     }
     out.push(']');
@@ -400,11 +399,11 @@ fn write_unmapped_open(f: &Facts<'_>, out: &mut String) {
         Outcome::Allowed { .. } => out.push_str(",\"unmapped\":{\"decision\":\"allow\""),
         Outcome::Denied { reason, .. } => {
             out.push_str(",\"unmapped\":{\"decision\":\"deny\"");
-            member(out, ",\"reason\":", reason);
+            member(out, ",\"reason\":\"", reason);
         }
         Outcome::DryRun { reason, .. } => {
             out.push_str(",\"unmapped\":{\"decision\":\"dry_run\"");
-            member(out, ",\"reason\":", reason);
+            member(out, ",\"reason\":\"", reason);
             out.push_str(",\"dry_run\":true");
         }
     }
@@ -412,10 +411,10 @@ fn write_unmapped_open(f: &Facts<'_>, out: &mut String) {
         && token.chain.depth() > 0
     {
         // The whole delegation chain, current actor first (OCSF 1.8.0 has no field for it).
-        let mut open = ",\"act_chain\":[";
+        let mut open = ",\"act_chain\":[\"";
         for actor in token.chain.actors() {
             member(out, open, actor.sub());
-            open = ",";
+            open = ",\"";
         }
         out.push(']');
     }
@@ -444,9 +443,9 @@ fn write_unmapped_open(f: &Facts<'_>, out: &mut String) {
         out.push('}');
     }
     if let Some(call) = f.mcp {
-        member(out, ",\"mcp\":{\"method\":", &call.method);
+        member(out, ",\"mcp\":{\"method\":\"", &call.method);
         if let Some(target) = call.target() {
-            member(out, ",\"target\":", target);
+            member(out, ",\"target\":\"", target);
         }
         out.push_str(match call.kind {
             Kind::Request { .. } => ",\"kind\":\"request\"}",
@@ -456,7 +455,7 @@ fn write_unmapped_open(f: &Facts<'_>, out: &mut String) {
         });
     }
     if let Some(node) = f.node {
-        member(out, ",\"envoy\":{\"node\":", node);
+        member(out, ",\"envoy\":{\"node\":\"", node);
         out.push('}');
     }
 }

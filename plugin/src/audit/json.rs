@@ -59,11 +59,12 @@ pub fn contents(out: &mut String, s: &str) {
     out.push_str(s.get(start..).unwrap_or_default());
 }
 
-/// Appends `"name":` and `value` as a JSON string; `name_colon` is the writer's own constant `,"name":` (never
-/// escaped).
-pub fn member(out: &mut String, name_colon: &str, value: &str) {
-    out.push_str(name_colon);
-    string(out, value);
+/// Appends `name_open` and `value` as the rest of a JSON string: `name_open` is the writer's own constant up to
+/// and including the value's opening quote (`,"name":"`), never escaped.
+pub fn member(out: &mut String, name_open: &str, value: &str) {
+    out.push_str(name_open);
+    contents(out, value);
+    out.push('"');
 }
 
 /// Appends the decimal digits of `n`.
