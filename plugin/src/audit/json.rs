@@ -2,11 +2,12 @@
 //! escaped as RFC 8259 requires (every control character, `"` and `\`). An event is one line: a newline in a
 //! client-sent value is written `\n`, never raw, so no one can add a line to the audit log.
 
-/// Whether any byte of `s` needs an escape: eight bytes at a time (most values need none).
+/// Whether any byte of `s` needs an escape: eight bytes at a time (most values need none), the last few
+/// bytes of a string as one more word, overlapping the one before (values are short: a byte at a time, the
+/// tail was most of the check).
 pub fn needs_escape(s: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = ONES * 0x80;
-    let (words, rest) = s.as_chunks::<8>();
     // A byte is zero in `v` when `(v - 1) & !v` has its high bit; `quote`, `backslash` and `del` differ from `x`
     // only below the high bit, so one `!x` serves the three, and `x - 0x20` with it finds the bytes below 0x20.
     let hit = |x: u64| {
@@ -16,8 +17,21 @@ pub fn needs_escape(s: &[u8]) -> bool {
             & HIGHS
             != 0
     };
-    words.iter().any(|w| hit(u64::from_le_bytes(*w)))
-        || rest.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
+    let u32_at = |chunk: Option<&[u8; 4]>| u64::from(u32::from_le_bytes(chunk.copied().unwrap_or([b' '; 4])));
+    match s.len() {
+        0 => false,
+        // Every byte, some twice, padded with spaces (which need no escape).
+        1..=3 => {
+            let byte = |i: usize| s.get(i).copied().unwrap_or(b' ');
+            hit(u64::from_le_bytes([byte(0), byte(s.len() / 2), byte(s.len() - 1), b' ', b' ', b' ', b' ', b' ']))
+        }
+        4..=7 => hit(u32_at(s.first_chunk::<4>()) | (u32_at(s.last_chunk::<4>()) << 32)),
+        _ => {
+            let (words, _) = s.as_chunks::<8>();
+            words.iter().any(|w| hit(u64::from_le_bytes(*w)))
+                || s.last_chunk::<8>().is_some_and(|w| hit(u64::from_le_bytes(*w)))
+        }
+    }
 }
 
 /// Appends `s` as a JSON string.
@@ -69,30 +83,50 @@ pub fn member(out: &mut String, name_open: &str, value: &str) {
 
 /// Appends the decimal digits of `n`.
 pub fn uint(out: &mut String, n: u64) {
-    // Two digits at a time: `n` has at most 20.
-    const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839\
-                                4041424344454647484950515253545556575859606162636465666768697071727374757677787980\
-                                81828384858687888990919293949596979899";
-    let mut digits = [0u8; 20];
+    let mut digits = [b'0'; 20];
     let mut at = digits.len();
     let mut n = n;
-    while n >= 10 && at >= 2 {
-        let pair = (n % 100) as usize * 2;
-        n /= 100;
-        at -= 2;
-        if let (Some(d), Some(p)) = (digits.get_mut(at..at + 2), PAIRS.get(pair..pair + 2)) {
-            d.copy_from_slice(p);
-        }
+    // The .wasm has no 64-bit multiply-high: a 64-bit division by a constant is a real division, a 32-bit one a
+    // multiplication. So eight digits at a time while `n` has more than 32 bits (a time in milliseconds: once),
+    // then 32-bit arithmetic.
+    while n > u64::from(u32::MAX) {
+        let low = (n % 100_000_000) as u32;
+        n /= 100_000_000;
+        digits_before(&mut digits, &mut at, low, 8);
     }
-    if n > 0 || at == digits.len() {
-        at = at.saturating_sub(1);
-        if let Some(d) = digits.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
-        }
-    }
+    digits_before(&mut digits, &mut at, n as u32, 1);
     for &d in digits.get(at..).unwrap_or_default() {
         out.push(char::from(d));
     }
+}
+
+/// Writes `m`'s decimal digits into `digits` before `at`, at least `min` of them (`digits` holds `0`s), and
+/// moves `at` to the first.
+fn digits_before(digits: &mut [u8; 20], at: &mut usize, mut m: u32, min: usize) {
+    const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839\
+                                4041424344454647484950515253545556575859606162636465666768697071727374757677787980\
+                                81828384858687888990919293949596979899";
+    let end = *at;
+    let mut pair = |at: &mut usize, p: u32| {
+        let p = p as usize * 2;
+        *at = at.saturating_sub(2);
+        if let (Some(d), Some(p)) = (digits.get_mut(*at..*at + 2), PAIRS.get(p..p + 2)) {
+            d.copy_from_slice(p);
+        }
+    };
+    while m >= 100 {
+        pair(at, m % 100);
+        m /= 100;
+    }
+    if m >= 10 {
+        pair(at, m);
+    } else if m > 0 {
+        *at = at.saturating_sub(1);
+        if let Some(d) = digits.get_mut(*at) {
+            *d = b'0' + m as u8;
+        }
+    }
+    *at = (*at).min(end.saturating_sub(min));
 }
 
 #[cfg(test)]
@@ -108,6 +142,25 @@ mod tests {
             string(&mut out, s);
             assert!(!out.contains('\n') && !out.contains('\r'), "{out}");
             assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn every_length_and_position_of_a_byte_that_needs_an_escape_is_found() {
+        // High bytes close to the ones that need an escape (0x22, 0x5c, 0x7f and below 0x20, with 0x80 set)
+        // need none.
+        for fill in [b'a', 0x80, 0xa2, 0xdc, 0xff, 0x9f, 0x20] {
+            for len in 0..=24 {
+                let clean = vec![fill; len];
+                assert!(!needs_escape(&clean), "{fill:#x} * {len}");
+                for at in 0..len {
+                    for bad in [0, 0x0a, 0x1f, b'"', b'\\', 0x7f] {
+                        let mut s = clean.clone();
+                        s[at] = bad;
+                        assert!(needs_escape(&s), "{fill:#x} * {len}, {bad:#x} at {at}");
+                    }
+                }
+            }
         }
     }
 
