@@ -57,9 +57,15 @@ fn receiver(poll: bool, push: bool) -> Value {
 
 /// A VM whose revocation state lives under `key`: VMs of one test share it (as Envoy's workers do), tests
 /// running at once in this process do not.
-fn start(key: &str, mut revocation: Value) -> Vm {
+fn start(key: &str, revocation: Value) -> Vm {
+    start_on(&HOST, key, revocation)
+}
+
+/// [`start`] on a host of its own: Envoy shares a metric by name across every VM of a plugin, so a test that
+/// reads a gauge must not share the host with the others.
+fn start_on(host: &Host, key: &str, mut revocation: Value) -> Vm {
     revocation["state_key"] = json!(format!("agent_iam.revocation.{key}"));
-    HOST.vm()
+    host.vm()
         .plugin_config(config(revocation).to_string())
         .clusters(["ssf", "lists"])
         .time(UNIX_EPOCH + Duration::from_secs(NOW))
@@ -156,12 +162,15 @@ fn inline_selectors_refuse_tokens_from_the_configuration() {
     assert!(!allowed(&mut vm, &token(GOOD, NOW - 101)), "issued before the issuer's cut-off");
     assert!(allowed(&mut vm, &token(GOOD, NOW - 100)), "issued at the cut-off: counts again");
     assert!(vm.logs_text().contains("revoked by agent"), "{}", vm.logs_text());
+    assert_eq!(vm.metric("agent_iam.revocation.active.agent"), Some(1));
+    assert_eq!(vm.metric("agent_iam.revocation.active.issuer"), Some(1));
 }
 
 #[test]
 fn a_polled_session_revoked_event_cuts_off_one_agent_on_every_worker_including_cached_tokens() {
-    let mut first = start("polled", receiver(true, false));
-    let mut second = start("polled", receiver(true, false));
+    let host = Host::from_file(agent_iam_host::plugin_wasm_path()).unwrap();
+    let mut first = start_on(&host, "polled", receiver(true, false));
+    let mut second = start_on(&host, "polled", receiver(true, false));
     let (rogue, good) = (token(ROGUE, NOW - 10), token(GOOD, NOW - 10));
     for vm in [&mut first, &mut second] {
         assert!(allowed(vm, &rogue));

@@ -226,8 +226,13 @@ pub(super) fn hand_to(engine: &Engine, set: Rc<RevocationSet>) {
 /// A new configuration: its engine starts with the shared revocations as they stand.
 pub fn install(shared: &Rc<RefCell<Shared>>, now_ms: u64) -> bool {
     let Some(engine) = shared.try_borrow().ok().and_then(|s| s.engine.clone()) else { return false };
-    let Some(sources) = sources_of(&engine) else { return false };
     let now = (now_ms / 1000) as i64;
+    let Some(sources) = sources_of(&engine) else {
+        if !engine.settings().revocations.is_empty() {
+            report(shared, &engine, None, now);
+        }
+        return false;
+    };
     hand_to(&engine, sync(&sources, now, true));
     if let Ok(mut s) = shared.try_borrow_mut() {
         s.revocation = Fetcher::default();
@@ -241,7 +246,7 @@ pub fn on_tick(shared: &Rc<RefCell<Shared>>, context_id: u32, now_ms: u64) {
     let Some(sources) = sources_of(&engine) else { return };
     let now = (now_ms / 1000) as i64;
     hand_to(&engine, sync(&sources, now, false));
-    report(shared, &sources, now);
+    report(shared, &engine, Some(&sources), now);
     if !sources.needs_fetcher() {
         return;
     }
@@ -333,13 +338,20 @@ pub(super) fn judge(
 }
 
 /// Metrics: live revocations by kind, the list's age, the time since the last good poll.
-fn report(shared: &Rc<RefCell<Shared>>, sources: &Sources, now: i64) {
-    let (counts, list_at, poll_at) = VIEW
-        .with(|v| v.try_borrow().map(|v| (v.counts, v.list_fetched_at, v.last_poll)).unwrap_or(([0; 6], None, None)));
+/// The configuration's own revocations count among the active ones.
+fn report(shared: &Rc<RefCell<Shared>>, engine: &Engine, sources: Option<&Sources>, now: i64) {
+    let (counts, list_at, poll_at) = match sources {
+        Some(_) => VIEW.with(|v| {
+            v.try_borrow().map(|v| (v.counts, v.list_fetched_at, v.last_poll)).unwrap_or(([0; 6], None, None))
+        }),
+        None => ([0; 6], None, None),
+    };
+    let inline = engine.settings().revocations.counts(now);
     let Ok(mut s) = shared.try_borrow_mut() else { return };
-    for (kind, count) in Kind::ALL.iter().zip(counts) {
-        s.metrics.gauge(&format!("agent_iam.revocation.active.{}", kind.label()), count as u64);
+    for ((kind, count), more) in Kind::ALL.iter().zip(counts).zip(inline) {
+        s.metrics.gauge(&format!("agent_iam.revocation.active.{}", kind.label()), (count + more) as u64);
     }
+    let Some(sources) = sources else { return };
     if sources.list.is_some() {
         s.metrics.gauge(
             "agent_iam.revocation.list.age_seconds",
