@@ -52,6 +52,36 @@ pub fn verifier() -> &'static Verifier {
     engine().verifier()
 }
 
+/// The SSF transmitter of the revocation fixture (its events are signed by the fixture keys).
+pub const TRANSMITTER: &str = "https://ssf.issuer.example";
+/// The receiver's audience.
+pub const RECEIVER: &str = "https://gw.example";
+/// The signer of revocation lists.
+pub const LIST_ISSUER: &str = "https://lists.example";
+/// Security event tokens and revocation lists the fixture keys signed, one a line.
+pub const STATEMENTS: &str = include_str!("../seeds/statements.txt");
+
+/// Whether `statement` is one of the genuinely signed events or lists.
+pub fn is_genuine_statement(statement: &[u8]) -> bool {
+    STATEMENTS.lines().any(|t| t.as_bytes() == statement)
+}
+
+/// A verifier of signed statements by the fixture keys: events (`secevent+jwt`) or lists (`revocation-list+jwt`).
+pub fn statement_verifier(typ: &'static str) -> agent_iam::token::statement::StatementVerifier {
+    use agent_iam::token::{Algorithm, KeySet};
+    let list = typ == "revocation-list+jwt";
+    agent_iam::token::statement::StatementVerifier {
+        issuer: if list { LIST_ISSUER } else { TRANSMITTER }.to_owned(),
+        audiences: if list { Vec::new() } else { vec![RECEIVER.to_owned()] },
+        algorithms: vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256],
+        keys: KeySet::from_bytes(JWKS.as_bytes()).unwrap_or_default(),
+        typ,
+        clock_skew: 60,
+        max_age: 86_400,
+        max_bytes: 64 * 1024,
+    }
+}
+
 /// Whether `token` is one of the genuinely signed tokens.
 pub fn is_genuine(token: &[u8]) -> bool {
     TOKENS.lines().any(|t| t.as_bytes() == token)

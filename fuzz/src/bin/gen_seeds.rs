@@ -81,5 +81,41 @@ fn main() {
     {
         write(&path_dir, &format!("p{i}"), p.as_bytes());
     }
+    // Continuous revocation: security event tokens and revocation lists the fixture keys signed.
+    let event = |jti: &str, sub_id: Value, kind: &str, payload: Value| {
+        json!({"iss": agent_iam_fuzz::TRANSMITTER, "aud": agent_iam_fuzz::RECEIVER, "iat": NOW - 10, "jti": jti,
+               "sub_id": sub_id,
+               "events": {(format!("https://schemas.openid.net/secevent/caep/event-type/{kind}")): payload}})
+    };
+    let set_header = |kid: &str, alg: &str| json!({"alg": alg, "typ": "secevent+jwt", "kid": kid});
+    let list_header = json!({"alg": "ES256", "typ": "revocation-list+jwt", "kid": "es"});
+    let statements = [
+        ("set_session_revoked.jwt", es.sign_jwt_with_header(&set_header("es", "ES256"), &event("e1",
+            json!({"format": "uri", "uri": "spiffe://trading.example/agent/trader"}), "session-revoked",
+            json!({"event_timestamp": NOW - 20})))),
+        ("set_complex.jwt", ed.sign_jwt_with_header(&set_header("ed", "EdDSA"), &event("e2",
+            json!({"format": "complex", "user": {"format": "iss_sub", "iss": ISS, "sub": "user:alice"},
+                   "application": {"format": "opaque", "id": "desk"}}), "credential-change",
+            json!({"credential_type": "fido2-roaming", "change_type": "revoke"})))),
+        ("set_claims_change.jwt", rs.sign_jwt_with_header(&set_header("rs", "RS256"), &event("e3",
+            json!({"format": "jwt_id", "iss": ISS, "jti": "t-1"}), "token-claims-change",
+            json!({"claims": {"role": "reader"}})))),
+        ("list.jwt", es.sign_jwt_with_header(&list_header, &json!({"iss": agent_iam_fuzz::LIST_ISSUER,
+            "iat": NOW - 5, "revocations": [{"agent": "spiffe://trading.example/agent/rogue"},
+            {"jti": "t-2", "issuer": ISS}, {"issuer": ISS, "issued_before": NOW - 100, "expires": "2030-01-01T00:00:00Z"}]}))),
+    ];
+    let list: String = statements.iter().map(|(_, t)| format!("{t}\n")).collect();
+    write(&root.join("seeds"), "statements.txt", list.as_bytes());
+    let dir = corpus.join("revocation_inputs");
+    for (name, t) in &statements {
+        write(&dir, name, t.as_bytes());
+    }
+    let unsigned = json!({"iss": "local", "iat": NOW, "revocations": [{"subject": "user:bob", "client_id": "x"}]});
+    write(&dir, "unsigned_list.json", unsigned.to_string().as_bytes());
+    let state = json!({"version": 3, "entries": [{"selector": {"agent": "spiffe://a.example/x", "issued_before": NOW,
+        "expires": NOW + 60}, "source": "ssf:e1"}], "seen": [{"jti": "e1", "until": NOW + 100}],
+        "list": {"issued_at": NOW, "fetched_at": NOW, "selectors": [{"jti": "j"}]},
+        "poll": {"last_success": NOW, "ack": ["e1"], "errors": [{"jti": "e9", "err": "invalid_key", "description": "x"}]}});
+    write(&dir, "state.json", state.to_string().as_bytes());
     println!("seeds written under {}", root.display());
 }
