@@ -266,7 +266,7 @@ fn on_poll(
             s.metrics.count("agent_iam.revocation.ssf.set.refused", refused.len() as u64);
             drop(s);
             for note in &notes {
-                log(LogLevel::Warn, &format!("agent-iam: revocation applied: {note}"));
+                log(LogLevel::Warn, &format!("agent-iam: {note}"));
             }
             for r in &refused {
                 log(LogLevel::Warn, &format!("agent-iam: ssf: event refused: {r}"));

@@ -321,7 +321,7 @@ pub(super) fn judge(
         Outcome::Revoke(selectors) => {
             let kinds: Vec<&str> = selectors.iter().map(|s| s.kind().label()).collect();
             let note = format!(
-                "{source} event {} ({}) revokes: {}",
+                "revocation applied: {source} event {} ({}) revokes: {}",
                 excerpt(&event.jti),
                 excerpt(&event.event_type),
                 kinds.join(", ")
@@ -329,8 +329,11 @@ pub(super) fn judge(
             Judged::Apply { jti: event.jti, until, selectors, note }
         }
         Outcome::Ignore(why) => {
-            let note =
-                format!("{source} event {} ({}) acknowledged, nothing revoked: {why}", event.jti, event.event_type);
+            let note = format!(
+                "{source} event {} ({}) acknowledged, nothing revoked: {why}",
+                excerpt(&event.jti),
+                excerpt(&event.event_type)
+            );
             Judged::Apply { jti: event.jti, until, selectors: Vec::new(), note }
         }
         Outcome::Refuse { err, description } => refuse(err, description),

@@ -108,7 +108,7 @@ pub fn on_push_body(shared: &Rc<RefCell<Shared>>, crypto: &dyn CryptoBackend, bo
                     if let Ok(mut s) = shared.try_borrow_mut() {
                         s.metrics.count("agent_iam.revocation.ssf.set.accepted", 1);
                     }
-                    log(LogLevel::Warn, &format!("agent-iam: revocation applied: {note}"));
+                    log(LogLevel::Warn, &format!("agent-iam: {note}"));
                     hand_to(&engine, sync(&sources, now, false));
                     push_reply(202, "", "");
                 }
