@@ -21,6 +21,8 @@
 #   make mcp-tools  install the MCP Python SDK (tests/mcp/requirements.txt, pinned) into .venv, for tests/mcp/
 #   make otlp-tools install the OTLP/gRPC logs receiver's Python packages (tests/otlp/requirements.txt, pinned)
 #                into .venv, for tests/otlp/receiver.py (the audit trail's OpenTelemetry access log, envoy/audit.yaml)
+#   make ssf-tools  install the SSF transmitter's Python packages (tests/ssf/requirements.txt, pinned: jwcrypto) into
+#                .venv, for tests/ssf/transmitter.py (continuous revocation by CAEP events, envoy/revocation.yaml)
 #   make oci     the .wasm as an OCI image layout for Istio / Envoy Gateway: target/oci/agent-iam (docs/deployment.md)
 #   make install the `agent-iam` command (cli/) into ~/.cargo/bin, with the .wasm embedded: cargo install --path cli
 #   make fmt     format;  make lint: rustfmt check + clippy for the native and wasm32 builds
@@ -41,11 +43,12 @@ PYTHON        := $(VENV)/bin/python
 CRD_TOOLS     := $(VENV)/.crd-tools
 MCP_TOOLS     := $(VENV)/.mcp-tools
 OTLP_TOOLS    := $(VENV)/.otlp-tools
+SSF_TOOLS     := $(VENV)/.ssf-tools
 CARGO         ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
 export CRD_PYTHON := $(abspath $(PYTHON))
 
-.PHONY: demo up install test unit e2e bench bench-envoy wrk fuzz-smoke wasm wasm-target envoy crd-tools mcp-tools otlp-tools oci fmt lint clean
+.PHONY: demo up install test unit e2e bench bench-envoy wrk fuzz-smoke wasm wasm-target envoy crd-tools mcp-tools otlp-tools ssf-tools oci fmt lint clean
 
 demo: wasm envoy mcp-tools
 	$(CARGO) build --quiet -p agent-iam-cli
@@ -143,6 +146,15 @@ otlp-tools: $(OTLP_TOOLS)
 
 $(OTLP_TOOLS): tests/otlp/requirements.txt | $(PYTHON)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/otlp/requirements.txt
+	touch $@
+
+# jwcrypto for the SSF transmitter (tests/ssf/transmitter.py) that the continuous-revocation end-to-end test points
+# the plugin's RFC 8936 poll at (envoy/revocation.yaml): it signs the CAEP events (RS256), pinned with its
+# dependencies; the stamp is redone when the requirements change.
+ssf-tools: $(SSF_TOOLS)
+
+$(SSF_TOOLS): tests/ssf/requirements.txt | $(PYTHON)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/ssf/requirements.txt
 	touch $@
 
 # The .wasm as an OCI image layout (python3 only; reproducible). OCI_VARIANT=compat for a plain tar+gzip image.
