@@ -8,7 +8,9 @@
 //! - [`hospital`]: the audit part of the demo: the hospital scenario through `envoy/audit.yaml`, then
 //!   `agent-iam audit query` and `verify` on the log Envoy wrote.
 //! - [`otlp`]: `envoy/audit.yaml` (the audit trail through Envoy's access loggers) and an OTLP/gRPC logs receiver.
-//! - [`python`]: the Python helpers of [`mcp`] and [`otlp`], run from the workspace's `.venv`.
+//! - [`ssf`]: `envoy/revocation.yaml` (continuous revocation by CAEP events), an SSF transmitter serving RFC 8936
+//!   polls, and Envoy with several workers.
+//! - [`python`]: the Python helpers of [`mcp`], [`otlp`] and [`ssf`], run from the workspace's `.venv`.
 //! - [`pki`]: a SPIFFE test PKI for the mutual-TLS tests and `envoy/sidecar-mtls.yaml`.
 //! - [`modules`]: reference proxy-wasm modules (the benchmarks' baseline, an empty filter).
 //! - [`ocsf`]: an OCSF 1.8.0 validator for the audit events, over the vendored schema sources.
@@ -23,5 +25,6 @@ pub mod ocsf;
 pub mod otlp;
 pub mod pki;
 pub mod python;
+pub mod ssf;
 pub mod testbed;
 pub mod vectors;

@@ -1,0 +1,323 @@
+//! Continuous revocation with real components: `envoy/revocation.yaml` (the demo gateway with a Shared Signals
+//! receiver polling a transmitter, RFC 8936) rendered for a test, the SSF transmitter of `tests/ssf/transmitter.py`
+//! (CAEP events as Security Event Tokens signed RS256 by jwcrypto, installed by `make ssf-tools`) with its control
+//! API, and Envoy with several workers, with which worker served a connection. Used by
+//! `tests/tests/e2e_revocation.rs`.
+//!
+//! Everything binds 127.0.0.1 only; the transmitter and Envoy are stopped when their guards are dropped, and get a
+//! signal if the thread that started them ends first, like the processes of [`testbed`].
+
+use crate::demo::{self, Ports};
+use crate::python::{PythonProcess, Stop, Venv};
+use crate::testbed::{self, HttpResponse};
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The transmitter's port written in `envoy/revocation.yaml` (cluster `ssf_transmitter`), as `port_value: 10003 `.
+pub const TEMPLATE_TRANSMITTER_PORT: u16 = 10003;
+/// The transmitter's JWKS written in `envoy/revocation.yaml` (`revocation.ssf.jwks`): an RSA public key whose
+/// private half was discarded, which every test replaces with its transmitter's keys.
+pub const PLACEHOLDER_SSF_JWKS: &str = r#"{"keys": [{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": "placeholder-ssf", "n": "rewDg3qa4VU-LySQxvrok8qMh6FECTcF34DmNf0CcCE3jyh80YnoBiNGWjsax9N7IzIBdkWNh2AYuJKK_O_DGI5GYIAgvTZbjSxmRHKoGsaMZ5AMmVeF4ihoQbCSOPOP5vl8YTJokYf3JOQY-tJA56u29_k2CBGBis5ZshLNQDgAoM8q9Uy9AWSCERq0jyYOS5JkWEcqtZOYVcik3ezHNHhDlOeWLda0r1o1mcpdrC7_fHfjOzi5JKWr7Pf0XrXqIZvUOS2w4UzKa807ExtvkTyf_M0S-_soEkxe_o-QmwDBMgCB2sJUDK4cBU_rZ4VA7mohfS5F7FlCpVVkmVpejw", "e": "AQAB"}]}"#;
+/// The poll's `authorization` header written in `envoy/revocation.yaml`, which every test replaces.
+pub const TEMPLATE_AUTHORIZATION: &str = "Bearer placeholder-poll-secret";
+/// The transmitter's issuer (`revocation.ssf.issuer`): every event's `iss`.
+pub const ISSUER: &str = "https://ssf.trading.example";
+/// The receiver's audience (`revocation.ssf.audiences`): every event's `aud`.
+pub const AUDIENCE: &str = "https://gw.trading.example";
+/// The poll endpoint's path (`revocation.ssf.poll.path`).
+pub const POLL_PATH: &str = "/ssf/poll";
+/// Milliseconds between polls (`revocation.ssf.poll.interval_ms`).
+pub const POLL_INTERVAL_MS: u64 = 1000;
+/// How often each worker reads the shared revocation state, milliseconds (the plugin's tick).
+pub const TICK_MS: u64 = 250;
+/// CAEP `session-revoked`.
+pub const SESSION_REVOKED: &str = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+
+/// The revocation template shipped in the repository: `envoy/revocation.yaml`.
+pub fn template_path() -> PathBuf {
+    agent_iam_host::workspace_root().join("envoy/revocation.yaml")
+}
+
+/// `envoy/revocation.yaml` (`template`) as a test runs it: rendered like `envoy/demo.yaml`
+/// ([`demo::render_config`]: the issuer's JWKS, these ports, the absolute `.wasm` path), polling the transmitter
+/// on 127.0.0.1:`transmitter_port` with `authorization`, and verifying its events with `transmitter_jwks`. Each
+/// placeholder must occur once.
+pub fn render_revocation_config(
+    template: &str,
+    jwks: &Value,
+    ports: Ports,
+    wasm: &Path,
+    transmitter_port: u16,
+    transmitter_jwks: &Value,
+    authorization: &str,
+) -> Result<String> {
+    let out = demo::render_config(template, jwks, ports, wasm).context("envoy/revocation.yaml")?;
+    let out = demo::replace_once(
+        &out,
+        &format!("port_value: {TEMPLATE_TRANSMITTER_PORT} "),
+        &format!("port_value: {transmitter_port} "),
+    )
+    .context("envoy/revocation.yaml: the transmitter's port")?;
+    let out = demo::replace_once(&out, PLACEHOLDER_SSF_JWKS, &transmitter_jwks.to_string())
+        .context("envoy/revocation.yaml: the transmitter's keys")?;
+    let authorization = serde_json::to_string(authorization)?;
+    demo::replace_once(&out, &format!("\"{TEMPLATE_AUTHORIZATION}\""), &authorization)
+        .context("envoy/revocation.yaml: the poll's authorization")
+}
+
+/// The Python with the transmitter's packages.
+const VENV: Venv = Venv { env_var: "SSF_PYTHON", make_target: "ssf-tools", what: "the SSF transmitter's packages are" };
+
+/// The Python with the transmitter's packages: `$SSF_PYTHON`, else `.venv/bin/python` in the workspace
+/// (`make ssf-tools`).
+pub fn python() -> PathBuf {
+    VENV.python()
+}
+
+/// An RFC 9493 subject naming an agent by its SPIFFE ID: `{"format": "uri", "uri": ...}`.
+pub fn agent_subject(spiffe_id: &str) -> Value {
+    json!({"format": "uri", "uri": spiffe_id})
+}
+
+/// `tests/ssf/transmitter.py`: an SSF transmitter on 127.0.0.1 serving RFC 8936 polls of the SETs the test
+/// enqueues through its control API. Stopped on drop.
+pub struct Transmitter {
+    process: PythonProcess,
+    port: u16,
+}
+
+impl Transmitter {
+    /// Starts the transmitter on a free port with issuer [`ISSUER`], audience [`AUDIENCE`] and poll path
+    /// [`POLL_PATH`], answering only polls that carry exactly `authorization`; its stderr in
+    /// `work_dir/transmitter.log` (created if missing). Returns once it listens.
+    pub fn start(work_dir: &Path, authorization: &str) -> Result<Transmitter> {
+        VENV.check()?;
+        std::fs::create_dir_all(work_dir)?;
+        let log_path = work_dir.join("transmitter.log");
+        let mut command = VENV.command(&agent_iam_host::workspace_root().join("tests/ssf/transmitter.py"));
+        command.args(["--port", "0", "--issuer", ISSUER, "--audience", AUDIENCE, "--poll-path", POLL_PATH]);
+        command.args(["--authorization", authorization, "--hang-seconds", "5"]);
+        let (process, port) = PythonProcess::spawn(
+            command,
+            &log_path,
+            Stop::Kill,
+            "the SSF transmitter",
+            "`listening <port>`",
+            |line| line.strip_prefix("listening ").and_then(|p| p.trim().parse().ok()),
+        )?;
+        Ok(Transmitter { process, port })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn control(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let headers: &[(&str, &str)] = if method == "POST" { &[("content-type", "application/json")] } else { &[] };
+        let r = testbed::http_request(self.port, method, path, headers, body.as_bytes())?;
+        if r.status != 200 {
+            bail!("{method} {path} answered {}: {}", r.status, String::from_utf8_lossy(&r.body));
+        }
+        serde_json::from_slice(&r.body).with_context(|| format!("{method} {path}: not JSON"))
+    }
+
+    /// Its public keys (the JWKS it signs with), for the receiver's configuration.
+    pub fn jwks(&self) -> Result<Value> {
+        self.control("GET", "/control/jwks", None)
+    }
+
+    /// Enqueues one SET as `POST /control/events` describes it (see the script's header: `sub_id`, `event_type`,
+    /// `event`, `event_timestamp`, `iat`, `signer`, ...); its `jti`.
+    pub fn enqueue(&self, event: &Value) -> Result<String> {
+        let answer = self.control("POST", "/control/events", Some(event))?;
+        answer["jti"].as_str().map(str::to_owned).context("no jti in the transmitter's answer")
+    }
+
+    /// Enqueues a CAEP `session-revoked` event for the agent `spiffe_id`, its `event_timestamp` now; its `jti`.
+    pub fn revoke_agent(&self, spiffe_id: &str) -> Result<String> {
+        self.enqueue(&json!({"sub_id": agent_subject(spiffe_id), "event_type": SESSION_REVOKED}))
+    }
+
+    /// What it saw: `polls`, `polls_failed`, `unauthorized`, `pending`, `acked`, `set_errs`, `delivered`,
+    /// `unknown_acks`, `outage`, `last_poll`.
+    pub fn state(&self) -> Result<Value> {
+        self.control("GET", "/control/state", None)
+    }
+
+    /// Polls answered normally (`None`), with 503 (`"503"`), by closing the connection (`"reset"`) or not at all
+    /// (`"hang"`, 5 s).
+    pub fn set_outage(&self, mode: Option<&str>) -> Result<()> {
+        self.control("POST", "/control/outage", Some(&json!({ "mode": mode }))).map(|_| ())
+    }
+
+    /// Waits until `done` holds of its state; the state, or an error with the last one after `timeout`.
+    pub fn wait_for_state(&self, timeout: Duration, done: impl Fn(&Value) -> bool) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let state = self.state()?;
+            if done(&state) {
+                return Ok(state);
+            }
+            if Instant::now() >= deadline {
+                bail!("the transmitter's state within {timeout:?}: {state}\n{}", self.log_tail(20));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last `n` lines of its log (stderr).
+    pub fn log_tail(&self, n: usize) -> String {
+        self.process.log_tail(n)
+    }
+}
+
+/// A running Envoy with several worker threads (`--concurrency`), stopped (and its exit awaited) on drop. Like
+/// [`testbed::Envoy`], which runs one worker.
+pub struct Workers {
+    child: Child,
+    admin_port: u16,
+    log_path: PathBuf,
+    concurrency: usize,
+}
+
+impl Workers {
+    /// Starts `binary` with `config_yaml` (written to `work_dir/envoy.yaml`) and `concurrency` workers, logging to
+    /// `work_dir/envoy.log`, and waits until the admin endpoint reports ready. Envoy gets SIGTERM when the thread
+    /// that started it ends.
+    pub fn start(
+        binary: &Path,
+        config_yaml: &str,
+        admin_port: u16,
+        work_dir: &Path,
+        concurrency: usize,
+    ) -> Result<Workers> {
+        if !binary.exists() {
+            bail!("Envoy not found at {} (run `make envoy`, or set ENVOY_BIN)", binary.display());
+        }
+        std::fs::create_dir_all(work_dir)?;
+        let config_path = work_dir.join("envoy.yaml");
+        std::fs::write(&config_path, config_yaml)?;
+        let log_path = work_dir.join("envoy.log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut command = Command::new(binary);
+        testbed::die_with_parent(&mut command, libc::SIGTERM);
+        let child = command
+            .arg("-c")
+            .arg(&config_path)
+            .args(["--concurrency", &concurrency.to_string(), "--log-level", "info", "--disable-hot-restart"])
+            .current_dir(agent_iam_host::workspace_root())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut envoy = Workers { child, admin_port, log_path, concurrency };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = envoy.child.try_wait()? {
+                bail!("Envoy exited with {status} before it was ready:\n{}", envoy.log_tail(40));
+            }
+            if testbed::http_request(admin_port, "GET", "/ready", &[], b"").is_ok_and(|r| r.status == 200) {
+                return Ok(envoy);
+            }
+            if Instant::now() >= deadline {
+                bail!("Envoy was not ready within 60 s:\n{}", envoy.log_tail(40));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The last `n` lines of Envoy's log.
+    pub fn log_tail(&self, n: usize) -> String {
+        testbed::file_tail(&self.log_path, n)
+    }
+
+    /// Envoy's whole log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// How many lines of Envoy's log contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// The admin port.
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Envoy's stats whose names match the regular expression `filter` (`/stats?filter=`), as `(name, value)`.
+    pub fn stats(&self, filter: &str) -> Result<Vec<(String, String)>> {
+        let r = testbed::http_request(self.admin_port, "GET", &format!("/stats?filter={filter}"), &[], b"")?;
+        if r.status != 200 {
+            bail!("GET /stats answered {}", r.status);
+        }
+        Ok(String::from_utf8_lossy(&r.body)
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .map(|(n, v)| (n.to_owned(), v.trim().to_owned()))
+            .collect())
+    }
+
+    /// The value of the stat named `name`, or ending in `.name` (Envoy may prefix a plugin's metrics, e.g.
+    /// `wasmcustom.`); `None` if there is none.
+    pub fn stat(&self, name: &str) -> Result<Option<u64>> {
+        let suffix = format!(".{name}");
+        Ok(self
+            .stats(name)?
+            .into_iter()
+            .find(|(n, _)| n == name || n.ends_with(&suffix))
+            .and_then(|(_, v)| v.parse().ok()))
+    }
+
+    /// Connections each worker has accepted on the listener on 127.0.0.1:`listener_port`
+    /// (`listener.<address>.worker_<i>.downstream_cx_total`), by worker.
+    pub fn worker_connections(&self, listener_port: u16) -> Result<Vec<u64>> {
+        let prefix = format!("listener.127.0.0.1_{listener_port}.worker_");
+        let mut counts = vec![0; self.concurrency];
+        for (name, value) in self.stats("worker_.*downstream_cx_total")? {
+            let Some(rest) = name.strip_prefix(&prefix) else { continue };
+            let Some((worker, "downstream_cx_total")) = rest.split_once('.') else { continue };
+            let worker: usize = worker.parse().context("worker index")?;
+            if let Some(c) = counts.get_mut(worker) {
+                *c = value.parse().context("connection count")?;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Sends one request on a fresh connection (`send`), and tells which worker accepted it: the one whose
+    /// connection count on the listener moved. Call it from one thread, with nothing else connecting.
+    pub fn served_by(
+        &self,
+        listener_port: u16,
+        send: impl FnOnce() -> Result<HttpResponse>,
+    ) -> Result<(usize, HttpResponse)> {
+        let before = self.worker_connections(listener_port)?;
+        let response = send()?;
+        let after = self.worker_connections(listener_port)?;
+        let moved: Vec<usize> = (0..self.concurrency).filter(|&i| after[i] != before[i]).collect();
+        match moved[..] {
+            [worker] => Ok((worker, response)),
+            _ => bail!("cannot tell the worker: connections per worker went from {before:?} to {after:?}"),
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
