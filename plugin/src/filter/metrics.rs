@@ -16,7 +16,7 @@
 //! - `agent_iam.jwks.fetch.ok` / `agent_iam.jwks.fetch.<failure>`; gauge `agent_iam.jwks.issuer_<n>.age_seconds`
 //! - `agent_iam.revocation.refused.<kind>`: requests refused by a revocation, by its kind (`jti`, `agent`,
 //!   `client_id`, `subject`, `trust_domain`, `issuer`); gauges `agent_iam.revocation.active.<kind>` (live
-//!   revocations in force), `agent_iam.revocation.list.age_seconds`, `agent_iam.revocation.ssf.last_poll_seconds`
+//!   revocations in force), `agent_iam.revocation.list.age_seconds`, `agent_iam.revocation.ssf.last_poll_timestamp_seconds`
 //!   (the time of the last good poll, seconds since the epoch); `agent_iam.revocation.list.ok` / `.refused` /
 //!   `.no_response`, `agent_iam.revocation.ssf.poll.ok` / `.failed` / `.no_response`,
 //!   `agent_iam.revocation.ssf.set.accepted` / `.refused`

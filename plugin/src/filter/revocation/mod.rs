@@ -323,7 +323,7 @@ pub(super) fn judge(
             let note = format!(
                 "revocation applied: {source} event {} ({}) revokes: {}",
                 excerpt(&event.jti),
-                excerpt(&event.event_type),
+                excerpt(short_type(&event.event_type)),
                 kinds.join(", ")
             );
             Judged::Apply { jti: event.jti, until, selectors, note }
@@ -332,12 +332,17 @@ pub(super) fn judge(
             let note = format!(
                 "{source} event {} ({}) acknowledged, nothing revoked: {why}",
                 excerpt(&event.jti),
-                excerpt(&event.event_type)
+                excerpt(short_type(&event.event_type))
             );
             Judged::Apply { jti: event.jti, until, selectors: Vec::new(), note }
         }
         Outcome::Refuse { err, description } => refuse(err, description),
     }
+}
+
+/// An event type by its last path segment (`session-revoked`): the URIs differ only there.
+fn short_type(uri: &str) -> &str {
+    uri.rsplit('/').next().unwrap_or(uri)
 }
 
 /// Metrics: live revocations by kind, the list's age, the time since the last good poll.
@@ -362,6 +367,6 @@ fn report(shared: &Rc<RefCell<Shared>>, engine: &Engine, sources: Option<&Source
         );
     }
     if let Some(at) = poll_at {
-        s.metrics.gauge("agent_iam.revocation.ssf.last_poll_seconds", at.max(0) as u64);
+        s.metrics.gauge("agent_iam.revocation.ssf.last_poll_timestamp_seconds", at.max(0) as u64);
     }
 }
