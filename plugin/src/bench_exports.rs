@@ -27,6 +27,10 @@
 //!   of the last rewritten response, which the host compares with its own native run.
 //!
 //! Nothing here panics across the boundary: errors are return codes.
+//!
+//! The revocation benchmark's exports (`agent_iam_bench_revocation_load`/`_run`) are in [`revocation`].
+
+mod revocation;
 
 use crate::engine::{Body, Engine, Verdict};
 use crate::policy::cases::token_from_claims;
