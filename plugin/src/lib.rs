@@ -20,6 +20,7 @@ pub mod percent;
 pub mod policy;
 pub mod request;
 pub mod revocation;
+pub mod shared_data;
 pub mod token;
 
 #[cfg(target_arch = "wasm32")]

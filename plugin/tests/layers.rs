@@ -3,7 +3,7 @@
 //! request < token < policy < engine < config < filter
 //!
 //! A module may import its own layer and the layers below it, never one above. `b64`, `json`, `bytes` and
-//! `percent` are leaves: every layer may use them, and they use only each other. Test code (`#[cfg(test)]`
+//! `percent` (and `shared_data`, a trait) are leaves: every layer may use them, and they use only each other. Test code (`#[cfg(test)]`
 //! modules, inline or in their own files) is exempt: a test may build a whole engine from a configuration.
 //!
 //! Within a layer, sibling modules (`token/crypto.rs`, `token/jwk.rs`) must not import each other in a cycle.
@@ -17,14 +17,14 @@ use std::path::{Path, PathBuf};
 /// The layer of each top-level module; `None` for a leaf.
 fn layer(top: &str) -> Option<Option<usize>> {
     Some(match top {
-        "b64" | "json" | "bytes" | "percent" => None,
+        "b64" | "json" | "bytes" | "percent" | "shared_data" => None,
         // The proxy's header buffer read into `request::Headers`.
         "request" | "header_map" => Some(0),
         // `mint` signs tokens for tests and tools (never in the .wasm).
         "token" | "mint" => Some(1),
         // The audit event and its chain read requests and tokens; the engine holds its settings. Revocation
         // reads verified tokens; the engine checks them.
-        "policy" | "audit" | "revocation" => Some(2),
+        "policy" | "audit" | "revocation" | "anomaly" => Some(2),
         "engine" => Some(3),
         "config" => Some(4),
         "filter" | "bench_exports" => Some(5),

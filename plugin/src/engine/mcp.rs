@@ -21,6 +21,8 @@ pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 /// The JSON-RPC code of a policy denial: outside the range JSON-RPC reserves (−32768…−32000), as MCP
 /// 2026-07-28 asks of application codes; the protocol defines no "forbidden" code.
 pub const FORBIDDEN_CODE: i64 = -31001;
+/// The JSON-RPC error code of a call over a limit (429), beside [`FORBIDDEN_CODE`].
+pub const RATE_LIMITED_CODE: i64 = -31002;
 
 /// How a refused call is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +263,7 @@ impl Engine {
             }
             // A policy denial of a request without a message (a session's stream, another method).
             None if denial.status == 403 || denial.status == 404 => (FORBIDDEN_CODE, denial_description(&denial)),
+            _ if denial.status == 429 => (RATE_LIMITED_CODE, denial_description(&denial)),
             // Refused before policy with its own code; anything else (a request that cannot be read) is not a
             // valid request.
             _ => (refused_error.map_or(-32600, McpError::code), denial_description(&denial)),

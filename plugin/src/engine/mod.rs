@@ -5,6 +5,7 @@
 //! sets and removes are in `identity`, denials and their bodies in `response`, the settings in `settings`.
 
 mod identity;
+pub mod limits;
 mod mcp;
 mod prepare;
 mod response;
@@ -99,6 +100,8 @@ pub struct Engine {
     binds_peer: bool,
     /// The revocations shared by the gateway's workers, as this VM last read them ([`Engine::set_revocations`]).
     revocations: RefCell<Rc<RevocationSet>>,
+    /// How limits are counted ([`Engine::set_limiter`]); none: a policy with limits refuses with 503.
+    limiter: RefCell<Option<Rc<dyn limits::Limiter>>>,
 }
 
 /// A token that verified, with the identity headers an allow forwards for it: made once, when the token
@@ -159,6 +162,13 @@ enum Failure {
     },
     /// The revocation list covering the token's issuer is stale, and configured to fail closed.
     RevocationStale,
+    /// A limit is exceeded.
+    Limited {
+        exceeded: limits::Exceeded,
+        admitted: Rc<Admitted>,
+    },
+    /// Limits apply but cannot be counted.
+    LimitsUnavailable,
 }
 
 /// What a decision learnt of a request to an MCP endpoint, kept for its answer.
@@ -176,7 +186,15 @@ impl Engine {
         let cache = RefCell::new(TokenCache::new(settings.cache_capacity));
         let binds_peer = verifier.issuers().iter().any(|i| i.binding.any());
         let revocations = RefCell::new(Rc::default());
-        Engine { verifier, policy: Rc::new(policy), settings: Rc::new(settings), cache, binds_peer, revocations }
+        Engine {
+            verifier,
+            policy: Rc::new(policy),
+            settings: Rc::new(settings),
+            cache,
+            binds_peer,
+            revocations,
+            limiter: RefCell::new(None),
+        }
     }
 
     /// The response and forwarding settings.
@@ -194,6 +212,7 @@ impl Engine {
             cache: RefCell::new(TokenCache::new(self.settings.cache_capacity)),
             binds_peer: self.binds_peer,
             revocations: RefCell::new(self.revocations.borrow().clone()),
+            limiter: RefCell::new(self.limiter.borrow().clone()),
         }
     }
 
@@ -510,7 +529,12 @@ impl Engine {
             (decision, _) => decision,
         };
         match decision {
-            Decision::Allow { rule } => Ok(self.forward(&p, headers, Some(rule.into()), mcp)),
+            Decision::Allow { rule } => {
+                let method = p.method_override.as_deref().unwrap_or(&p.method);
+                let limits = self.policy.limits_for(&admitted.token, &Request { method, ..view }, rule);
+                self.check_limits(admitted, limits)?;
+                Ok(self.forward(&p, headers, Some(rule.into()), mcp))
+            }
             Decision::Deny { rule } => {
                 Err(Failure::Forbidden { rule: Some(rule.to_owned()), missing_scope: None, admitted: admitted.clone() })
             }

@@ -47,11 +47,17 @@ impl Engine {
         };
         // Moved out, not copied: the match below needs only the rest of the failure.
         let verified = match &failure {
-            Failure::Forbidden { admitted, .. } | Failure::Revoked { admitted, .. } => Some(Verified(admitted.clone())),
+            Failure::Forbidden { admitted, .. }
+            | Failure::Revoked { admitted, .. }
+            | Failure::Limited { admitted, .. } => Some(Verified(admitted.clone())),
             _ => None,
         };
         let revoked_by = match &failure {
             Failure::Revoked { kind, .. } => Some(*kind),
+            _ => None,
+        };
+        let exceeded = match &failure {
+            Failure::Limited { exceeded, .. } => Some(exceeded.clone()),
             _ => None,
         };
         let (status, error, description, reason, rule): (u16, Option<&str>, String, &'static str, Option<String>) =
@@ -74,6 +80,20 @@ impl Engine {
                     Some("temporarily_unavailable"),
                     TokenError::KeysUnavailable.to_string(),
                     TokenError::KeysUnavailable.metric_label(),
+                    None,
+                ),
+                Failure::Limited { exceeded: e, .. } => (
+                    429,
+                    Some("rate_limited"),
+                    format!("limit \"{}\" exceeded: {} requests per {} s", e.id, e.requests, e.window_seconds),
+                    "rate_limited",
+                    None,
+                ),
+                Failure::LimitsUnavailable => (
+                    503,
+                    Some("temporarily_unavailable"),
+                    "request limits cannot be counted".into(),
+                    "limits_unavailable",
                     None,
                 ),
                 Failure::RevocationStale => (
@@ -147,6 +167,12 @@ impl Engine {
                 challenge.push_str(&format!(", scope=\"{}\"", challenge_safe(&scope)));
             }
             headers.push(("www-authenticate", challenge));
+        }
+        if let Some(e) = &exceeded {
+            // RFC 9110 §10.2.3, and draft-ietf-httpapi-ratelimit-headers: the policy and what is left of it.
+            headers.push(("retry-after", e.retry_after.to_string()));
+            headers.push(("ratelimit-policy", format!("\"{}\";q={};w={}", e.id, e.requests, e.window_seconds)));
+            headers.push(("ratelimit", format!("\"{}\";r=0;t={}", e.id, e.retry_after)));
         }
         let mut fields = vec![
             ("error", error.unwrap_or("missing_token")),

@@ -487,4 +487,5 @@ fn jwt_authn_attests_the_payload_it_forwarded_and_nothing_else() {
 }
 
 mod bypass;
+mod limits;
 mod revocation;

@@ -25,6 +25,7 @@ mod mcp;
 mod metrics;
 mod outcome;
 mod revocation;
+mod shared;
 
 use keys::Remote;
 use metrics::Counter;
@@ -274,6 +275,7 @@ impl Root {
             }
         }
         let now = now_ms().unwrap_or(0);
+        shared::install_limiter(&engine);
         let any_remote = keys::install(&self.shared, engine, now);
         let revoking = revocation::install(&self.shared, now);
         log(LogLevel::Info, &summary);

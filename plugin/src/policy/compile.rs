@@ -384,8 +384,10 @@ impl Compiler {
         let mut arguments = std::mem::take(&mut self.arguments);
         arguments.sort();
         arguments.dedup();
+        let limits = super::limits::compile(&doc.limits, &labels, &doc.rules)?;
         Ok(Policy {
             version: doc.version.as_deref().map(Box::from),
+            limits,
             rules,
             templates: self.templates,
             any_path,

@@ -34,6 +34,10 @@ pub struct PolicyDocument {
     pub mcp_lifecycle: Option<McpLifecycle>,
     /// The rules, evaluated together: order does not change the decision (deny overrides allow).
     pub rules: Vec<RuleDocument>,
+    /// Limits on allowed requests per agent, per subject, per rule or tool, over windows of seconds to days,
+    /// counted across the gateway's workers (429 over a limit).
+    #[serde(default)]
+    pub limits: Vec<LimitDocument>,
 }
 
 /// How MCP lifecycle messages are decided.
@@ -250,4 +254,37 @@ pub struct MtlsDocument {
     /// The token's `cnf.x5t#S256` must equal the peer certificate's SHA-256 digest (RFC 8705).
     #[serde(default)]
     pub certificate_bound: Option<bool>,
+}
+
+/// One limit as written.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LimitDocument {
+    /// Unique id, named in the `RateLimit` headers, metrics and logs.
+    pub id: String,
+    /// Free text for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// What is counted together: any of `agent` (each agent on its own, the default), `subject` (every agent
+    /// acting for one subject together: a limit on a person), `rule` (each allowing rule apart), `tool` (each
+    /// MCP tool apart). `["agent", "tool"]` counts each agent's calls of each tool.
+    #[serde(default)]
+    pub per: Option<Vec<String>>,
+    /// Only these agents (patterns as in rules); absent: every agent.
+    #[serde(default)]
+    pub agents: Option<Vec<String>>,
+    /// Only requests to routes with one of these labels.
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+    /// Only requests these rules allow.
+    #[serde(default)]
+    pub rules: Option<Vec<String>>,
+    /// Only MCP `tools/call` requests of these tools (exact, or with `*`).
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
+    /// How many requests in `window`.
+    pub requests: u64,
+    /// The window: seconds (`30s`), minutes (`10m`), hours (`1h`) or days (`1d`), at most a week.
+    pub window: String,
 }

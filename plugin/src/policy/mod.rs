@@ -16,6 +16,7 @@ mod compile;
 mod cond;
 pub mod document;
 mod eval;
+pub mod limits;
 pub mod mcp;
 mod number;
 pub mod path;
@@ -27,7 +28,7 @@ mod tests;
 
 pub use cond::Truth;
 pub use document::{
-    DelegationDocument, Effect, McpLifecycle, McpRuleDocument, MtlsDocument, PolicyDocument, RouteDocument,
+    DelegationDocument, Effect, LimitDocument, McpLifecycle, McpRuleDocument, MtlsDocument, PolicyDocument, RouteDocument,
     RuleDocument, RuleMode, WhenDocument,
 };
 pub use eval::Candidates;
@@ -246,6 +247,8 @@ pub struct Policy {
     /// What MCP lifecycle messages no rule allows get.
     mcp_lifecycle: McpLifecycle,
     warnings: Vec<Warning>,
+    /// Limits on allowed requests.
+    limits: Vec<limits::Limit>,
 }
 
 /// The rule id reported when an MCP lifecycle message is allowed by the policy's default

@@ -13,40 +13,7 @@
 use super::selector::Selector;
 use serde::{Deserialize, Serialize};
 
-/// Shared data, as the filter reaches it: proxy-wasm `get_shared_data` / `set_shared_data` with a CAS token.
-pub trait SharedStore {
-    /// The value of `key` and its CAS token, `None` if the key was never written.
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError>;
-    /// Writes `value` if the key's CAS token is still `cas` (0: unconditionally).
-    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError>;
-}
-
-/// Why shared data was not read or written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreError {
-    /// Another writer changed the key since it was read.
-    CasMismatch,
-    /// The host refused the call.
-    Host(String),
-    /// The stored state is not one this plugin wrote.
-    Corrupt(String),
-    /// Every attempt lost the race (the change was not made).
-    Contended,
-    /// The change would grow the state past its cap.
-    Full(&'static str),
-}
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreError::CasMismatch => f.write_str("changed by another worker"),
-            StoreError::Host(why) => write!(f, "shared data unavailable: {why}"),
-            StoreError::Corrupt(why) => write!(f, "shared revocation state unreadable: {why}"),
-            StoreError::Contended => f.write_str("too many concurrent writers"),
-            StoreError::Full(what) => write!(f, "revocation state full ({what})"),
-        }
-    }
-}
+pub use crate::shared_data::{SharedStore, StoreError};
 
 /// A revocation with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

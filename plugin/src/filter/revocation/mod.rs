@@ -20,7 +20,7 @@ use crate::engine::Engine;
 use crate::revocation::document::excerpt;
 use crate::revocation::sources::Sources;
 use crate::revocation::ssf::{self, Outcome, SecurityEvent};
-use crate::revocation::state::{self, SetError, SharedStore, StoreError};
+use crate::revocation::state::{self, SetError};
 use crate::revocation::{Closed, Kind, RevocationSet, Selector};
 use crate::token::CryptoBackend;
 use serde_json::Value;
@@ -35,21 +35,7 @@ pub use fetch::on_response;
 use fetch::{fetch_list, poll};
 pub use push::{on_push_body, push_headers};
 
-/// Shared data through the host.
-pub(super) struct HostStore;
-
-impl SharedStore for HostStore {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        host::shared_data(key).map_err(|s| StoreError::Host(format!("{s:?}")))
-    }
-    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
-        match host::set_shared_data(key, value, cas) {
-            Ok(()) => Ok(()),
-            Err(host::Status(host::CAS_MISMATCH)) => Err(StoreError::CasMismatch),
-            Err(s) => Err(StoreError::Host(format!("{s:?}"))),
-        }
-    }
-}
+pub(super) use super::shared::HostStore;
 
 /// How long a fetcher's lease lasts without renewal, milliseconds.
 const LEASE_MS: u64 = 10_000;
