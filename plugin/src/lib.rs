@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![warn(missing_docs)]
 
+pub mod anomaly;
 pub mod audit;
 pub mod b64;
 #[cfg(all(feature = "bench-exports", target_arch = "wasm32"))]
