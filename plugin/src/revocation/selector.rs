@@ -316,8 +316,46 @@ impl Selector {
     }
 }
 
+/// The hash a revocation set files a fact's value under and looks it up by: fixed (the same in every VM and
+/// for every set, so a token's facts are hashed once, when they are extracted, and never on a check), 64 bits
+/// on every target. Two values with the same hash only cost a comparison: a set confirms every selector it
+/// finds against the whole token ([`Selector::matches`]).
+pub(super) fn fact_hash(text: &str) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bytes = text.as_bytes();
+    let mut h = (bytes.len() as u64) ^ 0x243f_6a88_85a3_08d3;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let word = chunk.try_into().map_or(0, u64::from_le_bytes);
+        h = (h ^ word).wrapping_mul(K).rotate_left(31);
+    }
+    let tail = chunks.remainder().iter().enumerate().fold(0u64, |t, (i, &b)| t | u64::from(b) << (8 * i));
+    h = (h ^ tail).wrapping_mul(K);
+    // MurmurHash3's finaliser: every bit of the state reaches the low bits (the bucket) and the top ones.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The [`fact_hash`]es of a token's facts, computed with them: what a revocation set looks up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct FactHashes {
+    pub(super) issuer: u64,
+    pub(super) jti: Option<u64>,
+    pub(super) client_id: Option<u64>,
+    pub(super) subject: u64,
+    pub(super) agent: u64,
+    /// Every party's, each value once.
+    pub(super) parties: Vec<u64>,
+    pub(super) agent_domain: Option<u64>,
+    /// Every trust domain's, each once.
+    pub(super) domains: Vec<u64>,
+}
+
 /// What revocation reads of a verified token, extracted once when the token is admitted (and cached with
-/// it), so a check compares strings it already holds.
+/// it), so a check compares strings it already holds and looks up hashes it already has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenFacts {
     issuer: Box<str>,
@@ -329,6 +367,7 @@ pub struct TokenFacts {
     parties: Vec<Box<str>>,
     /// The SPIFFE trust domain of each party, where it is a SPIFFE ID.
     domains: Vec<Option<Box<str>>>,
+    hashes: FactHashes,
 }
 
 impl TokenFacts {
@@ -339,17 +378,45 @@ impl TokenFacts {
         let mut parties: Vec<Box<str>> = Vec::with_capacity(1 + token.chain.depth());
         parties.push(token.subject().into());
         parties.extend(token.chain.actors().iter().rev().map(|a| Box::from(a.sub())));
-        let domains =
+        let domains: Vec<Option<Box<str>>> =
             parties.iter().map(|p| SpiffeId::parse(p).ok().map(|id| id.trust_domain().as_str().into())).collect();
+        let issuer: Box<str> = (*token.issuer).into();
+        let jti = text(registered.jti);
+        let client_id = text(registered.client_id);
+        let unique = |values: &mut dyn Iterator<Item = &str>| {
+            let mut hashes: Vec<u64> = Vec::new();
+            for h in values.map(fact_hash) {
+                if !hashes.contains(&h) {
+                    hashes.push(h);
+                }
+            }
+            hashes
+        };
+        let hashes = FactHashes {
+            issuer: fact_hash(&issuer),
+            jti: jti.as_deref().map(fact_hash),
+            client_id: client_id.as_deref().map(fact_hash),
+            subject: fact_hash(parties.first().map_or("", |p| p)),
+            agent: fact_hash(parties.last().map_or("", |p| p)),
+            parties: unique(&mut parties.iter().map(|p| &**p)),
+            agent_domain: domains.last().and_then(|d| d.as_deref()).map(fact_hash),
+            domains: unique(&mut domains.iter().filter_map(|d| d.as_deref())),
+        };
         TokenFacts {
-            issuer: (*token.issuer).into(),
-            jti: text(registered.jti),
-            client_id: text(registered.client_id),
+            issuer,
+            jti,
+            client_id,
             // Verification already refused a malformed `iat`.
             issued_at: registered.iat.and_then(|c| c.numeric_date("iat").ok()),
             parties,
             domains,
+            hashes,
         }
+    }
+
+    /// The hashes a revocation set looks up.
+    pub(super) fn hashes(&self) -> &FactHashes {
+        &self.hashes
     }
 
     /// The issuer.
