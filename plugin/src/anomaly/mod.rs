@@ -24,8 +24,9 @@
 //!   Minutes without requests count as zeros, folded in closed form (one power, never a loop over the missed
 //!   minutes). The signal fires when the learning period is over, the baseline holds at least one finished
 //!   minute, the short-term rate is at least `min_per_minute` (default 10) and more than `factor` (default 10)
-//!   times the baseline. One signal per episode: the episode ends when the short-term rate falls below
-//!   `factor / 2` times the baseline (or a whole minute passes without requests), and the minutes of an
+//!   times the baseline. One signal per episode: the episode ends after 5 consecutive clock minutes each
+//!   below `factor / 2` times the baseline (minutes without requests count), so that a rate hovering near
+//!   the threshold, whose noise crosses it both ways, does not signal again and again; the minutes of an
 //!   episode are not folded into the baseline, so a burst cannot teach the baseline that it is normal.
 //!
 //!   Why a 6-hour half-life: an exponential mean with time constant τ = 6 h / ln 2 = 8.7 h follows a daily
@@ -44,8 +45,8 @@
 //!   a factor 1 + gτ, so only growth faster than (factor − 1) / τ (1.04 per hour, about 2.8x an hour, for a
 //!   factor of 10) fires; a rate that doubles every day never does. A sustained new level is one episode: it
 //!   fires once, the baseline does not learn it, and the rate signal stays quiet for that agent until its
-//!   rate falls back below `factor / 2` times the baseline (the action, a denial or a quarantine, is how the
-//!   operator stops it).
+//!   rate has stayed below `factor / 2` times the baseline for 5 minutes (the action, a denial or a
+//!   quarantine, is how the operator stops it).
 //!
 //!   Long idle gaps: the zeros of a gap decay the baseline, but by at most a factor `2 / factor` (0.2 for a
 //!   factor of 10; reached after 14 hours of silence): an agent that comes back after a week at its usual

@@ -39,11 +39,15 @@ pub(super) struct Rate {
     /// the baseline is `sum / weight`, bias-corrected for a young agent.
     sum: f64,
     weight: f64,
-    /// An episode is open: a signal fired and the rate has not yet fallen below factor / 2 × baseline.
+    /// An episode is open: a signal fired and the rate has not yet stayed below factor / 2 × baseline for
+    /// [`CALM_MINUTES`]. Its minutes are not folded into the baseline.
     episode: bool,
-    /// The current minute belongs to an episode: it will not be folded into the baseline.
-    episode_minute: bool,
+    /// Consecutive finished minutes of the episode below factor / 2 × baseline.
+    calm: u8,
 }
+
+/// Whole minutes below factor / 2 × baseline that end an episode.
+pub(super) const CALM_MINUTES: u8 = 5;
 
 impl Rate {
     /// A fresh state from the minute of `now_ms`.
@@ -88,18 +92,24 @@ impl Rate {
             return;
         }
         let elapsed = minute - self.minute;
-        if !self.episode_minute {
+        let empty = elapsed - 1;
+        if self.episode {
+            // The finished minute (not folded) and the empty ones after it count towards the calm that ends
+            // the episode; the empty ones are folded once it has ended.
+            let calm = f64::from(self.count) < m.factor / 2.0 * self.baseline();
+            self.calm = if calm { self.calm.saturating_add(1) } else { 0 };
+            self.calm = self.calm.saturating_add(u8::try_from(empty).unwrap_or(u8::MAX));
+            if self.calm >= CALM_MINUTES {
+                self.episode = false;
+                self.fold_zeros(empty, m);
+            }
+        } else {
             self.fold(self.count, m);
+            self.fold_zeros(empty, m);
         }
         self.prev = if elapsed == 1 { self.count } else { 0 };
-        if elapsed > 1 {
-            // A whole minute without requests: the window emptied, so any episode is over.
-            self.episode = false;
-            self.fold_zeros(elapsed - 1, m);
-        }
         self.minute = minute;
         self.count = 0;
-        self.episode_minute = self.episode;
     }
 
     /// The requests over the last 60 seconds: the current minute's and the part of the previous minute's
@@ -116,16 +126,13 @@ impl Rate {
         let short = self.short_term(now_ms);
         let baseline = self.baseline();
         if self.episode {
-            if short < m.factor / 2.0 * baseline {
-                self.episode = false;
-            }
             return None;
         }
         if !learned || self.weight <= 0.0 || short < m.min_per_minute || short <= m.factor * baseline {
             return None;
         }
         self.episode = true;
-        self.episode_minute = true;
+        self.calm = 0;
         Some(if baseline > 0.0 {
             format!(
                 "rate {short:.0}/min is {:.0}x its baseline {baseline:.1}/min (fires above {}x and from {}/min)",

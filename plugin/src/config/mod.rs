@@ -11,9 +11,11 @@ use crate::token::remote::RemoteJwksConfig;
 use crate::token::spiffe::TrustDomain;
 use crate::token::{self, Algorithm, Issuer, KeySet, Profile, Verifier};
 use serde::Deserialize;
+mod anomaly;
 mod audit;
 mod mcp;
 mod revocation;
+pub use anomaly::{AnomalyDocument, SignalDocument};
 pub use audit::{AuditDocument, CheckpointDocument};
 pub use mcp::{McpDocument, McpEndpointDocument};
 pub use revocation::{ListDocument, PollDocument, PushDocument, RevocationDocument, SsfDocument, SubjectsDocument};
@@ -90,6 +92,9 @@ pub struct ConfigDocument {
     /// Continuous revocation: revocations written here, a fetched revocation list, a Shared Signals receiver.
     #[serde(default)]
     pub revocation: Option<RevocationDocument>,
+    /// Per-agent anomaly detection: signals learnt from each agent's own traffic, and what each does.
+    #[serde(default)]
+    pub anomaly: Option<AnomalyDocument>,
 }
 
 /// Request handling as written.
@@ -266,10 +271,15 @@ fn settings(doc: &ConfigDocument, crypto: CryptoPreference) -> Result<Settings, 
         }
         forward_claims.push((claim.clone(), header));
     }
-    let (revocations, revocation_sources) = match &doc.revocation {
+    let (revocations, mut revocation_sources) = match &doc.revocation {
         Some(r) => revocation::settings(r)?,
         None => Default::default(),
     };
+    let anomaly = doc.anomaly.as_ref().map(anomaly::settings).transpose()?;
+    if anomaly.as_ref().is_some_and(anomaly::quarantines) && revocation_sources.is_none() {
+        // A quarantine is a revocation every worker must read, even without other sources.
+        revocation_sources = Some(std::rc::Rc::new(revocation::shared_only(doc.revocation.as_ref())));
+    }
     Ok(Settings {
         realm: doc.realm.clone(),
         crypto,
@@ -290,6 +300,7 @@ fn settings(doc: &ConfigDocument, crypto: CryptoPreference) -> Result<Settings, 
         audit: doc.audit.as_ref().map(audit::settings).transpose()?,
         revocations,
         revocation_sources,
+        anomaly,
     })
 }
 

@@ -258,6 +258,14 @@ pub fn settings(doc: &RevocationDocument) -> Result<(Rc<RevocationSet>, Option<R
     Ok((inline, Some(Rc::new(Sources { state_key, limits, list, ssf }))))
 }
 
+/// Sources for a shared state with no list and no receiver (anomaly quarantines write into it), under the
+/// configured key.
+pub fn shared_only(doc: Option<&RevocationDocument>) -> Sources {
+    let state_key = doc.and_then(|d| d.state_key.clone()).unwrap_or_else(|| DEFAULT_STATE_KEY.to_owned());
+    let max_entries = doc.and_then(|d| d.max_revocations).unwrap_or(100_000);
+    Sources { state_key, limits: Limits { max_entries, max_seen: max_entries }, list: None, ssf: None }
+}
+
 fn list_source(d: &ListDocument) -> Result<ListSource, ConfigError> {
     let at = |f: &str| format!("revocation.list.{f}");
     let endpoint = endpoint(

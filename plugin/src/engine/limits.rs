@@ -120,6 +120,17 @@ pub struct Exceeded {
 }
 
 impl Engine {
+    /// The answer to a request of an agent held after an anomaly (`deny` action): 429 with `Retry-After`.
+    pub fn held_denial(
+        &self,
+        verified: super::Verified,
+        headers: &crate::request::Headers<'_>,
+        retry_after: u64,
+    ) -> super::Denial {
+        let failure = Failure::Held { retry_after, admitted: verified.0 };
+        self.denial(failure, super::prepare::request_id(headers))
+    }
+
     /// Replaces how limits are counted (the filter's shared-data counter).
     pub fn set_limiter(&self, limiter: Rc<dyn Limiter>) {
         if let Ok(mut current) = self.limiter.try_borrow_mut() {

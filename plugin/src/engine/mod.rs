@@ -169,6 +169,11 @@ enum Failure {
     },
     /// Limits apply but cannot be counted.
     LimitsUnavailable,
+    /// The agent is held on this worker after an anomaly, for this many more seconds.
+    Held {
+        retry_after: u64,
+        admitted: Rc<Admitted>,
+    },
 }
 
 /// What a decision learnt of a request to an MCP endpoint, kept for its answer.

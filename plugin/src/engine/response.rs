@@ -49,7 +49,8 @@ impl Engine {
         let verified = match &failure {
             Failure::Forbidden { admitted, .. }
             | Failure::Revoked { admitted, .. }
-            | Failure::Limited { admitted, .. } => Some(Verified(admitted.clone())),
+            | Failure::Limited { admitted, .. }
+            | Failure::Held { admitted, .. } => Some(Verified(admitted.clone())),
             _ => None,
         };
         let revoked_by = match &failure {
@@ -58,6 +59,10 @@ impl Engine {
         };
         let exceeded = match &failure {
             Failure::Limited { exceeded, .. } => Some(exceeded.clone()),
+            _ => None,
+        };
+        let held_for = match &failure {
+            Failure::Held { retry_after, .. } => Some(*retry_after),
             _ => None,
         };
         let (status, error, description, reason, rule): (u16, Option<&str>, String, &'static str, Option<String>) =
@@ -87,6 +92,13 @@ impl Engine {
                     Some("rate_limited"),
                     format!("limit \"{}\" exceeded: {} requests per {} s", e.id, e.requests, e.window_seconds),
                     "rate_limited",
+                    None,
+                ),
+                Failure::Held { .. } => (
+                    429,
+                    Some("rate_limited"),
+                    "this agent's requests are held after an anomaly".into(),
+                    "anomaly_hold",
                     None,
                 ),
                 Failure::LimitsUnavailable => (
@@ -173,6 +185,9 @@ impl Engine {
             headers.push(("retry-after", e.retry_after.to_string()));
             headers.push(("ratelimit-policy", format!("\"{}\";q={};w={}", e.id, e.requests, e.window_seconds)));
             headers.push(("ratelimit", format!("\"{}\";r=0;t={}", e.id, e.retry_after)));
+        }
+        if let Some(seconds) = held_for {
+            headers.push(("retry-after", seconds.to_string()));
         }
         let mut fields = vec![
             ("error", error.unwrap_or("missing_token")),

@@ -75,6 +75,8 @@ pub struct Settings {
     pub revocations: std::rc::Rc<crate::revocation::RevocationSet>,
     /// Where shared revocations come from (`revocation.list`, `revocation.ssf`), if anywhere.
     pub revocation_sources: Option<std::rc::Rc<crate::revocation::sources::Sources>>,
+    /// Per-agent anomaly detection (`anomaly`), if configured.
+    pub anomaly: Option<crate::anomaly::Settings>,
 }
 
 impl Default for Settings {
@@ -96,6 +98,7 @@ impl Default for Settings {
             audit: None,
             revocations: Default::default(),
             revocation_sources: None,
+            anomaly: None,
         }
     }
 }

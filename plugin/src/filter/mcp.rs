@@ -209,6 +209,7 @@ pub(super) fn decide_body(
     let conn = pending.properties.connection();
     let (hits, misses) = engine.cache_stats();
     let verdict = engine.decide_with_body(&headers, conn, body, now, crypto);
+    let verdict = super::anomaly::screen(shared, &engine, &headers, verdict, now_ms);
     super::record(shared, &engine, &verdict, hits, misses, now_ms);
     super::audit_verdict(shared, &audit::Context { engine: &engine, headers: &headers, conn, now_ms }, &verdict);
     if engine.policy().has_dry_run_rules() {

@@ -16,6 +16,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 mod abi;
+mod anomaly;
 mod audit;
 mod fast_memcmp;
 mod host;
@@ -276,6 +277,7 @@ impl Root {
         }
         let now = now_ms().unwrap_or(0);
         shared::install_limiter(&engine);
+        anomaly::install(&engine);
         let any_remote = keys::install(&self.shared, engine, now);
         let revoking = revocation::install(&self.shared, now);
         log(LogLevel::Info, &summary);
@@ -411,6 +413,7 @@ fn decide_and_apply(
     };
     let (hits_before, misses_before) = engine.cache_stats();
     let verdict = engine.decide_with(&headers, decided.conn, now, crypto);
+    let verdict = anomaly::screen(shared, &engine, &headers, verdict, now_ms);
     record(shared, &engine, &verdict, hits_before, misses_before, now_ms);
     audit_verdict(shared, &audit::Context { engine: &engine, headers: &headers, conn: decided.conn, now_ms }, &verdict);
     audit_and_dry_run_rules(&decided, &verdict);

@@ -28,8 +28,8 @@ mod tests;
 
 pub use cond::Truth;
 pub use document::{
-    DelegationDocument, Effect, LimitDocument, McpLifecycle, McpRuleDocument, MtlsDocument, PolicyDocument, RouteDocument,
-    RuleDocument, RuleMode, WhenDocument,
+    DelegationDocument, Effect, LimitDocument, McpLifecycle, McpRuleDocument, MtlsDocument, PolicyDocument,
+    RouteDocument, RuleDocument, RuleMode, WhenDocument,
 };
 pub use eval::Candidates;
 

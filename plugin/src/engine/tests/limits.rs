@@ -115,9 +115,8 @@ fn limits_count_per_agent_subject_rule_or_tool_and_only_where_they_apply() {
         {"id": "phi", "labels": ["PHI"], "requests": 1, "window": "1h"}
     ]));
     engine.set_limiter(limiter(Rc::new(MemoryStore::default()), Rc::new(Cell::new(NOW as u64 * US))));
-    let acting_for = |agent: &str| {
-        format!("Bearer {}", trader_token(&key, json!({"sub": "user:alice", "act": {"sub": agent}})))
-    };
+    let acting_for =
+        |agent: &str| format!("Bearer {}", trader_token(&key, json!({"sub": "user:alice", "act": {"sub": agent}})));
     let (a, b) = (acting_for(TRADER), acting_for("spiffe://trading.example/agent/other"));
     // Every agent acting for alice counts against her limit.
     assert_eq!(status(&decide_on(&engine, &request("POST", "/orders", Some(&a)))), 200);
@@ -165,7 +164,10 @@ fn bad_limits_are_refused_with_their_path() {
         (json!([{"id": "l", "requests": 5, "window": "1m", "per": ["ip"]}]), "policy.limits[0].per[0]"),
         (json!([{"id": "l", "requests": 5, "window": "1m", "rules": ["nope"]}]), "policy.limits[0].rules[0]"),
         (json!([{"id": "l", "requests": 5, "window": "1m", "labels": ["PII"]}]), "policy.limits[0].labels[0]"),
-        (json!([{"id": "l", "requests": 5, "window": "1m"}, {"id": "l", "requests": 1, "window": "1s"}]), "policy.limits[1].id"),
+        (
+            json!([{"id": "l", "requests": 5, "window": "1m"}, {"id": "l", "requests": 1, "window": "1s"}]),
+            "policy.limits[1].id",
+        ),
         (json!([{"id": "bad id", "requests": 5, "window": "1m"}]), "policy.limits[0].id"),
     ] {
         let doc = json!({

@@ -209,6 +209,13 @@ pub(super) fn hand_to(engine: &Engine, set: Rc<RevocationSet>) {
     }
 }
 
+/// Reads the shared state now and gives the engine what is in force (after this worker wrote into it).
+pub fn refresh(engine: &Engine, now: i64) {
+    if let Some(sources) = sources_of(engine) {
+        hand_to(engine, sync(&sources, now, false));
+    }
+}
+
 /// A new configuration: its engine starts with the shared revocations as they stand.
 pub fn install(shared: &Rc<RefCell<Shared>>, now_ms: u64) -> bool {
     let Some(engine) = shared.try_borrow().ok().and_then(|s| s.engine.clone()) else { return false };
