@@ -586,6 +586,8 @@ pub extern "C" fn agent_iam_bench_audit_run(phase: u32, iterations: u32) -> u32 
             claims: &settings.claims,
             vendor: &settings.vendor,
             node: Some(f::NODE),
+            revoked_by: None,
+            anomalies: &[],
         };
         let mut total = 0u32;
         for _ in 0..iterations {

@@ -25,6 +25,7 @@ static KEY: LazyLock<SigningKey> = LazyLock::new(|| SigningKey::from_seed(Algori
 
 fn config(anomaly: Value, key: &str) -> Value {
     json!({
+        "audit": {},
         "issuers": [{"issuer": ISSUER, "audiences": ["records"], "algorithms": ["ES256"],
                      "jwks": {"keys": [KEY.public_jwk(Some("k"))]}}],
         "policy": {"rules": [
@@ -44,11 +45,19 @@ fn start(anomaly: Value, key: &str) -> Vm {
 }
 
 fn token(agent: &str) -> String {
-    KEY.sign_jwt(Some("k"), &json!({"iss": ISSUER, "aud": "records", "sub": agent, "iat": NOW, "exp": NOW + 30 * 86_400}))
+    KEY.sign_jwt(
+        Some("k"),
+        &json!({"iss": ISSUER, "aud": "records", "sub": agent, "iat": NOW, "exp": NOW + 30 * 86_400}),
+    )
 }
 
 fn get(vm: &mut Vm, token: &str, path: &str) -> Outcome {
-    vm.request().method("GET").path(path).authority("records.example").header("authorization", &format!("Bearer {token}")).send()
+    vm.request()
+        .method("GET")
+        .path(path)
+        .authority("records.example")
+        .header("authorization", &format!("Bearer {token}"))
+        .send()
 }
 
 /// `per_hour` evenly spaced reads for `hours`, moving every VM's clock together; returns whether each was
@@ -98,6 +107,9 @@ fn the_seeds_spike_is_flagged_within_minutes_and_held_on_the_worker_that_saw_it(
     assert_eq!(held.body_json()["error"], "rate_limited");
     assert!(held.header("retry-after").is_some_and(|s| s.parse::<u64>().unwrap() <= 900));
     assert!(vm.logs_text().contains("anomaly rate of agent"), "{}", vm.logs_text());
+    // The refused request's audit event names the hold; the request that set the signal off named it.
+    let line = String::from_utf8(vm.last_filter_state().get("agent_iam.audit").unwrap().clone()).unwrap();
+    assert!(line.contains("\"reason\":\"anomaly_hold\""), "{line}");
     assert!(vm.metric("agent_iam.anomaly.rate").is_some_and(|n| n >= 1));
     // Another agent is not held.
     assert_eq!(get(&mut vm, &token(OTHER), "/patients/1").status(), None);
@@ -137,14 +149,18 @@ fn a_quarantine_revokes_the_agent_on_every_worker_until_it_ends() {
 
 #[test]
 fn probing_is_flagged_during_learning_and_learning_mode_only_records() {
-    let mut vm = start(
-        json!({"learning_mode": true, "probing": {"denials_per_minute": 5, "action": "quarantine"}}),
-        "probing",
-    );
+    let mut vm =
+        start(json!({"learning_mode": true, "probing": {"denials_per_minute": 5, "action": "quarantine"}}), "probing");
     let reader = token(READER);
     for i in 0..6 {
         // Not allowed by any rule: a denial each.
-        let o = vm.request().method("DELETE").path(&format!("/patients/{i}")).authority("r").header("authorization", &format!("Bearer {reader}")).send();
+        let o = vm
+            .request()
+            .method("DELETE")
+            .path(&format!("/patients/{i}"))
+            .authority("r")
+            .header("authorization", &format!("Bearer {reader}"))
+            .send();
         assert_eq!(o.status(), Some(403));
     }
     assert!(vm.logs_text().contains("anomaly probing of agent"), "{}", vm.logs_text());

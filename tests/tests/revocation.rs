@@ -162,7 +162,7 @@ fn inline_selectors_refuse_tokens_from_the_configuration() {
     assert!(!allowed(&mut vm, &token(GOOD, NOW - 101)), "issued before the issuer's cut-off");
     assert!(allowed(&mut vm, &token(GOOD, NOW - 100)), "issued at the cut-off: counts again");
     assert!(vm.logs_text().contains("revoked by agent"), "{}", vm.logs_text());
-    assert_eq!(vm.metric("agent_iam.revocation.active.agent"), Some(1));
+    assert_eq!(vm.metric("agent_iam.revocation.active.agent"), Some(1), "{:?}", host.metrics());
     assert_eq!(vm.metric("agent_iam.revocation.active.issuer"), Some(1));
 }
 
@@ -422,4 +422,22 @@ fn a_configuration_with_bad_revocation_settings_is_refused_with_its_path() {
         assert!(vm.logs_text().contains(path), "{path}: {}", vm.logs_text());
         assert!(allowed(&mut vm, &token(ROGUE, NOW)), "the last good configuration still serves");
     }
+}
+
+#[test]
+fn a_refusal_by_a_revocation_is_audited_with_its_kind() {
+    let mut doc = config(json!({"selectors": [{"agent": ROGUE}], "state_key": "agent_iam.revocation.audited"}));
+    doc["audit"] = json!({});
+    let mut vm = HOST
+        .vm()
+        .plugin_config(doc.to_string())
+        .time(UNIX_EPOCH + Duration::from_secs(NOW))
+        .start()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(!allowed(&mut vm, &token(ROGUE, NOW - 10)));
+    let line = String::from_utf8(vm.last_filter_state().get("agent_iam.audit").unwrap().clone()).unwrap();
+    let event: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["unmapped"]["reason"], "revoked", "{line}");
+    assert_eq!(event["unmapped"]["revoked_by"], "agent", "{line}");
+    assert_eq!(event["actor"]["app_uid"], ROGUE, "{line}");
 }

@@ -106,6 +106,10 @@ pub struct Facts<'a> {
     pub vendor: &'a str,
     /// The Envoy node id.
     pub node: Option<&'a str>,
+    /// For a request refused by a revocation, its kind (`agent`, `jti`, ...: `unmapped.revoked_by`).
+    pub revoked_by: Option<&'a str>,
+    /// The anomaly signals this request set off (`rate`, `probing`, ...: `unmapped.anomalies`).
+    pub anomalies: &'a [&'a str],
 }
 
 /// OCSF API Activity's activity for a request, as its members up to `"time":` (`activity_id`, its caption,
@@ -406,6 +410,17 @@ fn write_unmapped_open(f: &Facts<'_>, out: &mut String) {
             member(out, ",\"reason\":\"", reason);
             out.push_str(",\"dry_run\":true");
         }
+    }
+    if let Some(kind) = f.revoked_by {
+        member(out, ",\"revoked_by\":\"", kind);
+    }
+    if !f.anomalies.is_empty() {
+        let mut open = ",\"anomalies\":[\"";
+        for signal in f.anomalies {
+            member(out, open, signal);
+            open = ",\"";
+        }
+        out.push(']');
     }
     if let Some(token) = f.token
         && token.chain.depth() > 0

@@ -38,6 +38,8 @@ fn facts<'a>(token: Option<&'a crate::token::VerifiedToken>, outcome: Outcome<'a
         claims: &[],
         vendor: "Example Corp",
         node: Some("gw-1"),
+        revoked_by: None,
+        anomalies: &[],
     }
 }
 

@@ -24,6 +24,13 @@ thread_local! {
     static DETECTOR: RefCell<Option<Detector>> = const { RefCell::new(None) };
     /// Agents held on this worker by a `deny` action, until (host milliseconds).
     static HELD: RefCell<FxHashMap<Box<str>, u64>> = RefCell::new(FxHashMap::default());
+    /// The signals the request being decided set off, for its audit event.
+    static SIGNALS: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Takes the signals of the request just screened (for its audit event).
+pub fn take_signals() -> Vec<&'static str> {
+    SIGNALS.with(|s| s.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default())
 }
 
 /// A new configuration: a new detector if its settings changed, none without `anomaly`.
@@ -83,6 +90,12 @@ pub fn screen(
     let signals = DETECTOR.with(|d| match d.try_borrow_mut().ok().as_deref_mut().and_then(Option::as_mut) {
         Some(detector) => detector.observe(&observation, now_ms),
         None => Vec::new(),
+    });
+    SIGNALS.with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            s.clear();
+            s.extend(signals.iter().map(|signal| signal.kind.label()));
+        }
     });
     for signal in signals {
         act(shared, engine, &signal, now_ms);

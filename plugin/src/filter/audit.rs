@@ -121,12 +121,20 @@ pub(super) struct Context<'a> {
 }
 
 /// Writes the decision's audit event to filter state, when the configuration records it.
+/// What else an event notes of its request: the kind of revocation that refused it, the anomaly signals it
+/// set off.
+pub(super) struct Noted<'a> {
+    pub revoked_by: Option<&'a str>,
+    pub anomalies: &'a [&'a str],
+}
+
 pub(super) fn event(
     trail: &mut Trail,
     cx: &Context<'_>,
     outcome: crate::audit::Outcome<'_>,
     verified: Option<&crate::engine::Verified>,
     mcp: Option<&McpRequest>,
+    noted: Noted<'_>,
 ) {
     use crate::audit::{Facts, RequestFacts};
     let engine = cx.engine;
@@ -177,6 +185,8 @@ pub(super) fn event(
         claims: &settings.claims,
         vendor: &settings.vendor,
         node: trail.node.as_deref(),
+        revoked_by: noted.revoked_by,
+        anomalies: noted.anomalies,
     };
     let line = crate::audit::line(settings, &mut trail.chain, &facts);
     set(crate::audit::FILTER_STATE_KEY, &line);

@@ -427,26 +427,30 @@ fn audit_verdict(shared: &Rc<RefCell<Shared>>, cx: &audit::Context<'_>, verdict:
     if cx.engine.settings().audit.is_none() {
         return;
     }
-    let (outcome, verified, mcp) = match verdict {
+    let (outcome, verified, mcp, revoked_by) = match verdict {
         Verdict::Allow { await_body: Some(_), .. } => return,
         Verdict::Allow { rule, dry_run: None, verified, mcp, .. } => {
-            (Outcome::Allowed { rule }, verified.as_ref(), mcp.as_deref())
+            (Outcome::Allowed { rule }, verified.as_ref(), mcp.as_deref(), None)
         }
         Verdict::Allow { dry_run: Some(d), verified, mcp, .. } => (
             Outcome::DryRun { status: d.status, reason: d.reason, rule: d.rule.as_deref() },
             verified.as_ref(),
             mcp.as_deref(),
+            d.revoked_by,
         ),
         Verdict::Deny(d) => (
             Outcome::Denied { status: d.status, reason: d.reason, rule: d.rule.as_deref() },
             d.verified.as_ref(),
             d.mcp.as_deref(),
+            d.revoked_by,
         ),
         Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } | Verdict::Answer(_) => return,
     };
+    let anomalies = anomaly::take_signals();
     let Ok(mut s) = shared.try_borrow_mut() else { return };
     if let Some(trail) = s.audit.as_mut() {
-        audit::event(trail, cx, outcome, verified, mcp);
+        let noted = audit::Noted { revoked_by: revoked_by.map(|k| k.label()), anomalies: &anomalies };
+        audit::event(trail, cx, outcome, verified, mcp, noted);
     }
 }
 
@@ -472,7 +476,8 @@ fn audit_refusal(shared: &Rc<RefCell<Shared>>, denial: &Denial, dry_run: bool) {
     };
     let Ok(mut s) = shared.try_borrow_mut() else { return };
     if let Some(trail) = s.audit.as_mut() {
-        audit::event(trail, &cx, outcome, denial.verified.as_ref(), denial.mcp.as_deref());
+        let noted = audit::Noted { revoked_by: denial.revoked_by.map(|k| k.label()), anomalies: &[] };
+        audit::event(trail, &cx, outcome, denial.verified.as_ref(), denial.mcp.as_deref(), noted);
     }
 }
 
