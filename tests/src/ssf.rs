@@ -1,19 +1,18 @@
 //! Continuous revocation with real components: `envoy/revocation.yaml` (the demo gateway with a Shared Signals
 //! receiver polling a transmitter, RFC 8936) rendered for a test, the SSF transmitter of `tests/ssf/transmitter.py`
 //! (CAEP events as Security Event Tokens signed RS256 by jwcrypto, installed by `make ssf-tools`) with its control
-//! API, and Envoy with several workers, with which worker served a connection. Used by
-//! `tests/tests/e2e_revocation.rs`.
+//! API. Used by `tests/tests/e2e_revocation.rs`, which runs Envoy with several workers
+//! ([`testbed::Envoy::start_with_workers`], which also tells which worker served a connection).
 //!
-//! Everything binds 127.0.0.1 only; the transmitter and Envoy are stopped when their guards are dropped, and get a
-//! signal if the thread that started them ends first, like the processes of [`testbed`].
+//! Everything binds 127.0.0.1 only; the transmitter is stopped when its guard is dropped, and gets a signal if the
+//! thread that started it ends first, like the processes of [`testbed`].
 
 use crate::demo::{self, Ports};
 use crate::python::{PythonProcess, Stop, Venv};
-use crate::testbed::{self, HttpResponse};
+use crate::testbed;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The transmitter's port written in `envoy/revocation.yaml` (cluster `ssf_transmitter`), as `port_value: 10003 `.
@@ -173,151 +172,5 @@ impl Transmitter {
     /// The last `n` lines of its log (stderr).
     pub fn log_tail(&self, n: usize) -> String {
         self.process.log_tail(n)
-    }
-}
-
-/// A running Envoy with several worker threads (`--concurrency`), stopped (and its exit awaited) on drop. Like
-/// [`testbed::Envoy`], which runs one worker.
-pub struct Workers {
-    child: Child,
-    admin_port: u16,
-    log_path: PathBuf,
-    concurrency: usize,
-}
-
-impl Workers {
-    /// Starts `binary` with `config_yaml` (written to `work_dir/envoy.yaml`) and `concurrency` workers, logging to
-    /// `work_dir/envoy.log`, and waits until the admin endpoint reports ready. Envoy gets SIGTERM when the thread
-    /// that started it ends.
-    pub fn start(
-        binary: &Path,
-        config_yaml: &str,
-        admin_port: u16,
-        work_dir: &Path,
-        concurrency: usize,
-    ) -> Result<Workers> {
-        if !binary.exists() {
-            bail!("Envoy not found at {} (run `make envoy`, or set ENVOY_BIN)", binary.display());
-        }
-        std::fs::create_dir_all(work_dir)?;
-        let config_path = work_dir.join("envoy.yaml");
-        std::fs::write(&config_path, config_yaml)?;
-        let log_path = work_dir.join("envoy.log");
-        let log = std::fs::File::create(&log_path)?;
-        let mut command = Command::new(binary);
-        testbed::die_with_parent(&mut command, libc::SIGTERM);
-        let child = command
-            .arg("-c")
-            .arg(&config_path)
-            .args(["--concurrency", &concurrency.to_string(), "--log-level", "info", "--disable-hot-restart"])
-            .current_dir(agent_iam_host::workspace_root())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let mut envoy = Workers { child, admin_port, log_path, concurrency };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = envoy.child.try_wait()? {
-                bail!("Envoy exited with {status} before it was ready:\n{}", envoy.log_tail(40));
-            }
-            if testbed::http_request(admin_port, "GET", "/ready", &[], b"").is_ok_and(|r| r.status == 200) {
-                return Ok(envoy);
-            }
-            if Instant::now() >= deadline {
-                bail!("Envoy was not ready within 60 s:\n{}", envoy.log_tail(40));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// The last `n` lines of Envoy's log.
-    pub fn log_tail(&self, n: usize) -> String {
-        testbed::file_tail(&self.log_path, n)
-    }
-
-    /// Envoy's whole log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    /// How many lines of Envoy's log contain `needle`.
-    pub fn log_count(&self, needle: &str) -> usize {
-        self.log().lines().filter(|l| l.contains(needle)).count()
-    }
-
-    /// The admin port.
-    pub fn admin_port(&self) -> u16 {
-        self.admin_port
-    }
-
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Envoy's stats whose names match the regular expression `filter` (`/stats?filter=`), as `(name, value)`.
-    pub fn stats(&self, filter: &str) -> Result<Vec<(String, String)>> {
-        let r = testbed::http_request(self.admin_port, "GET", &format!("/stats?filter={filter}"), &[], b"")?;
-        if r.status != 200 {
-            bail!("GET /stats answered {}", r.status);
-        }
-        Ok(String::from_utf8_lossy(&r.body)
-            .lines()
-            .filter_map(|l| l.split_once(": "))
-            .map(|(n, v)| (n.to_owned(), v.trim().to_owned()))
-            .collect())
-    }
-
-    /// The value of the stat named `name`, or ending in `.name` (Envoy may prefix a plugin's metrics, e.g.
-    /// `wasmcustom.`); `None` if there is none.
-    pub fn stat(&self, name: &str) -> Result<Option<u64>> {
-        let suffix = format!(".{name}");
-        Ok(self
-            .stats(name)?
-            .into_iter()
-            .find(|(n, _)| n == name || n.ends_with(&suffix))
-            .and_then(|(_, v)| v.parse().ok()))
-    }
-
-    /// Connections each worker has accepted on the listener on 127.0.0.1:`listener_port`
-    /// (`listener.<address>.worker_<i>.downstream_cx_total`), by worker.
-    pub fn worker_connections(&self, listener_port: u16) -> Result<Vec<u64>> {
-        let prefix = format!("listener.127.0.0.1_{listener_port}.worker_");
-        let mut counts = vec![0; self.concurrency];
-        for (name, value) in self.stats("worker_.*downstream_cx_total")? {
-            let Some(rest) = name.strip_prefix(&prefix) else { continue };
-            let Some((worker, "downstream_cx_total")) = rest.split_once('.') else { continue };
-            let worker: usize = worker.parse().context("worker index")?;
-            if let Some(c) = counts.get_mut(worker) {
-                *c = value.parse().context("connection count")?;
-            }
-        }
-        Ok(counts)
-    }
-
-    /// Sends one request on a fresh connection (`send`), and tells which worker accepted it: the one whose
-    /// connection count on the listener moved. Call it from one thread, with nothing else connecting.
-    pub fn served_by(
-        &self,
-        listener_port: u16,
-        send: impl FnOnce() -> Result<HttpResponse>,
-    ) -> Result<(usize, HttpResponse)> {
-        let before = self.worker_connections(listener_port)?;
-        let response = send()?;
-        let after = self.worker_connections(listener_port)?;
-        let moved: Vec<usize> = (0..self.concurrency).filter(|&i| after[i] != before[i]).collect();
-        match moved[..] {
-            [worker] => Ok((worker, response)),
-            _ => bail!("cannot tell the worker: connections per worker went from {before:?} to {after:?}"),
-        }
-    }
-}
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -582,6 +582,7 @@ pub struct Envoy {
     child: Child,
     admin_port: u16,
     log_path: PathBuf,
+    concurrency: usize,
 }
 
 impl Envoy {
@@ -591,8 +592,23 @@ impl Envoy {
     /// Envoy gets SIGTERM when the *thread* that started it ends (`PR_SET_PDEATHSIG` follows the thread), so
     /// start it on a thread that lives as long as it is used.
     pub fn start(binary: &Path, config_yaml: &str, admin_port: u16, work_dir: &Path) -> Result<Envoy> {
+        Envoy::start_with_workers(binary, config_yaml, admin_port, work_dir, 1)
+    }
+
+    /// Like [`Envoy::start`], with `concurrency` worker threads (`--concurrency`); which worker served a request
+    /// is told by [`Envoy::served_by`].
+    pub fn start_with_workers(
+        binary: &Path,
+        config_yaml: &str,
+        admin_port: u16,
+        work_dir: &Path,
+        concurrency: usize,
+    ) -> Result<Envoy> {
         if !binary.exists() {
             bail!("Envoy not found at {} (run `make envoy`, or set ENVOY_BIN)", binary.display());
+        }
+        if concurrency == 0 {
+            bail!("Envoy needs at least one worker");
         }
         std::fs::create_dir_all(work_dir)?;
         let config_path = work_dir.join("envoy.yaml");
@@ -605,14 +621,14 @@ impl Envoy {
         let child = command
             .arg("-c")
             .arg(&config_path)
-            .args(["--concurrency", "1", "--log-level", "info", "--disable-hot-restart"])
+            .args(["--concurrency", &concurrency.to_string(), "--log-level", "info", "--disable-hot-restart"])
             .current_dir(agent_iam_host::workspace_root())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        let mut envoy = Envoy { child, admin_port, log_path };
+        let mut envoy = Envoy { child, admin_port, log_path, concurrency };
         envoy.wait_ready(Duration::from_secs(60))?;
         Ok(envoy)
     }
@@ -643,14 +659,81 @@ impl Envoy {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// How many lines of Envoy's log contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
     /// The admin port.
     pub fn admin_port(&self) -> u16 {
         self.admin_port
     }
 
+    /// Its worker threads (`--concurrency`).
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Envoy's stats whose names match the regular expression `filter` (`/stats?filter=`), as `(name, value)`.
+    pub fn stats(&self, filter: &str) -> Result<Vec<(String, String)>> {
+        let r = http_request(self.admin_port, "GET", &format!("/stats?filter={filter}"), &[], b"")?;
+        if r.status != 200 {
+            bail!("GET /stats answered {}", r.status);
+        }
+        Ok(String::from_utf8_lossy(&r.body)
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .map(|(n, v)| (n.to_owned(), v.trim().to_owned()))
+            .collect())
+    }
+
+    /// The value of the stat named `name`, or ending in `.name` (Envoy may prefix a plugin's metrics, e.g.
+    /// `wasmcustom.`); `None` if there is none.
+    pub fn stat(&self, name: &str) -> Result<Option<u64>> {
+        let suffix = format!(".{name}");
+        Ok(self
+            .stats(name)?
+            .into_iter()
+            .find(|(n, _)| n == name || n.ends_with(&suffix))
+            .and_then(|(_, v)| v.parse().ok()))
+    }
+
+    /// Connections each worker has accepted on the listener on 127.0.0.1:`listener_port`
+    /// (`listener.<address>.worker_<i>.downstream_cx_total`), by worker.
+    pub fn worker_connections(&self, listener_port: u16) -> Result<Vec<u64>> {
+        let prefix = format!("listener.127.0.0.1_{listener_port}.worker_");
+        let mut counts = vec![0; self.concurrency];
+        for (name, value) in self.stats("worker_.*downstream_cx_total")? {
+            let Some(rest) = name.strip_prefix(&prefix) else { continue };
+            let Some((worker, "downstream_cx_total")) = rest.split_once('.') else { continue };
+            let worker: usize = worker.parse().context("worker index")?;
+            if let Some(c) = counts.get_mut(worker) {
+                *c = value.parse().context("connection count")?;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Sends one request on a fresh connection (`send`), and tells which worker accepted it: the one whose
+    /// connection count on the listener moved. Call it from one thread, with nothing else connecting.
+    pub fn served_by(
+        &self,
+        listener_port: u16,
+        send: impl FnOnce() -> Result<HttpResponse>,
+    ) -> Result<(usize, HttpResponse)> {
+        let before = self.worker_connections(listener_port)?;
+        let response = send()?;
+        let after = self.worker_connections(listener_port)?;
+        let moved: Vec<usize> = (0..self.concurrency).filter(|&i| after[i] != before[i]).collect();
+        match moved[..] {
+            [worker] => Ok((worker, response)),
+            _ => bail!("cannot tell the worker: connections per worker went from {before:?} to {after:?}"),
+        }
     }
 }
 

@@ -12,8 +12,8 @@
 //! itself needs none of them and always runs.
 
 use agent_iam_tests::demo::{self, DemoKeys, DemoTokens, ES256_KID, ISSUER, Ports, RESEARCH, TRADER};
-use agent_iam_tests::ssf::{self, SESSION_REVOKED, Transmitter, Workers};
-use agent_iam_tests::testbed::{self, EchoUpstream, HttpResponse};
+use agent_iam_tests::ssf::{self, SESSION_REVOKED, Transmitter};
+use agent_iam_tests::testbed::{self, EchoUpstream, Envoy, HttpResponse};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -113,7 +113,7 @@ fn revocation_config_as_rendered_validates() {
 
 /// The gateway under test: the transmitter, the echo upstream and Envoy with two workers.
 struct Bed {
-    envoy: Workers,
+    envoy: Envoy,
     transmitter: Transmitter,
     _upstream: EchoUpstream,
     ports: Ports,
@@ -138,7 +138,7 @@ impl Bed {
         )
         .unwrap();
         let upstream = EchoUpstream::start(ports.upstream).unwrap();
-        let envoy = Workers::start(&testbed::envoy_binary(), &config, ports.admin, dir, 2).unwrap();
+        let envoy = Envoy::start_with_workers(&testbed::envoy_binary(), &config, ports.admin, dir, 2).unwrap();
         Bed { envoy, transmitter, _upstream: upstream, ports }
     }
 
