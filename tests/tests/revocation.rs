@@ -151,7 +151,9 @@ fn answer(vm: &mut Vm, c: &Callout, sets: &[(&str, &str)], more: bool) {
 
 #[test]
 fn inline_selectors_refuse_tokens_from_the_configuration() {
-    let mut vm = start(
+    let host = Host::from_file(agent_iam_host::plugin_wasm_path()).unwrap();
+    let mut vm = start_on(
+        &host,
         "inline",
         json!({"selectors": [
             {"agent": ROGUE},
