@@ -1,8 +1,12 @@
 //! The identity headers: the ones the plugin sets on an allowed request, and the client-sent ones it removes.
 
-use super::Engine;
-use crate::request::Headers;
+use super::prepare::Prepared;
+use super::{Engine, McpState, TokenSource, Verdict, Verified};
+use crate::percent;
+use crate::request::mcp::list::ListKind;
+use crate::request::{self, Headers, MethodOverride};
 use crate::token::VerifiedToken;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -117,4 +121,92 @@ pub fn header_safe(value: &str) -> String {
         }
     }
     out
+}
+
+/// Forwarding an allowed request.
+impl Engine {
+    /// Forwarding a request: the identity headers to set, client copies (and, as configured, the credential
+    /// and method overrides) to remove, the canonical path and method. `rule`: the allowing rule, `None`
+    /// when the decision waits for the body.
+    pub(super) fn forward(
+        &self,
+        p: &Prepared<'_>,
+        headers: &Headers<'_>,
+        rule: Option<Rc<str>>,
+        mcp: &McpState<'_>,
+    ) -> Verdict {
+        let mut remove = identity_headers_in(headers);
+        let admitted = &p.verified;
+        let mut set = Vec::with_capacity(admitted.identity.len() + 1);
+        set.extend(admitted.identity.iter().cloned());
+        // The deciding rule is forwarded when the headers leave with the decision; at an MCP endpoint they
+        // leave before the body is read, so the rule is recorded (filter state, logs) but not forwarded.
+        if let Some(rule) = &rule {
+            set.push((RULE_HEADER, rule.clone()));
+        }
+        let strip_override = self.settings.method_override == MethodOverride::Strip;
+        if strip_override {
+            push_header_names(&mut remove, headers, request::is_method_override_header);
+        }
+        if !self.settings.forward_credential {
+            for source in &self.settings.token_sources {
+                if let TokenSource::Header { name, .. } = source
+                    && headers.iter().any(|(n, _)| *n == name.as_str())
+                {
+                    remove.push(name.clone());
+                }
+            }
+        }
+        let credential_parameter = |name: &str| {
+            !self.settings.forward_credential
+                && self.settings.token_sources.iter().any(|s| matches!(s, TokenSource::Query { name: q } if q == name))
+        };
+        let dropped =
+            |name: &str| (strip_override && request::is_method_override_parameter(name)) || credential_parameter(name);
+        // Every name decoded when the request was prepared, so none is kept for failing to decode.
+        let query: Option<Cow<'_, str>> = match p.query {
+            Some(q) if percent::query_pairs(q).any(|pair| pair.decoded_name().is_some_and(|n| dropped(&n))) => {
+                Some(Cow::<str>::Owned(percent::query_without(q, dropped))).filter(|q| !q.is_empty())
+            }
+            other => other.map(Cow::Borrowed),
+        };
+        // Forward exactly the authorised path: rewritten only when canonicalisation or a removed
+        // parameter changed it (no allocation in the common case).
+        let (raw_path, path) = (p.raw_path, p.with_parameters.as_deref().unwrap_or(&p.path));
+        let unchanged = match &query {
+            Some(q) => {
+                raw_path.len() == path.len() + 1 + q.len()
+                    && raw_path.starts_with(path)
+                    && raw_path.ends_with(&**q)
+                    && raw_path.as_bytes()[path.len()] == b'?'
+            }
+            None => raw_path == path,
+        };
+        let canonical_path = (!unchanged).then(|| match &query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        });
+        let canonical_method = p.method_changed.then(|| p.method.to_string());
+        // A list filtered per caller must arrive uncompressed: the upstream is asked for identity
+        // encoding (a compressed answer is refused by the filter, never passed on unfiltered).
+        // The method is in the body, read after the headers left: every POST to an endpoint that filters lists
+        // asks for identity encoding.
+        if mcp.endpoint.is_some_and(|e| e.filter_lists) {
+            push_header_names(&mut remove, headers, |n| n == "accept-encoding");
+        }
+        let filter_list = mcp.endpoint.is_some_and(|e| e.filter_lists)
+            && mcp.call.as_ref().is_some_and(|c| ListKind::of_method(&c.method).is_some());
+        Verdict::Allow {
+            remove,
+            set,
+            rule: rule.unwrap_or_else(|| "".into()),
+            canonical_path,
+            canonical_method,
+            dry_run: None,
+            mcp: mcp.call.clone(),
+            filter_list,
+            await_body: mcp.await_body,
+            verified: Some(Verified(p.verified.clone())),
+        }
+    }
 }

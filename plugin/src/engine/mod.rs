@@ -12,26 +12,23 @@ mod response;
 mod revocation;
 mod settings;
 
+use identity::identity_headers_in;
 pub use identity::{
     AGENT_HEADER, CHAIN_HEADER, CLAIM_HEADER_PREFIX, DRY_RUN_HEADER, HeaderValue, IDENTITY_HEADER_PREFIX,
     ISSUER_HEADER, RULE_HEADER, SUBJECT_HEADER, header_safe, is_identity_header,
 };
-use identity::{identity_headers_in, push_header_names};
 pub use mcp::{Body, DEFAULT_BODY_CAP, FORBIDDEN_CODE, MAX_BODY_CAP, McpDenial, McpEndpoint, WELL_KNOWN, metadata};
-use prepare::{Prepared, Pseudo, request_id, single_value};
+use prepare::{Prepared, Pseudo, request_id};
 pub use response::Denial;
 pub use settings::{CryptoPreference, Mode, Settings, TokenSource};
 
-use crate::percent;
 use crate::policy::{Decision, Effect, Policy, RuleResult};
-use crate::request::mcp::list::ListKind;
 use crate::request::mcp::{McpRefusal, McpRequest};
-use crate::request::{self, Connection, Headers, MethodOverride, Request, RequestError};
+use crate::request::{self, Connection, Headers, Request, RequestError};
 use crate::revocation::{Kind, RevocationSet, TokenFacts};
 use crate::token::cache::TokenCache;
 use crate::token::{CryptoBackend, KeySet, TokenError, VerifiedToken, Verifier};
 use serde_json::json;
-use std::borrow::Cow;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 
@@ -229,32 +226,6 @@ impl Engine {
     /// Token cache hits and misses so far.
     pub fn cache_stats(&self) -> (u64, u64) {
         self.cache.try_borrow().map(|c| c.stats()).unwrap_or_default()
-    }
-
-    /// Verifies a token, answering from the cache when these exact bytes verified before and are still valid.
-    fn verify(
-        &self,
-        token: &[u8],
-        headers: &Headers<'_>,
-        now: i64,
-        crypto: &dyn CryptoBackend,
-    ) -> Result<Rc<Admitted>, TokenError> {
-        if let Some(hit) = self.cache.try_borrow_mut().ok().and_then(|mut c| c.get(token, now)) {
-            return Ok(hit);
-        }
-        let single = |name: &str| single_value(headers, name);
-        let verified = self.verifier.verify_with(token, now, crypto, &single)?;
-        let valid_until = verified.valid_until;
-        let admitted = Rc::new(Admitted {
-            identity: self.identity(&verified),
-            token: verified,
-            facts: OnceCell::new(),
-            clean: Cell::new(0),
-        });
-        if let Ok(mut cache) = self.cache.try_borrow_mut() {
-            cache.insert(token, admitted.clone(), now, valid_until);
-        }
-        Ok(admitted)
     }
 
     /// Whether decisions need the mutual-TLS peer (a rule or an issuer binds to it).
@@ -548,85 +519,6 @@ impl Engine {
                 missing_scope: missing_scope.map(str::to_owned),
                 admitted: admitted.clone(),
             }),
-        }
-    }
-
-    /// Forwarding a request: the identity headers to set, client copies (and, as configured, the credential
-    /// and method overrides) to remove, the canonical path and method. `rule`: the allowing rule, `None`
-    /// when the decision waits for the body.
-    fn forward(&self, p: &Prepared<'_>, headers: &Headers<'_>, rule: Option<Rc<str>>, mcp: &McpState<'_>) -> Verdict {
-        let mut remove = identity_headers_in(headers);
-        let admitted = &p.verified;
-        let mut set = Vec::with_capacity(admitted.identity.len() + 1);
-        set.extend(admitted.identity.iter().cloned());
-        // The deciding rule is forwarded when the headers leave with the decision; at an MCP endpoint they
-        // leave before the body is read, so the rule is recorded (filter state, logs) but not forwarded.
-        if let Some(rule) = &rule {
-            set.push((RULE_HEADER, rule.clone()));
-        }
-        let strip_override = self.settings.method_override == MethodOverride::Strip;
-        if strip_override {
-            push_header_names(&mut remove, headers, request::is_method_override_header);
-        }
-        if !self.settings.forward_credential {
-            for source in &self.settings.token_sources {
-                if let TokenSource::Header { name, .. } = source
-                    && headers.iter().any(|(n, _)| *n == name.as_str())
-                {
-                    remove.push(name.clone());
-                }
-            }
-        }
-        let credential_parameter = |name: &str| {
-            !self.settings.forward_credential
-                && self.settings.token_sources.iter().any(|s| matches!(s, TokenSource::Query { name: q } if q == name))
-        };
-        let dropped =
-            |name: &str| (strip_override && request::is_method_override_parameter(name)) || credential_parameter(name);
-        // Every name decoded when the request was prepared, so none is kept for failing to decode.
-        let query: Option<Cow<'_, str>> = match p.query {
-            Some(q) if percent::query_pairs(q).any(|pair| pair.decoded_name().is_some_and(|n| dropped(&n))) => {
-                Some(Cow::<str>::Owned(percent::query_without(q, dropped))).filter(|q| !q.is_empty())
-            }
-            other => other.map(Cow::Borrowed),
-        };
-        // Forward exactly the authorised path: rewritten only when canonicalisation or a removed
-        // parameter changed it (no allocation in the common case).
-        let (raw_path, path) = (p.raw_path, p.with_parameters.as_deref().unwrap_or(&p.path));
-        let unchanged = match &query {
-            Some(q) => {
-                raw_path.len() == path.len() + 1 + q.len()
-                    && raw_path.starts_with(path)
-                    && raw_path.ends_with(&**q)
-                    && raw_path.as_bytes()[path.len()] == b'?'
-            }
-            None => raw_path == path,
-        };
-        let canonical_path = (!unchanged).then(|| match &query {
-            Some(q) => format!("{path}?{q}"),
-            None => path.to_string(),
-        });
-        let canonical_method = p.method_changed.then(|| p.method.to_string());
-        // A list filtered per caller must arrive uncompressed: the upstream is asked for identity
-        // encoding (a compressed answer is refused by the filter, never passed on unfiltered).
-        // The method is in the body, read after the headers left: every POST to an endpoint that filters lists
-        // asks for identity encoding.
-        if mcp.endpoint.is_some_and(|e| e.filter_lists) {
-            push_header_names(&mut remove, headers, |n| n == "accept-encoding");
-        }
-        let filter_list = mcp.endpoint.is_some_and(|e| e.filter_lists)
-            && mcp.call.as_ref().is_some_and(|c| ListKind::of_method(&c.method).is_some());
-        Verdict::Allow {
-            remove,
-            set,
-            rule: rule.unwrap_or_else(|| "".into()),
-            canonical_path,
-            canonical_method,
-            dry_run: None,
-            mcp: mcp.call.clone(),
-            filter_list,
-            await_body: mcp.await_body,
-            verified: Some(Verified(p.verified.clone())),
         }
     }
 }

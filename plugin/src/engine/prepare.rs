@@ -7,9 +7,36 @@ use crate::request::mcp::McpRequest;
 use crate::request::{self, Connection, Headers, MethodOverride, Request, RequestError};
 use crate::token::{CryptoBackend, TokenError};
 use std::borrow::Cow;
+use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
 
 impl Engine {
+    /// Verifies a token, answering from the cache when these exact bytes verified before and are still valid.
+    fn verify(
+        &self,
+        token: &[u8],
+        headers: &Headers<'_>,
+        now: i64,
+        crypto: &dyn CryptoBackend,
+    ) -> Result<Rc<Admitted>, TokenError> {
+        if let Some(hit) = self.cache.try_borrow_mut().ok().and_then(|mut c| c.get(token, now)) {
+            return Ok(hit);
+        }
+        let single = |name: &str| single_value(headers, name);
+        let verified = self.verifier.verify_with(token, now, crypto, &single)?;
+        let valid_until = verified.valid_until;
+        let admitted = Rc::new(Admitted {
+            identity: self.identity(&verified),
+            token: verified,
+            facts: OnceCell::new(),
+            clean: Cell::new(0),
+        });
+        if let Ok(mut cache) = self.cache.try_borrow_mut() {
+            cache.insert(token, admitted.clone(), now, valid_until);
+        }
+        Ok(admitted)
+    }
+
     /// The token of a request, from the configured sources: `Ok(None)` when there is none, an error when
     /// there is more than one. Query parameter names are compared decoded (`access%5Ftoken` is
     /// `access_token`), and a query token is decoded as the upstream would read it.
