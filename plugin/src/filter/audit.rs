@@ -9,8 +9,14 @@
 //! at an MCP endpoint `agent_iam.mcp_method` and `agent_iam.mcp_name` (the tool, prompt or resource URI).
 
 use super::host;
+use super::host::MapType;
+use super::{Shared, now_ms};
+use crate::engine::Verdict;
 use crate::engine::{AGENT_HEADER, CHAIN_HEADER, Denial, HeaderValue, ISSUER_HEADER, SUBJECT_HEADER, header_safe};
+use crate::request::Connection;
 use crate::request::mcp::McpRequest;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// Writes one filter state value. A host without filter state refuses it: audit must never stop a request.
 fn set(key: &str, value: &str) {
@@ -190,4 +196,60 @@ pub(super) fn event(
     };
     let line = crate::audit::line(settings, &mut trail.chain, &facts);
     set(crate::audit::FILTER_STATE_KEY, &line);
+}
+
+/// Writes the audit event of a verdict that decides (an allow waiting for its body, a request held for keys
+/// and a served document are not decisions yet, or at all).
+pub(super) fn verdict_event(shared: &Rc<RefCell<Shared>>, cx: &Context<'_>, verdict: &Verdict) {
+    use crate::audit::Outcome;
+    if cx.engine.settings().audit.is_none() {
+        return;
+    }
+    let (outcome, verified, mcp, revoked_by) = match verdict {
+        Verdict::Allow { await_body: Some(_), .. } => return,
+        Verdict::Allow { rule, dry_run: None, verified, mcp, .. } => {
+            (Outcome::Allowed { rule }, verified.as_ref(), mcp.as_deref(), None)
+        }
+        Verdict::Allow { dry_run: Some(d), verified, mcp, .. } => (
+            Outcome::DryRun { status: d.status, reason: d.reason, rule: d.rule.as_deref() },
+            verified.as_ref(),
+            mcp.as_deref(),
+            d.revoked_by,
+        ),
+        Verdict::Deny(d) => (
+            Outcome::Denied { status: d.status, reason: d.reason, rule: d.rule.as_deref() },
+            d.verified.as_ref(),
+            d.mcp.as_deref(),
+            d.revoked_by,
+        ),
+        Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } | Verdict::Answer(_) => return,
+    };
+    let anomalies = super::anomaly::take_signals();
+    let Ok(mut s) = shared.try_borrow_mut() else { return };
+    if let Some(trail) = s.audit.as_mut() {
+        let noted = Noted { revoked_by: revoked_by.map(|k| k.label()), anomalies: &anomalies };
+        event(trail, cx, outcome, verified, mcp, noted);
+    }
+}
+
+/// The audit event of a refusal decided without a verdict (a held request whose keys never came), read from
+/// the effective stream's headers.
+pub(super) fn refusal_event(shared: &Rc<RefCell<Shared>>, denial: &Denial, dry_run: bool) {
+    let Some(engine) = shared.try_borrow().ok().and_then(|s| s.engine.clone()) else { return };
+    if engine.settings().audit.is_none() {
+        return;
+    }
+    let Ok(buffer) = host::header_map(MapType::HttpRequestHeaders) else { return };
+    let Ok(headers) = crate::header_map::parse(&buffer) else { return };
+    let cx = Context { engine: &engine, headers: &headers, conn: Connection::default(), now_ms: now_ms().unwrap_or(0) };
+    let outcome = if dry_run {
+        crate::audit::Outcome::DryRun { status: denial.status, reason: denial.reason, rule: denial.rule.as_deref() }
+    } else {
+        crate::audit::Outcome::Denied { status: denial.status, reason: denial.reason, rule: denial.rule.as_deref() }
+    };
+    let Ok(mut s) = shared.try_borrow_mut() else { return };
+    if let Some(trail) = s.audit.as_mut() {
+        let noted = Noted { revoked_by: denial.revoked_by.map(|k| k.label()), anomalies: &[] };
+        event(trail, &cx, outcome, denial.verified.as_ref(), denial.mcp.as_deref(), noted);
+    }
 }

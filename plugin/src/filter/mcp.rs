@@ -211,7 +211,7 @@ pub(super) fn decide_body(
     let verdict = engine.decide_with_body(&headers, conn, body, now, crypto);
     let verdict = super::anomaly::screen(shared, &engine, &headers, verdict, now_ms);
     super::record(shared, &engine, &verdict, hits, misses, now_ms);
-    super::audit_verdict(shared, &audit::Context { engine: &engine, headers: &headers, conn, now_ms }, &verdict);
+    audit::verdict_event(shared, &audit::Context { engine: &engine, headers: &headers, conn, now_ms }, &verdict);
     if engine.policy().has_dry_run_rules() {
         for (rule, effect) in engine.dry_run_rules(&headers, conn, body, now, crypto) {
             let effect = if effect == crate::policy::Effect::Allow { "allow" } else { "deny" };
@@ -272,7 +272,7 @@ pub(super) fn decide_body(
         // The token verified when the headers came: its keys went away since (a new configuration). Refused.
         Verdict::WaitForKeys { on_timeout: denial, .. } | Verdict::UnknownKey { denial, .. } => {
             // Refused here, not by a verdict the audit saw: recorded as the refusal it is.
-            super::audit_verdict(
+            audit::verdict_event(
                 shared,
                 &audit::Context { engine: &engine, headers: &headers, conn, now_ms },
                 &Verdict::Deny(denial.clone()),

@@ -415,70 +415,13 @@ fn decide_and_apply(
     let verdict = engine.decide_with(&headers, decided.conn, now, crypto);
     let verdict = anomaly::screen(shared, &engine, &headers, verdict, now_ms);
     record(shared, &engine, &verdict, hits_before, misses_before, now_ms);
-    audit_verdict(shared, &audit::Context { engine: &engine, headers: &headers, conn: decided.conn, now_ms }, &verdict);
+    audit::verdict_event(
+        shared,
+        &audit::Context { engine: &engine, headers: &headers, conn: decided.conn, now_ms },
+        &verdict,
+    );
     audit_and_dry_run_rules(&decided, &verdict);
     apply(shared, &decided, verdict, context_id, held_until, end_of_stream)
-}
-
-/// Writes the audit event of a verdict that decides (an allow waiting for its body, a request held for keys
-/// and a served document are not decisions yet, or at all).
-fn audit_verdict(shared: &Rc<RefCell<Shared>>, cx: &audit::Context<'_>, verdict: &Verdict) {
-    use crate::audit::Outcome;
-    if cx.engine.settings().audit.is_none() {
-        return;
-    }
-    let (outcome, verified, mcp, revoked_by) = match verdict {
-        Verdict::Allow { await_body: Some(_), .. } => return,
-        Verdict::Allow { rule, dry_run: None, verified, mcp, .. } => {
-            (Outcome::Allowed { rule }, verified.as_ref(), mcp.as_deref(), None)
-        }
-        Verdict::Allow { dry_run: Some(d), verified, mcp, .. } => (
-            Outcome::DryRun { status: d.status, reason: d.reason, rule: d.rule.as_deref() },
-            verified.as_ref(),
-            mcp.as_deref(),
-            d.revoked_by,
-        ),
-        Verdict::Deny(d) => (
-            Outcome::Denied { status: d.status, reason: d.reason, rule: d.rule.as_deref() },
-            d.verified.as_ref(),
-            d.mcp.as_deref(),
-            d.revoked_by,
-        ),
-        Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } | Verdict::Answer(_) => return,
-    };
-    let anomalies = anomaly::take_signals();
-    let Ok(mut s) = shared.try_borrow_mut() else { return };
-    if let Some(trail) = s.audit.as_mut() {
-        let noted = audit::Noted { revoked_by: revoked_by.map(|k| k.label()), anomalies: &anomalies };
-        audit::event(trail, cx, outcome, verified, mcp, noted);
-    }
-}
-
-/// The audit event of a refusal decided without a verdict (a held request whose keys never came), read from
-/// the effective stream's headers.
-fn audit_refusal(shared: &Rc<RefCell<Shared>>, denial: &Denial, dry_run: bool) {
-    let Some(engine) = shared.try_borrow().ok().and_then(|s| s.engine.clone()) else { return };
-    if engine.settings().audit.is_none() {
-        return;
-    }
-    let Ok(buffer) = host::header_map(MapType::HttpRequestHeaders) else { return };
-    let Ok(headers) = crate::header_map::parse(&buffer) else { return };
-    let cx = audit::Context {
-        engine: &engine,
-        headers: &headers,
-        conn: Connection::default(),
-        now_ms: now_ms().unwrap_or(0),
-    };
-    let outcome = if dry_run {
-        crate::audit::Outcome::DryRun { status: denial.status, reason: denial.reason, rule: denial.rule.as_deref() }
-    } else {
-        crate::audit::Outcome::Denied { status: denial.status, reason: denial.reason, rule: denial.rule.as_deref() }
-    };
-    let Ok(mut s) = shared.try_borrow_mut() else { return };
-    if let Some(trail) = s.audit.as_mut() {
-        let noted = audit::Noted { revoked_by: denial.revoked_by.map(|k| k.label()), anomalies: &[] };
-        audit::event(trail, &cx, outcome, denial.verified.as_ref(), denial.mcp.as_deref(), noted);
-    }
 }
 
 /// A request decided again after it was held (from the root context).

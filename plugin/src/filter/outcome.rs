@@ -54,7 +54,7 @@ pub(super) fn refuse(shared: &Rc<RefCell<Shared>>, denial: &Denial, dry_run: boo
 /// Records a refusal the filter decided itself (no key set in time, an unknown key after the refetch) in
 /// filter state, when configured.
 pub(super) fn audit_refused(shared: &Rc<RefCell<Shared>>, denial: &Denial, dry_run: bool) {
-    super::audit_refusal(shared, denial, dry_run);
+    super::audit::refusal_event(shared, denial, dry_run);
     let enabled = shared.try_borrow().ok().and_then(|s| s.engine.clone()).is_some_and(|e| e.settings().filter_state);
     if enabled {
         audit::refused(denial, dry_run);
