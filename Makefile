@@ -74,7 +74,7 @@ unit: wasm crd-tools
 # e2e_revocation polls an SSF transmitter whose CAEP events jwcrypto signs (ssf-tools).
 e2e: wasm envoy mcp-tools otlp-tools ssf-tools
 	$(CARGO) test --workspace --test e2e --test e2e_requests --test e2e_mtls --test e2e_mcp --test e2e_audit --test probe \
-		--test e2e_revocation --test e2e_limits --test bench_configs -- --ignored
+		--test e2e_revocation --test e2e_limits --test e2e_anomaly --test bench_configs -- --ignored
 
 # Medians of batches, warm-up discarded, figures compared only within one run; targets reported, never asserted.
 # The policy bench builds Cedar and regorus (feature `compare`, never in CI) and its own .wasm with the plugin's
