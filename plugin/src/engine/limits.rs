@@ -13,7 +13,7 @@
 //! From its first write on a key is exact.
 
 use super::{Admitted, Engine, Failure};
-use crate::policy::limits::{Applicable, Limit};
+use crate::policy::limits::{Applicable, Limit, decimal};
 use crate::shared_data::{SharedStore, StoreError};
 use std::rc::Rc;
 
@@ -68,7 +68,13 @@ const ATTEMPTS: usize = 16;
 
 /// The shared-data key of a limit's counter for `key`.
 pub fn counter_key(limit: &Limit, key: &str) -> String {
-    format!("agent_iam.limit.{}.{key}", limit.id)
+    const PREFIX: &str = "agent_iam.limit.";
+    let mut out = String::with_capacity(PREFIX.len() + limit.id.len() + 1 + key.len());
+    out.push_str(PREFIX);
+    out.push_str(&limit.id);
+    out.push('.');
+    out.push_str(key);
+    out
 }
 
 /// One charge by GCRA at `now_us` (microseconds since the epoch) against the counter in `store`.
@@ -90,7 +96,8 @@ pub fn charge(store: &dyn SharedStore, limit: &Limit, key: &str, now_us: u64) ->
             return Ok(Charge::Exceeded { retry_after: wait.div_ceil(1_000_000).max(1) });
         }
         let next = tat + interval;
-        match store.set(&counter, next.to_string().as_bytes(), cas) {
+        let mut digits = [0u8; 20];
+        match store.set(&counter, decimal(next, &mut digits), cas) {
             Ok(()) => {
                 let ahead = next - now_us;
                 return Ok(Charge::Allowed {

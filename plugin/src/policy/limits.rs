@@ -177,6 +177,30 @@ pub struct Applicable<'p> {
     pub key: String,
 }
 
+/// `n` in decimal into `buf`: the digits (no sign, no leading zeros; `0` for zero), without `core::fmt`.
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    // u64::MAX has 20 digits: the buffer never runs out.
+    let mut at = buf.len();
+    while let Some(i) = at.checked_sub(1) {
+        buf[i] = b'0' + (n % 10) as u8;
+        at = i;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[at..]
+}
+
+/// Appends `n` in decimal to `out`, as `out.push_str(&n.to_string())` does, without `core::fmt` or an
+/// allocation of its own.
+pub fn push_decimal(out: &mut String, n: u64) {
+    let mut buf = [0u8; 20];
+    for &digit in decimal(n, &mut buf) {
+        out.push(char::from(digit));
+    }
+}
+
 impl Policy {
     /// The policy's limits.
     pub fn limits(&self) -> &[Limit] {
@@ -188,7 +212,8 @@ impl Policy {
         if self.limits.is_empty() {
             return Vec::new();
         }
-        let segments = Segments::new(request.path);
+        // The path is split only if a limit names labels.
+        let mut segments: Option<Segments<'_>> = None;
         let labels = Cell::new(None);
         let tool = request.mcp.filter(|m| m.method == "tools/call").and_then(|m| m.target());
         let mut out = Vec::new();
@@ -196,8 +221,11 @@ impl Policy {
             if !limit.agents.is_empty() && !limit.agents.iter().any(|p| p.matches(token.agent())) {
                 continue;
             }
-            if limit.labels != 0 && self.label_mask(&segments, &labels) & limit.labels == 0 {
-                continue;
+            if limit.labels != 0 {
+                let segments = segments.get_or_insert_with(|| Segments::new(request.path));
+                if self.label_mask(segments, &labels) & limit.labels == 0 {
+                    continue;
+                }
             }
             if !limit.rules.is_empty() && !limit.rules.iter().any(|r| **r == *rule) {
                 continue;
@@ -209,20 +237,45 @@ impl Policy {
                 // Counted per tool, and this request calls none.
                 continue;
             }
-            let mut key = String::new();
+            let value = |dim: &Dimension| match dim {
+                Dimension::Agent => token.agent(),
+                Dimension::Subject => token.subject(),
+                Dimension::Rule => rule,
+                Dimension::Tool => tool.unwrap_or(""),
+            };
+            // Each value's length (at most 20 digits), ':', the value: allocated once.
+            let mut key = String::with_capacity(limit.per.iter().map(|d| value(d).len() + 21).sum());
             for dim in &limit.per {
-                let value = match dim {
-                    Dimension::Agent => token.agent(),
-                    Dimension::Subject => token.subject(),
-                    Dimension::Rule => rule,
-                    Dimension::Tool => tool.unwrap_or(""),
-                };
-                key.push_str(&value.len().to_string());
+                let value = value(dim);
+                push_decimal(&mut key, value.len() as u64);
                 key.push(':');
                 key.push_str(value);
             }
             out.push(Applicable { limit, key });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{decimal, push_decimal};
+
+    #[test]
+    fn decimal_is_to_string() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let samples = [0, 1, 9, 10, 99, 100, 86_400_000_000, 1_900_000_000_000_037, u64::MAX - 1, u64::MAX];
+        for n in samples.into_iter().chain((0..1000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x >> (x % 64)
+        })) {
+            let mut buf = [0u8; 20];
+            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
+            let mut out = String::from("k");
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("k{n}"));
+        }
     }
 }
