@@ -40,6 +40,11 @@ fn every_bench_config_renders_and_validates() {
         "configuration G (audit) not found in {}",
         bench_dir().display()
     );
+    assert!(
+        files.iter().any(|f| f.ends_with("h-agent-iam-limits.yaml")),
+        "configuration H (limits and anomalies) not found in {}",
+        bench_dir().display()
+    );
     let mut failures = Vec::new();
     for file in &files {
         let template = std::fs::read_to_string(file).unwrap();

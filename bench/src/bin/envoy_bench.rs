@@ -13,6 +13,7 @@
 //! | E | an empty proxy-wasm filter (`e-empty-wasm.yaml`): the floor of any Wasm filter in Envoy | one token |
 //! | F | agent-iam on an MCP endpoint (`f-agent-iam-mcp.yaml`): a ~2 KB 2026-07-28 `tools/call` POST, its body parsed and decided | one token: a warm cache |
 //! | G | C with agent-iam's audit trail (`g-agent-iam-audit.yaml`): an OCSF event per decision, chained and checkpointed, written by Envoy's file access logger to a real file | one token: a warm cache |
+//! | H | C with a request limit per agent (counted in Envoy's shared data, never reached) and every anomaly signal on, recording (`h-agent-iam-limits.yaml`) | one token: a warm cache |
 //!
 //! Method: one Envoy per configuration (each `--concurrency 1`, a `direct_response` route, HTTP/1.1
 //! keep-alive), all started at once and pinned to one core; the load generator and `wrk` on another. Keys are
@@ -84,7 +85,7 @@ struct Config {
 /// G's audit file in its template (`envoy/bench/g-agent-iam-audit.yaml`).
 const AUDIT_LOG_TEMPLATE: &str = "target/bench/envoy/G/audit.ndjson";
 
-const CONFIGS: [Config; 10] = [
+const CONFIGS: [Config; 11] = [
     Config {
         key: "A",
         label: "A",
@@ -196,6 +197,18 @@ const CONFIGS: [Config; 10] = [
         mcp: false,
         audit_log: Some(AUDIT_LOG_TEMPLATE),
     },
+    Config {
+        key: "H",
+        label: "H",
+        file: "h-agent-iam-limits.yaml",
+        what: "agent-iam, warm token cache, with a limit per agent (GCRA in Envoy's shared data, never reached) and \
+               every anomaly signal on (record)",
+        auth: true,
+        fresh_tokens: false,
+        plugin: true,
+        mcp: false,
+        audit_log: None,
+    },
 ];
 
 /// The request every configuration allows for the trading agent.
@@ -246,7 +259,7 @@ struct Cli {
     /// Do not run Envoy and the load generator under SCHED_FIFO, even where allowed.
     #[arg(long = "no-realtime")]
     no_realtime: bool,
-    /// Only these configurations (comma-separated keys: A,B,B1,C,C1,C2,D,E,F,G); A is always run, as the
+    /// Only these configurations (comma-separated keys: A,B,B1,C,C1,C2,D,E,F,G,H); A is always run, as the
     /// reference.
     #[arg(long, value_name = "KEYS", value_delimiter = ',')]
     only: Vec<String>,
@@ -1123,7 +1136,8 @@ fn results(opts: &Options, gateways: &[Gateway], failed: &Map<String, Value>, r:
          + rbac, B1 the same cached, C agent-iam warm cache, C1 agent-iam new token per request (host crypto), \
          C2 the same in pure Rust, D jwt_authn cached + agent-iam policy only, E an empty Wasm filter, F agent-iam \
          on an MCP tools/call POST (~2 KB body decided), warm cache, G C with agent-iam's audit trail (an OCSF \
-         event per request, chained and checkpointed, to a file by Envoy's file access logger). See \
+         event per request, chained and checkpointed, to a file by Envoy's file access logger), H C with a limit \
+         per agent in Envoy's shared data (never reached) and every anomaly signal on (record). See \
          docs/performance.md."
             .into(),
     );
@@ -1208,6 +1222,8 @@ fn results(opts: &Options, gateways: &[Gateway], failed: &Map<String, Value>, r:
         target("rps_F >= 0.8 * rps_C", ratio("rps_F", "rps_C"), paired("F", "C", rps), 0.8),
         // Issue 19: C with the audit trail on, its events written to a file, against C.
         target("rps_G >= 0.85 * rps_C", ratio("rps_G", "rps_C"), paired("G", "C", rps), 0.85),
+        // Issue 21: C with a limit per agent and every anomaly signal on, against C.
+        target("rps_H >= 0.85 * rps_C", ratio("rps_H", "rps_C"), paired("H", "C", rps), 0.85),
     ];
     let mut ratios = Map::new();
     for c in CONFIGS.iter().skip(1) {
@@ -1221,6 +1237,7 @@ fn results(opts: &Options, gateways: &[Gateway], failed: &Map<String, Value>, r:
     ratios.insert("rps_C/rps_E".into(), ratio("rps_C", "rps_E").into());
     ratios.insert("rps_F/rps_C".into(), ratio("rps_F", "rps_C").into());
     ratios.insert("rps_G/rps_C".into(), ratio("rps_G", "rps_C").into());
+    ratios.insert("rps_H/rps_C".into(), ratio("rps_H", "rps_C").into());
     out.insert("ratios".into(), ratios.into());
     out.insert("targets".into(), targets.into());
     out.insert("token_cache_hit_ratio".into(), r.hit_ratio.into());
