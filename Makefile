@@ -11,7 +11,9 @@
 #                policy evaluation at 10..10,000 rules beside Cedar and Rego (native and .wasm): target/bench/policy.json;
 #                the MCP path (a tools/call decided on its body, a tools/list filtered; native and .wasm): target/bench/mcp.json;
 #                one audit event built and chained (SHA-256, checkpoint HMAC; native and .wasm): target/bench/audit.json;
-#                the revocation check with 10 and 10,000 revocations (native and .wasm): target/bench/revocation.json
+#                the revocation check with 10 and 10,000 revocations (native and .wasm): target/bench/revocation.json;
+#                a request limit (one and three) and the anomaly detector per request (native and .wasm):
+#                target/bench/limits.json
 #   make bench-envoy  agent-iam beside Envoy's jwt_authn + rbac in real Envoy (envoy/bench/, docs/performance.md):
 #                target/bench/envoy.json and envoy.md, and the price of each proxy-wasm call in Envoy:
 #                target/bench/envoy-hostcalls.json; installs wrk from Debian's packages if missing
@@ -91,6 +93,8 @@ bench: wasm
 	$(CARGO) run --quiet --profile bench-native -p agent-iam-bench --bin agent-iam-audit-bench -- \
 		--wasm $(BENCH_WASM_DIR)/$(WASM_TARGET)/release/agent_iam.wasm
 	$(CARGO) run --quiet --profile bench-native -p agent-iam-bench --bin agent-iam-revocation-bench -- \
+		--wasm $(BENCH_WASM_DIR)/$(WASM_TARGET)/release/agent_iam.wasm
+	$(CARGO) run --quiet --profile bench-native -p agent-iam-bench --bin agent-iam-limits-bench -- \
 		--wasm $(BENCH_WASM_DIR)/$(WASM_TARGET)/release/agent_iam.wasm
 
 # Envoy's jwt_authn + rbac beside agent-iam, in real Envoy: one Envoy per configuration of envoy/bench/ (one worker

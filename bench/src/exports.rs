@@ -1,9 +1,9 @@
 //! The plugin's bench exports in plain wasmtime (WASI stubbed by [`crate::wasi`]), and what the benchmarks
 //! built on a pair of them named by a prefix share: `{prefix}_load(ptr, len) -> i32` (0 once loaded) and
 //! `{prefix}_run(phase, iterations) -> u32` (plugin/src/bench_exports.rs). Shared by `agent-iam-mcp-bench`
-//! (`agent_iam_bench_mcp`), `agent-iam-audit-bench` (`agent_iam_bench_audit`) and `agent-iam-revocation-bench`
-//! (`agent_iam_bench_revocation`): their options, an instance
-//! with the load document in it, each phase sampled natively and in the `.wasm` alternately, wasm
+//! (`agent_iam_bench_mcp`), `agent-iam-audit-bench` (`agent_iam_bench_audit`), `agent-iam-revocation-bench`
+//! (`agent_iam_bench_revocation`) and `agent-iam-limits-bench` (`agent_iam_bench_limits`): their options, an
+//! instance with the load document in it, each phase sampled natively and in the `.wasm` alternately, wasm
 //! instructions from fuel, and the report's phases, figures and targets. `agent-iam-policy-bench` (whose
 //! exports take no phase) compiles its module and writes its document with [`compile`] and [`put_document`].
 

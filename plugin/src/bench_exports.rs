@@ -28,8 +28,10 @@
 //!
 //! Nothing here panics across the boundary: errors are return codes.
 //!
-//! The revocation benchmark's exports (`agent_iam_bench_revocation_load`/`_run`) are in [`revocation`].
+//! The revocation benchmark's exports (`agent_iam_bench_revocation_load`/`_run`) are in [`revocation`], the limits
+//! benchmark's (`agent_iam_bench_limits_load`/`_run`) in [`limits`].
 
+mod limits;
 mod revocation;
 
 use crate::engine::{Body, Engine, Verdict};
