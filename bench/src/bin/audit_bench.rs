@@ -190,6 +190,8 @@ impl Native {
             claims: &settings.claims,
             vendor: &settings.vendor,
             node: Some(facts::NODE),
+            revoked_by: None,
+            anomalies: &[],
         };
         Some(if phase == 3 {
             let mut out = String::with_capacity(1024);
