@@ -472,6 +472,8 @@ fn the_plugins_own_events_verify_and_an_edit_is_caught() {
                 claims: &[],
                 vendor: "agent-iam",
                 node: None,
+                revoked_by: None,
+                anomalies: &[],
             };
             audit::line(&settings, &mut chain, &facts)
         })

@@ -138,6 +138,13 @@ fn a_quarantine_revokes_the_agent_on_every_worker_until_it_ends() {
         assert_eq!(o.body_json()["error_description"], "token has been revoked");
         assert_eq!(get(vm, &token(OTHER), "/patients/1").status(), None);
     }
+    // Its refusals while quarantined are the gateway's own doing: they set off nothing (no new quarantine).
+    for _ in 0..30 {
+        assert_eq!(get(&mut first, &reader, "/patients/1").status(), Some(401));
+    }
+    let quarantines = first.logs_text().matches("quarantined on every worker").count();
+    assert_eq!(quarantines, 1, "{}", first.logs_text());
+    assert!(!first.logs_text().contains("anomaly probing"), "refusals by the quarantine are no probing");
     // After the quarantine, the agent is served again (the revocation has no cut-off: its end is all).
     for vm in [&mut first, &mut second] {
         vm.advance_clock(Duration::from_secs(901));

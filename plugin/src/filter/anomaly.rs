@@ -19,6 +19,9 @@ use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+/// Refusals by the gateway's own enforcement, not shown to the detector.
+const ENFORCEMENT: [&str; 5] = ["revoked", "revocation_stale", "anomaly_hold", "rate_limited", "limits_unavailable"];
+
 thread_local! {
     /// This worker's detector, kept across configurations with the same settings (what it learnt stays).
     static DETECTOR: RefCell<Option<Detector>> = const { RefCell::new(None) };
@@ -61,9 +64,15 @@ pub fn screen(
         Verdict::Allow { verified, rule, mcp, dry_run: None, .. } => {
             (verified.clone(), true, Some(rule.clone()), mcp.clone())
         }
+        Verdict::Allow { dry_run: Some(d), .. } if d.revoked_by.is_some() || ENFORCEMENT.contains(&d.reason) => {
+            return verdict;
+        }
         Verdict::Allow { verified, dry_run: Some(d), mcp, .. } => {
             (verified.clone(), false, d.rule.as_deref().map(Rc::from), mcp.clone())
         }
+        // The gateway's own enforcement (a revocation, a hold, a limit) is not the agent's behaviour: counted as
+        // denials, a quarantined agent's refusals would quarantine it again, for ever.
+        Verdict::Deny(d) if d.revoked_by.is_some() || ENFORCEMENT.contains(&d.reason) => return verdict,
         Verdict::Deny(d) => (d.verified.clone(), false, d.rule.as_deref().map(Rc::from), d.mcp.clone()),
         Verdict::WaitForKeys { .. } | Verdict::UnknownKey { .. } | Verdict::Answer(_) => return verdict,
     };

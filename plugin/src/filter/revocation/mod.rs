@@ -41,6 +41,8 @@ pub(super) use super::shared::HostStore;
 const LEASE_MS: u64 = 10_000;
 /// How often the fetcher drops ended revocations from the state, seconds.
 const PRUNE_EVERY: i64 = 60;
+/// How often the active-revocation gauges are counted again without a change of state, seconds.
+const COUNT_EVERY: i64 = 5;
 
 /// What this VM last read of the shared state: one view for every root context of the plugin in the VM.
 #[derive(Default)]
@@ -53,8 +55,11 @@ struct View {
     last_poll: Option<i64>,
     closed: Closed,
     set: Rc<RevocationSet>,
-    /// Live revocations by kind, in [`Kind::ALL`] order, as of the last rebuild.
+    /// Live revocations by kind, in [`Kind::ALL`] order, as of `counted_at`.
     counts: [usize; 6],
+    /// When `counts` was computed (seconds): revocations end as time passes, so they are counted again
+    /// every few seconds, not only when the state changes.
+    counted_at: i64,
 }
 
 thread_local! {
@@ -197,6 +202,10 @@ pub(super) fn sync(sources: &Sources, now: i64, force: bool) -> Rc<RevocationSet
             v.closed = closed.clone();
             v.set = Rc::new(RevocationSet::new(v.selectors.clone(), closed));
             v.counts = v.set.counts(now);
+            v.counted_at = now;
+        } else if now - v.counted_at >= COUNT_EVERY {
+            v.counts = v.set.counts(now);
+            v.counted_at = now;
         }
         v.set.clone()
     })
@@ -241,6 +250,18 @@ pub fn on_tick(shared: &Rc<RefCell<Shared>>, context_id: u32, now_ms: u64) {
     hand_to(&engine, sync(&sources, now, false));
     report(shared, &engine, Some(&sources), now);
     if !sources.needs_fetcher() {
+        // No fetcher holds a lease: every worker drops what has ended (a write only when something did; the
+        // state is then the same whoever writes it).
+        let due = shared.try_borrow_mut().is_ok_and(|mut s| {
+            let due = now - s.revocation.last_prune >= PRUNE_EVERY;
+            if due {
+                s.revocation.last_prune = now;
+            }
+            due
+        });
+        if due {
+            let _ = state::update(&HostStore, &sources.state_key, |st| Ok(st.prune(now)));
+        }
         return;
     }
     let holds = lease(&sources.state_key, context_id, now_ms);
