@@ -191,3 +191,37 @@ fn a_bad_anomaly_configuration_is_refused_with_its_path() {
         assert!(vm.logs_text().contains(path), "{path}: {}", vm.logs_text());
     }
 }
+
+#[test]
+fn a_daily_rhythm_of_fifty_percent_over_three_simulated_days_never_alarms() {
+    let mut vm = start(anomaly("deny"), "rhythm");
+    let reader = token(READER);
+    // 100 an hour on average, 150 at midday and 50 at midnight, for three days: an hour at a time.
+    for hour in 0..72u64 {
+        let phase = (hour % 24) as f64 / 24.0 * std::f64::consts::TAU;
+        let per_hour = (100.0 - 50.0 * phase.cos()).round() as u64;
+        let (allowed, sent) = traffic(&mut [&mut vm], &reader, per_hour, 3600, false);
+        assert_eq!(allowed, sent, "hour {hour}");
+    }
+    assert!(!vm.logs_text().contains("anomaly rate"), "{}", vm.logs_text());
+}
+
+#[test]
+fn a_rule_first_used_after_learning_is_signalled_once() {
+    let doc = json!({"learning_seconds": 600, "rate": {"enabled": false}, "probing": {"enabled": false},
+                     "delegation": {"enabled": false}, "first_use": {}});
+    let mut cfg = config(doc, "first-use");
+    cfg["policy"]["rules"].as_array_mut().unwrap().push(json!(
+        {"id": "read-billing", "effect": "allow", "agents": ["*"], "methods": ["GET"], "paths": ["/billing/**"]}
+    ));
+    let mut vm = HOST.vm().plugin_config(cfg.to_string()).time(UNIX_EPOCH + Duration::from_secs(NOW)).start().unwrap();
+    let reader = token(READER);
+    assert_eq!(get(&mut vm, &reader, "/patients/1").status(), None);
+    vm.advance_clock(Duration::from_secs(700));
+    assert_eq!(get(&mut vm, &reader, "/patients/2").status(), None);
+    assert!(!vm.logs_text().contains("anomaly first_use"), "{}", vm.logs_text());
+    for _ in 0..3 {
+        assert_eq!(get(&mut vm, &reader, "/billing/7").status(), None);
+    }
+    assert_eq!(vm.logs_text().matches("anomaly first_use").count(), 1, "{}", vm.logs_text());
+}
