@@ -142,6 +142,25 @@ fn load(bytes: &[u8]) -> Result<Bench, i32> {
 /// by the caller afterwards: it is freed here.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn agent_iam_bench_load(ptr: *mut u8, len: usize) -> i32 {
+    // SAFETY: the caller's contract is `load_into`'s.
+    unsafe { load_into(ptr, len, &BENCH, load, |bench| bench.requests.len() as i32) }
+}
+
+/// What every benchmark's `*_load` export does: takes the buffer the host filled (ownership passes here: it is
+/// freed once `load` has read it), keeps what `load` made of it in `slot`, and answers `answer` of it, or
+/// `load`'s error code.
+///
+/// # Safety
+///
+/// `ptr` must be a buffer of `len` bytes returned by this module's `proxy_on_memory_allocate(len)` and not used
+/// by the caller afterwards.
+pub(crate) unsafe fn load_into<T: 'static>(
+    ptr: *mut u8,
+    len: usize,
+    slot: &'static std::thread::LocalKey<RefCell<Option<T>>>,
+    load: impl FnOnce(&[u8]) -> Result<T, i32>,
+    answer: impl FnOnce(&T) -> i32,
+) -> i32 {
     if ptr.is_null() {
         return ERR_ARGUMENT;
     }
@@ -152,9 +171,9 @@ pub unsafe extern "C" fn agent_iam_bench_load(ptr: *mut u8, len: usize) -> i32 {
     drop(buffer);
     match loaded {
         Ok(bench) => {
-            let n = bench.requests.len() as i32;
-            BENCH.with(|b| *b.borrow_mut() = Some(bench));
-            n
+            let answered = answer(&bench);
+            slot.with(|b| *b.borrow_mut() = Some(bench));
+            answered
         }
         Err(code) => code,
     }
@@ -318,20 +337,8 @@ fn load_mcp(bytes: &[u8]) -> Result<McpBench, i32> {
 /// `proxy_on_memory_allocate(len)`, not used by the caller afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn agent_iam_bench_mcp_load(ptr: *mut u8, len: usize) -> i32 {
-    if ptr.is_null() {
-        return ERR_ARGUMENT;
-    }
-    // SAFETY: as in `agent_iam_bench_load`.
-    let buffer: Box<[u8]> = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) };
-    let loaded = load_mcp(&buffer);
-    drop(buffer);
-    match loaded {
-        Ok(bench) => {
-            MCP.with(|b| *b.borrow_mut() = Some(bench));
-            0
-        }
-        Err(code) => code,
-    }
+    // SAFETY: the caller's contract is `load_into`'s.
+    unsafe { load_into(ptr, len, &MCP, load_mcp, |_| 0) }
 }
 
 /// Runs `phase` `iterations` times; see the `PHASE_*` constants (0 before a successful load, or for an
@@ -535,20 +542,8 @@ fn load_audit(bytes: &[u8]) -> Result<AuditBench, i32> {
 /// `proxy_on_memory_allocate(len)`, not used by the caller afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn agent_iam_bench_audit_load(ptr: *mut u8, len: usize) -> i32 {
-    if ptr.is_null() {
-        return ERR_ARGUMENT;
-    }
-    // SAFETY: as in `agent_iam_bench_load`.
-    let buffer: Box<[u8]> = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) };
-    let loaded = load_audit(&buffer);
-    drop(buffer);
-    match loaded {
-        Ok(bench) => {
-            AUDIT.with(|b| *b.borrow_mut() = Some(bench));
-            0
-        }
-        Err(code) => code,
-    }
+    // SAFETY: the caller's contract is `load_into`'s.
+    unsafe { load_into(ptr, len, &AUDIT, load_audit, |_| 0) }
 }
 
 /// Builds `iterations` events in `phase`'s chain; answers the total length of their lines (0 before a

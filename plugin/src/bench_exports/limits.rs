@@ -289,20 +289,8 @@ fn mcp_request_view<'a>(call: &'a McpRequest, headers: &'a [Header<'a>], now: i6
 /// `proxy_on_memory_allocate(len)`, not used by the caller afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn agent_iam_bench_limits_load(ptr: *mut u8, len: usize) -> i32 {
-    if ptr.is_null() {
-        return ERR_ARGUMENT;
-    }
-    // SAFETY: as in `agent_iam_bench_load`.
-    let buffer: Box<[u8]> = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) };
-    let loaded = load(&buffer);
-    drop(buffer);
-    match loaded {
-        Ok(bench) => {
-            LIMITS.with(|b| *b.borrow_mut() = Some(bench));
-            0
-        }
-        Err(code) => code,
-    }
+    // SAFETY: the caller's contract is `load_into`'s.
+    unsafe { super::load_into(ptr, len, &LIMITS, load, |_| 0) }
 }
 
 /// Runs `phase` `iterations` times; see the `PHASE_*` constants (0 before a successful load, or for an unknown
