@@ -4,7 +4,7 @@
 use super::{Admitted, Engine, Failure, TokenSource};
 use crate::percent::{self, Plus};
 use crate::request::mcp::McpRequest;
-use crate::request::{self, Connection, Headers, MethodOverride, Request, RequestError};
+use crate::request::{self, Connection, Headers, MethodOverride, Request, RequestError, single_text, single_value};
 use crate::token::{CryptoBackend, TokenError};
 use std::borrow::Cow;
 use std::cell::{Cell, OnceCell};
@@ -258,20 +258,6 @@ impl<'h> Seen<'h> {
             Seen::Once(v) => std::str::from_utf8(v).ok(),
             Seen::None | Seen::Repeated => None,
         }
-    }
-}
-
-/// The value of a header that must appear exactly once, as text.
-fn single_text<'h>(headers: &'h Headers<'h>, name: &str) -> Option<&'h str> {
-    single_value(headers, name).and_then(|v| std::str::from_utf8(v).ok())
-}
-
-/// The value of a header that must appear exactly once.
-pub(super) fn single_value<'h>(headers: &'h Headers<'h>, name: &str) -> Option<&'h [u8]> {
-    let mut values = headers.iter().filter(|(n, _)| *n == name);
-    match (values.next(), values.next()) {
-        (Some(&(_, v)), None) => Some(v),
-        _ => None,
     }
 }
 

@@ -81,7 +81,8 @@ pub fn screen(
     let token = verified.token();
     // Labels are found only when first use is watched (a path canonicalised again and a trie walk).
     let path = if settings.first_use.is_some() {
-        single(headers, ":path").and_then(|p| request::canonical_path_with(p, engine.settings().path_parameters).ok())
+        request::single_text(headers, ":path")
+            .and_then(|p| request::canonical_path_with(p, engine.settings().path_parameters).ok())
     } else {
         None
     };
@@ -110,14 +111,6 @@ pub fn screen(
         act(shared, engine, &signal, now_ms);
     }
     verdict
-}
-
-fn single<'h>(headers: &'h Headers<'h>, name: &str) -> Option<&'h str> {
-    let mut values = headers.iter().filter(|(n, _)| *n == name);
-    match (values.next(), values.next()) {
-        (Some((_, v)), None) => std::str::from_utf8(v).ok(),
-        _ => None,
-    }
 }
 
 /// An allowed request of a held agent becomes a 429 until the hold ends.

@@ -139,6 +139,20 @@ pub struct Connection<'a> {
     pub route_tag: Option<&'a str>,
 }
 
+/// The value of a header that must appear exactly once (`None` when absent or repeated).
+pub fn single_value<'h>(headers: &'h Headers<'h>, name: &str) -> Option<&'h [u8]> {
+    let mut values = headers.iter().filter(|(n, _)| *n == name);
+    match (values.next(), values.next()) {
+        (Some(&(_, v)), None) => Some(v),
+        _ => None,
+    }
+}
+
+/// [`single_value`] as text (`None` when it is not UTF-8).
+pub fn single_text<'h>(headers: &'h Headers<'h>, name: &str) -> Option<&'h str> {
+    single_value(headers, name).and_then(|v| std::str::from_utf8(v).ok())
+}
+
 /// A header field's value without its leading and trailing spaces and tabs, which RFC 9110 §5.5 says are not
 /// part of it. Envoy strips them over HTTP/1.1 but not over HTTP/2, and upstreams strip them either way, so
 /// whatever reads a header value reads it without.

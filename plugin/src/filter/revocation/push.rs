@@ -18,13 +18,7 @@ use std::rc::Rc;
 pub fn push_headers(engine: &Engine, headers: &Headers<'_>, context_id: u32, end_of_stream: bool) -> Option<Applied> {
     let sources = sources_of(engine)?;
     let push = sources.push()?;
-    let one = |name: &str| {
-        let mut values = headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| *v);
-        match (values.next(), values.next()) {
-            (Some(v), None) => Some(v),
-            _ => None,
-        }
-    };
+    let one = |name: &str| crate::request::single_value(headers, name);
     let path = one(":path")?;
     let path = path.split(|b| *b == b'?').next().unwrap_or(path);
     if path != push.path.as_bytes() {
