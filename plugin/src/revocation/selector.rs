@@ -136,17 +136,24 @@ impl std::fmt::Display for SelectorError {
     }
 }
 
+/// The rules every value a selector names follows: non-empty, at most [`MAX_VALUE_BYTES`], no control
+/// characters.
+fn check_value(field: &'static str, v: &str) -> Result<(), SelectorError> {
+    if v.is_empty() {
+        Err(SelectorError::new(field, "must not be empty"))
+    } else if v.len() > MAX_VALUE_BYTES {
+        Err(SelectorError::new(field, format!("must be at most {MAX_VALUE_BYTES} bytes")))
+    } else if v.chars().any(char::is_control) {
+        Err(SelectorError::new(field, "must not contain control characters"))
+    } else {
+        Ok(())
+    }
+}
+
 fn value(field: &'static str, v: Option<String>) -> Result<Option<Box<str>>, SelectorError> {
     match v {
         None => Ok(None),
-        Some(v) if v.is_empty() => Err(SelectorError::new(field, "must not be empty")),
-        Some(v) if v.len() > MAX_VALUE_BYTES => {
-            Err(SelectorError::new(field, format!("must be at most {MAX_VALUE_BYTES} bytes")))
-        }
-        Some(v) if v.chars().any(char::is_control) => {
-            Err(SelectorError::new(field, "must not contain control characters"))
-        }
-        Some(v) => Ok(Some(v.into_boxed_str())),
+        Some(v) => check_value(field, &v).map(|()| Some(v.into_boxed_str())),
     }
 }
 
@@ -201,7 +208,7 @@ impl Selector {
             ("issuer", &self.issuer),
         ] {
             if let Some(v) = v {
-                value(field, Some(v.to_string()))?;
+                check_value(field, v)?;
             }
         }
         if let Some(td) = &self.trust_domain
