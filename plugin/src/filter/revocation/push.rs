@@ -16,8 +16,8 @@ use std::rc::Rc;
 /// A pushed event's headers (RFC 8935): refused at once when they cannot be right, otherwise the body is
 /// awaited. `None` when the request is not for the push endpoint.
 pub fn push_headers(engine: &Engine, headers: &Headers<'_>, context_id: u32, end_of_stream: bool) -> Option<Applied> {
-    let sources = sources_of(engine)?;
-    let push = sources.push()?;
+    // Every request passes here: borrowed, not cloned.
+    let push = engine.settings().revocation_sources.as_deref()?.push()?;
     let one = |name: &str| crate::request::single_value(headers, name);
     let path = one(":path")?;
     let path = path.split(|b| *b == b'?').next().unwrap_or(path);
