@@ -12,7 +12,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 FUZZ_DIR=$PWD
-ALL_TARGETS=(token_verify jwks_load config_parse canonical_path policy_eval mcp_list mcp_request revocation_inputs)
+ALL_TARGETS=(token_verify jwks_load config_parse canonical_path policy_eval mcp_list mcp_request revocation_inputs dpop_proof)
 if (($#)); then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 for t in "${TARGETS[@]}"; do
     [[ " ${ALL_TARGETS[*]} " == *" $t "* ]] || { echo "fuzz-smoke: unknown target $t (have: ${ALL_TARGETS[*]})"; exit 2; }
@@ -23,7 +23,7 @@ CARGO=${CARGO:-cargo}
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$FUZZ_DIR/target}
 
-declare -A MAX_LEN=([token_verify]=9000 [jwks_load]=16384 [config_parse]=16384 [canonical_path]=2048 [policy_eval]=4096 [mcp_list]=8192 [mcp_request]=4096 [revocation_inputs]=8192)
+declare -A MAX_LEN=([token_verify]=9000 [jwks_load]=16384 [config_parse]=16384 [canonical_path]=2048 [policy_eval]=4096 [mcp_list]=8192 [mcp_request]=4096 [revocation_inputs]=8192 [dpop_proof]=4096)
 
 # The instrumentation cargo-fuzz uses (sanitizer "none"), all stable codegen options. With an explicit
 # --target, RUSTFLAGS reach only the target's crates, not build scripts or proc-macros.

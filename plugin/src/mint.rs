@@ -201,6 +201,60 @@ impl SigningKey {
     }
 }
 
+/// What a DPoP proof says (RFC 9449 §4.2), for [`SigningKey::dpop_proof`].
+#[derive(Debug, Clone, Default)]
+pub struct ProofClaims<'a> {
+    /// `jti`: unique per proof.
+    pub jti: &'a str,
+    /// `htm`: the request's method.
+    pub htm: &'a str,
+    /// `htu`: the request's URI (query and fragment are ignored by the gateway).
+    pub htu: &'a str,
+    /// `iat`: seconds since the epoch.
+    pub iat: i64,
+    /// The access token the proof goes with (`ath` is its hash), if any.
+    pub token: Option<&'a str>,
+    /// `nonce`, if the server gave one.
+    pub nonce: Option<&'a str>,
+}
+
+/// `ath`: base64url of the SHA-256 of an access token (RFC 9449 §4.2).
+pub fn ath(token: &str) -> String {
+    b64::encode(&sha2::Sha256::digest(token.as_bytes()))
+}
+
+impl SigningKey {
+    /// The RFC 7638 thumbprint of the public key (what a bound token's `cnf.jkt` is).
+    pub fn jkt(&self) -> Option<String> {
+        let jwk = self.public_jwk(None);
+        let set = crate::token::KeySet::from_value(&json!({"keys": [jwk]})).ok()?;
+        crate::token::dpop::thumbprint::jkt(&set.iter().next()?.key)
+    }
+
+    /// A DPoP proof: header `typ: dpop+jwt`, `alg`, and the public key as `jwk` (without `alg`, `use`, `kid`).
+    pub fn dpop_proof(&self, claims: &ProofClaims<'_>) -> String {
+        let mut jwk = self.public_jwk(None);
+        if let Some(obj) = jwk.as_object_mut() {
+            obj.remove("use");
+            obj.remove("alg");
+        }
+        let header = json!({"typ": "dpop+jwt", "alg": self.alg().name(), "jwk": jwk});
+        self.sign_jwt_with_header(&header, &proof_payload(claims))
+    }
+}
+
+/// The payload of a proof with these claims.
+pub fn proof_payload(claims: &ProofClaims<'_>) -> Value {
+    let mut payload = json!({"jti": claims.jti, "htm": claims.htm, "htu": claims.htu, "iat": claims.iat});
+    if let Some(token) = claims.token {
+        payload["ath"] = ath(token).into();
+    }
+    if let Some(nonce) = claims.nonce {
+        payload["nonce"] = nonce.into();
+    }
+    payload
+}
+
 fn rsa_sign(alg: Algorithm, key: &rsa::RsaPrivateKey, message: &[u8]) -> Option<Vec<u8>> {
     use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer};
     use sha2::{Sha256, Sha384, Sha512};

@@ -422,6 +422,12 @@ fn write_unmapped_open(f: &Facts<'_>, out: &mut String) {
         }
         out.push(']');
     }
+    // The key a DPoP-bound token was presented with (its proof was checked against it): RFC 7638 thumbprint.
+    if let Some(token) = f.token
+        && let Ok(Some(jkt)) = crate::token::claims::bound_key(&token.claims)
+    {
+        member(out, ",\"dpop_jkt\":\"", &jkt);
+    }
     if let Some(token) = f.token
         && token.chain.depth() > 0
     {

@@ -83,6 +83,28 @@ fn an_event_names_agent_subject_chain_rule_and_resources_on_one_line() {
 }
 
 #[test]
+fn a_dpop_bound_token_records_its_key_thumbprint() {
+    let claims = |cnf: Value| {
+        let token =
+            token_from_claims(json!({"iss": "https://idp", "sub": "a", "cnf": cnf}).as_object().unwrap().clone());
+        let token = token.unwrap();
+        let mut chain = Chain::new("c".into(), None);
+        let e: Value = serde_json::from_str(&line(
+            &settings(None),
+            &mut chain,
+            &facts(Some(&token), Outcome::Allowed { rule: "r" }),
+        ))
+        .unwrap();
+        e["unmapped"]["dpop_jkt"].clone()
+    };
+    assert_eq!(
+        claims(json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})),
+        "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+    );
+    assert_eq!(claims(json!({"x5t#S256": "abc"})), Value::Null, "bound to a certificate, not a key");
+}
+
+#[test]
 fn refusals_map_to_denied_with_their_status() {
     let s = settings(None);
     let mut chain = Chain::new("c".into(), None);

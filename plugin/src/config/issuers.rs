@@ -3,6 +3,7 @@
 
 use super::{ConfigError, DEFAULT_CLOCK_SKEW_SECONDS, MAX_CLOCK_SKEW_SECONDS, MAX_DELEGATION_DEPTH, err};
 use crate::token::crypto::HmacKey;
+use crate::token::dpop::DpopMode;
 use crate::token::remote::RemoteJwksConfig;
 use crate::token::spiffe::TrustDomain;
 use crate::token::{self, Algorithm, Issuer, KeySet, Profile};
@@ -58,6 +59,10 @@ pub struct IssuerDocument {
     /// Longest accepted `exp - iat`, seconds.
     #[serde(default)]
     pub max_lifetime_seconds: Option<u32>,
+    /// DPoP (RFC 9449): `off` (default: bearer tokens only), `allowed` (bound tokens with `Authorization: DPoP`
+    /// and a proof, unbound ones as bearer) or `required` (bound tokens with proofs only).
+    #[serde(default)]
+    pub dpop: Option<String>,
     /// Most nested `act` actors a token may carry (RFC 8693 delegation).
     #[serde(default = "default_delegation_depth")]
     pub max_delegation_depth: usize,
@@ -327,7 +332,18 @@ pub(super) fn issuers(docs: &[IssuerDocument]) -> Result<Vec<Issuer>, ConfigErro
         if d.max_lifetime_seconds == Some(0) {
             return Err(err(at("max_lifetime_seconds"), "must be positive"));
         }
+        let dpop = match d.dpop.as_deref() {
+            None => DpopMode::Off,
+            Some(name) => DpopMode::from_name(name).ok_or_else(|| {
+                err(at("dpop"), format!("unknown value \"{name}\" (expected \"off\", \"allowed\" or \"required\")"))
+            })?,
+        };
+        if dpop.accepts_dpop() && algorithms.iter().all(|a| a.is_hmac()) {
+            // A bound token names its holder's key; one signed with a shared secret binds nothing it could not forge.
+            return Err(err(at("dpop"), "DPoP needs an issuer that signs with a public key, not only HMAC secrets"));
+        }
         issuers.push(Issuer {
+            dpop,
             issuer: name.into(),
             iss_required,
             profile,

@@ -81,7 +81,7 @@ fn resource_url(text: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn text_list(list: &Option<Vec<String>>, at: &str) -> Result<Vec<String>, ConfigError> {
+pub(super) fn text_list(list: &Option<Vec<String>>, at: &str) -> Result<Vec<String>, ConfigError> {
     match list {
         None => Ok(Vec::new()),
         Some(l) if l.is_empty() => Err(err(at, "must not be empty (leave it out instead)")),

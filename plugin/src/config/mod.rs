@@ -10,11 +10,13 @@ use crate::token::{self, Verifier};
 use serde::Deserialize;
 mod anomaly;
 mod audit;
+mod dpop;
 mod issuers;
 mod mcp;
 mod revocation;
 pub use anomaly::{AnomalyDocument, SignalDocument};
 pub use audit::{AuditDocument, CheckpointDocument};
+pub use dpop::{DpopDocument, DpopRouteDocument, NonceDocument};
 pub use issuers::{HmacSecretDocument, IssuerDocument, JwtAuthnDocument, RemoteJwksDocument};
 pub use mcp::{McpDocument, McpEndpointDocument};
 pub use revocation::{ListDocument, PollDocument, PushDocument, RevocationDocument, SsfDocument, SubjectsDocument};
@@ -94,6 +96,9 @@ pub struct ConfigDocument {
     /// Per-agent anomaly detection: signals learnt from each agent's own traffic, and what each does.
     #[serde(default)]
     pub anomaly: Option<AnomalyDocument>,
+    /// DPoP (RFC 9449) proofs, for the issuers whose `dpop` is `allowed` or `required`.
+    #[serde(default)]
+    pub dpop: Option<DpopDocument>,
 }
 
 /// Request handling as written.
@@ -300,6 +305,7 @@ fn settings(doc: &ConfigDocument, crypto: CryptoPreference) -> Result<Settings, 
         revocations,
         revocation_sources,
         anomaly,
+        dpop: None,
     })
 }
 
@@ -363,7 +369,11 @@ pub fn build(doc: &ConfigDocument) -> Result<Engine, ConfigError> {
     }
     let issuers = issuers::issuers(&doc.issuers)?;
     let policy = Policy::compile(&doc.policy).map_err(|e| err(format!("policy.{}", e.path), e.message))?;
-    let settings = settings(doc, crypto)?;
+    let mut settings = settings(doc, crypto)?;
+    if let Some(dpop) = dpop::settings(doc.dpop.as_ref(), &issuers, &settings.token_sources)? {
+        dpop::advertise(&mut settings.mcp, &issuers, &dpop);
+        settings.dpop = Some(std::rc::Rc::new(dpop));
+    }
     Ok(Engine::new(Verifier::new(issuers, doc.max_token_bytes), policy, settings))
 }
 

@@ -157,6 +157,10 @@ impl Engine {
                 }
             }
         }
+        // A DPoP proof is part of the credential (RFC 9449 §7.1): forwarded with it or removed with it.
+        if !self.settings.forward_credential && self.settings.dpop.is_some() {
+            push_header_names(&mut remove, headers, |n| n == "dpop");
+        }
         let credential_parameter = |name: &str| {
             !self.settings.forward_credential
                 && self.settings.token_sources.iter().any(|s| matches!(s, TokenSource::Query { name: q } if q == name))

@@ -135,7 +135,7 @@ impl Engine {
         retry_after: u64,
     ) -> super::Denial {
         let failure = Failure::Held { retry_after, admitted: verified.0 };
-        self.denial(failure, super::prepare::request_id(headers))
+        self.denial(failure, super::Scheme::Bearer, super::prepare::request_id(headers))
     }
 
     /// Replaces how limits are counted (the filter's shared-data counter).

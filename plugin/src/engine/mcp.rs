@@ -292,7 +292,7 @@ impl Engine {
         call: &McpRequest,
         message: &[u8],
     ) -> Result<Filtered, ListError> {
-        let p = self.prepare(headers, now, crypto).map_err(|_| ListError::Unverified)?;
+        let p = self.prepare(headers, now, crypto, &mut Default::default()).map_err(|_| ListError::Unverified)?;
         let view = p.view(headers, conn, now, Some(call));
         self.filter_list(&p.verified.token, &view, call, message)
     }

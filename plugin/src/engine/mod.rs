@@ -4,6 +4,7 @@
 //! Here: reading the request, verifying its token (through the cache) and asking policy; the headers an allow
 //! sets and removes are in `identity`, denials and their bodies in `response`, the settings in `settings`.
 
+mod dpop;
 mod identity;
 pub mod limits;
 mod mcp;
@@ -12,6 +13,7 @@ mod response;
 mod revocation;
 mod settings;
 
+pub use dpop::{DpopSettings, OriginRoute, Scheme};
 use identity::identity_headers_in;
 pub use identity::{
     AGENT_HEADER, CHAIN_HEADER, CLAIM_HEADER_PREFIX, DRY_RUN_HEADER, HeaderValue, IDENTITY_HEADER_PREFIX,
@@ -27,6 +29,8 @@ use crate::request::mcp::{McpRefusal, McpRequest};
 use crate::request::{self, Connection, Headers, Request, RequestError};
 use crate::revocation::{Kind, RevocationSet, TokenFacts};
 use crate::token::cache::TokenCache;
+use crate::token::dpop::nonce::NonceKey;
+use crate::token::dpop::{DpopError, DpopMode, ProofKeys};
 use crate::token::{CryptoBackend, KeySet, TokenError, VerifiedToken, Verifier};
 use serde_json::json;
 use std::cell::{Cell, OnceCell, RefCell};
@@ -99,6 +103,12 @@ pub struct Engine {
     revocations: RefCell<Rc<RevocationSet>>,
     /// How limits are counted ([`Engine::set_limiter`]); none: a policy with limits refuses with 503.
     limiter: RefCell<Option<Rc<dyn limits::Limiter>>>,
+    /// DPoP proof headers validated recently on this worker.
+    proof_keys: ProofKeys,
+    /// Where the DPoP replay cache lives ([`Engine::set_shared_store`]); none: DPoP presentations get 503.
+    shared_store: dpop::StoreSlot,
+    /// The DPoP nonce secret the filter installed, when the configuration has none ([`Engine::set_nonce_key`]).
+    nonce_key: RefCell<Option<NonceKey>>,
 }
 
 /// A token that verified, with the identity headers an allow forwards for it: made once, when the token
@@ -112,6 +122,12 @@ struct Admitted {
     /// The generation of the shared revocation set this token was last found clean under (0: never). A set
     /// only loses revocations as time passes, so a clean token stays clean until the set is replaced.
     clean: Cell<u64>,
+    /// Its issuer's DPoP mode.
+    dpop: DpopMode,
+    /// `cnf.jkt`: the thumbprint of the key the token is bound to (RFC 9449 §6.1), if any.
+    bound_key: Option<Box<str>>,
+    /// SHA-256 of the token's bytes, what a proof's `ath` must be; computed only for DPoP-bound tokens.
+    token_sha256: Option<[u8; 32]>,
 }
 
 /// The verified token a decision was made for, shared with the token cache (audit events read its claims).
@@ -166,6 +182,11 @@ enum Failure {
     },
     /// Limits apply but cannot be counted.
     LimitsUnavailable,
+    /// A DPoP presentation refused (RFC 9449), with a fresh nonce when the refusal asks for one.
+    Dpop {
+        error: DpopError,
+        nonce: Option<String>,
+    },
     /// The agent is held on this worker after an anomaly, for this many more seconds.
     Held {
         retry_after: u64,
@@ -173,9 +194,11 @@ enum Failure {
     },
 }
 
-/// What a decision learnt of a request to an MCP endpoint, kept for its answer.
+/// What a decision learnt of a request before its answer: how the credential was presented (challenges name
+/// that scheme's error) and, at an MCP endpoint, the endpoint and the message.
 #[derive(Default)]
 struct McpState<'e> {
+    scheme: Scheme,
     endpoint: Option<&'e McpEndpoint>,
     call: Option<Rc<McpRequest>>,
     /// A POST whose body has not been read: the endpoint's cap.
@@ -196,6 +219,9 @@ impl Engine {
             binds_peer,
             revocations,
             limiter: RefCell::new(None),
+            proof_keys: ProofKeys::default(),
+            shared_store: Default::default(),
+            nonce_key: RefCell::new(None),
         }
     }
 
@@ -215,6 +241,9 @@ impl Engine {
             binds_peer: self.binds_peer,
             revocations: RefCell::new(self.revocations.borrow().clone()),
             limiter: RefCell::new(self.limiter.borrow().clone()),
+            proof_keys: ProofKeys::default(),
+            shared_store: self.shared_store.clone(),
+            nonce_key: RefCell::new(self.nonce_key.borrow().clone()),
         }
     }
 
@@ -294,7 +323,7 @@ impl Engine {
             Failure::Mcp(refusal) => Some(refusal.clone()),
             _ => None,
         };
-        let mut denial = self.denial(failure, request_id);
+        let mut denial = self.denial(failure, mcp.scheme, request_id);
         if let Some(endpoint) = mcp.endpoint {
             denial = self.mcp_denial(endpoint, denial, mcp.call.as_deref(), refused);
         }
@@ -451,7 +480,7 @@ impl Engine {
         {
             mcp.endpoint = self.mcp_endpoint(&canonical.path, &conn);
         }
-        let p = self.prepare(headers, now, crypto)?;
+        let p = self.prepare(headers, now, crypto, &mut mcp.scheme)?;
         if self.binds_peer
             && let Some(issuer) =
                 self.verifier.issuers().iter().find(|i| i.issuer == p.verified.token.issuer && i.binding.any())
@@ -461,6 +490,9 @@ impl Engine {
                 .check(&p.verified.token, conn.peer.uri_san, conn.peer.certificate_sha256)
                 .map_err(Failure::Token)?;
         }
+        let request =
+            dpop::ProofRequest { scheme: mcp.scheme, method: p.raw_method, raw_path: p.raw_path, path: &p.path, conn };
+        self.check_dpop(&p.verified, &request, headers, now, crypto)?;
         if let Some(endpoint) = mcp.endpoint {
             self.mcp_audience(endpoint, &p.verified.token)?;
             let view = p.view(headers, conn, now, None);

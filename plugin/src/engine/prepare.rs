@@ -1,11 +1,14 @@
 //! Everything before policy: the request canonicalised (method, path, host, method overrides), its one
 //! credential found, and the token verified (through the cache).
 
-use super::{Admitted, Engine, Failure, TokenSource};
+use super::{Admitted, Engine, Failure, Scheme, TokenSource};
 use crate::percent::{self, Plus};
 use crate::request::mcp::McpRequest;
 use crate::request::{self, Connection, Headers, MethodOverride, Request, RequestError, single_text, single_value};
+use crate::token::claims::bound_key;
+use crate::token::dpop::DpopMode;
 use crate::token::{CryptoBackend, TokenError};
+use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
@@ -25,11 +28,23 @@ impl Engine {
         let single = |name: &str| single_value(headers, name);
         let verified = self.verifier.verify_with(token, now, crypto, &single)?;
         let valid_until = verified.valid_until;
+        let dpop = self
+            .verifier
+            .issuers()
+            .iter()
+            .find(|i| std::sync::Arc::ptr_eq(&i.issuer, &verified.issuer))
+            .map_or(DpopMode::Off, |i| i.dpop);
+        let bound_key = bound_key(&verified.claims)?.map(String::into_boxed_str);
+        // Only a bound token can meet a proof, whose `ath` is checked against this.
+        let token_sha256 = bound_key.as_ref().map(|_| Sha256::digest(token).into());
         let admitted = Rc::new(Admitted {
             identity: self.identity(&verified),
             token: verified,
             facts: OnceCell::new(),
             clean: Cell::new(0),
+            dpop,
+            bound_key,
+            token_sha256,
         });
         if let Ok(mut cache) = self.cache.try_borrow_mut() {
             cache.insert(token, admitted.clone(), now, valid_until);
@@ -44,23 +59,35 @@ impl Engine {
         &self,
         headers: &'h Headers<'h>,
         query: Option<&'h str>,
-    ) -> Result<Option<Cow<'h, [u8]>>, Failure> {
-        let mut found: Option<Cow<'h, [u8]>> = None;
+    ) -> Result<Option<Credential<'h>>, Failure> {
+        let mut found: Option<Credential<'h>> = None;
+        // `Authorization: DPoP <token>` (RFC 9449 §7.1) counts when some issuer takes DPoP; never in another
+        // header (§7.1 excludes `Proxy-Authorization`).
+        let dpop = self.settings.dpop.is_some();
         let mut count = 0usize;
         for source in &self.settings.token_sources {
             match source {
                 TokenSource::Header { name, prefix } => {
                     for &(_, value) in headers.iter().filter(|(n, _)| *n == name.as_str()) {
                         count += 1;
-                        let token = match prefix {
-                            Some(p) => value
+                        let after = |p: &str| {
+                            value
                                 .split_at_checked(p.len())
                                 .filter(|(scheme, rest)| scheme.eq_ignore_ascii_case(p.as_bytes()) && !rest.is_empty())
-                                .map(|(_, rest)| rest),
-                            None => Some(value).filter(|v| !v.is_empty()),
+                                .map(|(_, rest)| rest)
                         };
+                        let token = match prefix {
+                            Some(p) => after(p).map(|t| (t, Scheme::Bearer)),
+                            None => Some(value).filter(|v| !v.is_empty()).map(|t| (t, Scheme::Bearer)),
+                        };
+                        let token = token.or_else(|| {
+                            (dpop && name == "authorization")
+                                .then(|| after("DPoP "))
+                                .flatten()
+                                .map(|t| (t, Scheme::Dpop))
+                        });
                         if found.is_none() {
-                            found = token.map(Cow::Borrowed);
+                            found = token.map(|(t, scheme)| (Cow::Borrowed(t), scheme));
                         }
                     }
                 }
@@ -74,10 +101,11 @@ impl Engine {
                         let value = percent::decode(pair.value, Plus::Space)
                             .ok_or(Failure::BadRequest(RequestError::InvalidQuery))?;
                         if found.is_none() && !value.is_empty() {
-                            found = Some(match value {
+                            let token = match value {
                                 Cow::Borrowed(v) => Cow::Borrowed(v.as_bytes()),
                                 Cow::Owned(v) => Cow::Owned(v.into_bytes()),
-                            });
+                            };
+                            found = Some((token, Scheme::Bearer));
                         }
                     }
                 }
@@ -134,11 +162,14 @@ impl Engine {
     }
 
     /// Canonicalises the request and verifies its token: everything before policy.
+    /// `scheme` is set to how the credential was presented as soon as it is found, for the challenge of a
+    /// refusal.
     pub(super) fn prepare<'h>(
         &self,
         headers: &'h Headers<'h>,
         now: i64,
         crypto: &dyn CryptoBackend,
+        scheme: &mut Scheme,
     ) -> Result<Prepared<'h>, Failure> {
         let pseudo = Pseudo::of(headers);
         let raw_method = pseudo.method.ok_or(Failure::BadRequest(RequestError::MissingMethod))?;
@@ -148,7 +179,8 @@ impl Engine {
             request::canonical_path_with(raw_path, self.settings.path_parameters).map_err(Failure::BadRequest)?;
         let method_override = self.method_override(headers, canonical.query)?;
 
-        let token = self.credential(headers, canonical.query)?.ok_or(Failure::NoToken)?;
+        let (token, presented) = self.credential(headers, canonical.query)?.ok_or(Failure::NoToken)?;
+        *scheme = presented;
         let verified = self.verify(&token, headers, now, crypto).map_err(|error| match error {
             TokenError::KeysUnavailable | TokenError::UnknownKey => match self.verifier.remote_issuer_of(&token) {
                 Some(issuer) => Failure::RemoteKeys { issuer, error },
@@ -163,6 +195,7 @@ impl Engine {
             None => None,
         };
         Ok(Prepared {
+            raw_method,
             method_changed: *method != *raw_method,
             method,
             method_override,
@@ -176,8 +209,13 @@ impl Engine {
     }
 }
 
+/// A request's token and how it was presented.
+type Credential<'h> = (Cow<'h, [u8]>, Scheme);
+
 /// A canonical request with a verified token.
 pub(super) struct Prepared<'h> {
+    /// `:method` as sent.
+    pub(super) raw_method: &'h str,
     pub(super) method: Cow<'h, str>,
     /// Whether the client spelled the method otherwise (`get`): the canonical one is forwarded.
     pub(super) method_changed: bool,

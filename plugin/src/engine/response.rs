@@ -1,6 +1,6 @@
 //! Denials: status, `WWW-Authenticate` challenge (RFC 6750) and JSON body for each reason a request fails.
 
-use super::{Engine, Failure, HeaderValue, Verified};
+use super::{Engine, Failure, HeaderValue, Scheme, Verified};
 use crate::request::mcp::McpRequest;
 use crate::revocation::Kind;
 use crate::token::TokenError;
@@ -39,7 +39,8 @@ impl Denial {
 }
 
 impl Engine {
-    pub(super) fn denial(&self, failure: Failure, request_id: String) -> Denial {
+    /// The answer to a failure; `scheme` is how the credential was presented, whose challenge carries the error.
+    pub(super) fn denial(&self, failure: Failure, scheme: Scheme, request_id: String) -> Denial {
         // Scope tokens were checked at compile time to be visible ASCII without quotes or backslashes.
         let scope = match &failure {
             Failure::Forbidden { missing_scope: Some(s), .. } => Some(s.clone()),
@@ -63,6 +64,10 @@ impl Engine {
         };
         let held_for = match &failure {
             Failure::Held { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
+        let nonce = match &failure {
+            Failure::Dpop { nonce, .. } => nonce.clone(),
             _ => None,
         };
         let (status, error, description, reason, rule): (u16, Option<&str>, String, &'static str, Option<String>) =
@@ -122,6 +127,9 @@ impl Engine {
                     TokenError::Revoked.metric_label(),
                     None,
                 ),
+                Failure::Dpop { error, .. } => {
+                    (error.status(), Some(error.code()), error.to_string(), error.metric_label(), None)
+                }
                 Failure::Token(e) | Failure::RemoteKeys { error: e, .. } => {
                     (401, Some("invalid_token"), e.to_string(), e.metric_label(), None)
                 }
@@ -166,19 +174,12 @@ impl Engine {
         };
         let mut headers = vec![("content-type", "application/json".to_owned())];
         if status == 401 || status == 403 {
-            // RFC 6750 §3: no error attributes when the request carried no token.
-            let mut challenge = match error {
-                Some(error) => format!(
-                    "Bearer realm=\"{}\", error=\"{error}\", error_description=\"{}\"",
-                    self.settings.realm,
-                    challenge_safe(&description)
-                ),
-                None => format!("Bearer realm=\"{}\"", self.settings.realm),
-            };
-            if let Some(scope) = scope {
-                challenge.push_str(&format!(", scope=\"{}\"", challenge_safe(&scope)));
-            }
-            headers.push(("www-authenticate", challenge));
+            self.challenges(&mut headers, scheme, error, &description, scope.as_deref());
+        }
+        if let Some(nonce) = nonce {
+            headers.push(("dpop-nonce", nonce));
+            // RFC 9449 §8.2: an answer with a nonce is not to be cached.
+            headers.push(("cache-control", "no-store".to_owned()));
         }
         if let Some(e) = &exceeded {
             // RFC 9110 §10.2.3, and draft-ietf-httpapi-ratelimit-headers: the policy and what is left of it.
@@ -207,6 +208,49 @@ impl Engine {
             mcp: None,
             verified,
             revoked_by,
+        }
+    }
+}
+
+impl Engine {
+    /// The `WWW-Authenticate` challenges of a 401 or 403: `Bearer` (RFC 6750) where some issuer takes bearer
+    /// tokens or the request tried one, `DPoP` with the accepted `algs` (RFC 9449 §7.1) where some issuer takes
+    /// DPoP. The error goes on the challenge of the scheme the request used, and on no challenge when it
+    /// carried no credential (RFC 6750 §3, RFC 9449 §7.2).
+    fn challenges(
+        &self,
+        headers: &mut Vec<(&'static str, String)>,
+        scheme: Scheme,
+        error: Option<&str>,
+        description: &str,
+        scope: Option<&str>,
+    ) {
+        let realm = &self.settings.realm;
+        let dpop = self.settings.dpop.as_deref();
+        let attempted = if scheme == Scheme::None { None } else { error };
+        let with_error = |mut challenge: String| {
+            if let Some(error) = attempted {
+                challenge
+                    .push_str(&format!(", error=\"{error}\", error_description=\"{}\"", challenge_safe(description)));
+                if let Some(scope) = scope {
+                    challenge.push_str(&format!(", scope=\"{}\"", challenge_safe(scope)));
+                }
+            }
+            challenge
+        };
+        let bearer = format!("Bearer realm=\"{realm}\"");
+        if dpop.is_none_or(|d| d.bearer_accepted) || scheme == Scheme::Bearer {
+            headers.push(("www-authenticate", if scheme == Scheme::Dpop { bearer } else { with_error(bearer) }));
+        }
+        if let Some(dpop) = dpop {
+            let mut challenge = format!("DPoP realm=\"{realm}\"");
+            if scheme == Scheme::Dpop {
+                challenge = with_error(challenge);
+            }
+            challenge.push_str(&format!(", algs=\"{}\"", dpop.rules.algs()));
+            headers.push(("www-authenticate", challenge));
+            // RFC 9449 §7.1, §8: browsers' scripts may read the challenge and the nonce.
+            headers.push(("access-control-expose-headers", "WWW-Authenticate, DPoP-Nonce".to_owned()));
         }
     }
 }

@@ -77,6 +77,8 @@ pub struct Settings {
     pub revocation_sources: Option<std::rc::Rc<crate::revocation::sources::Sources>>,
     /// Per-agent anomaly detection (`anomaly`), if configured.
     pub anomaly: Option<crate::anomaly::Settings>,
+    /// DPoP proofs (`dpop`), when some issuer takes them.
+    pub dpop: Option<std::rc::Rc<super::DpopSettings>>,
 }
 
 impl Default for Settings {
@@ -99,6 +101,7 @@ impl Default for Settings {
             revocations: Default::default(),
             revocation_sources: None,
             anomaly: None,
+            dpop: None,
         }
     }
 }

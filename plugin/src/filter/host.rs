@@ -151,6 +151,20 @@ pub fn log_level() -> Result<u32, Status> {
     Ok(level)
 }
 
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+unsafe extern "C" {
+    fn random_get(buf: *mut u8, len: usize) -> u16;
+}
+
+/// `N` bytes from the host's cryptographic random source (WASI `random_get`, which Envoy and the wasmtime host
+/// both provide); `None` if the host refuses.
+pub fn random_bytes<const N: usize>() -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    // SAFETY: the host writes at most `N` bytes into a buffer of `N` bytes.
+    let errno = unsafe { random_get(out.as_mut_ptr(), N) };
+    (errno == 0).then_some(out)
+}
+
 /// The host clock, nanoseconds since the epoch.
 pub fn current_time_ns() -> Result<u64, Status> {
     let mut ns = 0u64;

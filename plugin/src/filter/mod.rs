@@ -279,6 +279,7 @@ impl Root {
         }
         let now = now_ms().unwrap_or(0);
         shared::install_limiter(&engine);
+        shared::install_dpop(&engine);
         anomaly::install(&engine);
         let any_remote = keys::install(&self.shared, engine, now);
         let revoking = revocation::install(&self.shared, now);
@@ -302,6 +303,9 @@ impl Root {
         }
         self.expire_waiting(now);
         revocation::on_tick(&self.shared, self.context_id, now);
+        if let Some(engine) = self.shared.try_borrow().ok().and_then(|s| s.engine.clone()) {
+            shared::refresh_nonce_key(&engine);
+        }
         if let Ok(mut s) = self.shared.try_borrow_mut() {
             s.metrics.flush(now, true);
             s.metrics.report_memory();

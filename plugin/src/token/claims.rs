@@ -265,10 +265,12 @@ pub struct Registered<'a> {
     pub client_id: Option<Claim<'a>>,
     /// `txn` (transaction tokens).
     pub txn: Option<Claim<'a>>,
+    /// `cnf` (RFC 7800): the key (`jkt`, RFC 9449) or certificate (`x5t#S256`, RFC 8705) the token is bound to.
+    pub cnf: Option<Claim<'a>>,
 }
 
 /// How many claims [`Registered`] holds.
-const REGISTERED: usize = 11;
+const REGISTERED: usize = 12;
 
 /// Where claim `name` goes in [`Registered::from_slots`]. Three-byte names, most of them, are compared as one
 /// integer: this runs for every member of every payload.
@@ -287,6 +289,7 @@ fn slot(name: &str) -> Option<usize> {
             x if x == three(b"jti") => 6,
             x if x == three(b"act") => 7,
             x if x == three(b"txn") => 10,
+            x if x == three(b"cnf") => 11,
             _ => return None,
         },
         b"may_act" => 8,
@@ -309,8 +312,8 @@ impl<'a> Registered<'a> {
 
     /// From the claims in [`slot`] order.
     fn from_slots(slots: [Option<Claim<'a>>; REGISTERED]) -> Registered<'a> {
-        let [iss, sub, aud, exp, nbf, iat, jti, act, may_act, client_id, txn] = slots;
-        Registered { iss, sub, aud, exp, nbf, iat, jti, act, may_act, client_id, txn }
+        let [iss, sub, aud, exp, nbf, iat, jti, act, may_act, client_id, txn, cnf] = slots;
+        Registered { iss, sub, aud, exp, nbf, iat, jti, act, may_act, client_id, txn, cnf }
     }
 
     /// Time rules: `exp` required and rejected at `now >= exp + skew`; `nbf` honoured; `iat` not in the future
@@ -387,6 +390,20 @@ pub fn certificate_bound(claims: &Claims, peer_hex: &str) -> Option<bool> {
     let mut peer = [0u8; 32];
     crate::percent::decode_hex_into(peer_hex.as_bytes(), &mut peer)?;
     Some(peer[..] == decoded[..])
+}
+
+/// RFC 9449 §6.1: the token's `cnf.jkt`, the thumbprint of the key it is bound to. `Ok(None)` when the token
+/// has no `cnf` or its `cnf` has no `jkt` (bound otherwise, or not at all); a `cnf` that is not an object, or a
+/// `jkt` that is not a non-empty string, is an invalid claim, never "unbound".
+pub fn bound_key(claims: &Claims) -> Result<Option<String>, TokenError> {
+    let Some(cnf) = claims.get("cnf") else { return Ok(None) };
+    let cnf = cnf.to_value();
+    let cnf = cnf.as_object().ok_or(TokenError::InvalidClaim("cnf"))?;
+    match cnf.get("jkt") {
+        None => Ok(None),
+        Some(Value::String(jkt)) if !jkt.is_empty() => Ok(Some(jkt.clone())),
+        Some(_) => Err(TokenError::InvalidClaim("cnf")),
+    }
 }
 
 #[cfg(test)]

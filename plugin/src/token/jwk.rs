@@ -303,6 +303,42 @@ fn parse_key(key: &Map<String, Value>, path: &str) -> Result<Option<Jwk>, JwksEr
     Ok(Some(Jwk { kid, alg, key: public }))
 }
 
+/// Members that only a private key has (RFC 7517 §9.2, RFC 7518 §6.2.2, §6.3.2, §6.4.1; `k` of `oct`).
+const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// Why a key carried in a message (a DPoP proof's `jwk`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbeddedKeyError {
+    /// A private member is present.
+    Private,
+    /// Not a valid public key for the algorithm (the reason, with its path).
+    Invalid(JwksError),
+}
+
+/// A public key carried in a message, for the message's `alg`: validated exactly as the keys of a key set
+/// (curve points, lengths, RSA sizes, small-order Ed25519 keys), with no private member at all, a `use` of
+/// `sig` or none, and agreeing with `alg`. An RSA key without its own `alg` takes the message's.
+pub fn embedded_key(key: &Map<String, Value>, alg: Algorithm) -> Result<PublicKey, EmbeddedKeyError> {
+    if PRIVATE_MEMBERS.iter().any(|m| key.contains_key(*m)) {
+        return Err(EmbeddedKeyError::Private);
+    }
+    let invalid = |message: &str| EmbeddedKeyError::Invalid(err("jwk", message));
+    let with_alg;
+    let key = if key.get("kty").and_then(Value::as_str) == Some("RSA") && !key.contains_key("alg") {
+        let mut copy = key.clone();
+        copy.insert("alg".into(), Value::String(alg.name().into()));
+        with_alg = copy;
+        &with_alg
+    } else {
+        key
+    };
+    match parse_key(key, "jwk").map_err(EmbeddedKeyError::Invalid)? {
+        Some(jwk) if jwk.alg == alg => Ok(jwk.key),
+        Some(_) => Err(invalid("does not fit the algorithm")),
+        None => Err(invalid("is not a signature key")),
+    }
+}
+
 /// ed25519-compact checks the key on every verification; asking it once at load time lets a bad key be
 /// refused with the configuration instead of silently failing every token. The all-zero signature has a
 /// canonical S, so the only key-dependent error it can raise first is a key error.

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod claims;
 pub mod crypto;
 pub mod delegation;
+pub mod dpop;
 pub mod error;
 pub mod host_crypto;
 pub mod jwk;
@@ -58,6 +59,8 @@ pub struct Issuer {
     pub remote: Option<remote::RemoteJwksConfig>,
     /// Mutual-TLS binding every token of this issuer must satisfy.
     pub binding: Binding,
+    /// Whether its tokens come with DPoP proofs (RFC 9449): never, either way, or always.
+    pub dpop: dpop::DpopMode,
     /// Tolerated clock difference, seconds.
     pub clock_skew: i64,
     /// Longest accepted `exp - iat`, seconds.

@@ -26,6 +26,7 @@ fn issuer_with(keys: &[(&SigningKey, Option<&str>)]) -> Issuer {
         jwt_authn_payload_header: None,
         remote: None,
         binding: Default::default(),
+        dpop: Default::default(),
         iss_required: true,
         profile: Profile::Jwt,
         trust_domain: None,
