@@ -150,7 +150,8 @@ impl Engine {
     }
 
     /// RFC 9449 §7 for a verified token: the scheme it came with against its issuer's mode and its binding,
-    /// and for `DPoP` every check of the proof.
+    /// and for `DPoP` every check of the proof. `record`: the proof is recorded in the replay cache (false when
+    /// the request was decided before and its proof recorded then).
     pub(super) fn check_dpop(
         &self,
         admitted: &Admitted,
@@ -158,6 +159,7 @@ impl Engine {
         headers: &Headers<'_>,
         now: i64,
         crypto: &dyn CryptoBackend,
+        record: bool,
     ) -> Result<(), Failure> {
         let refuse = |error: DpopError| Failure::Dpop { error, nonce: None };
         let bound = admitted.bound_key.as_deref();
@@ -197,6 +199,9 @@ impl Engine {
             if let Some(error) = error {
                 return Err(Failure::Dpop { error, nonce: rules.issue(&key, now) });
             }
+        }
+        if !record {
+            return Ok(());
         }
         let store = self.shared_store.get().ok_or(refuse(DpopError::Unavailable))?;
         let expires = checked.iat.saturating_add(dpop.rules.window());

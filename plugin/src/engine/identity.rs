@@ -1,7 +1,7 @@
 //! The identity headers: the ones the plugin sets on an allowed request, and the client-sent ones it removes.
 
 use super::prepare::Prepared;
-use super::{Engine, McpState, TokenSource, Verdict, Verified};
+use super::{Attempt, Engine, TokenSource, Verdict, Verified};
 use crate::percent;
 use crate::request::mcp::list::ListKind;
 use crate::request::{self, Headers, MethodOverride};
@@ -133,7 +133,7 @@ impl Engine {
         p: &Prepared<'_>,
         headers: &Headers<'_>,
         rule: Option<Rc<str>>,
-        mcp: &McpState<'_>,
+        mcp: &Attempt<'_>,
     ) -> Verdict {
         let mut remove = identity_headers_in(headers);
         let admitted = &p.verified;

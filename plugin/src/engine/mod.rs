@@ -194,10 +194,13 @@ enum Failure {
     },
 }
 
-/// What a decision learnt of a request before its answer: how the credential was presented (challenges name
-/// that scheme's error) and, at an MCP endpoint, the endpoint and the message.
+/// One evaluation of a request and what it learnt before its answer: how the credential was presented
+/// (challenges name that scheme's error) and, at an MCP endpoint, the endpoint and the message.
 #[derive(Default)]
-struct McpState<'e> {
+struct Attempt<'e> {
+    /// The request was decided before: this is the decision on its body, an explanation, or its dry-run
+    /// rules. Its DPoP proof is checked again but not recorded again (it would be its own replay).
+    again: bool,
     scheme: Scheme,
     endpoint: Option<&'e McpEndpoint>,
     call: Option<Rc<McpRequest>>,
@@ -290,7 +293,9 @@ impl Engine {
         self.decide_with_body(headers, conn, Body::Absent, now, crypto)
     }
 
-    /// Decides for one request and what was read of its body.
+    /// Decides for one request and what was read of its body. With a body (read or too large) this is the
+    /// second decision of a request whose headers were decided with [`Body::Absent`]: a DPoP proof is then
+    /// checked again but not recorded again in the replay cache.
     pub fn decide_with_body(
         &self,
         headers: &Headers<'_>,
@@ -299,7 +304,7 @@ impl Engine {
         now: i64,
         crypto: &dyn CryptoBackend,
     ) -> Verdict {
-        let mut mcp = McpState::default();
+        let mut mcp = Attempt { again: !matches!(body, Body::Absent), ..Attempt::default() };
         // The request id is only read for an answer the plugin writes itself.
         match self.evaluate(headers, conn, body, now, crypto, &mut mcp) {
             Ok(verdict) => verdict,
@@ -318,7 +323,7 @@ impl Engine {
     }
 
     /// The answer to a failure, in the MCP endpoint's terms when the request was for one.
-    fn refusal(&self, failure: Failure, mcp: &McpState<'_>, request_id: String) -> Denial {
+    fn refusal(&self, failure: Failure, mcp: &Attempt<'_>, request_id: String) -> Denial {
         let refused = match &failure {
             Failure::Mcp(refusal) => Some(refusal.clone()),
             _ => None,
@@ -363,7 +368,7 @@ impl Engine {
         if !self.policy.has_dry_run_rules() {
             return Vec::new();
         }
-        let mut mcp = McpState::default();
+        let mut mcp = Attempt { again: true, ..Attempt::default() };
         let Ok(p) = self.admit(headers, conn, body, now, crypto, &mut mcp) else { return Vec::new() };
         if mcp.await_body.is_some() {
             return Vec::new();
@@ -381,7 +386,8 @@ impl Engine {
         hits.into_iter().map(|(id, effect)| (id.to_owned(), effect)).collect()
     }
 
-    /// Why this request gets its decision, as one line of JSON for logs and tools: the decision and, when
+    /// Why this request gets its decision, as one line of JSON for logs and tools (it records nothing: a DPoP
+    /// proof decided on before is not taken for its own replay): the decision and, when
     /// policy decided, every candidate rule with its result and reasons (see [`Policy::explain`]).
     pub fn explain(&self, headers: &Headers<'_>, conn: Connection<'_>, now: i64, crypto: &dyn CryptoBackend) -> String {
         self.explain_with_body(headers, conn, Body::Absent, now, crypto)
@@ -396,7 +402,7 @@ impl Engine {
         now: i64,
         crypto: &dyn CryptoBackend,
     ) -> String {
-        let mut mcp = McpState::default();
+        let mut mcp = Attempt { again: true, ..Attempt::default() };
         let p = match self.admit(headers, conn, body, now, crypto, &mut mcp) {
             Ok(_) if mcp.await_body.is_some() => {
                 return json!({"decision": "pending", "reason": "mcp_body_not_read"}).to_string();
@@ -471,7 +477,7 @@ impl Engine {
         body: Body<'_>,
         now: i64,
         crypto: &dyn CryptoBackend,
-        mcp: &mut McpState<'h>,
+        mcp: &mut Attempt<'h>,
     ) -> Result<Prepared<'h>, Failure> {
         // The endpoint is known before the token is checked, so that its challenges name its metadata.
         if !self.settings.mcp.is_empty()
@@ -492,7 +498,7 @@ impl Engine {
         }
         let request =
             dpop::ProofRequest { scheme: mcp.scheme, method: p.raw_method, raw_path: p.raw_path, path: &p.path, conn };
-        self.check_dpop(&p.verified, &request, headers, now, crypto)?;
+        self.check_dpop(&p.verified, &request, headers, now, crypto, !mcp.again)?;
         if let Some(endpoint) = mcp.endpoint {
             self.mcp_audience(endpoint, &p.verified.token)?;
             let view = p.view(headers, conn, now, None);
@@ -512,7 +518,7 @@ impl Engine {
         body: Body<'_>,
         now: i64,
         crypto: &dyn CryptoBackend,
-        mcp: &mut McpState<'h>,
+        mcp: &mut Attempt<'h>,
     ) -> Result<Verdict, Failure> {
         if !self.settings.mcp.is_empty() {
             let pseudo = Pseudo::of(headers);

@@ -319,3 +319,84 @@ fn configuration_errors_name_their_path() {
     );
     assert_eq!(base(required, Some(json!({"origin": ORIGIN}))), None);
 }
+
+#[test]
+fn a_request_decided_again_is_not_its_own_replay() {
+    // An MCP endpoint: the headers are decided (and the proof recorded), then the body.
+    let key = SigningKey::from_seed(Algorithm::ES256, [5; 32]).unwrap();
+    let resource = format!("{ORIGIN}/mcp");
+    let doc = json!({
+        "issuers": [{"issuer": "https://issuer.example", "audiences": [resource], "algorithms": ["ES256"],
+                     "jwks": {"keys": [key.public_jwk(Some("k1"))]}, "dpop": "required"}],
+        "dpop": {"origin": ORIGIN},
+        "mcp": {"endpoints": [{"paths": ["/mcp"], "resource": resource, "authorization_servers": ["https://issuer.example"]}]},
+        "policy": {"rules": [
+            {"id": "quotes", "effect": "allow", "agents": ["*"], "mcp": {"tools": ["get_quote"]}},
+            {"id": "watch", "effect": "deny", "mode": "dry_run", "agents": ["*"], "mcp": {"tools": ["get_quote"]}}
+        ]}
+    });
+    let engine = config::parse(doc.to_string().as_bytes()).unwrap();
+    engine.set_shared_store(Rc::new(MemoryStore::default()));
+    let holder = agent_key();
+    let token = key.sign_jwt(
+        Some("k1"),
+        &json!({"iss": "https://issuer.example", "sub": TRADER, "aud": resource, "exp": NOW + 60,
+                "cnf": {"jkt": holder.jkt().unwrap()}}),
+    );
+    let auth = format!("DPoP {token}");
+    let p = holder.dpop_proof(&ProofClaims {
+        jti: "m1",
+        htm: "POST",
+        htu: &resource,
+        iat: NOW,
+        token: Some(&token),
+        nonce: None,
+    });
+    let h = [
+        (":method", "POST"),
+        (":path", "/mcp"),
+        (":authority", "api.example.com"),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2025-06-18"),
+        ("authorization", auth.as_str()),
+        ("dpop", p.as_str()),
+    ];
+    let h = as_bytes(&h);
+    let first = engine.decide(&h, NOW, &PureRust);
+    assert!(matches!(first, Verdict::Allow { await_body: Some(_), .. }), "{first:?}");
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_quote","arguments":{}}}"#;
+    let second = engine.decide_with_body(&h, Connection::default(), Body::Complete(body), NOW, &PureRust);
+    assert!(matches!(second, Verdict::Allow { await_body: None, .. }), "{second:?}");
+    let explained = engine.explain_with_body(&h, Connection::default(), Body::Complete(body), NOW, &PureRust);
+    assert!(explained.contains("\"decision\":\"allow\""), "{explained}");
+    let hits = engine.dry_run_rules(&h, Connection::default(), Body::Complete(body), NOW, &PureRust);
+    assert_eq!(hits, vec![("watch".to_owned(), Effect::Deny)]);
+    // And the metadata says DPoP is required there.
+    let meta = match engine.decide(
+        &as_bytes(&request("GET", "/.well-known/oauth-protected-resource/mcp", None)),
+        NOW,
+        &PureRust,
+    ) {
+        Verdict::Answer(d) => serde_json::from_str::<Value>(&d.body).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(meta["dpop_bound_access_tokens_required"], true);
+    assert_eq!(meta["dpop_signing_alg_values_supported"][0], "ES256");
+    // A new request with the same proof is a replay.
+    let again = engine.decide(&h, NOW, &PureRust);
+    assert_eq!(denial(again).reason, "dpop_replayed");
+}
+
+#[test]
+fn an_explanation_after_the_decision_is_not_a_replay() {
+    let (issuer, engine) = dpop_engine("required", json!({}));
+    let holder = agent_key();
+    let token = bound_token(&issuer, &holder, json!({}));
+    let auth = format!("DPoP {token}");
+    let p = proof(&holder, &token, "x1", None);
+    let h = with(&auth, &[&p]);
+    assert!(matches!(decide_on(&engine, &h), Verdict::Allow { .. }));
+    let explained = engine.explain(&as_bytes(&h), Connection::default(), NOW, &PureRust);
+    assert!(explained.contains("\"decision\":\"allow\""), "{explained}");
+}
