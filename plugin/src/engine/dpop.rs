@@ -151,7 +151,8 @@ impl Engine {
 
     /// RFC 9449 §7 for a verified token: the scheme it came with against its issuer's mode and its binding,
     /// and for `DPoP` every check of the proof. `record`: the proof is recorded in the replay cache (false when
-    /// the request was decided before and its proof recorded then).
+    /// the request was decided before and its proof recorded then). Answers a fresh nonce for the response
+    /// when the proof's is accepted but no longer the current one.
     pub(super) fn check_dpop(
         &self,
         admitted: &Admitted,
@@ -160,7 +161,7 @@ impl Engine {
         now: i64,
         crypto: &dyn CryptoBackend,
         record: bool,
-    ) -> Result<(), Failure> {
+    ) -> Result<Option<String>, Failure> {
         let refuse = |error: DpopError| Failure::Dpop { error, nonce: None };
         let bound = admitted.bound_key.as_deref();
         match request.scheme {
@@ -168,7 +169,7 @@ impl Engine {
             // §7.2: a bound token is never accepted as a bearer token, whatever the issuer's mode.
             _ if bound.is_some() => return Err(refuse(DpopError::BoundTokenAsBearer)),
             _ if admitted.dpop == DpopMode::Required => return Err(refuse(DpopError::DpopRequired)),
-            _ => return Ok(()),
+            _ => return Ok(None),
         }
         let (Some(dpop), true) = (self.settings.dpop.as_ref(), admitted.dpop.accepts_dpop()) else {
             return Err(refuse(DpopError::DpopNotAccepted));
@@ -189,25 +190,33 @@ impl Engine {
         if !constant_time_eq(checked.header.jkt.as_bytes(), jkt.as_bytes()) {
             return Err(refuse(DpopError::KeyMismatch));
         }
+        let mut fresh_nonce = None;
         if let Some(rules) = dpop.nonce {
             let key = self.nonce_key().ok_or(refuse(DpopError::Unavailable))?;
+            let current = rules.issue(&key, now);
             let error = match &checked.nonce {
                 None => Some(DpopError::NonceMissing),
                 Some(nonce) if !rules.accepts(&key, nonce, now) => Some(DpopError::NonceInvalid),
+                // Accepted, but from an earlier period: the response brings the current one (§8.2).
+                Some(nonce) if current.as_deref() != Some(nonce.as_str()) => {
+                    fresh_nonce = current.clone();
+                    None
+                }
                 Some(_) => None,
             };
             if let Some(error) = error {
-                return Err(Failure::Dpop { error, nonce: rules.issue(&key, now) });
+                return Err(Failure::Dpop { error, nonce: current });
             }
         }
         if !record {
-            return Ok(());
+            return Ok(fresh_nonce);
         }
         let store = self.shared_store.get().ok_or(refuse(DpopError::Unavailable))?;
         let expires = checked.iat.saturating_add(dpop.rules.window());
-        dpop.replay.record(store.as_ref(), &checked.id, checked.iat, expires, now).map_err(|r| match r {
-            Refusal::Replayed => refuse(DpopError::Replayed),
-            Refusal::Unavailable(_) => refuse(DpopError::Unavailable),
-        })
+        match dpop.replay.record(store.as_ref(), &checked.id, checked.iat, expires, now) {
+            Ok(()) => Ok(fresh_nonce),
+            Err(Refusal::Replayed) => Err(refuse(DpopError::Replayed)),
+            Err(Refusal::Unavailable(_)) => Err(refuse(DpopError::Unavailable)),
+        }
     }
 }

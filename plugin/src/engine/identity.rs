@@ -209,6 +209,7 @@ impl Engine {
             dry_run: None,
             mcp: mcp.call.clone(),
             filter_list,
+            dpop_nonce: mcp.fresh_nonce.clone(),
             await_body: mcp.await_body,
             verified: Some(Verified(p.verified.clone())),
         }

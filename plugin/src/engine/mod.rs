@@ -65,6 +65,9 @@ pub enum Verdict {
         await_body: Option<usize>,
         /// The verified token (absent only in dry-run mode when it did not verify).
         verified: Option<Verified>,
+        /// A fresh DPoP nonce for the upstream's response (RFC 9449 §8.2): the client's nonce is still accepted
+        /// but from an earlier period, so it learns the next one before its own expires.
+        dpop_nonce: Option<String>,
     },
     /// Not a decision: a document the plugin serves itself (RFC 9728 protected resource metadata).
     Answer(Denial),
@@ -202,6 +205,8 @@ struct Attempt<'e> {
     /// rules. Its DPoP proof is checked again but not recorded again (it would be its own replay).
     again: bool,
     scheme: Scheme,
+    /// A fresh DPoP nonce for the response, when the client's is from an earlier period.
+    fresh_nonce: Option<String>,
     endpoint: Option<&'e McpEndpoint>,
     call: Option<Rc<McpRequest>>,
     /// A POST whose body has not been read: the endpoint's cap.
@@ -352,6 +357,7 @@ impl Engine {
             mcp,
             filter_list: false,
             await_body: None,
+            dpop_nonce: None,
         }
     }
 
@@ -498,7 +504,7 @@ impl Engine {
         }
         let request =
             dpop::ProofRequest { scheme: mcp.scheme, method: p.raw_method, raw_path: p.raw_path, path: &p.path, conn };
-        self.check_dpop(&p.verified, &request, headers, now, crypto, !mcp.again)?;
+        mcp.fresh_nonce = self.check_dpop(&p.verified, &request, headers, now, crypto, !mcp.again)?;
         if let Some(endpoint) = mcp.endpoint {
             self.mcp_audience(endpoint, &p.verified.token)?;
             let view = p.view(headers, conn, now, None);

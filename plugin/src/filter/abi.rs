@@ -137,7 +137,10 @@ pub extern "C" fn proxy_on_request_body(context_id: u32, body_size: usize, end_o
 /// 0: Continue (a list response being filtered changes its body, never its headers' pace).
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_response_headers(context_id: u32, _num_headers: usize, _end_of_stream: bool) -> u32 {
-    // Most streams have no MCP work left: answered without looking up the request.
+    // Most streams have no MCP work left and no DPoP nonce to hand out: answered without looking up the request.
+    if super::dpop::pending(context_id) {
+        super::dpop::on_response_headers(context_id);
+    }
     if !super::mcp::has_phase(context_id) {
         return 0;
     }
@@ -155,6 +158,7 @@ pub extern "C" fn proxy_on_response_body(context_id: u32, body_size: usize, end_
 
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_delete(context_id: u32) {
+    let _ = super::dpop::forget(context_id);
     let request = REQUESTS.with(|requests| requests.borrow_mut().remove(&context_id));
     match request {
         Some(request) => request.on_delete(),

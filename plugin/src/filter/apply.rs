@@ -28,7 +28,10 @@ pub(super) fn apply(
             reply(&document);
             Applied::Stopped
         }
-        Verdict::Allow { remove, set, canonical_path, canonical_method, dry_run, await_body, .. } => {
+        Verdict::Allow { remove, set, canonical_path, canonical_method, dry_run, await_body, dpop_nonce, .. } => {
+            if let Some(nonce) = dpop_nonce {
+                super::dpop::remember(context_id, nonce);
+            }
             if let Some(would) = dry_run {
                 log(
                     LogLevel::Info,

@@ -19,6 +19,7 @@ mod abi;
 mod anomaly;
 mod apply;
 mod audit;
+mod dpop;
 mod fast_memcmp;
 mod host;
 mod keys;

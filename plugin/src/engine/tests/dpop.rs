@@ -230,7 +230,16 @@ fn nonces_are_asked_for_given_and_then_accepted() {
     assert_eq!(header(&d, "cache-control"), Some("no-store"));
     let nonce = header(&d, "dpop-nonce").unwrap().to_owned();
     let p = proof(&holder, &token, "n2", Some(&nonce));
-    assert!(matches!(decide_on(&engine, &with(&auth, &[&p])), Verdict::Allow { .. }));
+    assert!(matches!(decide_on(&engine, &with(&auth, &[&p])), Verdict::Allow { dpop_nonce: None, .. }));
+    // A nonce of the period before is still accepted, and the response brings the current one (§8.2).
+    let rules = crate::token::dpop::nonce::NonceRules { lifetime: 120 };
+    let older = rules.issue(&NonceKey::new(&[4; 32]).unwrap(), NOW - 70).unwrap();
+    assert_ne!(older, nonce);
+    let p = proof(&holder, &token, "n2b", Some(&older));
+    match decide_on(&engine, &with(&auth, &[&p])) {
+        Verdict::Allow { dpop_nonce, .. } => assert_eq!(dpop_nonce.as_deref(), Some(nonce.as_str())),
+        other => panic!("{other:?}"),
+    }
     let p = proof(&holder, &token, "n3", Some("forged-nonce"));
     let d = denial(decide_on(&engine, &with(&auth, &[&p])));
     assert_eq!(d.reason, "dpop_nonce_invalid");
