@@ -228,26 +228,28 @@ impl Engine {
         let realm = &self.settings.realm;
         let dpop = self.settings.dpop.as_deref();
         let attempted = if scheme == Scheme::None { None } else { error };
-        let with_error = |mut challenge: String| {
-            if let Some(error) = attempted {
-                challenge
-                    .push_str(&format!(", error=\"{error}\", error_description=\"{}\"", challenge_safe(description)));
+        let error_params = || {
+            attempted.map(|error| {
+                let mut params = format!("error=\"{error}\", error_description=\"{}\"", challenge_safe(description));
                 if let Some(scope) = scope {
-                    challenge.push_str(&format!(", scope=\"{}\"", challenge_safe(scope)));
+                    params.push_str(&format!(", scope=\"{}\"", challenge_safe(scope)));
                 }
-            }
-            challenge
+                params
+            })
         };
-        let bearer = format!("Bearer realm=\"{realm}\"");
         if dpop.is_none_or(|d| d.bearer_accepted) || scheme == Scheme::Bearer {
-            headers.push(("www-authenticate", if scheme == Scheme::Dpop { bearer } else { with_error(bearer) }));
+            let challenge = match error_params().filter(|_| scheme != Scheme::Dpop) {
+                Some(params) => format!("Bearer realm=\"{realm}\", {params}"),
+                None => format!("Bearer realm=\"{realm}\""),
+            };
+            headers.push(("www-authenticate", challenge));
         }
         if let Some(dpop) = dpop {
-            let mut challenge = format!("DPoP realm=\"{realm}\"");
-            if scheme == Scheme::Dpop {
-                challenge = with_error(challenge);
-            }
-            challenge.push_str(&format!(", algs=\"{}\"", dpop.rules.algs()));
+            // As RFC 9449 §7.1 writes them: `DPoP algs="..."`, and the error first when there is one.
+            let challenge = match error_params().filter(|_| scheme == Scheme::Dpop) {
+                Some(params) => format!("DPoP {params}, algs=\"{}\"", dpop.rules.algs()),
+                None => format!("DPoP algs=\"{}\"", dpop.rules.algs()),
+            };
             headers.push(("www-authenticate", challenge));
             // RFC 9449 §7.1, §8: browsers' scripts may read the challenge and the nonce.
             headers.push(("access-control-expose-headers", "WWW-Authenticate, DPoP-Nonce".to_owned()));

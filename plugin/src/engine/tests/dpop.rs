@@ -97,7 +97,7 @@ fn a_bound_token_with_its_proof_is_allowed_and_the_proof_is_not_forwarded() {
     assert_eq!(
         c,
         vec![
-            "DPoP realm=\"trading\", error=\"invalid_dpop_proof\", error_description=\"DPoP proof has already been used\", algs=\"ES256 ES384 EdDSA PS256 PS384 PS512 RS256 RS384 RS512\""
+            "DPoP error=\"invalid_dpop_proof\", error_description=\"DPoP proof has already been used\", algs=\"ES256 ES384 EdDSA PS256 PS384 PS512 RS256 RS384 RS512\""
         ]
     );
 }
@@ -114,12 +114,12 @@ fn schemes_against_modes_and_bindings() {
         let (status, reason, c) = refused(decide_on(&engine, &with(&format!("Bearer {bound}"), &[&p])));
         assert_eq!((status, reason), (401, "dpop_bound_token_as_bearer"), "{mode}");
         assert!(c[0].starts_with("Bearer realm=\"trading\", error=\"invalid_token\""), "{c:?}");
-        assert_eq!(c.last().unwrap(), "DPoP realm=\"trading\", algs=\"ES256 EdDSA\"", "the DPoP challenge offered");
+        assert_eq!(c.last().unwrap(), "DPoP algs=\"ES256 EdDSA\"", "the DPoP challenge offered");
         // An unbound token as DPoP.
         let p = proof(&holder, &unbound, "u1", None);
         let (status, reason, c) = refused(decide_on(&engine, &with(&format!("DPoP {unbound}"), &[&p])));
         assert_eq!((status, reason), (401, "dpop_token_not_bound"));
-        assert!(c.last().unwrap().starts_with("DPoP realm=\"trading\", error=\"invalid_token\""), "{c:?}");
+        assert!(c.last().unwrap().starts_with("DPoP error=\"invalid_token\""), "{c:?}");
         // An unbound token as Bearer: allowed only where bearer tokens are.
         let verdict = decide_on(&engine, &request("POST", "/orders/7", Some(&format!("Bearer {unbound}"))));
         match mode {
@@ -171,10 +171,7 @@ fn proofs_must_be_one_and_the_holders() {
     assert!(c.contains("error_description=\"Invalid DPoP key binding\""), "{c}");
     // No credential: the challenge names the algorithms, no error.
     let d = denial(decide_on(&engine, &request("POST", "/orders/7", None)));
-    assert_eq!(
-        challenges(&d),
-        vec!["DPoP realm=\"trading\", algs=\"ES256 ES384 EdDSA PS256 PS384 PS512 RS256 RS384 RS512\""]
-    );
+    assert_eq!(challenges(&d), vec!["DPoP algs=\"ES256 ES384 EdDSA PS256 PS384 PS512 RS256 RS384 RS512\""]);
     assert!(header(&d, "access-control-expose-headers").unwrap().contains("DPoP-Nonce"));
 }
 
@@ -226,7 +223,7 @@ fn nonces_are_asked_for_given_and_then_accepted() {
     let p = proof(&holder, &token, "n1", None);
     let d = denial(decide_on(&engine, &with(&auth, &[&p])));
     assert_eq!((d.status, d.reason), (401, "dpop_nonce_missing"));
-    assert!(challenges(&d)[0].starts_with("DPoP realm=\"trading\", error=\"use_dpop_nonce\""));
+    assert!(challenges(&d)[0].starts_with("DPoP error=\"use_dpop_nonce\""));
     assert_eq!(header(&d, "cache-control"), Some("no-store"));
     let nonce = header(&d, "dpop-nonce").unwrap().to_owned();
     let p = proof(&holder, &token, "n2", Some(&nonce));
