@@ -7,7 +7,7 @@ use super::{ConfigError, err};
 use crate::engine::{DpopSettings, McpEndpoint, OriginRoute, TokenSource};
 use crate::policy::path::Template;
 use crate::token::dpop::nonce::{MIN_SECRET_BYTES, NonceKey, NonceRules};
-use crate::token::dpop::replay::{MAX_BUCKETS, ReplayCache, SLOTS};
+use crate::token::dpop::replay::{BUCKETS, MAX_SLOTS, ReplayCache};
 use crate::token::dpop::{DEFAULT_ALGORITHMS, DpopMode, ProofRules, htu, is_proof_algorithm};
 use crate::token::{Algorithm, Issuer};
 use serde::Deserialize;
@@ -34,8 +34,8 @@ pub struct DpopDocument {
     /// How far in the future a proof's `iat` may be, seconds (default 5).
     #[serde(default = "default_skew")]
     pub clock_skew_seconds: u32,
-    /// Live proofs the shared replay cache holds (default 65536); under more traffic than this, old proofs
-    /// are refused early.
+    /// Live proofs the shared replay cache holds at least (default 65536, rounded up to a multiple of 4096);
+    /// under more traffic than this, old proofs are refused early.
     #[serde(default = "default_replay_size")]
     pub replay_cache_size: usize,
     /// Server nonces (RFC 9449 §9): when present, every proof must carry a nonce the gateway issued.
@@ -167,9 +167,9 @@ pub fn settings(
     if doc.clock_skew_seconds > MAX_SKEW_SECONDS {
         return Err(err("dpop.clock_skew_seconds", format!("must be at most {MAX_SKEW_SECONDS}")));
     }
-    let most = MAX_BUCKETS * SLOTS;
-    if !(SLOTS..=most).contains(&doc.replay_cache_size) {
-        return Err(err("dpop.replay_cache_size", format!("must be between {SLOTS} and {most}")));
+    let most = BUCKETS * MAX_SLOTS;
+    if !(1..=most).contains(&doc.replay_cache_size) {
+        return Err(err("dpop.replay_cache_size", format!("must be between 1 and {most}")));
     }
     let (nonce, nonce_secret) = match &doc.nonce {
         None => (None, None),
@@ -220,6 +220,7 @@ pub fn advertise(endpoints: &mut [McpEndpoint], issuers: &[Issuer], dpop: &DpopS
         doc.insert("dpop_signing_alg_values_supported".into(), algs.into());
         if serving.iter().all(|i| i.dpop == DpopMode::Required) {
             doc.insert("dpop_bound_access_tokens_required".into(), true.into());
+            endpoint.dpop_only = true;
         }
         endpoint.metadata = Value::Object(doc).to_string();
     }

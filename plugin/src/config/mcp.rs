@@ -194,6 +194,7 @@ pub fn endpoints(doc: &McpDocument) -> Result<Vec<McpEndpoint>, ConfigError> {
             metadata_path,
             metadata_url,
             metadata,
+            dpop_only: false,
         });
     }
     Ok(out)

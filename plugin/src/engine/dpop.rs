@@ -216,6 +216,7 @@ impl Engine {
         match dpop.replay.record(store.as_ref(), &checked.id, checked.iat, expires, now) {
             Ok(()) => Ok(fresh_nonce),
             Err(Refusal::Replayed) => Err(refuse(DpopError::Replayed)),
+            Err(Refusal::TooOld) => Err(refuse(DpopError::OlderThanReplayCache)),
             Err(Refusal::Unavailable(_)) => Err(refuse(DpopError::Unavailable)),
         }
     }

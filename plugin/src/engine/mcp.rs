@@ -59,6 +59,8 @@ pub struct McpEndpoint {
     pub metadata_url: String,
     /// The RFC 9728 metadata document.
     pub metadata: String,
+    /// Every issuer whose tokens may name this endpoint requires DPoP: its challenges offer no `Bearer`.
+    pub dpop_only: bool,
 }
 
 impl McpEndpoint {
@@ -217,6 +219,13 @@ impl Engine {
         refused: Option<McpRefusal>,
     ) -> Denial {
         let challenge = format!(", resource_metadata=\"{}\"", endpoint.metadata_url);
+        if endpoint.dpop_only {
+            // The metadata says DPoP-bound tokens are required here: a Bearer challenge is kept only to carry
+            // the error of a request that tried one.
+            denial
+                .headers
+                .retain(|(n, v)| *n != "www-authenticate" || !v.starts_with("Bearer ") || v.contains(" error="));
+        }
         // A 403 challenge tells an MCP client to ask for more scopes (step-up authorisation): it is sent only
         // when a scope is what is missing; a policy denial no token could change carries none.
         if denial.status == 403 {

@@ -80,7 +80,14 @@ impl Engine {
                     "multiple_credentials",
                     None,
                 ),
-                Failure::NoToken => (401, None, "a bearer token is required".into(), "missing_token", None),
+                Failure::NoToken => {
+                    let wanted = match self.settings.dpop.as_deref() {
+                        None => "a bearer token is required",
+                        Some(d) if d.bearer_accepted => "an access token is required (Bearer or DPoP)",
+                        Some(_) => "a DPoP-bound access token is required",
+                    };
+                    (401, None, wanted.into(), "missing_token", None)
+                }
                 Failure::Mcp(r) => {
                     (r.error.status(), Some("invalid_request"), r.error.to_string(), r.error.label(), None)
                 }

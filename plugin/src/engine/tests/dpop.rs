@@ -389,6 +389,11 @@ fn a_request_decided_again_is_not_its_own_replay() {
     };
     assert_eq!(meta["dpop_bound_access_tokens_required"], true);
     assert_eq!(meta["dpop_signing_alg_values_supported"][0], "ES256");
+    // Its challenges offer DPoP only.
+    let d = denial(engine.decide(&as_bytes(&request("POST", "/mcp", None)), NOW, &PureRust));
+    let c = challenges(&d);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert!(c[0].starts_with("DPoP algs=\"") && c[0].contains("resource_metadata=\""), "{c:?}");
     // A new request with the same proof is a replay.
     let again = engine.decide(&h, NOW, &PureRust);
     assert_eq!(denial(again).reason, "dpop_replayed");

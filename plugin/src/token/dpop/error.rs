@@ -41,6 +41,9 @@ pub enum DpopError {
     FromTheFuture,
     /// The proof's `jti` was seen before within the window, on some worker of this gateway.
     Replayed,
+    /// The proof is older than its full replay-cache bucket can still prove unseen: the cache is smaller than
+    /// the traffic (`dpop.replay_cache_size`).
+    OlderThanReplayCache,
     /// `ath` is not the hash of the presented token.
     WrongTokenHash,
     /// The proof key's thumbprint is not the token's `cnf.jkt`.
@@ -111,6 +114,7 @@ impl DpopError {
             DpopError::Stale => "dpop_stale",
             DpopError::FromTheFuture => "dpop_iat_in_future",
             DpopError::Replayed => "dpop_replayed",
+            DpopError::OlderThanReplayCache => "dpop_replay_cache_full",
             DpopError::WrongTokenHash => "dpop_wrong_ath",
             DpopError::KeyMismatch => "dpop_key_mismatch",
             DpopError::TokenNotBound => "dpop_token_not_bound",
@@ -144,6 +148,9 @@ impl fmt::Display for DpopError {
             DpopError::Stale => f.write_str("DPoP proof is too old"),
             DpopError::FromTheFuture => f.write_str("DPoP proof was issued in the future"),
             DpopError::Replayed => f.write_str("DPoP proof has already been used"),
+            DpopError::OlderThanReplayCache => {
+                f.write_str("DPoP proof is older than the replay cache can vouch for; send a fresh one")
+            }
             DpopError::WrongTokenHash => f.write_str("DPoP proof ath does not match the access token"),
             DpopError::KeyMismatch => f.write_str("Invalid DPoP key binding"),
             DpopError::TokenNotBound => f.write_str("token is not bound to a DPoP key"),

@@ -2,12 +2,15 @@
 //! it was for, until it would be refused as too old anyway; a proof seen before is refused, on whichever
 //! worker it comes back. It lives in proxy-wasm shared data, which every worker of an Envoy process sees.
 //!
-//! Bounded: a fixed number of keys (buckets) of [`SLOTS`] entries each, so neither the number of keys nor the
-//! size of a value grows with traffic (shared data has no delete). Each update is read, change,
-//! compare-and-swap, retried on a lost race. When a bucket is full of live entries, the one with the oldest
-//! `iat` makes room, and the bucket's watermark rises past it: a proof older than the watermark can no longer
-//! be proved unseen, so it is refused. The cache therefore never forgets a proof it would still accept; under
-//! more traffic than it was sized for it refuses old proofs early instead (clients make a fresh one).
+//! Bounded: a fixed number of keys ([`BUCKETS`]), whatever the configured size, and in each at most as many
+//! entries as the size gives a bucket, so neither the number of keys nor the size of a value grows with
+//! traffic (shared data has no delete). A proof's bucket depends on the proof alone, never on the configured
+//! size: a new size (or a worker still on the old configuration) looks where the proof was recorded. Each
+//! update is read, change, compare-and-swap, retried on a lost race. When a bucket is full of live entries,
+//! the one with the oldest `iat` makes room, and the bucket's watermark rises past it: a proof older than the
+//! watermark can no longer be proved unseen, so it is refused. The cache therefore never forgets a proof it
+//! would still accept; under more traffic than it was sized for (or after it was made smaller) it refuses old
+//! proofs early instead (clients make a fresh one).
 //!
 //! The one gap is the first write of a bucket: proxy-wasm cannot compare-and-swap a key that does not exist
 //! yet, so two workers creating the same bucket at the same instant may both believe they wrote first. An
@@ -17,20 +20,21 @@
 use crate::shared_data::{SharedStore, StoreError};
 use sha2::{Digest, Sha256};
 
-/// Entries per bucket.
-pub const SLOTS: usize = 16;
-/// Most buckets (the capacity is at most `MAX_BUCKETS * SLOTS` proofs).
-pub const MAX_BUCKETS: usize = 1 << 16;
+/// Buckets: shared-data keys, the same for every configured size.
+pub const BUCKETS: usize = 4096;
+/// Most entries a bucket may hold (the capacity is at most `BUCKETS * MAX_SLOTS` proofs; a bucket's value is
+/// then 8 KiB, copied on every proof).
+pub const MAX_SLOTS: usize = 256;
 /// How many times an update is tried against concurrent writers before it gives up.
 const ATTEMPTS: usize = 8;
 /// Shared-data keys: this prefix and the bucket number.
 const PREFIX: &str = "agent-iam.dpop.replay.";
 /// The format's version byte.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 /// One entry: id (16 bytes), `iat`, expiry (8 bytes each).
 const ENTRY_BYTES: usize = 32;
-/// Version, watermark, count.
-const HEADER_BYTES: usize = 1 + 8 + 1;
+/// Version, watermark, count (16 bits).
+const HEADER_BYTES: usize = 1 + 8 + 2;
 
 /// A proof's identity in the cache: the first 128 bits of SHA-256 over the normalised URI and the `jti`.
 pub type ProofId = [u8; 16];
@@ -50,16 +54,18 @@ pub fn proof_id(htu: &str, jti: &str) -> ProofId {
 /// Why a proof was not recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// Seen before, or older than what the cache can still prove unseen.
+    /// Seen before.
     Replayed,
+    /// Older than what its full bucket can still prove unseen (the cache is smaller than the traffic).
+    TooOld,
     /// Shared data failed, or every attempt lost the race: nothing was recorded.
     Unavailable(StoreError),
 }
 
-/// The cache's shape: how many buckets.
+/// The cache's shape: how many entries a bucket holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplayCache {
-    buckets: usize,
+    slots: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,15 +83,15 @@ struct Bucket {
 }
 
 impl ReplayCache {
-    /// A cache for at least `proofs` live proofs (rounded up to whole buckets, at most
-    /// `MAX_BUCKETS * SLOTS`).
+    /// A cache for at least `proofs` live proofs (rounded up to whole entries per bucket, at most
+    /// `BUCKETS * MAX_SLOTS`).
     pub fn with_capacity(proofs: usize) -> ReplayCache {
-        ReplayCache { buckets: proofs.div_ceil(SLOTS).clamp(1, MAX_BUCKETS) }
+        ReplayCache { slots: proofs.div_ceil(BUCKETS).clamp(1, MAX_SLOTS) }
     }
 
     /// How many live proofs it holds at most.
     pub fn capacity(&self) -> usize {
-        self.buckets * SLOTS
+        BUCKETS * self.slots
     }
 
     /// Records a proof issued at `iat`, to be remembered until `expires`; refuses it if it was seen.
@@ -97,7 +103,7 @@ impl ReplayCache {
         expires: i64,
         now: i64,
     ) -> Result<(), Refusal> {
-        let index = u32::from_be_bytes([id[0], id[1], id[2], id[3]]) as usize % self.buckets;
+        let index = u32::from_be_bytes([id[0], id[1], id[2], id[3]]) as usize % BUCKETS;
         let key = format!("{PREFIX}{index}");
         for _ in 0..ATTEMPTS {
             let (mut bucket, cas) = match store.get(&key).map_err(Refusal::Unavailable)? {
@@ -113,17 +119,18 @@ impl ReplayCache {
                 }
             };
             bucket.entries.retain(|e| e.expires >= now);
-            if iat < bucket.watermark || bucket.entries.iter().any(|e| e.id == *id) {
+            if bucket.entries.iter().any(|e| e.id == *id) {
                 return Err(Refusal::Replayed);
             }
-            if bucket.entries.len() >= SLOTS
+            // Room for one more (more than one to go only after the cache was made smaller).
+            while bucket.entries.len() >= self.slots
                 && let Some(oldest) = bucket.entries.iter().enumerate().min_by_key(|(_, e)| e.iat).map(|(i, _)| i)
             {
                 let evicted = bucket.entries.swap_remove(oldest);
                 bucket.watermark = bucket.watermark.max(evicted.iat.saturating_add(1));
-                if iat < bucket.watermark {
-                    return Err(Refusal::Replayed);
-                }
+            }
+            if iat < bucket.watermark {
+                return Err(Refusal::TooOld);
             }
             bucket.entries.push(Entry { id: *id, iat, expires });
             match store.set(&key, &bucket.encode(), cas) {
@@ -141,7 +148,7 @@ impl Bucket {
         let mut out = Vec::with_capacity(HEADER_BYTES + self.entries.len() * ENTRY_BYTES);
         out.push(VERSION);
         out.extend_from_slice(&self.watermark.to_be_bytes());
-        out.push(self.entries.len() as u8);
+        out.extend_from_slice(&u16::try_from(self.entries.len()).unwrap_or(u16::MAX).to_be_bytes());
         for e in &self.entries {
             out.extend_from_slice(&e.id);
             out.extend_from_slice(&e.iat.to_be_bytes());
@@ -153,9 +160,9 @@ impl Bucket {
     fn decode(bytes: &[u8]) -> Option<Bucket> {
         let (&version, rest) = bytes.split_first()?;
         let (watermark, rest) = rest.split_first_chunk::<8>()?;
-        let (&count, rest) = rest.split_first()?;
-        let count = usize::from(count);
-        if version != VERSION || count > SLOTS || rest.len() != count * ENTRY_BYTES {
+        let (count, rest) = rest.split_first_chunk::<2>()?;
+        let count = usize::from(u16::from_be_bytes(*count));
+        if version != VERSION || count > MAX_SLOTS || rest.len() != count * ENTRY_BYTES {
             return None;
         }
         let entries = rest

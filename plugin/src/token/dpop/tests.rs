@@ -172,10 +172,17 @@ impl SharedStore for Interleaved {
     }
 }
 
+/// A proof id in bucket 0 (the bucket is chosen by the first four bytes).
+fn in_bucket_0(n: u8) -> replay::ProofId {
+    let mut id = [0u8; 16];
+    id[15] = n;
+    id
+}
+
 #[test]
 fn replay_cache_remembers_across_writers_and_stays_bounded() {
     let cache = ReplayCache::with_capacity(16);
-    assert_eq!(cache.capacity(), 16);
+    assert_eq!(cache.capacity(), replay::BUCKETS, "at least one entry per bucket");
     let store = Interleaved { inner: MemoryStore::default(), cache, raced: Default::default() };
     let id = replay::proof_id(HTU, "jti-1");
     cache.record(&store, &id, NOW, NOW + 65, NOW).unwrap();
@@ -187,28 +194,39 @@ fn replay_cache_remembers_across_writers_and_stays_bounded() {
     cache.record(&store.inner, &elsewhere, NOW, NOW + 65, NOW).unwrap();
     // After the window the entry is gone (the proof is refused as stale before it gets here).
     cache.record(&store.inner, &id, NOW + 70, NOW + 135, NOW + 70).unwrap();
-    // Full of live proofs: the oldest makes room and nothing as old can come in after it.
-    let full = ReplayCache::with_capacity(16);
+    // A bucket full of live proofs: the oldest makes room, and nothing as old comes in after it.
+    let full = ReplayCache::with_capacity(replay::BUCKETS * 4);
     let store = MemoryStore::default();
-    for i in 0..16 {
-        full.record(&store, &replay::proof_id(HTU, &format!("j{i}")), NOW - 16 + i, NOW + 60, NOW).unwrap();
+    for i in 0..4 {
+        full.record(&store, &in_bucket_0(i), NOW - 4 + i64::from(i), NOW + 60, NOW).unwrap();
     }
-    full.record(&store, &replay::proof_id(HTU, "late"), NOW, NOW + 60, NOW).unwrap();
+    full.record(&store, &in_bucket_0(10), NOW, NOW + 60, NOW).unwrap();
     assert_eq!(
-        full.record(&store, &replay::proof_id(HTU, "j0"), NOW - 16, NOW + 60, NOW),
-        Err(Refusal::Replayed),
-        "evicted, and refused by the watermark"
+        full.record(&store, &in_bucket_0(0), NOW - 4, NOW + 60, NOW),
+        Err(Refusal::TooOld),
+        "evicted, then too old"
     );
     assert_eq!(
-        full.record(&store, &replay::proof_id(HTU, "never-seen-but-old"), NOW - 16, NOW + 60, NOW),
-        Err(Refusal::Replayed)
+        full.record(&store, &in_bucket_0(11), NOW - 4, NOW + 60, NOW),
+        Err(Refusal::TooOld),
+        "never seen, but as old"
     );
+    assert_eq!(full.record(&store, &in_bucket_0(1), NOW - 3, NOW + 60, NOW), Err(Refusal::Replayed), "still held");
     let (bytes, _) = store.get("agent-iam.dpop.replay.0").unwrap().unwrap();
-    assert!(bytes.len() <= 10 + 16 * 32, "bounded: {} bytes", bytes.len());
+    assert_eq!(bytes.len(), 11 + 4 * 32, "bounded");
+    // A smaller cache (a new configuration, or a worker still on the old one) looks in the same bucket, and
+    // forgets nothing it would accept: the bucket shrinks by its oldest entries and its watermark rises.
+    let smaller = ReplayCache::with_capacity(replay::BUCKETS * 2);
+    assert_eq!(smaller.record(&store, &in_bucket_0(10), NOW, NOW + 60, NOW), Err(Refusal::Replayed));
+    assert_eq!(smaller.record(&store, &in_bucket_0(2), NOW - 2, NOW + 60, NOW), Err(Refusal::Replayed));
+    smaller.record(&store, &in_bucket_0(12), NOW, NOW + 60, NOW).unwrap();
+    assert_eq!(smaller.record(&store, &in_bucket_0(3), NOW - 1, NOW + 60, NOW), Err(Refusal::TooOld));
+    let (bytes, _) = store.get("agent-iam.dpop.replay.0").unwrap().unwrap();
+    assert_eq!(bytes.len(), 11 + 2 * 32);
     // Shared data another version wrote is started again, refusing what it might have held.
     store.set("agent-iam.dpop.replay.0", b"garbage", 0).unwrap();
-    assert_eq!(full.record(&store, &replay::proof_id(HTU, "x"), NOW - 1, NOW + 60, NOW), Err(Refusal::Replayed));
-    full.record(&store, &replay::proof_id(HTU, "y"), NOW, NOW + 60, NOW).unwrap();
+    assert_eq!(full.record(&store, &in_bucket_0(20), NOW - 1, NOW + 60, NOW), Err(Refusal::TooOld));
+    full.record(&store, &in_bucket_0(21), NOW, NOW + 60, NOW).unwrap();
 }
 
 struct Failing;
