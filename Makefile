@@ -26,6 +26,8 @@
 #                into .venv, for tests/otlp/receiver.py (the audit trail's OpenTelemetry access log, envoy/audit.yaml)
 #   make ssf-tools  install the SSF transmitter's Python packages (tests/ssf/requirements.txt, pinned: jwcrypto) into
 #                .venv, for tests/ssf/transmitter.py (continuous revocation by CAEP events, envoy/revocation.yaml)
+#   make dpop-tools install a real DPoP client's Python packages (tests/dpop/requirements.txt, pinned:
+#                requests-oauth2client) into .venv, for tests/dpop/client.py (DPoP-bound tokens through envoy/dpop.yaml)
 #   make oci     the .wasm as an OCI image layout for Istio / Envoy Gateway: target/oci/agent-iam (docs/deployment.md)
 #   make install the `agent-iam` command (cli/) into ~/.cargo/bin, with the .wasm embedded: cargo install --path cli
 #   make fmt     format;  make lint: rustfmt check + clippy for the native and wasm32 builds
@@ -47,11 +49,12 @@ CRD_TOOLS     := $(VENV)/.crd-tools
 MCP_TOOLS     := $(VENV)/.mcp-tools
 OTLP_TOOLS    := $(VENV)/.otlp-tools
 SSF_TOOLS     := $(VENV)/.ssf-tools
+DPOP_TOOLS    := $(VENV)/.dpop-tools
 CARGO         ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
 export CRD_PYTHON := $(abspath $(PYTHON))
 
-.PHONY: demo up install test unit e2e bench bench-envoy wrk fuzz-smoke wasm wasm-target envoy crd-tools mcp-tools otlp-tools ssf-tools oci fmt lint clean
+.PHONY: demo up install test unit e2e bench bench-envoy wrk fuzz-smoke wasm wasm-target envoy crd-tools mcp-tools otlp-tools ssf-tools dpop-tools oci fmt lint clean
 
 demo: wasm envoy mcp-tools
 	$(CARGO) build --quiet -p agent-iam-cli
@@ -73,10 +76,11 @@ unit: wasm crd-tools
 
 # e2e_mcp drives the MCP Python SDK's client and server (mcp-tools) through Envoy; e2e_audit reads the audit events
 # Envoy's file access logger wrote and its OpenTelemetry logger sent to an OTLP/gRPC receiver (otlp-tools);
-# e2e_revocation polls an SSF transmitter whose CAEP events jwcrypto signs (ssf-tools).
-e2e: wasm envoy mcp-tools otlp-tools ssf-tools
+# e2e_revocation polls an SSF transmitter whose CAEP events jwcrypto signs (ssf-tools); e2e_dpop drives
+# requests-oauth2client's DPoP client (dpop-tools).
+e2e: wasm envoy mcp-tools otlp-tools ssf-tools dpop-tools
 	$(CARGO) test --workspace --test e2e --test e2e_requests --test e2e_mtls --test e2e_mcp --test e2e_audit --test probe \
-		--test e2e_revocation --test e2e_limits --test e2e_anomaly --test bench_configs -- --ignored
+		--test e2e_revocation --test e2e_limits --test e2e_anomaly --test e2e_dpop --test bench_configs -- --ignored
 
 # Medians of batches, warm-up discarded, figures compared only within one run; targets reported, never asserted.
 # The policy bench builds Cedar and regorus (feature `compare`, never in CI) and its own .wasm with the plugin's
@@ -163,6 +167,15 @@ ssf-tools: $(SSF_TOOLS)
 
 $(SSF_TOOLS): tests/ssf/requirements.txt | $(PYTHON)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/ssf/requirements.txt
+	touch $@
+
+# requests-oauth2client for the DPoP client (tests/dpop/client.py) that the DPoP end-to-end test runs through Envoy
+# (envoy/dpop.yaml): its own key generation, proof signing and use_dpop_nonce retry, pinned with its dependencies;
+# the stamp is redone when the requirements change.
+dpop-tools: $(DPOP_TOOLS)
+
+$(DPOP_TOOLS): tests/dpop/requirements.txt | $(PYTHON)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/dpop/requirements.txt
 	touch $@
 
 # The .wasm as an OCI image layout (python3 only; reproducible). OCI_VARIANT=compat for a plain tar+gzip image.

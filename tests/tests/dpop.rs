@@ -264,10 +264,10 @@ fn assert_refused(o: &Outcome, status: u16, reason: &str, error: &str, descripti
 }
 
 /// A DPoP presentation refused under [`config`] (bearer tokens taken too): 401, the error on the `DPoP`
-/// challenge, a plain `Bearer` one beside it, no nonce.
+/// challenge, which comes first, a plain `Bearer` one after it, no nonce.
 #[track_caller]
 fn assert_dpop_refused(o: &Outcome, reason: &str, error: &str, description: &str) {
-    assert_refused(o, 401, reason, error, description, &[bearer(None), dpop(Some((error, description)))]);
+    assert_refused(o, 401, reason, error, description, &[dpop(Some((error, description))), bearer(None)]);
     assert_eq!(o.header("dpop-nonce"), None);
 }
 
@@ -813,7 +813,7 @@ fn an_invalid_token_presented_with_dpop_gets_its_error_on_the_dpop_challenge() {
         "denied_by_rule",
         "insufficient_scope",
         &description,
-        &[bearer(None), dpop(Some(("insufficient_scope", &description)))],
+        &[dpop(Some(("insufficient_scope", &description))), bearer(None)],
     );
     vm.assert_healthy();
 }
@@ -1035,7 +1035,7 @@ fn assert_nonce_asked(o: &Outcome, reason: &str, description: &str) -> String {
         reason,
         "use_dpop_nonce",
         description,
-        &[bearer(None), dpop(Some(("use_dpop_nonce", description)))],
+        &[dpop(Some(("use_dpop_nonce", description))), bearer(None)],
     );
     assert_eq!(o.header("cache-control"), Some("no-store"));
     let nonce = o.header_all("dpop-nonce");

@@ -244,6 +244,9 @@ impl Engine {
                 params
             })
         };
+        // The challenge of the scheme the request used comes first: clients that join the headers into one value
+        // read its start (requests-oauth2client retries `use_dpop_nonce` only on a value that starts with DPoP).
+        let at = if scheme == Scheme::Dpop { headers.len() } else { usize::MAX };
         if dpop.is_none_or(|d| d.bearer_accepted) || scheme == Scheme::Bearer {
             let challenge = match error_params().filter(|_| scheme != Scheme::Dpop) {
                 Some(params) => format!("Bearer realm=\"{realm}\", {params}"),
@@ -257,7 +260,7 @@ impl Engine {
                 Some(params) => format!("DPoP {params}, algs=\"{}\"", dpop.rules.algs()),
                 None => format!("DPoP algs=\"{}\"", dpop.rules.algs()),
             };
-            headers.push(("www-authenticate", challenge));
+            headers.insert(at.min(headers.len()), ("www-authenticate", challenge));
             // RFC 9449 §7.1, §8: browsers' scripts may read the challenge and the nonce.
             headers.push(("access-control-expose-headers", "WWW-Authenticate, DPoP-Nonce".to_owned()));
         }
