@@ -13,7 +13,8 @@
 #                one audit event built and chained (SHA-256, checkpoint HMAC; native and .wasm): target/bench/audit.json;
 #                the revocation check with 10 and 10,000 revocations (native and .wasm): target/bench/revocation.json;
 #                a request limit (one and three) and the anomaly detector per request (native and .wasm):
-#                target/bench/limits.json
+#                target/bench/limits.json; every check of a DPoP proof against the bare signature check (host
+#                crypto and shared data as in Envoy; native and .wasm): target/bench/dpop.json
 #   make bench-envoy  agent-iam beside Envoy's jwt_authn + rbac in real Envoy (envoy/bench/, docs/performance.md):
 #                target/bench/envoy.json and envoy.md, and the price of each proxy-wasm call in Envoy:
 #                target/bench/envoy-hostcalls.json; installs wrk from Debian's packages if missing
@@ -99,6 +100,8 @@ bench: wasm
 	$(CARGO) run --quiet --profile bench-native -p agent-iam-bench --bin agent-iam-revocation-bench -- \
 		--wasm $(BENCH_WASM_DIR)/$(WASM_TARGET)/release/agent_iam.wasm
 	$(CARGO) run --quiet --profile bench-native -p agent-iam-bench --bin agent-iam-limits-bench -- \
+		--wasm $(BENCH_WASM_DIR)/$(WASM_TARGET)/release/agent_iam.wasm
+	$(CARGO) run --quiet --profile bench-native -p agent-iam-bench --bin agent-iam-dpop-bench -- \
 		--wasm $(BENCH_WASM_DIR)/$(WASM_TARGET)/release/agent_iam.wasm
 
 # Envoy's jwt_authn + rbac beside agent-iam, in real Envoy: one Envoy per configuration of envoy/bench/ (one worker

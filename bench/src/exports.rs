@@ -2,9 +2,10 @@
 //! built on a pair of them named by a prefix share: `{prefix}_load(ptr, len) -> i32` (0 once loaded) and
 //! `{prefix}_run(phase, iterations) -> u32` (plugin/src/bench_exports.rs). Shared by `agent-iam-mcp-bench`
 //! (`agent_iam_bench_mcp`), `agent-iam-audit-bench` (`agent_iam_bench_audit`), `agent-iam-revocation-bench`
-//! (`agent_iam_bench_revocation`) and `agent-iam-limits-bench` (`agent_iam_bench_limits`): their options, an
-//! instance with the load document in it, each phase sampled natively and in the `.wasm` alternately, wasm
-//! instructions from fuel, and the report's phases, figures and targets. `agent-iam-policy-bench` (whose
+//! (`agent_iam_bench_revocation`), `agent-iam-limits-bench` (`agent_iam_bench_limits`) and `agent-iam-dpop-bench`
+//! (`agent_iam_bench_dpop`): their options, an instance with the load document in it, each phase sampled
+//! natively and in the `.wasm` alternately, wasm instructions from fuel, and the report's phases, figures and
+//! targets. `agent-iam-policy-bench` (whose
 //! exports take no phase) compiles its module and writes its document with [`compile`] and [`put_document`].
 
 use crate::measure::{Harness, Stats, machine};

@@ -29,8 +29,10 @@
 //! Nothing here panics across the boundary: errors are return codes.
 //!
 //! The revocation benchmark's exports (`agent_iam_bench_revocation_load`/`_run`) are in [`revocation`], the limits
-//! benchmark's (`agent_iam_bench_limits_load`/`_run`) in [`limits`].
+//! benchmark's (`agent_iam_bench_limits_load`/`_run`) in [`limits`], the DPoP benchmark's
+//! (`agent_iam_bench_dpop_load`/`_run`, which call the host's `verify_signature` and shared data) in [`dpop`].
 
+mod dpop;
 mod limits;
 mod revocation;
 

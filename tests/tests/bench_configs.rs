@@ -45,6 +45,11 @@ fn every_bench_config_renders_and_validates() {
         "configuration H (limits and anomalies) not found in {}",
         bench_dir().display()
     );
+    assert!(
+        files.iter().any(|f| f.ends_with("c3-agent-iam-dpop.yaml")),
+        "configuration C3 (DPoP) not found in {}",
+        bench_dir().display()
+    );
     let mut failures = Vec::new();
     for file in &files {
         let template = std::fs::read_to_string(file).unwrap();
