@@ -18,7 +18,6 @@
 //! the creation of the empty value.
 
 use crate::shared_data::{SharedStore, StoreError};
-use sha2::{Digest, Sha256};
 
 /// Buckets: shared-data keys, the same for every configured size.
 pub const BUCKETS: usize = 4096;
@@ -29,25 +28,28 @@ pub const MAX_SLOTS: usize = 256;
 const ATTEMPTS: usize = 8;
 /// Shared-data keys: this prefix and the bucket number.
 const PREFIX: &str = "agent-iam.dpop.replay.";
-/// The format's version byte.
-const VERSION: u8 = 2;
+/// The format's version byte (3: ids by BLAKE3). A bucket of another version is started again with its
+/// watermark at the time, so nothing an older plugin recorded can be accepted again.
+const VERSION: u8 = 3;
 /// One entry: id (16 bytes), `iat`, expiry (8 bytes each).
 const ENTRY_BYTES: usize = 32;
 /// Version, watermark, count (16 bits).
 const HEADER_BYTES: usize = 1 + 8 + 2;
 
-/// A proof's identity in the cache: the first 128 bits of SHA-256 over the normalised URI and the `jti`.
+/// A proof's identity in the cache: the first 128 bits of BLAKE3 over the normalised URI and the `jti`.
 pub type ProofId = [u8; 16];
 
-/// The identity of the proof with this `jti` for this (normalised) URI.
+/// The identity of the proof with this `jti` for this (normalised) URI. BLAKE3 rather than SHA-256: one
+/// compression instead of two blocks of 64 rounds for these short inputs (measured: SHA-256 was a seventh of
+/// a proof's instructions in the .wasm); 128 bits keep honest ids apart, and a client choosing its `jti` to
+/// collide with another proof's id can only have its own proof refused.
 pub fn proof_id(htu: &str, jti: &str) -> ProofId {
-    let mut hash = Sha256::new();
+    let mut hash = blake3::Hasher::new();
     hash.update(htu.as_bytes());
-    hash.update([0]);
+    hash.update(&[0]);
     hash.update(jti.as_bytes());
-    let digest = hash.finalize();
     let mut id = [0u8; 16];
-    id.copy_from_slice(&digest[..16]);
+    id.copy_from_slice(&hash.finalize().as_bytes()[..16]);
     id
 }
 
