@@ -24,5 +24,7 @@ pub mod revocation;
 pub mod shared_data;
 pub mod token;
 
-#[cfg(target_arch = "wasm32")]
+// The proxy-wasm glue is for WASI hosts (Envoy, the wasmtime host); the browser build (wasm32-unknown-unknown,
+// the playground) has the core only, without the proxy-wasm imports and exports.
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod filter;

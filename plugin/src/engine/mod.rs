@@ -24,7 +24,7 @@ use prepare::{Prepared, Pseudo, request_id};
 pub use response::Denial;
 pub use settings::{CryptoPreference, Mode, Settings, TokenSource};
 
-use crate::policy::{Decision, Effect, Policy, RuleResult};
+use crate::policy::{Decision, Effect, Policy};
 use crate::request::mcp::{McpRefusal, McpRequest};
 use crate::request::{self, Connection, Headers, Request, RequestError};
 use crate::revocation::{Kind, RevocationSet, TokenFacts};
@@ -434,23 +434,7 @@ impl Engine {
             Decision::Deny { rule } => ("deny", Some(rule), "denied_by_rule", None),
             Decision::NoRuleAllows { missing_scope } => ("deny", None, "no_rule_allows", missing_scope),
         };
-        let result = |r: RuleResult| match r {
-            RuleResult::Matched => "matched",
-            RuleResult::Undetermined => "undetermined",
-            RuleResult::ConditionsFailed => "conditions_failed",
-            RuleResult::NotApplicable => "not_applicable",
-        };
-        let candidates: Vec<serde_json::Value> = e
-            .candidates()
-            .map(|t| {
-                json!({
-                    "id": t.id,
-                    "effect": if t.effect == Effect::Allow { "allow" } else { "deny" },
-                    "result": result(t.result),
-                    "reasons": t.reasons,
-                })
-            })
-            .collect();
+        let candidates = e.candidates_json();
         let mut out = json!({
             "decision": decision,
             "reason": reason,

@@ -3,7 +3,7 @@
 //! request exactly as the gateway does, evaluates, and cross-checks the indexed evaluation against
 //! [`Policy::explain`].
 
-use super::{Decision, Policy, PolicyError, RuleResult};
+use super::{Decision, Explanation, Policy, PolicyError, RuleResult};
 use crate::request::mcp::{Arguments, Revision};
 use crate::request::{self, RequestError};
 use crate::request::{Peer, Request};
@@ -153,15 +153,25 @@ pub fn token_from_claims(claims: Map<String, Value>) -> Result<VerifiedToken, St
     })
 }
 
-fn run_case(policy: &Policy, file: &CaseFile, case: &Case, at: &str) -> Result<CaseResult, PolicyError> {
-    let mut claims = file.token_defaults.clone();
-    claims.extend(case.token.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let token = token_from_claims(claims).map_err(|m| PolicyError::new(&format!("{at}.token"), m))?;
-    let r = &case.request;
-    let time = r.time.as_ref().or(file.time.as_ref()).ok_or_else(|| {
-        PolicyError::new(&format!("{at}.request.time"), "no time (set it here or as the file's `time`)")
-    })?;
-    let now = parse_time(time).map_err(|m| PolicyError::new(&format!("{at}.request.time"), m))?;
+/// What a request of a case comes to: refused before policy, as the gateway answers 400 (with why), or
+/// decided by policy.
+pub enum Evaluated<R> {
+    /// The request cannot be canonicalised, or its MCP message read.
+    InvalidRequest(String),
+    /// Policy's decision, handed to the caller with the explanation.
+    Decided(R),
+}
+
+/// Evaluates one request against `policy` for `token` at `now`, canonicalised exactly as the gateway does;
+/// `decided` receives the decision and the explanation. `at` is the JSON path of the request, for errors.
+pub fn evaluate<R>(
+    policy: &Policy,
+    token: &VerifiedToken,
+    r: &CaseRequest,
+    now: i64,
+    at: &str,
+    decided: impl FnOnce(Decision<'_>, Explanation<'_>) -> R,
+) -> Result<Evaluated<R>, PolicyError> {
     let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
     for (name, value) in &r.headers {
         let values: Vec<&str> = match value {
@@ -170,28 +180,20 @@ fn run_case(policy: &Policy, file: &CaseFile, case: &Case, at: &str) -> Result<C
                 items.iter().filter_map(Value::as_str).collect()
             }
             _ => {
-                return Err(PolicyError::new(
-                    &format!("{at}.request.headers.{name}"),
-                    "must be a string or a list of strings",
-                ));
+                return Err(PolicyError::new(&format!("{at}.headers.{name}"), "must be a string or a list of strings"));
             }
         };
         headers.extend(values.into_iter().map(|v| (name.to_ascii_lowercase(), v.as_bytes().to_vec())));
     }
     let peer = r.peer.clone().unwrap_or_default();
-
     let canonical = (|| -> Result<_, RequestError> {
         let method = request::canonical_method(&r.method)?;
         let (path, query) = request::canonical_path(&r.path)?;
         let host = r.host.as_deref().map(request::canonical_host).transpose()?;
         Ok((method, path, query.map(str::to_owned), host))
     })();
-    let expect = &case.expect;
     let (method, path, query, host) = match canonical {
-        Err(e) => {
-            let passed = expect.decision == ExpectedDecision::InvalidRequest;
-            return Ok(CaseResult { name: case.name.clone(), passed, detail: format!("invalid request: {e}") });
-        }
+        Err(e) => return Ok(Evaluated::InvalidRequest(format!("invalid request: {e}"))),
         Ok(c) => c,
     };
     let borrowed: Vec<_> = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
@@ -205,9 +207,8 @@ fn run_case(policy: &Policy, file: &CaseFile, case: &Case, at: &str) -> Result<C
             match crate::request::mcp::parse(&body, &borrowed, &Revision::ALL, Arguments::All) {
                 Ok(call) => Some(call),
                 Err(e) => {
-                    let passed = expect.decision == ExpectedDecision::InvalidRequest;
                     let detail = format!("invalid MCP message: {} ({})", e.error, e.error.label());
-                    return Ok(CaseResult { name: case.name.clone(), passed, detail });
+                    return Ok(Evaluated::InvalidRequest(detail));
                 }
             }
         }
@@ -225,45 +226,66 @@ fn run_case(policy: &Policy, file: &CaseFile, case: &Case, at: &str) -> Result<C
         mcp: call.as_ref(),
         hypothetical: false,
     };
-    let decision = policy.evaluate(&token, &request);
-    let explanation = policy.explain(&token, &request);
-    let mut detail = describe(&decision);
-    let reported_scope = match decision {
-        Decision::NoRuleAllows { missing_scope } => missing_scope,
-        _ => None,
-    };
-    let mut passed = match (expect.decision, decision) {
-        (ExpectedDecision::Allow, Decision::Allow { rule }) => expect.rule.as_deref().is_none_or(|r| r == rule),
-        (ExpectedDecision::Deny, Decision::Deny { rule }) => expect.rule.as_deref().is_none_or(|r| r == rule),
-        (ExpectedDecision::Deny, Decision::NoRuleAllows { .. }) => expect.rule.is_none(),
-        _ => false,
-    } && expect.missing_scope.as_deref().is_none_or(|s| Some(s) == reported_scope);
-    if explanation.decision != decision {
-        passed = false;
-        let _ =
-            write!(detail, "; INTERNAL: the index decided {decision:?} but explain decided {:?}", explanation.decision);
-    }
-    if !passed {
-        detail.push_str("; expected ");
-        detail.push_str(match expect.decision {
-            ExpectedDecision::Allow => "allow",
-            ExpectedDecision::Deny => "deny",
-            ExpectedDecision::InvalidRequest => "invalid_request",
-        });
-        if let Some(rule) = &expect.rule {
-            let _ = write!(detail, " by \"{rule}\"");
-        }
-        for trace in explanation.rules.iter().filter(|t| t.result != RuleResult::NotApplicable) {
+    Ok(Evaluated::Decided(decided(policy.evaluate(token, &request), policy.explain(token, &request))))
+}
+
+fn run_case(policy: &Policy, file: &CaseFile, case: &Case, at: &str) -> Result<CaseResult, PolicyError> {
+    let mut claims = file.token_defaults.clone();
+    claims.extend(case.token.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let token = token_from_claims(claims).map_err(|m| PolicyError::new(&format!("{at}.token"), m))?;
+    let r = &case.request;
+    let time = r.time.as_ref().or(file.time.as_ref()).ok_or_else(|| {
+        PolicyError::new(&format!("{at}.request.time"), "no time (set it here or as the file's `time`)")
+    })?;
+    let now = parse_time(time).map_err(|m| PolicyError::new(&format!("{at}.request.time"), m))?;
+    let expect = &case.expect;
+    let outcome = evaluate(policy, &token, r, now, &format!("{at}.request"), |decision, explanation| {
+        let mut detail = describe(&decision);
+        let reported_scope = match decision {
+            Decision::NoRuleAllows { missing_scope } => missing_scope,
+            _ => None,
+        };
+        let mut passed = match (expect.decision, decision) {
+            (ExpectedDecision::Allow, Decision::Allow { rule }) => expect.rule.as_deref().is_none_or(|r| r == rule),
+            (ExpectedDecision::Deny, Decision::Deny { rule }) => expect.rule.as_deref().is_none_or(|r| r == rule),
+            (ExpectedDecision::Deny, Decision::NoRuleAllows { .. }) => expect.rule.is_none(),
+            _ => false,
+        } && expect.missing_scope.as_deref().is_none_or(|s| Some(s) == reported_scope);
+        if explanation.decision != decision {
+            passed = false;
             let _ = write!(
                 detail,
-                "\n    {} ({:?}): {:?} {}",
-                trace.id,
-                trace.effect,
-                trace.result,
-                trace.reasons.join("; ")
+                "; INTERNAL: the index decided {decision:?} but explain decided {:?}",
+                explanation.decision
             );
         }
-    }
+        if !passed {
+            detail.push_str("; expected ");
+            detail.push_str(match expect.decision {
+                ExpectedDecision::Allow => "allow",
+                ExpectedDecision::Deny => "deny",
+                ExpectedDecision::InvalidRequest => "invalid_request",
+            });
+            if let Some(rule) = &expect.rule {
+                let _ = write!(detail, " by \"{rule}\"");
+            }
+            for trace in explanation.rules.iter().filter(|t| t.result != RuleResult::NotApplicable) {
+                let _ = write!(
+                    detail,
+                    "\n    {} ({:?}): {:?} {}",
+                    trace.id,
+                    trace.effect,
+                    trace.result,
+                    trace.reasons.join("; ")
+                );
+            }
+        }
+        (passed, detail)
+    })?;
+    let (passed, detail) = match outcome {
+        Evaluated::InvalidRequest(detail) => (expect.decision == ExpectedDecision::InvalidRequest, detail),
+        Evaluated::Decided(result) => result,
+    };
     Ok(CaseResult { name: case.name.clone(), passed, detail })
 }
 

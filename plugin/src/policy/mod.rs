@@ -152,6 +152,25 @@ impl Explanation<'_> {
     pub fn candidates(&self) -> impl Iterator<Item = &RuleTrace<'_>> {
         self.rules.iter().filter(|r| r.result != RuleResult::NotApplicable)
     }
+
+    /// The candidates as JSON, for logs and tools: `{"id", "effect", "result", "reasons"}` each.
+    pub fn candidates_json(&self) -> Vec<serde_json::Value> {
+        self.candidates()
+            .map(|t| {
+                serde_json::json!({
+                    "id": t.id,
+                    "effect": if t.effect == Effect::Allow { "allow" } else { "deny" },
+                    "result": match t.result {
+                        RuleResult::Matched => "matched",
+                        RuleResult::Undetermined => "undetermined",
+                        RuleResult::ConditionsFailed => "conditions_failed",
+                        RuleResult::NotApplicable => "not_applicable",
+                    },
+                    "reasons": t.reasons,
+                })
+            })
+            .collect()
+    }
 }
 
 /// What the policy reads from a request, so the filter fetches only that.
