@@ -5,7 +5,8 @@
 #   make up      run the demo gateway on 127.0.0.1:10000 until Ctrl-C, for curl
 #   make test    every test: lint, unit, host (real .wasm in wasmtime), end to end (real Envoy)
 #   make e2e     only the end-to-end tests in real Envoy (MCP included: the SDK's client and server, envoy/mcp.yaml;
-#                the audit trail through Envoy's file and OpenTelemetry access loggers, envoy/audit.yaml)
+#                the audit trail through Envoy's file and OpenTelemetry access loggers, envoy/audit.yaml), and the
+#                playground in headless Chromium
 #   make bench   token-path benchmark (native, and the real .wasm in wasmtime): target/bench/token.json;
 #                per-request ns and wasm instructions of the .wasm in the host: target/bench/host.json;
 #                policy evaluation at 10..10,000 rules beside Cedar and Rego (native and .wasm): target/bench/policy.json;
@@ -29,13 +30,22 @@
 #                .venv, for tests/ssf/transmitter.py (continuous revocation by CAEP events, envoy/revocation.yaml)
 #   make dpop-tools install a real DPoP client's Python packages (tests/dpop/requirements.txt, pinned:
 #                requests-oauth2client) into .venv, for tests/dpop/client.py (DPoP-bound tokens through envoy/dpop.yaml)
+#   make playground  build the policy playground (the engine through wasm-bindgen, playground/) and serve it on
+#                127.0.0.1 (PORT, default a free one) with python3's http.server; prints the URL
+#   make playground-build  only build it: target/playground/ (index.html, app.js, style.css, pkg/ with the
+#                *_bg.wasm; prints its gzipped size); installs the wasm32-unknown-unknown target and wasm-bindgen-cli
+#                (pinned, into .tools/)
+#   make playground-tools  Debian's chromium and chromium-driver (if missing) and Selenium (tests/playground/
+#                requirements.txt, pinned) into .venv, for the playground's browser test (tests/playground/)
 #   make oci     the .wasm as an OCI image layout for Istio / Envoy Gateway: target/oci/agent-iam (docs/deployment.md)
-#   make install the `agent-iam` command (cli/) into ~/.cargo/bin, with the .wasm embedded: cargo install --path cli
-#   make fmt     format;  make lint: rustfmt check + clippy for the native and wasm32 builds
+#   make install the `agent-iam` command (cli/) into ~/.cargo/bin, with the .wasm and the playground embedded:
+#                cargo install --path cli
+#   make fmt     format;  make lint: rustfmt check + clippy for the native, wasm32 and playground (browser) builds
 #
 # Crates: plugin/ (agent-iam, the .wasm), host/ (agent-iam-host, the wasmtime proxy-wasm host), cli/ (the
 # agent-iam command), bench/ (agent-iam-bench: benchmarks, load generator), tests/ (agent-iam-tests: integration
-# tests, test bed, demo, PKI), probe/ (the fidelity probe plugin), fuzz/ (its own workspace).
+# tests, test bed, demo, PKI), probe/ (the fidelity probe plugin), playground/ (agent-iam-playground: the engine in
+# the browser, and its page in playground/web/), fuzz/ (its own workspace).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -51,11 +61,20 @@ MCP_TOOLS     := $(VENV)/.mcp-tools
 OTLP_TOOLS    := $(VENV)/.otlp-tools
 SSF_TOOLS     := $(VENV)/.ssf-tools
 DPOP_TOOLS    := $(VENV)/.dpop-tools
+PLAYGROUND_TOOLS := $(VENV)/.playground-tools
+# The playground: the crate's .wasm for browsers, and wasm-bindgen-cli of exactly the crate's wasm-bindgen version
+# (the generated glue and the module must agree), installed into .tools/.
+PLAYGROUND_TARGET    := wasm32-unknown-unknown
+PLAYGROUND_DIR       := target/playground
+PLAYGROUND_WASM      := target/$(PLAYGROUND_TARGET)/playground/agent_iam_playground.wasm
+WASM_BINDGEN_VERSION := 0.2.130
+WASM_BINDGEN         := .tools/bin/wasm-bindgen
 CARGO         ?= cargo
 export ENVOY_BIN := $(abspath $(ENVOY))
 export CRD_PYTHON := $(abspath $(PYTHON))
 
-.PHONY: demo up install test unit e2e bench bench-envoy wrk fuzz-smoke wasm wasm-target envoy crd-tools mcp-tools otlp-tools ssf-tools dpop-tools oci fmt lint clean
+.PHONY: demo up install test unit e2e bench bench-envoy wrk fuzz-smoke wasm wasm-target envoy crd-tools mcp-tools otlp-tools ssf-tools dpop-tools \
+	playground playground-build playground-target wasm-bindgen-cli playground-tools oci fmt lint clean
 
 demo: wasm envoy mcp-tools
 	$(CARGO) build --quiet -p agent-iam-cli
@@ -64,8 +83,8 @@ demo: wasm envoy mcp-tools
 up: wasm envoy
 	$(CARGO) run --quiet -p agent-iam-tests --bin agent-iam-demo -- up
 
-# The .wasm is built first: `agent-iam` embeds it (cli/build.rs).
-install: wasm
+# The .wasm and the playground are built first: `agent-iam` embeds them (cli/build.rs) for `check` and `playground`.
+install: wasm playground-build
 	$(CARGO) install --locked --path cli
 
 test: lint unit e2e fuzz-smoke
@@ -78,10 +97,12 @@ unit: wasm crd-tools
 # e2e_mcp drives the MCP Python SDK's client and server (mcp-tools) through Envoy; e2e_audit reads the audit events
 # Envoy's file access logger wrote and its OpenTelemetry logger sent to an OTLP/gRPC receiver (otlp-tools);
 # e2e_revocation polls an SSF transmitter whose CAEP events jwcrypto signs (ssf-tools); e2e_dpop drives
-# requests-oauth2client's DPoP client (dpop-tools).
-e2e: wasm envoy mcp-tools otlp-tools ssf-tools dpop-tools
+# requests-oauth2client's DPoP client (dpop-tools); playground loads the built playground (playground-build) in
+# headless Chromium through Selenium (playground-tools) and compares it with `agent-iam test` and `agent-iam check`.
+e2e: wasm envoy mcp-tools otlp-tools ssf-tools dpop-tools playground-build playground-tools
 	$(CARGO) test --workspace --test e2e --test e2e_requests --test e2e_mtls --test e2e_mcp --test e2e_audit --test probe \
-		--test e2e_revocation --test e2e_limits --test e2e_anomaly --test e2e_dpop --test bench_configs -- --ignored
+		--test e2e_revocation --test e2e_limits --test e2e_anomaly --test e2e_dpop --test bench_configs --test playground \
+		-- --ignored
 
 # Medians of batches, warm-up discarded, figures compared only within one run; targets reported, never asserted.
 # The policy bench builds Cedar and regorus (feature `compare`, never in CI) and its own .wasm with the plugin's
@@ -181,6 +202,47 @@ $(DPOP_TOOLS): tests/dpop/requirements.txt | $(PYTHON)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/dpop/requirements.txt
 	touch $@
 
+# The policy playground: the engine (playground/, profile `playground`: small rather than fast) through wasm-bindgen's
+# `--target web` glue, and the page (playground/web/), in target/playground/. The page fetches nothing but its own
+# files; `agent-iam playground` serves the same files, embedded when the CLI is built after this (cli/build.rs).
+playground-target:
+	@rustup target list --installed | grep -qx '$(PLAYGROUND_TARGET)' || rustup target add $(PLAYGROUND_TARGET)
+
+# wasm-bindgen-cli with the dependency versions it was released with (--locked); if the registry lacks one of them
+# (webpki-roots 1.0.11 of its lock file once was), with the newest compatible ones.
+wasm-bindgen-cli:
+	@$(WASM_BINDGEN) --version 2>/dev/null | grep -qx 'wasm-bindgen $(WASM_BINDGEN_VERSION)' \
+		|| $(CARGO) install --locked --root .tools wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) \
+		|| $(CARGO) install --root .tools wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+
+playground-build: playground-target wasm-bindgen-cli
+	$(CARGO) build --profile playground -p agent-iam-playground --target $(PLAYGROUND_TARGET)
+	rm -rf $(PLAYGROUND_DIR)
+	$(WASM_BINDGEN) --target web --no-typescript --remove-name-section --out-dir $(PLAYGROUND_DIR)/pkg $(PLAYGROUND_WASM)
+	cp playground/web/* $(PLAYGROUND_DIR)/
+	@for f in $(PLAYGROUND_DIR)/pkg/*_bg.wasm; do \
+		echo "$$f: $$(wc -c < $$f) bytes, $$(gzip -9 -c $$f | wc -c) bytes gzipped (target: at most 1 MB gzipped)"; done
+
+# PORT=8080 make playground for a given port; by default a free one.
+PORT ?=
+playground: playground-build
+	@port='$(PORT)'; [ -n "$$port" ] || port=$$(python3 -c 'import socket; s = socket.socket(); \
+		s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+		echo "agent-iam playground: http://127.0.0.1:$$port/ (Ctrl-C to stop)"; \
+		exec python3 -m http.server --bind 127.0.0.1 --directory $(PLAYGROUND_DIR) "$$port"
+
+# Debian's chromium and chromium-driver (as root) when either is missing, and Selenium (pinned with its dependencies)
+# for the playground's browser test (tests/playground/test_playground.py); the stamp is redone when the requirements
+# change.
+playground-tools: $(PLAYGROUND_TOOLS)
+	@{ test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; } \
+		|| apt-get install -y -q chromium chromium-driver \
+		|| { apt-get update -q && apt-get install -y -q chromium chromium-driver; }
+
+$(PLAYGROUND_TOOLS): tests/playground/requirements.txt | $(PYTHON)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/playground/requirements.txt
+	touch $@
+
 # The .wasm as an OCI image layout (python3 only; reproducible). OCI_VARIANT=compat for a plain tar+gzip image.
 # Push with your own tools, e.g. oras cp --from-oci-layout target/oci/agent-iam:0.1.0 REGISTRY/agent-iam:0.1.0
 OCI_DIR     := target/oci/agent-iam
@@ -191,12 +253,13 @@ oci: wasm
 fmt:
 	$(CARGO) fmt --all
 
-lint: wasm-target
+lint: wasm-target playground-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p agent-iam -p agent-iam-probe --target $(WASM_TARGET) --release -- -D warnings
 	$(CARGO) clippy -p agent-iam --target $(WASM_TARGET) --release --features bench-exports -- -D warnings
+	$(CARGO) clippy -p agent-iam-playground --target $(PLAYGROUND_TARGET) --profile playground -- -D warnings
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .tools

@@ -1,14 +1,14 @@
 //! `agent-iam`: what would the gateway decide? Runs the real plugin `.wasm` in the wasmtime host, exactly
 //! as Envoy would, and prints the decision, the response and the explanation; runs policy test cases;
 //! validates configurations and the manifests that embed them; mints test tokens; prints the JSON Schema
-//! of the configuration.
+//! of the configuration; serves the policy playground.
 //!
 //! Exit status: 0 allowed / all passed / valid, 1 denied / a case failed / invalid, 2 error (bad arguments,
 //! a configuration the plugin rejects in `check`, a missing file).
 
 use agent_iam::policy::PolicyDocument;
 use agent_iam::policy::cases::{self, CaseFile};
-use agent_iam_cli::{Usage, audit, schema, token, validate, wasm};
+use agent_iam_cli::{Usage, audit, playground, schema, token, validate, wasm};
 use agent_iam_host::{Host, LogLevel, Outcome};
 use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::{Value, json};
@@ -48,6 +48,10 @@ enum Command {
     /// Audit logs: verify their hash chains and checkpoints, query their events.
     #[command(subcommand)]
     Audit(audit::Command),
+    /// Serves the policy playground on 127.0.0.1 and prints its URL: the engine in the browser (configuration,
+    /// token or claims, request; the decision and its explanation; the policy tests), embedded in agent-iam
+    /// when it was built after `make playground-build`.
+    Playground(playground::Args),
     /// Prints a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Command::Token(t) => token::run(t),
         Command::Schema(s) => schema::run(s),
         Command::Audit(a) => audit::run(a),
+        Command::Playground(p) => playground::run(p),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "agent-iam", &mut std::io::stdout());
             Ok(true)

@@ -148,7 +148,6 @@ fn token_mode(loaded: &Loaded, token: Option<&str>, request: &CaseRequest, now: 
     let mut headers: Vec<(String, Vec<u8>)> = vec![
         (":method".into(), request.method.clone().into_bytes()),
         (":path".into(), request.path.clone().into_bytes()),
-        ("x-request-id".into(), b"playground".to_vec()),
     ];
     if let Some(host) = &request.host {
         headers.push((":authority".into(), host.clone().into_bytes()));

@@ -86,6 +86,23 @@ pub fn load(text: &str, format: &str) -> Result<Loaded, Problem> {
     Ok(Loaded::Configuration(Box::new(config::parse(value.to_string().as_bytes())?)))
 }
 
+/// `convert()`: the document (JSON or YAML) written as pretty JSON or as YAML, read as strictly as [`parse`].
+pub fn convert(text: &str, to: &str) -> Value {
+    let value = match parse(text, "auto") {
+        Ok(value) => value,
+        Err(problem) => return problem.answer(),
+    };
+    let written = match to {
+        "json" => serde_json::to_string_pretty(&value).map_err(|e| e.to_string()),
+        "yaml" => serde_norway::to_string(&value).map_err(|e| e.to_string()),
+        other => Err(format!("unknown format \"{other}\" (json or yaml)")),
+    };
+    match written {
+        Ok(text) => json!({"ok": true, "text": text}),
+        Err(message) => Problem::new("", message).answer(),
+    }
+}
+
 /// `validate()`: what kind of document it is and a summary, or its first error with the path.
 pub fn validate(text: &str, format: &str) -> Value {
     match load(text, format) {

@@ -40,6 +40,12 @@ pub fn run_tests(text: &str, format: &str, tests: &str) -> String {
     cases::run(text, format, tests).to_string()
 }
 
+/// The document converted to `json` (pretty) or `yaml`: `{ok, text}` or `{ok: false, errors}`.
+#[wasm_bindgen]
+pub fn convert(text: &str, to: &str) -> String {
+    document::convert(text, to).to_string()
+}
+
 /// A token's header and claims, decoded for display and not verified: `{header, claims, error}`.
 #[wasm_bindgen]
 pub fn decode_token(token: &str) -> String {

@@ -115,6 +115,27 @@ fn token_mode_verifies_the_token_and_gives_the_gateways_answer() {
 }
 
 #[test]
+fn documents_convert_between_json_and_yaml_exactly() {
+    use agent_iam_playground::convert;
+    for e in parsed(examples()).as_array().unwrap() {
+        let policy = e["policy"].as_str().unwrap();
+        let yaml = parsed(convert(policy, "yaml"));
+        assert_eq!(yaml["ok"], true, "{yaml}");
+        let back = parsed(convert(yaml["text"].as_str().unwrap(), "json"));
+        let original: Value = serde_json::from_str(policy).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(back["text"].as_str().unwrap()).unwrap(), original, "{}", e["name"]);
+    }
+    // A JWK's `y` survives (YAML 1.1 would read a plain y as a boolean; YAML 1.2 and this converter do not).
+    let yaml = parsed(convert(r#"{"jwk": {"y": "abc", "n": "y"}}"#, "yaml"));
+    let back = parsed(convert(yaml["text"].as_str().unwrap(), "json"));
+    assert_eq!(
+        serde_json::from_str::<Value>(back["text"].as_str().unwrap()).unwrap(),
+        json!({"jwk": {"y": "abc", "n": "y"}})
+    );
+    assert_eq!(parsed(convert("{\"a\": 1, \"a\": 2}", "yaml"))["ok"], false);
+}
+
+#[test]
 fn a_token_is_decoded_for_display_without_being_verified() {
     let key = SigningKey::from_seed(Algorithm::ES256, [4; 32]).unwrap();
     let token = key.sign_jwt(Some("k1"), &json!({"sub": "a"}));
