@@ -124,9 +124,9 @@ fn claims_mode(loaded: &Loaded, claims: Map<String, Value>, request: &CaseReques
     .map_err(|e| Problem::new(e.path, e.message))?;
     Ok(match evaluated {
         Evaluated::Decided(answer) => answer,
-        Evaluated::InvalidRequest(why) => json!({
+        Evaluated::InvalidRequest { label, detail } => json!({
             "ok": true, "mode": "claims", "decision": "invalid_request", "status": 400,
-            "reason": "invalid_request", "rule": null, "explanation": {"decision": "invalid_request", "reason": why},
+            "reason": label, "rule": null, "explanation": {"decision": "invalid_request", "reason": label, "detail": detail},
             "token": {"header": null, "claims": claims},
         }),
     })

@@ -39,6 +39,16 @@ fn every_example_validates_and_passes_its_own_tests() {
 }
 
 #[test]
+fn a_request_refused_before_policy_is_named_as_the_gateway_names_it() {
+    let input = json!({"config": "{\"rules\": []}", "mode": "claims", "claims": {"sub": "a"},
+                       "request": {"method": "GET", "path": "/quotes/..%2Fadmin", "time": 0}});
+    let d = parsed(decide(&input.to_string()));
+    assert_eq!((d["decision"].clone(), d["status"].clone()), (json!("invalid_request"), json!(400)), "{d}");
+    assert_eq!(d["reason"], "ambiguous_path", "the label agent_iam.<reason> the gateway answers with: {d}");
+    assert!(d["explanation"]["detail"].as_str().unwrap().contains("ambiguous"), "{d}");
+}
+
+#[test]
 fn errors_are_given_with_their_path_in_json_and_yaml() {
     let bad = r#"{"rules": [{"id": "r", "effect": "perhaps", "agents": ["*"]}]}"#;
     let v = parsed(validate(bad, "json"));

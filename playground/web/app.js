@@ -555,8 +555,10 @@ function showExplanation(e) {
     return;
   }
   if (!Array.isArray(e.candidates)) {
+    // `detail` says why in claims mode; token mode's explanation has the reason only.
+    const why = e.detail || e.reason;
     list.append(el('li', { class: 'none muted' }, 'No policy evaluation: the request was refused before policy',
-      e.reason ? ': ' : '.', e.reason ? el('code', {}, factText(e.reason)) : null));
+      why ? ': ' : '.', why ? el('code', {}, factText(why)) : null));
     return;
   }
   const shown = new Set();

@@ -156,8 +156,14 @@ pub fn token_from_claims(claims: Map<String, Value>) -> Result<VerifiedToken, St
 /// What a request of a case comes to: refused before policy, as the gateway answers 400 (with why), or
 /// decided by policy.
 pub enum Evaluated<R> {
-    /// The request cannot be canonicalised, or its MCP message read.
-    InvalidRequest(String),
+    /// The request cannot be canonicalised, or its MCP message read: the gateway's reason label
+    /// (`ambiguous_path`, `mcp_parse_error`, ...) and why.
+    InvalidRequest {
+        /// The reason's label, as the gateway's metrics and answers name it.
+        label: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
     /// Policy's decision, handed to the caller with the explanation.
     Decided(R),
 }
@@ -193,7 +199,7 @@ pub fn evaluate<R>(
         Ok((method, path, query.map(str::to_owned), host))
     })();
     let (method, path, query, host) = match canonical {
-        Err(e) => return Ok(Evaluated::InvalidRequest(format!("invalid request: {e}"))),
+        Err(e) => return Ok(Evaluated::InvalidRequest { label: e.label(), detail: format!("invalid request: {e}") }),
         Ok(c) => c,
     };
     let borrowed: Vec<_> = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
@@ -208,7 +214,7 @@ pub fn evaluate<R>(
                 Ok(call) => Some(call),
                 Err(e) => {
                     let detail = format!("invalid MCP message: {} ({})", e.error, e.error.label());
-                    return Ok(Evaluated::InvalidRequest(detail));
+                    return Ok(Evaluated::InvalidRequest { label: e.error.label(), detail });
                 }
             }
         }
@@ -283,7 +289,7 @@ fn run_case(policy: &Policy, file: &CaseFile, case: &Case, at: &str) -> Result<C
         (passed, detail)
     })?;
     let (passed, detail) = match outcome {
-        Evaluated::InvalidRequest(detail) => (expect.decision == ExpectedDecision::InvalidRequest, detail),
+        Evaluated::InvalidRequest { detail, .. } => (expect.decision == ExpectedDecision::InvalidRequest, detail),
         Evaluated::Decided(result) => result,
     };
     Ok(CaseResult { name: case.name.clone(), passed, detail })
