@@ -27,8 +27,13 @@ pub fn compare(a: &[u8], b: &[u8]) -> i32 {
 /// are hashed (SHA-256) and the digests compared without an early exit, so not even the length leaks.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
-    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
-    x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0
+    fixed_time_eq(&Sha256::digest(a), &Sha256::digest(b))
+}
+
+/// Whether two values whose length is public (digests, thumbprints, MAC tags) are equal, in time that depends on
+/// their length only: every byte's difference is folded before the one comparison.
+pub fn fixed_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0
 }
 
 fn word(bytes: &[u8]) -> u64 {

@@ -50,12 +50,13 @@
 //! (default `target/bench-wasm/wasm32-wasip1/release/agent_iam.wasm`), `--no-wasm`, `--quick`, `--out PATH`,
 //! `--proofs N`.
 
+use agent_iam::bytes::fixed_time_eq;
 use agent_iam::engine::{DpopSettings, Engine, Verdict};
 use agent_iam::mint::{ProofClaims, SigningKey};
 use agent_iam::shared_data::{MemoryStore, SharedStore};
 use agent_iam::token::CryptoBackend;
 use agent_iam::token::crypto::{Algorithm, PureRust};
-use agent_iam::token::dpop::proof::{self, Expected, ProofHeader, constant_time_eq};
+use agent_iam::token::dpop::proof::{self, Expected, ProofHeader};
 use agent_iam::token::dpop::replay::{BUCKETS, ProofId, proof_id};
 use agent_iam::token::dpop::{ProofKeys, htu};
 use agent_iam::token::host_crypto::{self, HostCallError, HostCrypto, SignatureHost};
@@ -509,7 +510,7 @@ impl Native {
         let expected_htu = format!("{}{path}", self.dpop.origin);
         let expected = Expected { method: METHOD, htu: &expected_htu, token_sha256: &self.token_sha256, now };
         let Ok(checked) = proof::check(proof, &expected, &self.dpop.rules, &self.keys, crypto) else { return false };
-        if !constant_time_eq(checked.header.jkt.as_bytes(), self.jkt.as_bytes()) {
+        if !fixed_time_eq(checked.header.jkt.as_bytes(), self.jkt.as_bytes()) {
             return false;
         }
         let expires = checked.iat.saturating_add(self.dpop.rules.window());

@@ -30,13 +30,14 @@
 //!   [`PHASE_WRAPS`] counts it) and the proofs start again.
 
 use super::{ERR_ARGUMENT, ERR_CONFIG, ERR_DOCUMENT, leak_headers};
+use crate::bytes::fixed_time_eq;
 use crate::engine::{DpopSettings, Engine, Verdict};
 use crate::request::Header;
 use crate::shared_data::{SharedStore, StoreError};
 use crate::token::Algorithm;
 use crate::token::CryptoBackend;
 use crate::token::crypto::PureRust;
-use crate::token::dpop::proof::{self, CheckedProof, Expected, ProofHeader, constant_time_eq};
+use crate::token::dpop::proof::{self, CheckedProof, Expected, ProofHeader};
 use crate::token::dpop::replay::{BUCKETS, ProofId, proof_id};
 use crate::token::dpop::{ProofKeys, htu};
 use crate::token::host_crypto::{HostCallError, HostCrypto, SignatureHost};
@@ -308,7 +309,7 @@ fn engine_step(
     let expected_htu = format!("{}{path}", dpop.origin);
     let expected = Expected { method, htu: &expected_htu, token_sha256, now };
     let Ok(checked) = proof::check(proof, &expected, &dpop.rules, keys, crypto) else { return false };
-    if !constant_time_eq(checked.header.jkt.as_bytes(), jkt.as_bytes()) {
+    if !fixed_time_eq(checked.header.jkt.as_bytes(), jkt.as_bytes()) {
         return false;
     }
     let expires = checked.iat.saturating_add(dpop.rules.window());

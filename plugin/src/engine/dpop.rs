@@ -7,12 +7,13 @@
 //! cannot present the token.
 
 use super::{Admitted, Engine, Failure};
+use crate::bytes::fixed_time_eq;
 use crate::policy::path::{Segments, Template};
 use crate::request::{Connection, Headers};
 use crate::shared_data::SharedStore;
 use crate::token::CryptoBackend;
 use crate::token::dpop::nonce::{NonceKey, NonceRules};
-use crate::token::dpop::proof::{self, Expected, constant_time_eq};
+use crate::token::dpop::proof::{self, Expected};
 use crate::token::dpop::replay::{Refusal, ReplayCache};
 use crate::token::dpop::{DpopError, DpopMode, ProofRules, htu};
 use std::cell::RefCell;
@@ -187,7 +188,7 @@ impl Engine {
         let token_sha256 = admitted.token_sha256.as_ref().ok_or(refuse(DpopError::TokenNotBound))?;
         let expected = Expected { method: request.method, htu: &expected_htu, token_sha256, now };
         let checked = proof::check(proof, &expected, &dpop.rules, &self.proof_keys, crypto).map_err(refuse)?;
-        if !constant_time_eq(checked.header.jkt.as_bytes(), jkt.as_bytes()) {
+        if !fixed_time_eq(checked.header.jkt.as_bytes(), jkt.as_bytes()) {
             return Err(refuse(DpopError::KeyMismatch));
         }
         let mut fresh_nonce = None;

@@ -5,6 +5,7 @@
 //! nonce carries a server-managed time, which §11.1 counts as freshness.
 
 use crate::b64;
+use crate::bytes::fixed_time_eq;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
@@ -84,7 +85,6 @@ impl NonceRules {
             return false;
         }
         let Some(tag) = key.tag(start) else { return false };
-        // Constant time: the difference of every byte is folded before the one comparison.
-        raw[9..].iter().zip(&tag[..TAG_BYTES]).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        fixed_time_eq(&raw[9..], &tag[..TAG_BYTES])
     }
 }

@@ -9,6 +9,7 @@
 
 use super::replay::{ProofId, proof_id};
 use super::{DpopError, ProofRules, htu, is_proof_algorithm, thumbprint};
+use crate::bytes::fixed_time_eq;
 use crate::json::tape::{Kind, Node, Tape};
 use crate::token::crypto::{Algorithm, CryptoBackend, PublicKey};
 use crate::token::jwk::{self, EmbeddedKeyError};
@@ -169,7 +170,7 @@ pub fn check(
     }
     let mut ath_bytes = [0u8; 32];
     match b64::decode_into(ath.as_bytes(), &mut ath_bytes) {
-        Ok(decoded) if decoded.len() == 32 && constant_time_eq(decoded, expected.token_sha256) => {}
+        Ok(decoded) if fixed_time_eq(decoded, expected.token_sha256) => {}
         _ => return Err(DpopError::WrongTokenHash),
     }
     Ok(CheckedProof { id: proof_id(expected.htu, &jti), header, iat, nonce })
@@ -230,9 +231,4 @@ fn numeric_date(claims: Node<'_, '_>, name: &'static str) -> Result<i64, DpopErr
         return Err(DpopError::InvalidClaim(name));
     }
     Ok(seconds)
-}
-
-/// Whether two byte strings are equal, in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
