@@ -2,10 +2,9 @@
 //! external origin, and per route another, that proofs' `htu` names; the accepted algorithms; the window a
 //! proof's `iat` must fall in; the replay cache's size; server nonces. Also the MCP metadata's DPoP members.
 
-use super::mcp::text_list;
+use super::mcp::route_selector;
 use super::{ConfigError, err};
 use crate::engine::{DpopSettings, McpEndpoint, OriginRoute, TokenSource};
-use crate::policy::path::Template;
 use crate::token::dpop::nonce::{MIN_SECRET_BYTES, NonceKey, NonceRules};
 use crate::token::dpop::replay::{BUCKETS, MAX_SLOTS, ReplayCache};
 use crate::token::dpop::{DEFAULT_ALGORITHMS, DpopMode, ProofRules, htu, is_proof_algorithm};
@@ -119,26 +118,10 @@ pub fn settings(
     let origin = htu::normalise_origin(&doc.origin).map_err(|m| err("dpop.origin", m))?;
     let mut routes = Vec::with_capacity(doc.routes.len());
     for (i, r) in doc.routes.iter().enumerate() {
-        let at = |f: &str| format!("dpop.routes[{i}].{f}");
-        let mut paths = Vec::new();
-        if let Some(list) = &r.paths {
-            if list.is_empty() {
-                return Err(err(at("paths"), "must not be empty (leave it out instead)"));
-            }
-            for (j, p) in list.iter().enumerate() {
-                paths.push(Template::parse(p).map_err(|m| err(format!("{}[{j}]", at("paths")), m))?);
-            }
-        }
-        let envoy_routes = text_list(&r.envoy_routes, &at("envoy_routes"))?;
-        let route_tags = text_list(&r.envoy_route_tags, &at("envoy_route_tags"))?;
-        if paths.is_empty() && envoy_routes.is_empty() && route_tags.is_empty() {
-            return Err(err(
-                format!("dpop.routes[{i}]"),
-                "select the routes by paths, envoy_routes or envoy_route_tags",
-            ));
-        }
-        let origin = htu::normalise_origin(&r.origin).map_err(|m| err(at("origin"), m))?;
-        routes.push(OriginRoute { paths, routes: envoy_routes, route_tags, origin });
+        let at = format!("dpop.routes[{i}]");
+        let select = route_selector(&r.paths, &r.envoy_routes, &r.envoy_route_tags, &at, "the routes")?;
+        let origin = htu::normalise_origin(&r.origin).map_err(|m| err(format!("{at}.origin"), m))?;
+        routes.push(OriginRoute { select, origin });
     }
     let algorithms = match &doc.algorithms {
         None => DEFAULT_ALGORITHMS.to_vec(),

@@ -2,7 +2,7 @@
 //! refusals are answered, list filtering, and the RFC 9728 metadata served for each.
 
 use super::{ConfigError, err};
-use crate::engine::{DEFAULT_BODY_CAP, MAX_BODY_CAP, McpDenial, McpEndpoint, metadata};
+use crate::engine::{DEFAULT_BODY_CAP, MAX_BODY_CAP, McpDenial, McpEndpoint, RouteSelector, metadata};
 use crate::policy::path::Template;
 use crate::request::mcp::Revision;
 use serde::Deserialize;
@@ -81,7 +81,7 @@ fn resource_url(text: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-pub(super) fn text_list(list: &Option<Vec<String>>, at: &str) -> Result<Vec<String>, ConfigError> {
+fn text_list(list: &Option<Vec<String>>, at: &str) -> Result<Vec<String>, ConfigError> {
     match list {
         None => Ok(Vec::new()),
         Some(l) if l.is_empty() => Err(err(at, "must not be empty (leave it out instead)")),
@@ -96,6 +96,35 @@ pub(super) fn text_list(list: &Option<Vec<String>>, at: &str) -> Result<Vec<Stri
     }
 }
 
+/// The requests a part of the configuration at `at` is for (`paths`, `envoy_routes`, `envoy_route_tags`), at
+/// least one selector given: `what` names it in the error ("the endpoint", "the routes").
+pub(super) fn route_selector(
+    paths: &Option<Vec<String>>,
+    envoy_routes: &Option<Vec<String>>,
+    envoy_route_tags: &Option<Vec<String>>,
+    at: &str,
+    what: &str,
+) -> Result<RouteSelector, ConfigError> {
+    let mut templates = Vec::new();
+    if let Some(list) = paths {
+        if list.is_empty() {
+            return Err(err(format!("{at}.paths"), "must not be empty (leave it out instead)"));
+        }
+        for (j, p) in list.iter().enumerate() {
+            templates.push(Template::parse(p).map_err(|m| err(format!("{at}.paths[{j}]"), m))?);
+        }
+    }
+    let select = RouteSelector {
+        paths: templates,
+        routes: text_list(envoy_routes, &format!("{at}.envoy_routes"))?,
+        route_tags: text_list(envoy_route_tags, &format!("{at}.envoy_route_tags"))?,
+    };
+    if select.is_empty() {
+        return Err(err(at, format!("select {what} by paths, envoy_routes or envoy_route_tags")));
+    }
+    Ok(select)
+}
+
 /// Validates the section into endpoints, every error with its path.
 pub fn endpoints(doc: &McpDocument) -> Result<Vec<McpEndpoint>, ConfigError> {
     let mut out: Vec<McpEndpoint> = Vec::with_capacity(doc.endpoints.len());
@@ -104,23 +133,13 @@ pub fn endpoints(doc: &McpDocument) -> Result<Vec<McpEndpoint>, ConfigError> {
     }
     for (i, e) in doc.endpoints.iter().enumerate() {
         let at = |f: &str| format!("mcp.endpoints[{i}].{f}");
-        let mut paths = Vec::new();
-        if let Some(list) = &e.paths {
-            if list.is_empty() {
-                return Err(err(at("paths"), "must not be empty (leave it out instead)"));
-            }
-            for (j, p) in list.iter().enumerate() {
-                paths.push(Template::parse(p).map_err(|m| err(format!("{}[{j}]", at("paths")), m))?);
-            }
-        }
-        let routes = text_list(&e.envoy_routes, &at("envoy_routes"))?;
-        let route_tags = text_list(&e.envoy_route_tags, &at("envoy_route_tags"))?;
-        if paths.is_empty() && routes.is_empty() && route_tags.is_empty() {
-            return Err(err(
-                format!("mcp.endpoints[{i}]"),
-                "select the endpoint by paths, envoy_routes or envoy_route_tags",
-            ));
-        }
+        let select = route_selector(
+            &e.paths,
+            &e.envoy_routes,
+            &e.envoy_route_tags,
+            &format!("mcp.endpoints[{i}]"),
+            "the endpoint",
+        )?;
         let revisions = match &e.revisions {
             None => Revision::ALL.to_vec(),
             Some(l) if l.is_empty() => return Err(err(at("revisions"), "must not be empty (leave it out for all)")),
@@ -183,9 +202,7 @@ pub fn endpoints(doc: &McpDocument) -> Result<Vec<McpEndpoint>, ConfigError> {
             ));
         }
         out.push(McpEndpoint {
-            paths,
-            routes,
-            route_tags,
+            select,
             revisions,
             max_body_bytes,
             denial,

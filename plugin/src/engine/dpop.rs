@@ -6,9 +6,9 @@
 //! presenter's, the current actor's: keys named inside `act` are never consulted, so an earlier actor's key
 //! cannot present the token.
 
-use super::{Admitted, Engine, Failure};
+use super::{Admitted, Engine, Failure, RouteSelector};
 use crate::bytes::fixed_time_eq;
-use crate::policy::path::{Segments, Template};
+use crate::policy::path::Segments;
 use crate::request::{Connection, Headers};
 use crate::shared_data::SharedStore;
 use crate::token::CryptoBackend;
@@ -73,16 +73,11 @@ pub struct DpopSettings {
     pub bearer_accepted: bool,
 }
 
-/// An origin for the requests of some routes, selected as MCP endpoints are: selectors of different kinds must
-/// all hold, one of a kind is enough.
+/// An origin for the requests of some routes, selected as MCP endpoints are.
 #[derive(Debug, Clone)]
 pub struct OriginRoute {
-    /// Canonical path templates; empty: any path.
-    pub paths: Vec<Template>,
-    /// Envoy route names; empty: any.
-    pub routes: Vec<String>,
-    /// Envoy route tags; empty: any.
-    pub route_tags: Vec<String>,
+    /// The requests it is for.
+    pub select: RouteSelector,
     /// The origin, normalised.
     pub origin: String,
 }
@@ -94,14 +89,7 @@ impl DpopSettings {
             return &self.origin;
         }
         let segments = Segments::new(path);
-        self.routes
-            .iter()
-            .find(|r| {
-                (r.paths.is_empty() || r.paths.iter().any(|t| t.matches(&segments)))
-                    && (r.routes.is_empty() || conn.route.is_some_and(|x| r.routes.iter().any(|y| y == x)))
-                    && (r.route_tags.is_empty() || conn.route_tag.is_some_and(|x| r.route_tags.iter().any(|y| y == x)))
-            })
-            .map_or(&self.origin, |r| &r.origin)
+        self.routes.iter().find(|r| r.select.selects(&segments, conn)).map_or(&self.origin, |r| &r.origin)
     }
 }
 

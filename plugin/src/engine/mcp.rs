@@ -3,8 +3,8 @@
 //! name there (RFC 8707), denials in JSON-RPC terms (standards notes §5.5), and list responses filtered per
 //! caller.
 
-use super::{Denial, Engine, Failure};
-use crate::policy::path::{Segments, Template};
+use super::{Denial, Engine, Failure, RouteSelector};
+use crate::policy::path::Segments;
 use crate::request::mcp::list::{self, Filtered, ListError, ListKind};
 use crate::request::mcp::{Arguments, Kind, McpError, McpRefusal, McpRequest, Revision};
 use crate::request::{Connection, Headers, Request};
@@ -37,12 +37,8 @@ pub enum McpDenial {
 /// One MCP endpoint of the configuration.
 #[derive(Debug, Clone)]
 pub struct McpEndpoint {
-    /// Canonical path templates; empty: any path (selected by route or tag).
-    pub paths: Vec<Template>,
-    /// Envoy route names; empty: any.
-    pub routes: Vec<String>,
-    /// Envoy route tags; empty: any.
-    pub route_tags: Vec<String>,
+    /// The requests it is for (never empty: by path, route or tag).
+    pub select: RouteSelector,
     /// Accepted protocol revisions.
     pub revisions: Vec<Revision>,
     /// Largest body buffered.
@@ -64,14 +60,6 @@ pub struct McpEndpoint {
 }
 
 impl McpEndpoint {
-    /// Whether a request (canonical path, Envoy route and tag) is for this endpoint. Selectors of different
-    /// kinds must all hold; one of a kind is enough. A route or tag Envoy could not report does not match.
-    fn selects(&self, segments: &Segments<'_>, conn: &Connection<'_>) -> bool {
-        (self.paths.is_empty() || self.paths.iter().any(|t| t.matches(segments)))
-            && (self.routes.is_empty() || conn.route.is_some_and(|r| self.routes.iter().any(|x| x == r)))
-            && (self.route_tags.is_empty() || conn.route_tag.is_some_and(|t| self.route_tags.iter().any(|x| x == t)))
-    }
-
     /// Whether only the stateless revision is accepted (its endpoints take nothing but POST).
     fn stateless_only(&self) -> bool {
         self.revisions.iter().all(|r| r.mirrors_headers())
@@ -137,7 +125,7 @@ impl Engine {
             return None;
         }
         let segments = Segments::new(path);
-        self.settings.mcp.iter().find(|e| e.selects(&segments, conn))
+        self.settings.mcp.iter().find(|e| e.select.selects(&segments, conn))
     }
 
     /// The protected resource metadata, for a `GET` of an endpoint's well-known URL (or of the bare well-known

@@ -11,6 +11,7 @@ mod mcp;
 mod prepare;
 mod response;
 mod revocation;
+mod routes;
 mod settings;
 
 pub use dpop::{DpopSettings, OriginRoute, Scheme};
@@ -22,6 +23,7 @@ pub use identity::{
 pub use mcp::{Body, DEFAULT_BODY_CAP, FORBIDDEN_CODE, MAX_BODY_CAP, McpDenial, McpEndpoint, WELL_KNOWN, metadata};
 use prepare::{Prepared, Pseudo, request_id};
 pub use response::Denial;
+pub use routes::RouteSelector;
 pub use settings::{CryptoPreference, Mode, Settings, TokenSource};
 
 use crate::policy::{Decision, Effect, Policy};
