@@ -1,7 +1,7 @@
 //! `*.tests.json` run in the page exactly as `agent-iam test` runs them: each case's claims taken as verified,
 //! its request canonicalised and decided by the policy, the decision compared with what the case expects.
 
-use crate::document::{self, Problem};
+use crate::document::{self, Problem, prefixed};
 use agent_iam::policy::cases::{self, CaseFile};
 use serde_json::{Value, json};
 
@@ -24,8 +24,4 @@ pub fn run(text: &str, format: &str, tests: &str) -> Value {
             json!({"ok": true, "passed": passed, "failed": results.len() - passed, "results": results})
         }
     }
-}
-
-fn prefixed(root: &str, path: &str) -> String {
-    if path.is_empty() || path == "." { root.to_owned() } else { format!("{root}.{path}") }
 }

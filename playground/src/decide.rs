@@ -10,7 +10,7 @@
 //! Input: `{"config", "format", "mode", "claims" | "token", "request": {"method", "path", "host", "headers",
 //! "time", "peer", "envoy_route", "envoy_route_tag", "mcp"}}`; `time` is RFC 3339 text or seconds.
 
-use crate::document::{self, Loaded, Problem};
+use crate::document::{self, Loaded, Problem, prefixed};
 use agent_iam::engine::limits::SharedLimiter;
 use agent_iam::engine::{Body, Verdict};
 use agent_iam::policy::Decision;
@@ -61,10 +61,6 @@ fn run(input: &str) -> Result<Value, Problem> {
         }
         other => Err(Problem::new("mode", format!("unknown mode \"{other}\" (claims or token)"))),
     }
-}
-
-fn prefixed(root: &str, path: &str) -> String {
-    if path.is_empty() { root.to_owned() } else { format!("{root}.{path}") }
 }
 
 /// The request as a policy test case reads it, and its time in seconds.
@@ -152,16 +148,7 @@ fn token_mode(loaded: &Loaded, token: Option<&str>, request: &CaseRequest, now: 
     if let Some(host) = &request.host {
         headers.push((":authority".into(), host.clone().into_bytes()));
     }
-    for (name, value) in &request.headers {
-        let values: Vec<&str> = match value {
-            Value::String(s) => vec![s],
-            Value::Array(items) if items.iter().all(Value::is_string) => {
-                items.iter().filter_map(Value::as_str).collect()
-            }
-            _ => return Err(Problem::new(format!("request.headers.{name}"), "must be a string or a list of strings")),
-        };
-        headers.extend(values.into_iter().map(|v| (name.to_ascii_lowercase(), v.as_bytes().to_vec())));
-    }
+    headers.extend(request.header_pairs("request").map_err(|e| Problem::new(e.path, e.message))?);
     if let Some(token) = token
         && !headers.iter().any(|(n, _)| n == "authorization")
     {

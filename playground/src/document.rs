@@ -48,6 +48,12 @@ impl From<ConfigError> for Problem {
     }
 }
 
+/// `path` under `root` (`config.rules[0]`); `root` alone for the whole document (an empty path, or serde's
+/// `.`).
+pub fn prefixed(root: &str, path: &str) -> String {
+    if path.is_empty() || path == "." { root.to_owned() } else { format!("{root}.{path}") }
+}
+
 /// The text as JSON: JSON read strictly (duplicate members, depth), YAML through YAML 1.2 (as Istio hands a
 /// `pluginConfig` over); `auto` takes JSON when the text starts with `{`.
 pub fn parse(text: &str, format: &str) -> Result<Value, Problem> {

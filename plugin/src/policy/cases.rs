@@ -79,6 +79,28 @@ pub struct CaseRequest {
     pub mcp: Option<Value>,
 }
 
+impl CaseRequest {
+    /// Its headers as a request carries them: lower-case names, a list sent once per element. `at` is the
+    /// request's JSON path, for errors.
+    pub fn header_pairs(&self, at: &str) -> Result<Vec<(String, Vec<u8>)>, PolicyError> {
+        let mut headers = Vec::new();
+        for (name, value) in &self.headers {
+            let values: Vec<&str> = match value {
+                Value::String(s) => vec![s],
+                Value::Array(items) if items.iter().all(Value::is_string) => {
+                    items.iter().filter_map(Value::as_str).collect()
+                }
+                _ => {
+                    let path = format!("{at}.headers.{name}");
+                    return Err(PolicyError::new(&path, "must be a string or a list of strings"));
+                }
+            };
+            headers.extend(values.into_iter().map(|v| (name.to_ascii_lowercase(), v.as_bytes().to_vec())));
+        }
+        Ok(headers)
+    }
+}
+
 /// The mutual-TLS peer in a case.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,19 +200,7 @@ pub fn evaluate<R>(
     at: &str,
     decided: impl FnOnce(Decision<'_>, Explanation<'_>) -> R,
 ) -> Result<Evaluated<R>, PolicyError> {
-    let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
-    for (name, value) in &r.headers {
-        let values: Vec<&str> = match value {
-            Value::String(s) => vec![s],
-            Value::Array(items) if items.iter().all(Value::is_string) => {
-                items.iter().filter_map(Value::as_str).collect()
-            }
-            _ => {
-                return Err(PolicyError::new(&format!("{at}.headers.{name}"), "must be a string or a list of strings"));
-            }
-        };
-        headers.extend(values.into_iter().map(|v| (name.to_ascii_lowercase(), v.as_bytes().to_vec())));
-    }
+    let headers = r.header_pairs(at)?;
     let peer = r.peer.clone().unwrap_or_default();
     let canonical = (|| -> Result<_, RequestError> {
         let method = request::canonical_method(&r.method)?;
