@@ -50,9 +50,9 @@
 //! (default `target/bench-wasm/wasm32-wasip1/release/agent_iam.wasm`), `--no-wasm`, `--quick`, `--out PATH`,
 //! `--proofs N`.
 
-use agent_iam::bytes::fixed_time_eq;
-use agent_iam::engine::{DpopSettings, Engine, Verdict};
+use agent_iam::engine::{DpopSettings, Engine, Presentation, Recording, Verdict};
 use agent_iam::mint::{ProofClaims, SigningKey};
+use agent_iam::request::Connection;
 use agent_iam::shared_data::{MemoryStore, SharedStore};
 use agent_iam::token::CryptoBackend;
 use agent_iam::token::crypto::{Algorithm, PureRust};
@@ -496,25 +496,25 @@ impl Native {
         (i, self.time_of(i))
     }
 
-    /// engine/dpop.rs's checks for a `DPoP` presentation, as `engine_step` in plugin/src/bench_exports/dpop.rs.
+    /// engine/dpop.rs's checks for a `DPoP` presentation (`DpopSettings::check`), as `engine_step` in
+    /// plugin/src/bench_exports/dpop.rs.
     fn step(&self, crypto: &dyn CryptoBackend) -> bool {
         let (i, now) = self.next();
         let mut headers = self.dpop_headers.borrow_mut();
         if let Some(last) = headers.last_mut() {
             last.1 = self.proofs[i].bytes;
         }
-        let mut proofs = headers.iter().filter(|(name, _)| *name == "dpop").map(|&(_, value)| value);
-        let (Some(proof), None) = (proofs.next(), proofs.next()) else { return false };
-        let path_only = PATH.split(['?', '#']).next().unwrap_or(PATH);
-        let Some(path) = htu::normalise_path(black_box(path_only)) else { return false };
-        let expected_htu = format!("{}{path}", self.dpop.origin);
-        let expected = Expected { method: METHOD, htu: &expected_htu, token_sha256: &self.token_sha256, now };
-        let Ok(checked) = proof::check(proof, &expected, &self.dpop.rules, &self.keys, crypto) else { return false };
-        if !fixed_time_eq(checked.header.jkt.as_bytes(), self.jkt.as_bytes()) {
-            return false;
-        }
-        let expires = checked.iat.saturating_add(self.dpop.rules.window());
-        self.dpop.replay.record(self.store.as_ref(), &checked.id, checked.iat, expires, now).is_ok()
+        let presentation = Presentation {
+            headers: &headers,
+            method: METHOD,
+            raw_path: black_box(PATH),
+            path: PATH,
+            conn: Connection::default(),
+            bound_key: &self.jkt,
+            token_sha256: &self.token_sha256,
+        };
+        let recording = Recording::In(Some(self.store.as_ref()));
+        self.dpop.check(&presentation, &self.keys, None, recording, now, crypto).is_ok()
     }
 
     fn raw(&self, crypto: &dyn CryptoBackend) -> bool {

@@ -30,9 +30,8 @@
 //!   [`PHASE_WRAPS`] counts it) and the proofs start again.
 
 use super::{ERR_ARGUMENT, ERR_CONFIG, ERR_DOCUMENT, leak_headers};
-use crate::bytes::fixed_time_eq;
-use crate::engine::{DpopSettings, Engine, Verdict};
-use crate::request::Header;
+use crate::engine::{DpopSettings, Engine, Presentation, Recording, Verdict};
+use crate::request::{Connection, Header};
 use crate::shared_data::{SharedStore, StoreError};
 use crate::token::Algorithm;
 use crate::token::CryptoBackend;
@@ -288,7 +287,8 @@ pub const PREFILL_TAG: u64 = 1;
 pub const RECORD_TAG: u64 = 2;
 
 /// The engine step of `engine/dpop.rs` for a `DPoP` presentation of a token bound to `jkt` (SHA-256
-/// `token_sha256`) with the request `headers`, without nonces: what [`PHASE_VERIFY_HOST`] times.
+/// `token_sha256`) with the request `headers`, without nonces: [`DpopSettings::check`], what
+/// [`PHASE_VERIFY_HOST`] times.
 #[allow(clippy::too_many_arguments)]
 fn engine_step(
     dpop: &DpopSettings,
@@ -302,18 +302,16 @@ fn engine_step(
     now: i64,
     crypto: &dyn CryptoBackend,
 ) -> bool {
-    let mut proofs = headers.iter().filter(|(name, _)| *name == "dpop").map(|&(_, value)| value);
-    let (Some(proof), None) = (proofs.next(), proofs.next()) else { return false };
-    let path_only = raw_path.split(['?', '#']).next().unwrap_or(raw_path);
-    let Some(path) = htu::normalise_path(path_only) else { return false };
-    let expected_htu = format!("{}{path}", dpop.origin);
-    let expected = Expected { method, htu: &expected_htu, token_sha256, now };
-    let Ok(checked) = proof::check(proof, &expected, &dpop.rules, keys, crypto) else { return false };
-    if !fixed_time_eq(checked.header.jkt.as_bytes(), jkt.as_bytes()) {
-        return false;
-    }
-    let expires = checked.iat.saturating_add(dpop.rules.window());
-    dpop.replay.record(store, &checked.id, checked.iat, expires, now).is_ok()
+    let presentation = Presentation {
+        headers,
+        method,
+        raw_path,
+        path: raw_path,
+        conn: Connection::default(),
+        bound_key: jkt,
+        token_sha256,
+    };
+    dpop.check(&presentation, keys, None, Recording::In(Some(store)), now, crypto).is_ok()
 }
 
 fn split(proof: &'static str) -> Result<Proof, i32> {

@@ -15,7 +15,7 @@ use crate::token::CryptoBackend;
 use crate::token::dpop::nonce::{NonceKey, NonceRules};
 use crate::token::dpop::proof::{self, Expected};
 use crate::token::dpop::replay::{Refusal, ReplayCache};
-use crate::token::dpop::{DpopError, DpopMode, ProofRules, htu};
+use crate::token::dpop::{DpopError, DpopMode, ProofKeys, ProofRules, htu};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -93,6 +93,94 @@ impl DpopSettings {
     }
 }
 
+/// A `DPoP` presentation of a verified, bound token: the request and the token's binding.
+pub struct Presentation<'a> {
+    /// The request's headers (its `DPoP` headers are read).
+    pub headers: &'a Headers<'a>,
+    /// `:method` as sent.
+    pub method: &'a str,
+    /// `:path` as sent (the query is dropped here).
+    pub raw_path: &'a str,
+    /// The canonical path, for choosing the origin.
+    pub path: &'a str,
+    /// Envoy's route and tag, for choosing the origin.
+    pub conn: Connection<'a>,
+    /// The token's `cnf.jkt`.
+    pub bound_key: &'a str,
+    /// SHA-256 of the token.
+    pub token_sha256: &'a [u8; 32],
+}
+
+/// Where an accepted proof is recorded against replays.
+#[derive(Clone, Copy)]
+pub enum Recording<'s> {
+    /// In this store (none: the store is unavailable, and the proof is refused with 503).
+    In(Option<&'s dyn SharedStore>),
+    /// Nowhere: the request was decided before and its proof recorded then.
+    AlreadyDone,
+}
+
+impl DpopSettings {
+    /// Every check of a proof presented with a bound token (RFC 9449 §4.3, §7.1): one `DPoP` header, the proof
+    /// itself against the request at its configured origin, its key against `cnf.jkt`, the nonce, and the
+    /// replay cache. Answers a fresh nonce for the response when the proof's is accepted but no longer the
+    /// current one; a refusal carries the nonce to hand out, if any.
+    pub fn check(
+        &self,
+        p: &Presentation<'_>,
+        keys: &ProofKeys,
+        nonce_key: Option<&NonceKey>,
+        recording: Recording<'_>,
+        now: i64,
+        crypto: &dyn CryptoBackend,
+    ) -> Result<Option<String>, (DpopError, Option<String>)> {
+        let refuse = |error: DpopError| (error, None);
+        let mut proofs = p.headers.iter().filter(|(name, _)| *name == "dpop").map(|&(_, value)| value);
+        let proof = match (proofs.next(), proofs.next()) {
+            (None, _) => return Err(refuse(DpopError::MissingProof)),
+            (Some(_), Some(_)) => return Err(refuse(DpopError::RepeatedProof)),
+            (Some(proof), None) => proof,
+        };
+        let path_only = p.raw_path.split(['?', '#']).next().unwrap_or(p.raw_path);
+        let Some(path) = htu::normalise_path(path_only) else { return Err(refuse(DpopError::WrongUri)) };
+        let expected_htu = format!("{}{path}", self.origin_for(p.path, &p.conn));
+        let expected = Expected { method: p.method, htu: &expected_htu, token_sha256: p.token_sha256, now };
+        let checked = proof::check(proof, &expected, &self.rules, keys, crypto).map_err(refuse)?;
+        if !fixed_time_eq(checked.header.jkt.as_bytes(), p.bound_key.as_bytes()) {
+            return Err(refuse(DpopError::KeyMismatch));
+        }
+        let mut fresh_nonce = None;
+        if let Some(rules) = self.nonce {
+            let key = nonce_key.ok_or(refuse(DpopError::Unavailable))?;
+            let current = rules.issue(key, now);
+            let error = match &checked.nonce {
+                None => Some(DpopError::NonceMissing),
+                Some(nonce) if !rules.accepts(key, nonce, now) => Some(DpopError::NonceInvalid),
+                // Accepted, but from an earlier period: the response brings the current one (§8.2).
+                Some(nonce) if current.as_deref() != Some(nonce.as_str()) => {
+                    fresh_nonce = current.clone();
+                    None
+                }
+                Some(_) => None,
+            };
+            if let Some(error) = error {
+                return Err((error, current));
+            }
+        }
+        let store = match recording {
+            Recording::AlreadyDone => return Ok(fresh_nonce),
+            Recording::In(store) => store.ok_or(refuse(DpopError::Unavailable))?,
+        };
+        let expires = checked.iat.saturating_add(self.rules.window());
+        match self.replay.record(store, &checked.id, checked.iat, expires, now) {
+            Ok(()) => Ok(fresh_nonce),
+            Err(Refusal::Replayed) => Err(refuse(DpopError::Replayed)),
+            Err(Refusal::TooOld) => Err(refuse(DpopError::OlderThanReplayCache)),
+            Err(Refusal::Unavailable(_)) => Err(refuse(DpopError::Unavailable)),
+        }
+    }
+}
+
 /// The request facts a proof is checked against.
 pub(super) struct ProofRequest<'a> {
     pub(super) scheme: Scheme,
@@ -163,50 +251,20 @@ impl Engine {
         let (Some(dpop), true) = (self.settings.dpop.as_ref(), admitted.dpop.accepts_dpop()) else {
             return Err(refuse(DpopError::DpopNotAccepted));
         };
-        let jkt = bound.ok_or(refuse(DpopError::TokenNotBound))?;
-        let mut proofs = headers.iter().filter(|(name, _)| *name == "dpop").map(|&(_, value)| value);
-        let proof = match (proofs.next(), proofs.next()) {
-            (None, _) => return Err(refuse(DpopError::MissingProof)),
-            (Some(_), Some(_)) => return Err(refuse(DpopError::RepeatedProof)),
-            (Some(proof), None) => proof,
-        };
-        let path_only = request.raw_path.split(['?', '#']).next().unwrap_or(request.raw_path);
-        let Some(path) = htu::normalise_path(path_only) else { return Err(refuse(DpopError::WrongUri)) };
-        let expected_htu = format!("{}{path}", dpop.origin_for(request.path, &request.conn));
+        let bound_key = bound.ok_or(refuse(DpopError::TokenNotBound))?;
         let token_sha256 = admitted.token_sha256.as_ref().ok_or(refuse(DpopError::TokenNotBound))?;
-        let expected = Expected { method: request.method, htu: &expected_htu, token_sha256, now };
-        let checked = proof::check(proof, &expected, &dpop.rules, &self.proof_keys, crypto).map_err(refuse)?;
-        if !fixed_time_eq(checked.header.jkt.as_bytes(), jkt.as_bytes()) {
-            return Err(refuse(DpopError::KeyMismatch));
-        }
-        let mut fresh_nonce = None;
-        if let Some(rules) = dpop.nonce {
-            let key = self.nonce_key().ok_or(refuse(DpopError::Unavailable))?;
-            let current = rules.issue(&key, now);
-            let error = match &checked.nonce {
-                None => Some(DpopError::NonceMissing),
-                Some(nonce) if !rules.accepts(&key, nonce, now) => Some(DpopError::NonceInvalid),
-                // Accepted, but from an earlier period: the response brings the current one (§8.2).
-                Some(nonce) if current.as_deref() != Some(nonce.as_str()) => {
-                    fresh_nonce = current.clone();
-                    None
-                }
-                Some(_) => None,
-            };
-            if let Some(error) = error {
-                return Err(Failure::Dpop { error, nonce: current });
-            }
-        }
-        if !record {
-            return Ok(fresh_nonce);
-        }
-        let store = self.shared_store.get().ok_or(refuse(DpopError::Unavailable))?;
-        let expires = checked.iat.saturating_add(dpop.rules.window());
-        match dpop.replay.record(store.as_ref(), &checked.id, checked.iat, expires, now) {
-            Ok(()) => Ok(fresh_nonce),
-            Err(Refusal::Replayed) => Err(refuse(DpopError::Replayed)),
-            Err(Refusal::TooOld) => Err(refuse(DpopError::OlderThanReplayCache)),
-            Err(Refusal::Unavailable(_)) => Err(refuse(DpopError::Unavailable)),
-        }
+        let presentation = Presentation {
+            headers,
+            method: request.method,
+            raw_path: request.raw_path,
+            path: request.path,
+            conn: request.conn,
+            bound_key,
+            token_sha256,
+        };
+        let store = self.shared_store.get();
+        let recording = if record { Recording::In(store.as_deref()) } else { Recording::AlreadyDone };
+        dpop.check(&presentation, &self.proof_keys, self.nonce_key().as_ref(), recording, now, crypto)
+            .map_err(|(error, nonce)| Failure::Dpop { error, nonce })
     }
 }

@@ -14,7 +14,7 @@ mod revocation;
 mod routes;
 mod settings;
 
-pub use dpop::{DpopSettings, OriginRoute, Scheme};
+pub use dpop::{DpopSettings, OriginRoute, Presentation, Recording, Scheme};
 use identity::identity_headers_in;
 pub use identity::{
     AGENT_HEADER, CHAIN_HEADER, CLAIM_HEADER_PREFIX, DRY_RUN_HEADER, HeaderValue, IDENTITY_HEADER_PREFIX,
