@@ -370,6 +370,7 @@ impl Host {
             properties: HashMap::new(),
             log_level: LogLevel::Trace,
             clock_wasm: false,
+            headers_stop_iteration: false,
         }
     }
 
@@ -420,6 +421,7 @@ pub struct VmBuilder<'h> {
     properties: HashMap<String, Vec<u8>>,
     log_level: LogLevel,
     clock_wasm: bool,
+    headers_stop_iteration: bool,
 }
 
 impl<'h> VmBuilder<'h> {
@@ -467,6 +469,15 @@ impl<'h> VmBuilder<'h> {
         self
     }
 
+    /// Envoy's `allow_on_headers_stop_iteration` (Wasm `PluginConfig`, Envoy 1.35 and later): a plugin that stops
+    /// on request headers is given the body while the headers wait; a body callback that continues lets the
+    /// headers and the body go on, and a resumed request's buffered body goes on without the plugin seeing it
+    /// again. Off (the default), Envoy stops everything and hands the plugin the body only once it resumes.
+    pub fn headers_stop_iteration(mut self, on: bool) -> Self {
+        self.headers_stop_iteration = on;
+        self
+    }
+
     /// Instantiate, initialize, start and configure. Errors (with the VM logs) when the module
     /// traps, `proxy_on_vm_start` or `proxy_on_configure` returns false.
     pub fn start(self) -> Result<Vm> {
@@ -489,6 +500,7 @@ impl<'h> VmBuilder<'h> {
         let state = VmState {
             shared: host.shared.clone(),
             wasm_clock: self.clock_wasm.then(WasmClock::default),
+            headers_stop_iteration: self.headers_stop_iteration,
             failing: Vec::new(),
             vm_serial,
             memory: None,
@@ -999,7 +1011,23 @@ impl Vm {
                     st.continue_request = false;
                     if !go {
                         st.phase = Phase::PausedRequest;
-                        return;
+                        if !self.store.data().headers_stop_iteration {
+                            return;
+                        }
+                        // The body while the headers wait: a chunk the plugin continues on resumes the request.
+                        let Some(st) = self.store.data_mut().streams.get_mut(&ctx) else { return };
+                        if st.pending_request_body.is_empty() {
+                            return;
+                        }
+                        let split = std::mem::take(&mut st.request_chunks);
+                        let chunks =
+                            body_chunks(std::mem::take(&mut st.pending_request_body), Phase::RequestHeaders, &split);
+                        let stopped = self.deliver_body(ctx, true, chunks);
+                        if !stopped && let Some(st) = self.store.data_mut().streams.get_mut(&ctx) {
+                            st.phase = Phase::RequestHeaders;
+                            st.last_continue = true;
+                        }
+                        continue;
                     }
                     if !st.pending_request_body.is_empty() {
                         let split = std::mem::take(&mut st.request_chunks);

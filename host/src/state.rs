@@ -266,6 +266,8 @@ pub(crate) struct VmState {
     pub failing: Vec<&'static str>,
     /// Time spent executing the module's own code, when the VM was built with [`super::VmBuilder::clock_wasm`].
     pub wasm_clock: Option<WasmClock>,
+    /// [`super::VmBuilder::headers_stop_iteration`].
+    pub headers_stop_iteration: bool,
     pub vm_serial: u32,
     pub memory: Option<Memory>,
     pub alloc: Option<TypedFunc<i32, i32>>,

@@ -110,13 +110,27 @@ impl McpGateway {
     /// Starts the server and Envoy with these keys on free ports; files go to `work_dir`. Like every Envoy of
     /// the test bed, the gateway lives as long as the thread that started it.
     pub fn start(keys: &DemoKeys, work_dir: &Path) -> Result<McpGateway> {
+        McpGateway::start_with(keys, work_dir, false)
+    }
+
+    /// [`McpGateway::start`], with `hold_headers`: the plugin's `mcp.hold_headers` and the Wasm filter's
+    /// `allow_on_headers_stop_iteration`, so that the headers of an MCP request wait for the decision on its body.
+    pub fn start_with(keys: &DemoKeys, work_dir: &Path, hold_headers: bool) -> Result<McpGateway> {
         let wasm = agent_iam_host::plugin_wasm_path();
         if !wasm.exists() {
             bail!("{} not found (run `make wasm`)", wasm.display());
         }
         let server = McpServer::start(work_dir, &[])?;
         let ports = Ports { upstream: server.port(), ..Ports::free()? };
-        let config = render_config(&keys.jwks(), ports, &wasm)?;
+        let mut config = render_config(&keys.jwks(), ports, &wasm)?;
+        if hold_headers {
+            config = demo::replace_once(
+                &config,
+                "failure_policy: FAIL_CLOSED\n",
+                "failure_policy: FAIL_CLOSED\n                allow_on_headers_stop_iteration: true\n",
+            )?;
+            config = demo::replace_once(&config, "\"mcp\": {\n", "\"mcp\": {\"hold_headers\": true,\n")?;
+        }
         let envoy = Envoy::start(&testbed::envoy_binary(), &config, ports.admin, work_dir)?;
         Ok(McpGateway { envoy, server, ports })
     }

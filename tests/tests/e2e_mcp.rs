@@ -426,3 +426,58 @@ fn the_demo_mcp_scenario_decides_as_expected_2026() {
 fn the_demo_mcp_scenario_decides_as_expected_2025_session() {
     the_demo_mcp_scenario_decides_as_expected("2025-11-25");
 }
+
+/// With `mcp.hold_headers` and Envoy's `allow_on_headers_stop_iteration`, the headers of an MCP request wait
+/// for the decision on its body: an allowed call reaches the server as before, and a refused one never reaches
+/// it at all (Envoy's router never sees it, so the cluster counts no request for it). A gateway of its own.
+#[test]
+#[ignore = "needs Envoy, the release .wasm and the MCP SDK: run `make e2e`"]
+fn with_held_headers_a_refused_call_never_reaches_the_server() {
+    let dir = agent_iam_host::workspace_root().join("target/e2e/mcp-hold");
+    let keys = DemoKeys::generate().unwrap();
+    let gateway = McpGateway::start_with(&keys, &dir, true).unwrap();
+    let tokens = McpTokens::mint(&keys, demo::now(), 1800);
+    let log = || std::fs::read_to_string(dir.join("envoy.log")).unwrap_or_default();
+    let sent = || gateway.envoy.stat("cluster.mcp_server.upstream_rq_total").unwrap().unwrap_or(0);
+    for protocol in mcp::PROTOCOLS {
+        let actions = json!([
+            order(TRADER_ACCOUNT),
+            tool("delete_account", json!({"account_id": TRADER_ACCOUNT})),
+            order("acc-2"),
+            tool("get_quote", json!({"symbol": "ACME"}))
+        ]);
+        let run = mcp::run_client(&gateway.url(), protocol, Some(&tokens.trader), &actions).unwrap();
+        assert_eq!(run.connect()["ok"], true, "{protocol}\n{}\n{}", run.dump(), log());
+        assert_eq!(run.action(0)["ok"], true, "{protocol}: own account\n{}", run.dump());
+        assert_eq!(run.action(0)["result"]["structuredContent"]["forwarded"]["agent"], TRADER, "{}", run.dump());
+        assert_refused(&run, 1, "delete_account");
+        assert_refused(&run, 2, "another account's order");
+        assert_eq!(run.action(3)["ok"], true, "{protocol}: a quote\n{}", run.dump());
+        assert_no_401(&run);
+    }
+    // Refused calls, raw: the cluster's request count does not move; an allowed one moves it by one.
+    let auth = format!("Bearer {}", tokens.trader);
+    let call = |tool: &str, arguments: Value| {
+        let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": tool, "arguments": arguments,
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"},
+                      "io.modelcontextprotocol/clientCapabilities": {}}}});
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", tool),
+        ];
+        testbed::http_request(gateway.ports.listener, "POST", "/mcp", &headers, body.to_string().as_bytes()).unwrap()
+    };
+    let before = sent();
+    for _ in 0..5 {
+        assert_eq!(call("delete_account", json!({"account_id": TRADER_ACCOUNT})).status, 403, "{}", log());
+        assert_eq!(call("place_order", json!({"account_id": "acc-2", "symbol": "ACME", "amount": 1})).status, 403);
+    }
+    assert_eq!(sent(), before, "a refused call reached the upstream\n{}", log());
+    assert_eq!(call("get_quote", json!({"symbol": "ACME"})).status, 200, "{}", log());
+    assert_eq!(sent(), before + 1);
+}

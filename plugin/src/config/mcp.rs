@@ -14,6 +14,11 @@ use serde::Deserialize;
 pub struct McpDocument {
     /// The MCP endpoints.
     pub endpoints: Vec<McpEndpointDocument>,
+    /// Whether the headers of an MCP request wait for the decision on its body (default false). Needs the Wasm
+    /// filter's `allow_on_headers_stop_iteration: true` (Envoy 1.35 or later): without it Envoy never hands the
+    /// plugin a body while the headers wait, and such requests hang until Envoy's timeouts end them.
+    #[serde(default)]
+    pub hold_headers: bool,
 }
 
 /// One MCP endpoint as written. Selectors of different kinds must all hold; within one kind any entry.

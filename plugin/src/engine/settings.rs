@@ -69,6 +69,9 @@ pub struct Settings {
     pub method_override: MethodOverride,
     /// MCP endpoints: requests to them carry a JSON-RPC message in their body.
     pub mcp: Vec<super::McpEndpoint>,
+    /// Whether the headers of an MCP request wait for the decision on its body (`mcp.hold_headers`, for hosts
+    /// that hand a plugin the body while the headers wait): a refused call then never reaches the upstream.
+    pub mcp_hold_headers: bool,
     /// The audit trail, when configured.
     pub audit: Option<crate::audit::Settings>,
     /// Revocations written in the configuration (`revocation.selectors`), checked with the shared ones.
@@ -97,6 +100,7 @@ impl Default for Settings {
             path_parameters: PathParameters::default(),
             method_override: MethodOverride::default(),
             mcp: Vec::new(),
+            mcp_hold_headers: false,
             audit: None,
             revocations: Default::default(),
             revocation_sources: None,

@@ -2,22 +2,25 @@
 //! a denial answered, or the request held for a key set.
 
 use super::host::{self, LogLevel, MapType};
-use super::outcome::{StreamRef, hold, refuse};
-use super::{Applied, Decided, Shared, fail_closed, log, logging_at, mcp, reply};
+use super::outcome::{HeldBody, StreamRef, hold, refuse};
+use super::{Applied, Decided, Held, Shared, fail_closed, log, logging_at, mcp, reply};
 use crate::engine::{Mode, Verdict};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// Carries out a verdict: forward with the identity headers, answer a denial, or hold for keys.
+/// Carries out a verdict: forward with the identity headers, answer a denial, or hold for keys. `held` is set
+/// when a held request is decided again: it keeps its deadline and is resumed rather than continued.
 pub(super) fn apply(
     shared: &Rc<RefCell<Shared>>,
     decided: &Decided<'_>,
     verdict: Verdict,
     context_id: u32,
-    held_until: Option<u64>,
+    held: Option<Held>,
     end_of_stream: bool,
 ) -> Applied {
     let &Decided { engine, headers, conn, now_ms, now, crypto, .. } = decided;
+    let held_until = held.as_ref().map(|h| h.deadline_ms);
+    let held_body = held.map(|h| h.body).unwrap_or_default();
     let explain = |level: LogLevel| {
         if logging_at(level, now_ms) {
             log(level, &format!("agent-iam: explain {}", engine.explain(headers, conn, now, crypto)));
@@ -68,20 +71,32 @@ pub(super) fn apply(
                 let _ = host::call_foreign_function("clear_route_cache", &[]);
             }
             if let Some(max_bytes) = await_body {
+                let hold_headers = engine.settings().mcp_hold_headers || matches!(held_body, HeldBody::Partial);
                 mcp::set_phase(
                     context_id,
                     mcp::Phase::AwaitingBody(Box::new(mcp::Pending {
                         max_bytes,
                         headers: decided.raw_headers.to_vec(),
                         properties: decided.properties.clone(),
+                        headers_held: hold_headers,
                     })),
                 );
-                if end_of_stream {
+                let body = match &held_body {
                     // No body will come: decided now, on an empty one.
-                    let body = crate::engine::Body::Complete(b"");
-                    if mcp::decide_body(shared, crypto, context_id, body) != mcp::DATA_CONTINUE {
-                        return Applied::Stopped;
-                    }
+                    _ if end_of_stream => Some(crate::engine::Body::Complete(b"")),
+                    HeldBody::Complete(bytes) => Some(crate::engine::Body::Complete(bytes)),
+                    HeldBody::TooLarge => Some(crate::engine::Body::TooLarge),
+                    HeldBody::Unreadable => return fail_closed("the request body is unavailable"),
+                    HeldBody::None | HeldBody::Partial => None,
+                };
+                let go_on = match body {
+                    Some(body) => mcp::decide_body(shared, crypto, context_id, body) == mcp::DATA_CONTINUE,
+                    // The headers wait for the body's decision: configured, or some of the body was kept back
+                    // while the request waited for keys (resumed now, it would go on without the plugin).
+                    None => !hold_headers,
+                };
+                if !go_on {
+                    return Applied::Stopped;
                 }
             }
             if held_until.is_some() && host::resume_request().is_err() {
@@ -117,7 +132,7 @@ pub(super) fn apply(
                 engine.verifier().issuers().get(issuer).and_then(|i| i.remote.as_ref()).map(|r| r.wait_timeout_ms);
             hold(
                 shared,
-                StreamRef { context_id, end_of_stream },
+                StreamRef { context_id, end_of_stream, body: held_body },
                 issuer,
                 held_until.or(wait_ms.map(|w| now_ms.saturating_add(w))),
                 on_timeout,
@@ -145,7 +160,7 @@ pub(super) fn apply(
                 engine.verifier().issuers().get(issuer).and_then(|i| i.remote.as_ref()).map(|r| r.wait_timeout_ms);
             // The root context fetches on its next tick: a call made here would be answered to this stream
             // (the SDK routes answers to the calling context), and lost if the stream ends first.
-            let stream = StreamRef { context_id, end_of_stream };
+            let stream = StreamRef { context_id, end_of_stream, body: held_body };
             hold(shared, stream, issuer, wait_ms.map(|w| now_ms.saturating_add(w)), denial, now_ms, dry_run, false)
         }
     }

@@ -1,12 +1,15 @@
 //! MCP in the filter: the body of a POST to an MCP endpoint read for the decision, and list responses
 //! filtered for the caller as they stream.
 //!
-//! Envoy turns a plugin's StopIteration on request headers into "stop everything" (proxy-wasm-cpp-host
+//! By default Envoy turns a plugin's StopIteration on request headers into "stop everything" (proxy-wasm-cpp-host
 //! converts it to StopAllIterationAndWatermark), so a plugin never sees a body while the headers wait. The
 //! headers of an MCP POST therefore go on at once with the verified identity (everything that does not depend
 //! on the body), the body is buffered here (StopIterationAndBuffer) until it ends, and only then decided: a
 //! refused call is answered locally and its body never reaches the upstream, which saw headers and then a
-//! reset. Response bodies are rewritten in place: a JSON answer whole, an event stream event by event.
+//! reset. With `mcp.hold_headers` (for Envoy's `allow_on_headers_stop_iteration`, 1.35 and later) the headers
+//! wait too: the body comes while they do, and the first body callback that continues lets both go on, so a
+//! refused call never reaches the upstream at all. Response bodies are rewritten in place: a JSON answer
+//! whole, an event stream event by event.
 
 use super::host::{self, BufferType, LogLevel, MapType};
 use super::{Properties, Shared, audit, count_denial, log, logging_at, now_ms, reply};
@@ -66,6 +69,9 @@ pub(super) enum Phase {
     Listing(Box<Listing>),
     /// A security event pushed to the SSF push endpoint (RFC 8935): buffered, then verified and answered.
     SecurityEvent { max_bytes: usize },
+    /// Held for a key set (see [`super::outcome::HeldBody`]): its body, if the host hands it over meanwhile, is
+    /// kept back with the headers.
+    HeldForKeys,
 }
 
 /// What deciding on the body needs of the request: its headers as they arrived (Envoy has forwarded its
@@ -74,6 +80,8 @@ pub(super) struct Pending {
     pub max_bytes: usize,
     pub headers: Vec<u8>,
     pub properties: Properties,
+    /// Whether the headers wait for this decision (`mcp.hold_headers`): they can still be edited.
+    pub headers_held: bool,
 }
 
 /// An allowed list call and how its response is being rewritten.
@@ -150,11 +158,16 @@ pub(super) fn on_request_body(
     size: usize,
     end: bool,
 ) -> u32 {
-    let (waiting, pushed) = STREAMS.with(|s| match s.borrow().get(&context_id) {
-        Some(Phase::AwaitingBody(p)) => (Some(p.max_bytes), None),
-        Some(Phase::SecurityEvent { max_bytes }) => (None, Some(*max_bytes)),
-        _ => (None, None),
-    });
+    let (waiting, pushed) = match STREAMS.with(|s| match s.borrow().get(&context_id) {
+        Some(Phase::AwaitingBody(p)) => Some((Some(p.max_bytes), None)),
+        Some(Phase::SecurityEvent { max_bytes }) => Some((None, Some(*max_bytes))),
+        // Kept back by the holding (Request::on_request_body) before it comes here; never let go unseen.
+        Some(Phase::HeldForKeys) => None,
+        _ => Some((None, None)),
+    }) {
+        Some(found) => found,
+        None => return DATA_BUFFER,
+    };
     if let Some(max_bytes) = pushed {
         return security_event_body(shared, crypto, context_id, size, end, max_bytes);
     }
@@ -244,7 +257,11 @@ pub(super) fn decide_body(
             DATA_CONTINUE
         }
         Verdict::Allow { dry_run: Some(would), .. } => {
-            // The headers are gone: the dry-run mark cannot be added; the log and filter state say it.
+            // Headers that went on cannot be marked; the log and filter state say it.
+            if pending.headers_held {
+                let mark = format!("{} {}", would.status, would.reason);
+                let _ = host::set_header(MapType::HttpRequestHeaders, crate::engine::DRY_RUN_HEADER, &mark);
+            }
             log(
                 LogLevel::Info,
                 &format!(

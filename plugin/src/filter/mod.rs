@@ -112,6 +112,8 @@ struct Waiter {
     context_id: u32,
     /// Whether its stream has a body to come (an MCP endpoint decides on it).
     end_of_stream: bool,
+    /// What came of that body while it waited.
+    body: outcome::HeldBody,
     issuer: usize,
     /// When to give up, host milliseconds.
     deadline_ms: u64,
@@ -162,9 +164,10 @@ impl Root {
             go
         };
         for w in resumed {
+            mcp::forget(w.context_id);
             // A stream that ended meanwhile is gone: nothing to answer.
             if host::set_effective_context(w.context_id).is_ok() {
-                let held = Held { deadline_ms: w.deadline_ms };
+                let held = Held { deadline_ms: w.deadline_ms, body: w.body };
                 decide_and_apply(&self.shared, self.crypto.as_ref(), w.context_id, Some(held), w.end_of_stream);
             }
         }
@@ -187,6 +190,7 @@ impl Root {
             .and_then(|s| s.engine.clone())
             .is_some_and(|e| e.settings().mode == Mode::DryRun);
         for w in expired {
+            mcp::forget(w.context_id);
             if host::set_effective_context(w.context_id).is_err() {
                 continue;
             }
@@ -333,6 +337,9 @@ impl Request {
     }
 
     fn on_request_body(&self, size: usize, end_of_stream: bool) -> u32 {
+        if let Some(answer) = body_while_held(&self.shared, self.context_id, size, end_of_stream) {
+            return answer;
+        }
         mcp::on_request_body(&self.shared, self.crypto.as_ref(), self.context_id, size, end_of_stream)
     }
 
@@ -351,6 +358,25 @@ impl Request {
         }
         mcp::forget(self.context_id);
     }
+}
+
+/// A body chunk of a request held for a key set (only a host that hands a plugin the body while the headers
+/// wait sends one): kept back with the headers, and once complete copied for the decision that follows, since
+/// the host will not hand it to the plugin again. `None` when the request is not held.
+fn body_while_held(shared: &Rc<RefCell<Shared>>, context_id: u32, size: usize, end: bool) -> Option<u32> {
+    use outcome::HeldBody;
+    let mut s = shared.try_borrow_mut().ok()?;
+    if s.waiting.is_empty() {
+        return None;
+    }
+    let cap = s.engine.as_ref().map_or(0, |e| e.settings().mcp.iter().map(|m| m.max_body_bytes).max().unwrap_or(0));
+    let waiter = s.waiting.iter_mut().find(|w| w.context_id == context_id)?;
+    waiter.body = match () {
+        _ if size > cap => HeldBody::TooLarge,
+        _ if !end => HeldBody::Partial,
+        _ => host::buffer(BufferType::HttpRequestBody, size).map_or(HeldBody::Unreadable, HeldBody::Complete),
+    };
+    Some(mcp::DATA_BUFFER)
 }
 
 /// What happened to a request, as `proxy_on_request_headers` answers it.
@@ -385,7 +411,6 @@ fn decide_and_apply(
     held: Option<Held>,
     end_of_stream: bool,
 ) -> Applied {
-    let held_until = held.map(|h| h.deadline_ms);
     let Some(engine) = shared.try_borrow().ok().and_then(|s| s.engine.clone()) else {
         return fail_closed("no configuration");
     };
@@ -428,13 +453,14 @@ fn decide_and_apply(
         &verdict,
     );
     audit_and_dry_run_rules(&decided, &verdict);
-    apply(shared, &decided, verdict, context_id, held_until, end_of_stream)
+    apply(shared, &decided, verdict, context_id, held, end_of_stream)
 }
 
 /// A request decided again after it was held (from the root context).
-#[derive(Clone, Copy)]
 struct Held {
     deadline_ms: u64,
+    /// What came of its body meanwhile.
+    body: outcome::HeldBody,
 }
 
 /// What Envoy knows of a request beyond its headers, read only when the policy needs it.

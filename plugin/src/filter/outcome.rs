@@ -114,6 +114,26 @@ pub(super) fn count_denial(m: &mut metrics::Metrics, d: &Denial) {
 pub(super) struct StreamRef {
     pub(super) context_id: u32,
     pub(super) end_of_stream: bool,
+    /// What it received of its body while held.
+    pub(super) body: HeldBody,
+}
+
+/// What a request held for a key set received of its body meanwhile. Only a host that hands a plugin the body
+/// while the headers wait (Envoy with `allow_on_headers_stop_iteration`) does so; it keeps that body back for the
+/// plugin, and lets it go on with the headers when they resume, without handing it to the plugin again.
+#[derive(Debug, Default)]
+pub(super) enum HeldBody {
+    /// Nothing yet.
+    #[default]
+    None,
+    /// Part of it: the rest comes to the plugin after the request is decided.
+    Partial,
+    /// All of it, copied for the decision that follows.
+    Complete(Vec<u8>),
+    /// More than any MCP endpoint reads.
+    TooLarge,
+    /// The host would not give it.
+    Unreadable,
 }
 
 /// Holds a request until `deadline_ms` (answering `on_timeout` at once if there is none or it has passed).
@@ -131,9 +151,12 @@ pub(super) fn hold(
     if let (Some(deadline_ms), Ok(mut s)) = (deadline_ms, shared.try_borrow_mut())
         && deadline_ms > now_ms
     {
+        // Its body callbacks come to the plugin (see `HeldBody`).
+        super::mcp::set_phase(stream.context_id, super::mcp::Phase::HeldForKeys);
         s.waiting.push(Waiter {
             context_id: stream.context_id,
             end_of_stream: stream.end_of_stream,
+            body: stream.body,
             issuer,
             deadline_ms,
             on_timeout,
