@@ -2,7 +2,8 @@
 //! building a [`serde_json::Value`] of everything costs far more than reading it: an MCP `tools/call`
 //! (policy needs its method, name and a few arguments) and list responses (the filter needs each entry's name
 //! and span). Measured in the .wasm: serde_json building a `Value` of a 1.8 KB call took about 80
-//! instructions a byte, most of the MCP decision.
+//! instructions a byte, most of the MCP decision; this reader takes about 23 a byte on that call (about
+//! 43,000 instructions, of which about 4,700 are the UTF-8 check up front).
 //!
 //! It accepts and refuses exactly what [`super::parse_value`] does (serde_json's grammar, duplicate member
 //! names at any depth, nesting deeper than the cap, lone surrogates, numbers out of `f64` range): the tests

@@ -430,22 +430,25 @@ fn number(text: &str, bytes: &[u8], pos: usize) -> Result<usize, JsonError> {
     // Without an exponent, a number whose integer part (sign included) has at most 300 characters is below
     // 1e300: finite, so only the others are converted.
     let mut convert = pos - start > 300;
-    if bytes.get(pos) == Some(&b'.') {
-        if !matches!(bytes.get(pos + 1), Some(b'0'..=b'9')) {
-            return Err(JsonError::Syntax);
+    // Most numbers are integers: one look at the byte after the digits for a fraction or an exponent.
+    if let Some(b'.' | b'e' | b'E') = bytes.get(pos) {
+        if bytes.get(pos) == Some(&b'.') {
+            if !matches!(bytes.get(pos + 1), Some(b'0'..=b'9')) {
+                return Err(JsonError::Syntax);
+            }
+            pos = digits(bytes, pos + 1);
         }
-        pos = digits(bytes, pos + 1);
-    }
-    if let Some(b'e' | b'E') = bytes.get(pos) {
-        pos += 1;
-        if let Some(b'+' | b'-') = bytes.get(pos) {
+        if let Some(b'e' | b'E') = bytes.get(pos) {
             pos += 1;
+            if let Some(b'+' | b'-') = bytes.get(pos) {
+                pos += 1;
+            }
+            if !matches!(bytes.get(pos), Some(b'0'..=b'9')) {
+                return Err(JsonError::Syntax);
+            }
+            pos = digits(bytes, pos);
+            convert = true;
         }
-        if !matches!(bytes.get(pos), Some(b'0'..=b'9')) {
-            return Err(JsonError::Syntax);
-        }
-        pos = digits(bytes, pos);
-        convert = true;
     }
     if convert && !text.get(start..pos).unwrap_or_default().parse::<f64>().is_ok_and(f64::is_finite) {
         return Err(JsonError::Syntax);

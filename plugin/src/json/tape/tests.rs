@@ -177,3 +177,104 @@ fn arbitrary_json(depth: u32) -> impl Strategy<Value = Value> {
         ]
     })
 }
+
+/// Documents that exercise the reader's fast paths: names that end within, at and past the first eight
+/// bytes, escapes and surrogates, numbers at the edges of the `f64` range, nesting at the cap, whitespace of
+/// all four kinds.
+const EDGES: &[&str] = &[
+    r#"{"abcdefg":1,"abcdefgh":2,"abcdefghi":3,"abcdefg":4}"#,
+    r#"{"abcdefgh":1,"abcdefghi":2,"abcdefgh":3}"#,
+    r#"{"abcdefghij":1,"abcdefghik":2}"#,
+    r#"{"abcdefghij":1,"abcdefghij":2}"#,
+    r#"{"a\"b":1,"a\u0022b":2}"#,
+    r#"{"\u00e9":1,"é":2}"#,
+    r#"{"x":{"y":1},"y":{"x":1,"y":2,"x":3}}"#,
+    r#"["\ud800\udc00","\udbff\udfff"]"#,
+    r#"["\ud800\ud800"]"#,
+    r#"["\ud800\\udc00"]"#,
+    r#"["\u12"]"#,
+    r#"["\uD83D\uDE00","\uZZZZ"]"#,
+    "1.7976931348623157e308",
+    "1.7976931348623159e308",
+    "-1.7976931348623157e308",
+    "2e308",
+    "5e-324",
+    "1e-400",
+    "0e999999999",
+    "-0.0e-0",
+    "1E400",
+    "[1e1,1E+1,1e-1,1.0e1]",
+    "[1.e1]",
+    "[1e]",
+    "[1e+]",
+    "[-]",
+    "[00]",
+    "[-01]",
+    "[[[[[[[[]]]]]]]]",
+    "[[[[[[[[[]]]]]]]]]",
+    r#"{"a":{"b":{"c":{"d":{"e":{"f":{"g":{}}}}}}}}"#,
+    r#"{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{}}}}}}}}}"#,
+    " \t\r\n{ \t\r\n\"a\" \t\r\n: \t\r\n[ \t\r\n1 \t\r\n, \t\r\ntrue \t\r\n] \t\r\n} \t\r\n",
+    "{\"a\"\u{b}:1}",
+    "[1,\u{c}2]",
+    "\"tab\there\"",
+    "\"12345678\u{1f}\"",
+    "\"1234567\\\"\"",
+    "\"123456789012345\\\\\"",
+];
+
+#[test]
+fn agrees_on_edges() {
+    for text in EDGES {
+        agrees(text);
+    }
+}
+
+#[test]
+fn agrees_on_every_truncation_and_every_byte_removed() {
+    for text in EDGES.iter().copied().chain([r#"{"a":[1,{"b":"c\u00e9\n"}],"d":-1.5e3,"e":null,"f":false}"#]) {
+        let bytes = text.as_bytes();
+        for cut in 0..=bytes.len() {
+            let ours = Tape::parse(&bytes[..cut], 8).is_ok();
+            assert_eq!(ours, crate::json::parse_value(&bytes[..cut], 8).is_ok(), "{:?}", &bytes[..cut]);
+            let mut removed = bytes.to_vec();
+            if cut < removed.len() {
+                removed.remove(cut);
+                let ours = Tape::parse(&removed, 8).is_ok();
+                assert_eq!(ours, crate::json::parse_value(&removed, 8).is_ok(), "{removed:?}");
+            }
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn repeated_names_are_found_in_nested_objects_and_large_ones(
+        names in proptest::collection::vec("[a-c\\\\\"]{0,12}", 1..40),
+        repeat in any::<proptest::sample::Index>(),
+        escape in any::<bool>(),
+    ) {
+        // Names of all lengths (around the eight bytes the hash reads), some escaped, in an object nested in
+        // an array and an object; the repeat spelled with a `\u` escape or not.
+        let name = |n: &str, i: usize| format!("{}{i}", n.replace('\\', "\\\\").replace('"', "\\\""));
+        let mut members: Vec<String> =
+            names.iter().enumerate().map(|(i, n)| format!("\"{}\":[{i}]", name(n, i))).collect();
+        let again = repeat.index(names.len());
+        let repeated = name(&names[again], again);
+        let repeated = match repeated.find(|c: char| c.is_ascii_digit()) {
+            Some(at) if escape => format!(r"{}\u{:04x}{}", &repeated[..at], repeated.as_bytes()[at], &repeated[at + 1..]),
+            _ => repeated,
+        };
+        members.push(format!("\"{repeated}\":{{}}"));
+        let text = format!("[{{\"x\":{{{}}}}}]", members.join(","));
+        prop_assert_eq!(Tape::parse(text.as_bytes(), 8).err(), Some(JsonError::DuplicateMember), "{}", text);
+        agrees(&text);
+    }
+
+    #[test]
+    fn agrees_on_json_like_text_with_escapes_and_whitespace(
+        text in "[ \\t\\r\\n\\[\\]{}\",:0-9a-fuE+.\\\\-]{0,48}",
+    ) {
+        agrees(&text);
+    }
+}
