@@ -1,7 +1,7 @@
 //! The reader behind [`super::Tape::parse`]: one loop over the bytes with an explicit stack of open containers
-//! (no recursion: depth costs heap, not stack). Everything it touches per token lives in locals (the position,
-//! the innermost container, the token vector) rather than behind `&mut self`, so the .wasm keeps them in
-//! locals instead of reloading and storing them through memory at every byte.
+//! (no recursion: depth costs heap, not stack). The position and the innermost container are locals of the
+//! loop rather than fields behind `&mut self`; the rarer steps (closing a container, the slow duplicate
+//! check) go through [`Reader`].
 
 use super::{Kind, Token};
 use crate::json::JsonError;
