@@ -454,6 +454,9 @@ pub const PHASE_AUDIT_EVERY_CHECKPOINT: u32 = 2;
 /// The event's JSON alone ([`crate::audit::event::write_open`] with its uid, as [`crate::audit::line`] starts
 /// it), not sealed: no chain, no hash.
 pub const PHASE_AUDIT_JSON: u32 = 3;
+/// [`PHASE_AUDIT_CHAIN`] in a chain that has not seen the event's stable beginning (a new chain for every event,
+/// so at seq 0): the hash of the whole line, as for an agent's first event on a worker.
+pub const PHASE_AUDIT_CHAIN_COLD: u32 = 4;
 
 /// The audit settings are refused or name no checkpoint key.
 const ERR_AUDIT: i32 = -9;
@@ -559,7 +562,7 @@ pub extern "C" fn agent_iam_bench_audit_run(phase: u32, iterations: u32) -> u32 
         let Some(bench) = guard.as_mut() else { return 0 };
         let index = match phase {
             PHASE_AUDIT_CHECKPOINTS | PHASE_AUDIT_JSON => 0,
-            PHASE_AUDIT_CHAIN => 1,
+            PHASE_AUDIT_CHAIN | PHASE_AUDIT_CHAIN_COLD => 1,
             PHASE_AUDIT_EVERY_CHECKPOINT => 2,
             _ => return 0,
         };
@@ -596,6 +599,9 @@ pub extern "C" fn agent_iam_bench_audit_run(phase: u32, iterations: u32) -> u32 
                 let uid = format!("{}.{}", chain.id(), AUDIT_JSON_SEQ);
                 crate::audit::event::write_open(&facts, &uid, &mut out);
                 out.len()
+            } else if phase == PHASE_AUDIT_CHAIN_COLD {
+                let mut fresh = crate::audit::Chain::new(AUDIT_CHAIN_ID.to_owned(), None);
+                crate::audit::line(settings, &mut fresh, &facts).len()
             } else {
                 crate::audit::line(settings, chain, &facts).len()
             };

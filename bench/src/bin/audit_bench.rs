@@ -37,11 +37,17 @@ const EVENT_TARGET_NS: f64 = 2_000.0;
 const EVERY_EVENTS: u64 = 100;
 
 /// The phases, as `agent_iam_bench_audit_run` numbers them (plugin/src/bench_exports.rs).
-const PHASES: [Phase; 4] = [
+const PHASES: [Phase; 5] = [
     (0, "event", "audit::line with the checkpoint key: a signed checkpoint every 100 events, BLAKE3 of every line"),
     (1, "chain_only", "audit::line without a key: BLAKE3 of every line (hash chain), no HMAC"),
     (2, "checkpoint_every_event", "audit::line with every event a signed checkpoint: BLAKE3 and HMAC-SHA256 each"),
     (3, "json", "audit::event::write_open and the uid: the event's JSON alone, not sealed (no chain, no hash)"),
+    (
+        4,
+        "chain_only_cold",
+        "chain_only in a chain that has not seen the event's stable beginning (a new chain each event, seq 0): the \
+         whole line hashed, as for an agent's first event on a worker",
+    ),
 ];
 
 /// The chain id both sides use (plugin/src/bench_exports.rs: `AUDIT_CHAIN_ID`).
@@ -125,7 +131,7 @@ fn document() -> Value {
 /// The native side: the same settings, token and facts, the same calls as plugin/src/bench_exports.rs.
 struct Native {
     token: VerifiedToken,
-    /// Per phase 0..=2: its settings and chain (phase 3 reads phase 0's settings).
+    /// Per phase 0..=2: its settings and chain (phase 3 reads phase 0's settings, phase 4 phase 1's).
     phases: Vec<(Settings, Chain)>,
 }
 
@@ -164,7 +170,7 @@ impl Native {
     fn line(&mut self, phase: u32) -> Option<String> {
         let index = match phase {
             0 | 3 => 0,
-            1 => 1,
+            1 | 4 => 1,
             2 => 2,
             _ => return None,
         };
@@ -198,6 +204,8 @@ impl Native {
             let uid = format!("{}.{}", chain.id(), JSON_SEQ);
             agent_iam::audit::event::write_open(&facts, &uid, &mut out);
             out
+        } else if phase == 4 {
+            agent_iam::audit::line(settings, &mut Chain::new(CHAIN_ID.to_owned(), None), &facts)
         } else {
             agent_iam::audit::line(settings, chain, &facts)
         })
@@ -294,7 +302,9 @@ fn run(cli: Cli) -> Result<()> {
         "what".into(),
         "agent-iam's audit trail (issue 19) natively and inside the .wasm (bench-exports, wasmtime): audit_event = \
          one OCSF 1.8.0 API Activity event built and sealed into the VM's chain by audit::line (BLAKE3 of the \
-         line; a signed checkpoint, HMAC-SHA256, every 100 events), for an allowed GET by a delegated agent. \
+         line, resumed after the stable beginning the agent's previous event had; a signed checkpoint, \
+         HMAC-SHA256, every 100 events), for an allowed GET by a delegated agent; audit_event_cold = an agent's \
+         first event on the worker, the whole line hashed. \
          Medians of ns per event; instructions = wasm operators (wasmtime fuel). See docs/performance.md."
             .into(),
     );
@@ -302,6 +312,9 @@ fn run(cli: Cli) -> Result<()> {
     report.insert("audit_event_ns_wasm".into(), get("event_ns_wasm").into());
     report.insert("audit_event_instructions".into(), get("event_instructions").into());
     report.insert("audit_chain_only_ns_wasm".into(), get("chain_only_ns_wasm").into());
+    // An agent's first event on a worker: the chain has no hash state for its stable beginning yet.
+    report.insert("audit_event_cold_ns_wasm".into(), get("chain_only_cold_ns_wasm").into());
+    report.insert("audit_event_cold_instructions".into(), get("chain_only_cold_instructions").into());
     report.insert("audit_event_bytes".into(), plain_line.len().into());
     report.insert("audit_checkpoint_event_bytes".into(), checkpoint_line.len().into());
     report.insert(

@@ -52,6 +52,20 @@ pub struct Chain {
     previous: Option<Link>,
     since_checkpoint: u64,
     last_checkpoint_ms: u64,
+    /// The hash states after the stable beginnings of recent events (see [`Chain::hash_line`]).
+    prefixes: Vec<Prefix>,
+    /// The slot the next new beginning replaces once all are taken.
+    next_slot: usize,
+}
+
+/// How many stable beginnings a chain keeps: the agents busy on one worker at once.
+const PREFIXES: usize = 8;
+
+/// An event's stable beginning and the BLAKE3 state after hashing it.
+#[derive(Debug)]
+struct Prefix {
+    text: Box<[u8]>,
+    state: blake3::Hasher,
 }
 
 impl Chain {
@@ -59,7 +73,17 @@ impl Chain {
     pub fn new(id: String, previous: Option<Link>) -> Chain {
         let mut id_escaped = String::new();
         super::json::contents(&mut id_escaped, &id);
-        Chain { id, id_escaped, seq: 0, prev: None, previous, since_checkpoint: 0, last_checkpoint_ms: 0 }
+        Chain {
+            id,
+            id_escaped,
+            seq: 0,
+            prev: None,
+            previous,
+            since_checkpoint: 0,
+            last_checkpoint_ms: 0,
+            prefixes: Vec::new(),
+            next_slot: 0,
+        }
     }
 
     /// Appends the next event's id, `"<id>.<seq>"` (`metadata.uid`), as a JSON string.
@@ -88,8 +112,9 @@ impl Chain {
     }
 
     /// Appends the chain member to `event` (built by [`super::event::write_open`], `unmapped` still open),
-    /// closes it, and records it as the chain's last event: the line to write.
-    pub fn seal(&mut self, mut event: String, now_ms: u64, key: Option<&CheckpointKey>) -> String {
+    /// closes it, and records it as the chain's last event: the line to write. `stable`: where the event's
+    /// stable beginning ends (what [`super::event::write`] answers; 0 when unknown).
+    pub fn seal(&mut self, mut event: String, stable: usize, now_ms: u64, key: Option<&CheckpointKey>) -> String {
         use super::json::uint;
         event.push_str(",\"chain\":{\"id\":\"");
         event.push_str(&self.id_escaped);
@@ -135,9 +160,38 @@ impl Chain {
             event.push_str("}}}");
             self.since_checkpoint += 1;
         }
-        self.prev = Some(line_hash(event.as_bytes()));
+        self.prev = Some(self.hash_line(event.as_bytes(), stable));
         self.seq += 1;
         event
+    }
+
+    /// [`line_hash`] of `line`, resumed from the state after its first `stable` bytes when a recent event began
+    /// with exactly those bytes. BLAKE3 is most of an event's cost in the .wasm (about 35 instructions a byte),
+    /// and an agent's successive events share their first 700 to 1,000 bytes (the class, outcome, actor,
+    /// deciding rule and product: [`super::event::write`] puts them first), so that part is hashed once per
+    /// agent and decision rather than once per event. The bytes are compared whole: a hit is exact.
+    fn hash_line(&mut self, line: &[u8], stable: usize) -> [u8; 32] {
+        let (Some(head), Some(rest)) = (line.get(..stable), line.get(stable..)) else { return line_hash(line) };
+        if head.is_empty() {
+            return line_hash(line);
+        }
+        let mut hasher = match self.prefixes.iter().find(|p| *p.text == *head) {
+            Some(p) => p.state.clone(),
+            None => {
+                let mut state = blake3::Hasher::new();
+                state.update(head);
+                let prefix = Prefix { text: head.into(), state: state.clone() };
+                if self.prefixes.len() < PREFIXES {
+                    self.prefixes.push(prefix);
+                } else if let Some(slot) = self.prefixes.get_mut(self.next_slot) {
+                    *slot = prefix;
+                    self.next_slot = (self.next_slot + 1) % PREFIXES;
+                }
+                state
+            }
+        };
+        hasher.update(rest);
+        *hasher.finalize().as_bytes()
     }
 }
 

@@ -112,7 +112,7 @@ pub struct Facts<'a> {
     pub anomalies: &'a [&'a str],
 }
 
-/// OCSF API Activity's activity for a request, as its members up to `"time":` (`activity_id`, its caption,
+/// OCSF API Activity's class and activity for a request, the event's first members (`activity_id`, its caption,
 /// `type_uid` = 600300 + activity): MCP reads are Read, a tool call is Other ("Invoke"); plain HTTP by method.
 fn activity(f: &Facts<'_>) -> &'static str {
     macro_rules! head {
@@ -123,15 +123,16 @@ fn activity(f: &Facts<'_>) -> &'static str {
                 ",\"activity_name\":\"",
                 $name,
                 "\",\"type_uid\":60030",
-                $id,
-                ",\"time\":"
+                $id
             )
         };
     }
     // `type_uid` is 600300 + a one-digit id: `60030` and the id.
     const READ: &str = head!("2", "Read");
-    const OTHER: &str = "{\"class_uid\":6003,\"category_uid\":6,\"activity_id\":99,\"activity_name\":\"Other\",\"type_uid\":600399,\"time\":";
-    const INVOKE: &str = "{\"class_uid\":6003,\"category_uid\":6,\"activity_id\":99,\"activity_name\":\"Invoke\",\"type_uid\":600399,\"time\":";
+    const OTHER: &str =
+        "{\"class_uid\":6003,\"category_uid\":6,\"activity_id\":99,\"activity_name\":\"Other\",\"type_uid\":600399";
+    const INVOKE: &str =
+        "{\"class_uid\":6003,\"category_uid\":6,\"activity_id\":99,\"activity_name\":\"Invoke\",\"type_uid\":600399";
     if let Some(call) = f.mcp {
         return match call.method.as_str() {
             "tools/call" => INVOKE,
@@ -213,12 +214,14 @@ pub fn write_open(f: &Facts<'_>, uid: &str, out: &mut String) {
     write(f, |out| string(out, uid), out);
 }
 
-/// [`write_open`], the event's id (`metadata.uid`, a JSON string) written by `uid`.
-pub(super) fn write(f: &Facts<'_>, uid: impl FnOnce(&mut String), out: &mut String) {
+/// [`write_open`], the event's id (`metadata.uid`, a JSON string) written by `uid`. Answers where the event's
+/// stable part ends: everything before it follows from the configuration, the token, the outcome, the method
+/// and the deciding rule, so that successive events of one agent begin alike and the chain hashes that part
+/// once ([`super::chain`]). Members are in that order (JSON objects have none); `unmapped` stays last.
+pub(super) fn write(f: &Facts<'_>, uid: impl FnOnce(&mut String), out: &mut String) -> usize {
     // Each run of constant text is one `push_str`: the members that follow from the outcome and the activity
     // are whole static strings.
     out.push_str(activity(f));
-    uint(out, f.time_ms);
     out.push_str(severity(&f.outcome));
     match f.outcome {
         Outcome::Allowed { .. } => out.push_str(",\"status_id\":1,\"status\":\"Success\""),
@@ -240,16 +243,31 @@ pub(super) fn write(f: &Facts<'_>, uid: impl FnOnce(&mut String), out: &mut Stri
     }
     out.push_str(action(&f.outcome));
 
-    // metadata
-    out.push_str(",\"metadata\":{\"version\":\"1.8.0\",\"profiles\":[\"security_control\"],\"uid\":");
+    write_actor(f, out);
+
+    if let Some(rule) = f.outcome.rule() {
+        member(out, ",\"policy\":{\"uid\":\"", rule);
+        if let Some(v) = f.policy_version {
+            member(out, ",\"version\":\"", v);
+        }
+        out.push('}');
+    }
+
+    // metadata, its event id and the request id last: the stable part ends with the id's name.
+    member(
+        out,
+        ",\"metadata\":{\"version\":\"1.8.0\",\"profiles\":[\"security_control\"],\"log_name\":\"agent-iam-audit\",\"product\":{\"name\":\"agent-iam\",\"vendor_name\":\"",
+        f.vendor,
+    );
+    out.push_str(concat!(",\"version\":\"", env!("CARGO_PKG_VERSION"), "\"},\"uid\":"));
+    let stable = out.len();
     uid(out);
     if let Some(id) = f.request.request_id {
         member(out, ",\"correlation_uid\":\"", id);
     }
-    member(out, ",\"log_name\":\"agent-iam-audit\",\"product\":{\"name\":\"agent-iam\",\"vendor_name\":\"", f.vendor);
-    out.push_str(concat!(",\"version\":\"", env!("CARGO_PKG_VERSION"), "\"}}"));
+    out.push_str("},\"time\":");
+    uint(out, f.time_ms);
 
-    write_actor(f, out);
     write_api(f, out);
 
     // src_endpoint: required; the downstream address, else what is known of the peer.
@@ -293,16 +311,8 @@ pub(super) fn write(f: &Facts<'_>, uid: impl FnOnce(&mut String), out: &mut Stri
     }
 
     write_resources(f, out);
-
-    if let Some(rule) = f.outcome.rule() {
-        member(out, ",\"policy\":{\"uid\":\"", rule);
-        if let Some(v) = f.policy_version {
-            member(out, ",\"version\":\"", v);
-        }
-        out.push('}');
-    }
-
     write_unmapped_open(f, out);
+    stable
 }
 
 fn write_actor(f: &Facts<'_>, out: &mut String) {

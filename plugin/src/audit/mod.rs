@@ -49,8 +49,8 @@ impl Settings {
 pub fn line(settings: &Settings, chain: &mut Chain, facts: &Facts<'_>) -> String {
     // Events are 1 to 2 KB: one allocation, no copy as it grows.
     let mut out = String::with_capacity(2048);
-    event::write(facts, |out| chain.write_uid(out), &mut out);
-    chain.seal(out, facts.time_ms, settings.checkpoint.as_ref())
+    let stable = event::write(facts, |out| chain.write_uid(out), &mut out);
+    chain.seal(out, stable, facts.time_ms, settings.checkpoint.as_ref())
 }
 
 #[cfg(test)]

@@ -195,3 +195,45 @@ fn type_uid_is_600300_plus_the_activity() {
     let names: Vec<_> = seen.iter().map(|(id, name)| format!("{id} {name}")).collect();
     assert_eq!(names, ["2 Read", "2 Read", "1 Create", "3 Update", "3 Update", "4 Delete", "99 Other"]);
 }
+
+/// Every link is BLAKE3 of the whole previous line, whether the chain resumed the hash from a stable beginning it
+/// kept or hashed the line afresh: one agent again and again, many agents in turn (more than the chain keeps),
+/// outcomes and rules that change the beginning, and a beginning that is another's with more after it.
+#[test]
+fn links_are_the_hash_of_the_whole_line_however_the_hash_was_resumed() {
+    let tokens: Vec<crate::token::VerifiedToken> = (0..12)
+        .map(|i| {
+            token_from_claims(
+                json!({"iss": "https://idp", "sub": format!("agent-{i}"), "jti": format!("t-{}", i % 3)})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
+            .unwrap()
+        })
+        .collect();
+    for key in [None, Some(&[7u8; 32][..])] {
+        let s = settings(key);
+        let mut chain = Chain::new("c1".into(), None);
+        let mut previous: Option<String> = None;
+        for n in 0..200usize {
+            let token = &tokens[(n * 7 + n / 13) % tokens.len()];
+            let outcome = match n % 5 {
+                0 => Outcome::Denied { status: 403, reason: "denied_by_rule", rule: Some("no-phi") },
+                1 => Outcome::Allowed { rule: "records-read-and-more" },
+                _ => Outcome::Allowed { rule: "records-read" },
+            };
+            let mut f = facts(Some(token), outcome);
+            let path = format!("/patients/{n}/records");
+            f.request.path = &path;
+            f.time_ms += n as u64;
+            let line = line(&s, &mut chain, &f);
+            let e: Value = serde_json::from_str(&line).unwrap();
+            let want = previous.as_deref().map(|p| Value::String(b64(&chain::line_hash(p.as_bytes()))));
+            assert_eq!(e["unmapped"]["chain"]["prev"], want.unwrap_or(Value::Null), "event {n}");
+            previous = Some(line);
+        }
+        let last = previous.unwrap();
+        assert_eq!(chain.link().unwrap().hash, chain::line_hash(last.as_bytes()));
+    }
+}
