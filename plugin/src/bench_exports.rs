@@ -230,7 +230,8 @@ pub const PHASE_CALL: u32 = 0;
 pub const PHASE_CALL_HEADERS: u32 = 1;
 /// The body read as strict JSON only ([`crate::json::tape::Tape`]).
 pub const PHASE_JSON: u32 = 2;
-/// The body read as an MCP message and its mirrored headers checked ([`mcp_request::parse`]).
+/// The body read as an MCP message and its mirrored headers checked ([`mcp_request::parse`]), building the
+/// arguments policy names, as the engine does.
 pub const PHASE_PARSE: u32 = 3;
 /// Policy alone on the parsed message ([`Policy::evaluate`]).
 pub const PHASE_POLICY: u32 = 4;
@@ -303,8 +304,13 @@ fn load_mcp(bytes: &[u8]) -> Result<McpBench, i32> {
     let verdict =
         engine.decide_with_body(&call_headers, Connection::default(), Body::Complete(&call_body), now, &PureRust);
     let Verdict::Allow { mcp: Some(_), dry_run: None, .. } = verdict else { return Err(ERR_CALL) };
-    let call = mcp_request::parse(&call_body, &call_headers, &Revision::ALL, mcp_request::Arguments::All)
-        .map_err(|_| ERR_CALL)?;
+    let call = mcp_request::parse(
+        &call_body,
+        &call_headers,
+        &Revision::ALL,
+        mcp_request::Arguments::Only(&engine.policy().needs().arguments),
+    )
+    .map_err(|_| ERR_CALL)?;
     let token = token_from_claims(doc.claims).map_err(|_| ERR_TOKEN)?;
 
     let list_headers = leak_headers(doc.list.headers);
@@ -373,8 +379,13 @@ pub extern "C" fn agent_iam_bench_mcp_run(phase: u32, iterations: u32) -> u32 {
                 }
                 PHASE_JSON => u32::from(crate::json::tape::Tape::parse(&m.call_body, mcp_request::MAX_DEPTH).is_ok()),
                 PHASE_PARSE => u32::from(
-                    mcp_request::parse(&m.call_body, &m.call_headers, &Revision::ALL, mcp_request::Arguments::All)
-                        .is_ok(),
+                    mcp_request::parse(
+                        &m.call_body,
+                        &m.call_headers,
+                        &Revision::ALL,
+                        mcp_request::Arguments::Only(&m.engine.policy().needs().arguments),
+                    )
+                    .is_ok(),
                 ),
                 PHASE_POLICY => {
                     let view = Request {

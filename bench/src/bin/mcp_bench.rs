@@ -46,7 +46,11 @@ const PHASES: [Phase; 7] = [
     (0, "call", "Engine::decide_with_body, Body::Complete: the whole decision on a tools/call body"),
     (1, "call_headers", "Engine::decide_with_body, Body::Absent: the decision at the headers, before the body"),
     (2, "call_json", "the body read as strict JSON only (json::tape)"),
-    (3, "call_parse", "the body as an MCP message with the mirrored headers checked (request::mcp::parse)"),
+    (
+        3,
+        "call_parse",
+        "the body as an MCP message with the mirrored headers checked (request::mcp::parse), the arguments policy names built, as the engine reads it",
+    ),
     (4, "call_policy", "Policy::evaluate on the parsed call"),
     (5, "list_filter", "Engine::filter_list_response: 100 tools, one policy evaluation each, rewritten"),
     (6, "list_scan", "list::filter_response with the answers known: read and rewrite, no policy"),
@@ -133,8 +137,13 @@ impl Native {
         let verdict =
             engine.decide_with_body(&call_headers, Connection::default(), Body::Complete(&call_body), NOW, &PureRust);
         ensure!(matches!(verdict, Verdict::Allow { mcp: Some(_), dry_run: None, .. }), "the call: {verdict:?}");
-        let call = mcp_request::parse(&call_body, &call_headers, &Revision::ALL, mcp_request::Arguments::All)
-            .map_err(|e| anyhow!("the call: {e:?}"))?;
+        let call = mcp_request::parse(
+            &call_body,
+            &call_headers,
+            &Revision::ALL,
+            mcp_request::Arguments::Only(&engine.policy().needs().arguments),
+        )
+        .map_err(|e| anyhow!("the call: {e:?}"))?;
         let claims = doc["claims"].as_object().context("claims")?.clone();
         let token = token_from_claims(claims).map_err(|e| anyhow!("token: {e}"))?;
         let verdict =
@@ -206,7 +215,13 @@ impl Native {
             }
             2 => u32::from(agent_iam::json::tape::Tape::parse(&self.call_body, mcp_request::MAX_DEPTH).is_ok()),
             3 => u32::from(
-                mcp_request::parse(&self.call_body, headers, &Revision::ALL, mcp_request::Arguments::All).is_ok(),
+                mcp_request::parse(
+                    &self.call_body,
+                    headers,
+                    &Revision::ALL,
+                    mcp_request::Arguments::Only(&self.engine.policy().needs().arguments),
+                )
+                .is_ok(),
             ),
             4 => {
                 let view = Request {

@@ -263,35 +263,55 @@ pub fn parse(
     if message.kind() != JsonKind::Object {
         return Err(McpError::InvalidRequest.into());
     }
-    let id = match message.get("id") {
+    // One pass over the message's members (the reader refused repeated names, so the first is the only one).
+    let mut top = TopMembers::default();
+    for (name, value) in message.members() {
+        match &*name {
+            "id" => top.id = Some(value),
+            "jsonrpc" => top.jsonrpc = Some(value),
+            "method" => top.method = Some(value),
+            "params" => top.params = Some(value),
+            "result" | "error" => top.response = true,
+            _ => {}
+        }
+    }
+    let id = match top.id {
         None => None,
         Some(id) => Some(request_id(id).ok_or(McpError::InvalidRequest)?),
     };
     let refused = |error| McpRefusal { error, id: id.clone() };
-    let mirrored = revision.is_some_and(Revision::mirrors_headers) && headers.iter().any(|(h, _)| is_param_header(h));
+    // The arguments a `Mcp-Param-*` header names (matched without case, as header names are), found once.
+    let mirrored: Vec<&str> = if revision.is_some_and(Revision::mirrors_headers) {
+        headers.iter().filter_map(|(h, _)| h.strip_prefix(PARAM_HEADER_PREFIX)).collect()
+    } else {
+        Vec::new()
+    };
     let wanted = |name: &str| match arguments {
         Arguments::All => true,
         Arguments::Only(names) => {
-            names.iter().any(|n| n == name)
-                || mirrored
-                    && headers
-                        .iter()
-                        .any(|(h, _)| h.strip_prefix(PARAM_HEADER_PREFIX).is_some_and(|p| p.eq_ignore_ascii_case(name)))
+            names.iter().any(|n| n == name) || mirrored.iter().any(|p| p.eq_ignore_ascii_case(name))
         }
     };
-    let request = message_of(message, id.clone(), revision, &wanted).map_err(refused)?;
+    let request = message_of(top, id.clone(), revision, &wanted).map_err(refused)?;
     if revision.is_some_and(Revision::mirrors_headers) {
         header::agree(&request, headers).map_err(refused)?;
     }
     Ok(request)
 }
 
+/// The members of a message that say what it is.
+#[derive(Default)]
+struct TopMembers<'t, 'a> {
+    id: Option<Node<'t, 'a>>,
+    jsonrpc: Option<Node<'t, 'a>>,
+    method: Option<Node<'t, 'a>>,
+    params: Option<Node<'t, 'a>>,
+    /// A `result` or an `error`: a response.
+    response: bool,
+}
+
 /// The prefix of the headers that mirror arguments (`Mcp-Param-<Name>`).
 const PARAM_HEADER_PREFIX: &str = "mcp-param-";
-
-fn is_param_header(name: &str) -> bool {
-    name.starts_with(PARAM_HEADER_PREFIX)
-}
 
 /// MCP: an id is "a string or integer", never null; a fraction or an integer beyond 64 bits is not one an
 /// answer can echo exactly.
@@ -306,30 +326,29 @@ fn request_id(id: Node<'_, '_>) -> Option<Value> {
     }
 }
 
-/// A string member, or `Err` when present and not a string.
-fn string_member(object: Node<'_, '_>, name: &str, error: McpError) -> Result<Option<String>, McpError> {
-    match object.get(name) {
+/// A string value, or `Err` when present and not a string.
+fn string_value(node: Option<Node<'_, '_>>, error: McpError) -> Result<Option<String>, McpError> {
+    match node {
         None => Ok(None),
         Some(n) => n.as_str().map(|s| Some(s.into_owned())).ok_or(error),
     }
 }
 
-/// The JSON-RPC message in an object (its `id` already read and checked).
+/// The JSON-RPC message of these members (its `id` already read and checked).
 fn message_of(
-    message: Node<'_, '_>,
+    top: TopMembers<'_, '_>,
     id: Option<Value>,
     revision: Option<Revision>,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<McpRequest, McpError> {
-    if message.get("jsonrpc").and_then(|v| v.as_str()).as_deref() != Some("2.0") {
+    if top.jsonrpc.and_then(|v| v.as_str()).as_deref() != Some("2.0") {
         return Err(McpError::InvalidRequest);
     }
-    let method = string_member(message, "method", McpError::InvalidRequest)?;
+    let method = string_value(top.method, McpError::InvalidRequest)?;
     if method.as_deref() == Some("") {
         return Err(McpError::InvalidRequest);
     }
-    let is_response = message.get("result").is_some() || message.get("error").is_some();
-    let (kind, method) = match (method, id, is_response) {
+    let (kind, method) = match (method, id, top.response) {
         (Some(method), Some(id), false) => (Kind::Request { id }, method),
         (Some(method), None, false) => (Kind::Notification, method),
         // The stateless revision forbids clients to send responses (there is no server-initiated request).
@@ -338,7 +357,7 @@ fn message_of(
         }
         _ => return Err(McpError::InvalidRequest),
     };
-    let params = match message.get("params") {
+    let params = match top.params {
         None => None,
         Some(p) if p.kind() == JsonKind::Object => Some(p),
         Some(_) => return Err(McpError::InvalidRequest),
@@ -352,7 +371,17 @@ fn message_of(
             _ => Ok(request),
         };
     };
-    if let (Some(r), Some(meta)) = (revision, params.get("_meta")) {
+    let (mut meta, mut name, mut uri, mut arguments) = (None, None, None, None);
+    for (member, value) in params.members() {
+        match &*member {
+            "_meta" => meta = Some(value),
+            "name" => name = Some(value),
+            "uri" => uri = Some(value),
+            "arguments" => arguments = Some(value),
+            _ => {}
+        }
+    }
+    if let (Some(r), Some(meta)) = (revision, meta) {
         match meta.get(META_VERSION) {
             None => {}
             Some(v) if v.as_str().as_deref() == Some(r.as_str()) => {}
@@ -361,11 +390,11 @@ fn message_of(
     }
     match request.method.as_str() {
         "tools/call" | "prompts/get" => {
-            request.name = match string_member(params, "name", McpError::InvalidParams)? {
+            request.name = match string_value(name, McpError::InvalidParams)? {
                 Some(name) if !name.is_empty() => Some(name),
                 _ => return Err(McpError::InvalidParams),
             };
-            match params.get("arguments") {
+            match arguments {
                 None => {}
                 Some(a) if a.kind() == JsonKind::Null => {}
                 Some(a) if a.kind() == JsonKind::Object => {
@@ -380,7 +409,7 @@ fn message_of(
             }
         }
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            request.uri = match string_member(params, "uri", McpError::InvalidParams)? {
+            request.uri = match string_value(uri, McpError::InvalidParams)? {
                 Some(uri) if resource_uri_ok(&uri) => Some(uri),
                 _ => return Err(McpError::InvalidParams),
             };
