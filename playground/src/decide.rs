@@ -167,11 +167,11 @@ fn token_mode(loaded: &Loaded, token: Option<&str>, request: &CaseRequest, now: 
     });
     let mut verdict = engine.decide_with(&borrowed, conn, now, &PureRust);
     let mut body = Body::Absent;
-    if let Verdict::Allow { await_body: Some(max), .. } = &verdict {
+    if let Verdict::Allow { await_body: Some(wait), .. } = &verdict {
         // The gateway reads an MCP endpoint's body before it decides.
         let bytes = body_text.as_deref().unwrap_or("").as_bytes();
-        body = if bytes.len() > *max { Body::TooLarge } else { Body::Complete(bytes) };
-        verdict = engine.decide_with_body(&borrowed, conn, body, now, &PureRust);
+        body = if bytes.len() > wait.max_bytes { Body::TooLarge } else { Body::Complete(bytes) };
+        verdict = engine.decide_body(wait, &borrowed, conn, body, now, &PureRust);
     }
     let explanation: Value =
         serde_json::from_str(&engine.explain_with_body(&borrowed, conn, body, now, &PureRust)).unwrap_or(Value::Null);

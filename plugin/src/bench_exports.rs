@@ -36,7 +36,7 @@ mod dpop;
 mod limits;
 mod revocation;
 
-use crate::engine::{Body, Engine, Verdict};
+use crate::engine::{AwaitBody, Body, Engine, Verdict};
 use crate::policy::cases::token_from_claims;
 use crate::policy::{Decision, Policy, PolicyDocument};
 use crate::request::mcp::list::{self, Filtered, ListKind};
@@ -221,9 +221,9 @@ pub extern "C" fn agent_iam_bench_run(iterations: u32) -> u32 {
 // MCP
 // ---------------------------------------------------------------------------------------------
 
-/// The whole request path of an MCP `tools/call` POST once its body is read: [`Engine::decide_with_body`]
-/// with [`Body::Complete`] (request canonicalisation, the cached token, the body parsed, its mirrored headers
-/// checked, policy).
+/// The decision on an MCP `tools/call` POST once its body is read, as the filter makes it:
+/// [`Engine::decide_body`] with what the decision at the headers left (the request canonicalised again, the
+/// token's revocations checked, the body parsed, its mirrored headers checked, policy).
 pub const PHASE_CALL: u32 = 0;
 /// The same request's decision at its headers ([`Body::Absent`]: everything up to "read the body"), which
 /// the filter also makes, before the body arrives.
@@ -240,6 +240,9 @@ pub const PHASE_POLICY: u32 = 4;
 pub const PHASE_LIST: u32 = 5;
 /// The same response rewritten with the answers known ([`list::filter_response`], no policy).
 pub const PHASE_LIST_SCAN: u32 = 6;
+/// The same decision made afresh ([`Engine::decide_with_body`] with [`Body::Complete`]: the token looked up in
+/// the cache again), as the filter makes it after a new configuration arrived between headers and body.
+pub const PHASE_CALL_AFRESH: u32 = 7;
 
 #[derive(Deserialize)]
 struct McpDocument {
@@ -268,6 +271,8 @@ struct McpBench {
     now: i64,
     call_headers: Vec<Header<'static>>,
     call_body: Vec<u8>,
+    /// What the call's decision at its headers left for the one on its body.
+    wait: AwaitBody,
     /// The call parsed, and a token of the same claims: what policy sees.
     call: McpRequest,
     token: VerifiedToken,
@@ -301,8 +306,10 @@ fn load_mcp(bytes: &[u8]) -> Result<McpBench, i32> {
     let now = doc.time;
     let call_headers = leak_headers(doc.call.headers);
     let call_body = doc.call.body.into_bytes();
+    let verdict = engine.decide_with_body(&call_headers, Connection::default(), Body::Absent, now, &PureRust);
+    let Verdict::Allow { await_body: Some(wait), .. } = verdict else { return Err(ERR_CALL) };
     let verdict =
-        engine.decide_with_body(&call_headers, Connection::default(), Body::Complete(&call_body), now, &PureRust);
+        engine.decide_body(&wait, &call_headers, Connection::default(), Body::Complete(&call_body), now, &PureRust);
     let Verdict::Allow { mcp: Some(_), dry_run: None, .. } = verdict else { return Err(ERR_CALL) };
     let call = mcp_request::parse(
         &call_body,
@@ -334,7 +341,19 @@ fn load_mcp(bytes: &[u8]) -> Result<McpBench, i32> {
     for tool in all["result"]["tools"].as_array().into_iter().flatten() {
         kept.push(tool["name"].as_str().is_some_and(|n| survivors.contains(&n)));
     }
-    Ok(McpBench { engine, now, call_headers, call_body, call, token, list_headers, list_call, list_response, kept })
+    Ok(McpBench {
+        engine,
+        now,
+        call_headers,
+        call_body,
+        wait,
+        call,
+        token,
+        list_headers,
+        list_call,
+        list_response,
+        kept,
+    })
 }
 
 /// Loads the MCP benchmark's engine and messages; see the module documentation.
@@ -364,13 +383,13 @@ pub extern "C" fn agent_iam_bench_mcp_run(phase: u32, iterations: u32) -> u32 {
         for _ in 0..iterations {
             count = count.wrapping_add(match phase {
                 PHASE_CALL => {
-                    let v = m.engine.decide_with_body(
-                        &m.call_headers,
-                        conn,
-                        Body::Complete(&m.call_body),
-                        m.now,
-                        &PureRust,
-                    );
+                    let body = Body::Complete(&m.call_body);
+                    let v = m.engine.decide_body(&m.wait, &m.call_headers, conn, body, m.now, &PureRust);
+                    u32::from(matches!(v, Verdict::Allow { mcp: Some(_), .. }))
+                }
+                PHASE_CALL_AFRESH => {
+                    let body = Body::Complete(&m.call_body);
+                    let v = m.engine.decide_with_body(&m.call_headers, conn, body, m.now, &PureRust);
                     u32::from(matches!(v, Verdict::Allow { mcp: Some(_), .. }))
                 }
                 PHASE_CALL_HEADERS => {

@@ -19,7 +19,7 @@
 //! Writes `target/bench/mcp.json`; targets are reported, never asserted. Options: `--wasm PATH` (default
 //! `target/bench-wasm/wasm32-wasip1/release/agent_iam.wasm`), `--no-wasm`, `--quick`, `--out PATH`.
 
-use agent_iam::engine::{Body, Engine, Verdict};
+use agent_iam::engine::{AwaitBody, Body, Engine, Verdict};
 use agent_iam::policy::Decision;
 use agent_iam::policy::cases::token_from_claims;
 use agent_iam::request::mcp::list::{self, Filtered, ListKind};
@@ -42,8 +42,13 @@ const CALL_TARGET_NS: f64 = 3_000.0;
 const LIST_TARGET_NS: f64 = 100_000.0;
 
 /// The phases, as `agent_iam_bench_mcp_run` numbers them (plugin/src/bench_exports.rs).
-const PHASES: [Phase; 7] = [
-    (0, "call", "Engine::decide_with_body, Body::Complete: the whole decision on a tools/call body"),
+const PHASES: [Phase; 8] = [
+    (
+        0,
+        "call",
+        "Engine::decide_body: the decision on a tools/call body as the filter makes it, after the one at the \
+         headers (the request canonicalised, revocations checked, the body parsed and its headers checked, policy)",
+    ),
     (1, "call_headers", "Engine::decide_with_body, Body::Absent: the decision at the headers, before the body"),
     (2, "call_json", "the body read as strict JSON only (json::tape)"),
     (
@@ -54,6 +59,12 @@ const PHASES: [Phase; 7] = [
     (4, "call_policy", "Policy::evaluate on the parsed call"),
     (5, "list_filter", "Engine::filter_list_response: 100 tools, one policy evaluation each, rewritten"),
     (6, "list_scan", "list::filter_response with the answers known: read and rewrite, no policy"),
+    (
+        7,
+        "call_afresh",
+        "Engine::decide_with_body, Body::Complete: the same decision made afresh (the token looked up again), as \
+         after a new configuration between headers and body",
+    ),
 ];
 
 /// What agent-iam's MCP path costs, natively and inside the .wasm; writes target/bench/mcp.json.
@@ -102,6 +113,7 @@ struct Native {
     engine: Engine,
     call_headers: Vec<(&'static str, &'static [u8])>,
     call_body: Vec<u8>,
+    wait: AwaitBody,
     call: McpRequest,
     token: VerifiedToken,
     list_headers: Vec<(&'static str, &'static [u8])>,
@@ -134,8 +146,10 @@ impl Native {
         let list_headers = header_pairs(&doc["list"]["headers"])?;
         let list_body = doc["list"]["body"].as_str().context("list body")?.as_bytes().to_vec();
         let list_response = doc["list"]["response"].as_str().context("list response")?.as_bytes().to_vec();
+        let verdict = engine.decide_with_body(&call_headers, Connection::default(), Body::Absent, NOW, &PureRust);
+        let Verdict::Allow { await_body: Some(wait), .. } = verdict else { bail!("the call's headers: {verdict:?}") };
         let verdict =
-            engine.decide_with_body(&call_headers, Connection::default(), Body::Complete(&call_body), NOW, &PureRust);
+            engine.decide_body(&wait, &call_headers, Connection::default(), Body::Complete(&call_body), NOW, &PureRust);
         ensure!(matches!(verdict, Verdict::Allow { mcp: Some(_), dry_run: None, .. }), "the call: {verdict:?}");
         let call = mcp_request::parse(
             &call_body,
@@ -155,6 +169,7 @@ impl Native {
             engine,
             call_headers,
             call_body,
+            wait,
             call,
             token,
             list_headers,
@@ -206,6 +221,11 @@ impl Native {
         };
         match phase {
             0 => {
+                let body = Body::Complete(&self.call_body);
+                let v = self.engine.decide_body(&self.wait, headers, conn, body, NOW, &PureRust);
+                u32::from(matches!(v, Verdict::Allow { mcp: Some(_), .. }))
+            }
+            7 => {
                 let v = self.engine.decide_with_body(headers, conn, Body::Complete(&self.call_body), NOW, &PureRust);
                 u32::from(matches!(v, Verdict::Allow { mcp: Some(_), .. }))
             }

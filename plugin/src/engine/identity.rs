@@ -1,7 +1,7 @@
 //! The identity headers: the ones the plugin sets on an allowed request, and the client-sent ones it removes.
 
 use super::prepare::Prepared;
-use super::{Attempt, Engine, TokenSource, Verdict, Verified};
+use super::{Attempt, AwaitBody, Engine, TokenSource, Verdict, Verified};
 use crate::percent;
 use crate::request::mcp::list::ListKind;
 use crate::request::{self, Headers, MethodOverride};
@@ -210,7 +210,11 @@ impl Engine {
             mcp: mcp.call.clone(),
             filter_list,
             dpop_nonce: mcp.fresh_nonce.clone(),
-            await_body: mcp.await_body,
+            await_body: mcp.await_body.map(|max_bytes| AwaitBody {
+                max_bytes,
+                verified: Verified(p.verified.clone()),
+                scheme: mcp.scheme,
+            }),
             verified: Some(Verified(p.verified.clone())),
         }
     }

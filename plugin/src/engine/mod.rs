@@ -62,9 +62,9 @@ pub enum Verdict {
         /// Whether the response is a list to filter for this caller ([`Engine::filter_list`]).
         filter_list: bool,
         /// A POST to an MCP endpoint: nothing is decided yet. Forward the headers as above (Envoy sends them
-        /// on before any filter sees the body), buffer the body up to this many bytes, and decide with
-        /// [`Engine::decide_with_body`]; a denial then answers instead of the body going upstream.
-        await_body: Option<usize>,
+        /// on before any filter sees the body), buffer the body up to `max_bytes`, and decide with
+        /// [`Engine::decide_body`]; a denial then answers instead of the body going upstream.
+        await_body: Option<AwaitBody>,
         /// The verified token (absent only in dry-run mode when it did not verify).
         verified: Option<Verified>,
         /// A fresh DPoP nonce for the upstream's response (RFC 9449 §8.2): the client's nonce is still accepted
@@ -91,6 +91,17 @@ pub enum Verdict {
         /// The answer without a refetch.
         denial: Denial,
     },
+}
+
+/// A POST to an MCP endpoint allowed at its headers, its body still to be read: how much of it to read, and
+/// what the decision on it takes from the decision at the headers (the token verified then, and how it was
+/// presented), so that [`Engine::decide_body`] does not verify it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwaitBody {
+    /// The endpoint's cap on the body, bytes.
+    pub max_bytes: usize,
+    verified: Verified,
+    scheme: Scheme,
 }
 
 /// A ready decision engine: verifier, policy, response settings and the verified-token cache, built by
@@ -312,20 +323,60 @@ impl Engine {
         crypto: &dyn CryptoBackend,
     ) -> Verdict {
         let mut mcp = Attempt { again: !matches!(body, Body::Absent), ..Attempt::default() };
+        let result = self.evaluate(headers, conn, body, now, crypto, &mut mcp);
+        self.verdict_of(result, &mcp, headers)
+    }
+
+    /// Decides a POST to an MCP endpoint on its body, after [`Engine::decide_with`] answered `await_body` for
+    /// the same headers: the token verified then is taken as it is (checked against revocations again, which
+    /// may have changed), the body read and policy asked. The same verdict as [`Engine::decide_with_body`] (the
+    /// tests compare them) without looking the token up again; a token that expired meanwhile, or anything
+    /// unexpected, is decided afresh.
+    pub fn decide_body(
+        &self,
+        wait: &AwaitBody,
+        headers: &Headers<'_>,
+        conn: Connection<'_>,
+        body: Body<'_>,
+        now: i64,
+        crypto: &dyn CryptoBackend,
+    ) -> Verdict {
+        let afresh = || self.decide_with_body(headers, conn, body, now, crypto);
+        let admitted = &wait.verified.0;
+        if now >= admitted.token.valid_until {
+            return afresh();
+        }
+        let Ok(p) = self.prepare_verified(headers, admitted.clone(), now) else { return afresh() };
+        let Some(endpoint) = self.mcp_endpoint(&p.path, &conn) else { return afresh() };
+        let mut mcp = Attempt { again: true, scheme: wait.scheme, endpoint: Some(endpoint), ..Attempt::default() };
+        let view = p.view(headers, conn, now, None);
+        let result = match self.mcp_message(endpoint, &p.method, &view, body) {
+            Ok(mcp::Message::Call(call)) => {
+                mcp.call = Some(Rc::new(*call));
+                self.conclude(&p, headers, conn, now, &mut mcp)
+            }
+            Ok(mcp::Message::None | mcp::Message::AwaitBody(_)) => return afresh(),
+            Err(failure) => Err(failure),
+        };
+        self.verdict_of(result, &mcp, headers)
+    }
+
+    /// The verdict of an evaluation: its own, or the answer to its failure.
+    fn verdict_of(&self, result: Result<Verdict, Failure>, mcp: &Attempt<'_>, headers: &Headers<'_>) -> Verdict {
         // The request id is only read for an answer the plugin writes itself.
-        match self.evaluate(headers, conn, body, now, crypto, &mut mcp) {
+        match result {
             Ok(verdict) => verdict,
             Err(Failure::RemoteKeys { issuer, error }) => {
-                let denial = self.refusal(Failure::Token(error), &mcp, request_id(headers));
+                let denial = self.refusal(Failure::Token(error), mcp, request_id(headers));
                 match error {
                     TokenError::KeysUnavailable => Verdict::WaitForKeys { issuer, on_timeout: denial },
                     _ => Verdict::UnknownKey { issuer, denial },
                 }
             }
             Err(failure) if self.settings.mode == Mode::DryRun => {
-                self.dry_run(headers, self.refusal(failure, &mcp, request_id(headers)), mcp.call)
+                self.dry_run(headers, self.refusal(failure, mcp, request_id(headers)), mcp.call.clone())
             }
-            Err(failure) => Verdict::Deny(self.refusal(failure, &mcp, request_id(headers))),
+            Err(failure) => Verdict::Deny(self.refusal(failure, mcp, request_id(headers))),
         }
     }
 
@@ -521,9 +572,21 @@ impl Engine {
             }
         }
         let p = self.admit(headers, conn, body, now, crypto, mcp)?;
+        self.conclude(&p, headers, conn, now, mcp)
+    }
+
+    /// Policy on an admitted request (or, at an MCP endpoint before its body is read, its headers forwarded).
+    fn conclude<'h>(
+        &'h self,
+        p: &Prepared<'h>,
+        headers: &'h Headers<'h>,
+        conn: Connection<'_>,
+        now: i64,
+        mcp: &mut Attempt<'h>,
+    ) -> Result<Verdict, Failure> {
         if mcp.await_body.is_some() {
             // The headers go on with the identity; the decision is made on the body.
-            return Ok(self.forward(&p, headers, None, mcp));
+            return Ok(self.forward(p, headers, None, mcp));
         }
         let admitted = &p.verified;
         let view = p.view(headers, conn, now, mcp.call.as_deref());
@@ -539,7 +602,7 @@ impl Engine {
                 let method = p.method_override.as_deref().unwrap_or(&p.method);
                 let limits = self.policy.limits_for(&admitted.token, &Request { method, ..view }, rule);
                 self.check_limits(admitted, limits)?;
-                Ok(self.forward(&p, headers, Some(rule.into()), mcp))
+                Ok(self.forward(p, headers, Some(rule.into()), mcp))
             }
             Decision::Deny { rule } => {
                 Err(Failure::Forbidden { rule: Some(rule.to_owned()), missing_scope: None, admitted: admitted.clone() })

@@ -171,6 +171,42 @@ impl Engine {
         crypto: &dyn CryptoBackend,
         scheme: &mut Scheme,
     ) -> Result<Prepared<'h>, Failure> {
+        self.prepare_with(headers, |query| {
+            let (token, presented) = self.credential(headers, query)?.ok_or(Failure::NoToken)?;
+            *scheme = presented;
+            let verified = self.verify(&token, headers, now, crypto).map_err(|error| match error {
+                TokenError::KeysUnavailable | TokenError::UnknownKey => match self.verifier.remote_issuer_of(&token) {
+                    Some(issuer) => Failure::RemoteKeys { issuer, error },
+                    None => Failure::Token(error),
+                },
+                _ => Failure::Token(error),
+            })?;
+            self.check_revocation(&verified, now)?;
+            Ok(verified)
+        })
+    }
+
+    /// [`Engine::prepare`] for a request whose token verified when its headers were decided (the same headers,
+    /// decided again on the body): the token is not looked up again, only checked against revocations, which
+    /// may have changed meanwhile.
+    pub(super) fn prepare_verified<'h>(
+        &self,
+        headers: &'h Headers<'h>,
+        verified: Rc<Admitted>,
+        now: i64,
+    ) -> Result<Prepared<'h>, Failure> {
+        self.prepare_with(headers, |_| {
+            self.check_revocation(&verified, now)?;
+            Ok(verified)
+        })
+    }
+
+    /// The request canonicalised around `token`, which finds and checks its token (given the query).
+    fn prepare_with<'h>(
+        &self,
+        headers: &'h Headers<'h>,
+        token: impl FnOnce(Option<&'h str>) -> Result<Rc<Admitted>, Failure>,
+    ) -> Result<Prepared<'h>, Failure> {
         let pseudo = Pseudo::of(headers);
         let raw_method = pseudo.method.ok_or(Failure::BadRequest(RequestError::MissingMethod))?;
         let method = request::canonical_method(raw_method).map_err(Failure::BadRequest)?;
@@ -178,18 +214,7 @@ impl Engine {
         let canonical =
             request::canonical_path_with(raw_path, self.settings.path_parameters).map_err(Failure::BadRequest)?;
         let method_override = self.method_override(headers, canonical.query)?;
-
-        let (token, presented) = self.credential(headers, canonical.query)?.ok_or(Failure::NoToken)?;
-        *scheme = presented;
-        let verified = self.verify(&token, headers, now, crypto).map_err(|error| match error {
-            TokenError::KeysUnavailable | TokenError::UnknownKey => match self.verifier.remote_issuer_of(&token) {
-                Some(issuer) => Failure::RemoteKeys { issuer, error },
-                None => Failure::Token(error),
-            },
-            _ => Failure::Token(error),
-        })?;
-        self.check_revocation(&verified, now)?;
-
+        let verified = token(canonical.query)?;
         let host = match pseudo.authority {
             Some(h) => Some(request::canonical_host(h).map_err(Failure::BadRequest)?),
             None => None,

@@ -489,4 +489,5 @@ fn jwt_authn_attests_the_payload_it_forwarded_and_nothing_else() {
 mod bypass;
 mod dpop;
 mod limits;
+mod mcp_body;
 mod revocation;

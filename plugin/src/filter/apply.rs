@@ -70,12 +70,13 @@ pub(super) fn apply(
                 // Forward what was authorised. Envoy chose the route on the old path and method: recompute it.
                 let _ = host::call_foreign_function("clear_route_cache", &[]);
             }
-            if let Some(max_bytes) = await_body {
+            if let Some(wait) = await_body {
                 let hold_headers = engine.settings().mcp_hold_headers || matches!(held_body, HeldBody::Partial);
                 mcp::set_phase(
                     context_id,
                     mcp::Phase::AwaitingBody(Box::new(mcp::Pending {
-                        max_bytes,
+                        wait,
+                        engine: shared.try_borrow().ok().and_then(|s| s.engine.as_ref().map(Rc::downgrade)),
                         headers: decided.raw_headers.to_vec(),
                         properties: decided.properties.clone(),
                         headers_held: hold_headers,

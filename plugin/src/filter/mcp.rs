@@ -13,14 +13,14 @@
 
 use super::host::{self, BufferType, LogLevel, MapType};
 use super::{Properties, Shared, audit, count_denial, log, logging_at, now_ms, reply};
-use crate::engine::{Body, Denial, Engine, Verdict};
+use crate::engine::{AwaitBody, Body, Denial, Engine, Verdict};
 use crate::request::mcp::McpRequest;
 use crate::request::mcp::list::{Filtered, ListError};
 use crate::request::mcp::sse::SseRewriter;
 use crate::token::CryptoBackend;
 use rustc_hash::FxHashMap;
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 /// `proxy_on_*_body` answers: go on, or keep buffering.
 pub(super) const DATA_CONTINUE: u32 = 0;
@@ -77,7 +77,11 @@ pub(super) enum Phase {
 /// What deciding on the body needs of the request: its headers as they arrived (Envoy has forwarded its
 /// own, edited, by then) and what Envoy said of the connection.
 pub(super) struct Pending {
-    pub max_bytes: usize,
+    /// What the decision on the body takes from the one at the headers.
+    pub wait: AwaitBody,
+    /// The engine that decided at the headers: the decision on the body takes the token it verified only from
+    /// that same engine (a new configuration decides afresh).
+    pub engine: Option<Weak<Engine>>,
     pub headers: Vec<u8>,
     pub properties: Properties,
     /// Whether the headers wait for this decision (`mcp.hold_headers`): they can still be edited.
@@ -159,7 +163,7 @@ pub(super) fn on_request_body(
     end: bool,
 ) -> u32 {
     let (waiting, pushed) = match STREAMS.with(|s| match s.borrow().get(&context_id) {
-        Some(Phase::AwaitingBody(p)) => Some((Some(p.max_bytes), None)),
+        Some(Phase::AwaitingBody(p)) => Some((Some(p.wait.max_bytes), None)),
         Some(Phase::SecurityEvent { max_bytes }) => Some((None, Some(*max_bytes))),
         // Kept back by the holding (Request::on_request_body) before it comes here; never let go unseen.
         Some(Phase::HeldForKeys) => None,
@@ -221,7 +225,12 @@ pub(super) fn decide_body(
     };
     let conn = pending.properties.connection();
     let (hits, misses) = engine.cache_stats();
-    let verdict = engine.decide_with_body(&headers, conn, body, now, crypto);
+    let same_engine = pending.engine.as_ref().and_then(Weak::upgrade).is_some_and(|e| Rc::ptr_eq(&e, &engine));
+    let verdict = if same_engine {
+        engine.decide_body(&pending.wait, &headers, conn, body, now, crypto)
+    } else {
+        engine.decide_with_body(&headers, conn, body, now, crypto)
+    };
     let verdict = super::anomaly::screen(shared, &engine, &headers, verdict, now_ms);
     super::record(shared, &engine, &verdict, hits, misses, now_ms);
     audit::verdict_event(shared, &audit::Context { engine: &engine, headers: &headers, conn, now_ms }, &verdict);
