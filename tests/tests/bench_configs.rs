@@ -22,8 +22,12 @@ fn bench_configs() -> Vec<PathBuf> {
     files
 }
 
-/// G's audit file in its template (`agent-iam-envoy-bench` puts it in its work directory).
-const G_AUDIT_LOG: &str = "path: target/bench/envoy/G/audit.ndjson";
+/// The access log files in the templates, G's audit file and G0's control log (`agent-iam-envoy-bench` puts
+/// each in its configuration's work directory), with the name each gets here.
+const ACCESS_LOGS: [(&str, &str); 2] = [
+    ("path: target/bench/envoy/G/audit.ndjson", "g-audit.ndjson"),
+    ("path: target/bench/envoy/G0/access.ndjson", "g0-access.ndjson"),
+];
 
 #[test]
 #[ignore = "needs Envoy and the release .wasm (make e2e)"]
@@ -50,6 +54,9 @@ fn every_bench_config_renders_and_validates() {
         "configuration C3 (DPoP) not found in {}",
         bench_dir().display()
     );
+    for control in ["f0-mcp-post-control.yaml", "g0-access-log-control.yaml"] {
+        assert!(files.iter().any(|f| f.ends_with(control)), "control {control} not found in {}", bench_dir().display());
+    }
     let mut failures = Vec::new();
     for file in &files {
         let template = std::fs::read_to_string(file).unwrap();
@@ -57,13 +64,13 @@ fn every_bench_config_renders_and_validates() {
             Ports { listener: testbed::free_port().unwrap(), admin: testbed::free_port().unwrap(), ..Ports::DEFAULT };
         // As `agent-iam-envoy-bench` renders it: keys, ports, `.wasm` path.
         let rendered = demo::render_bench_config(&template, &keys.jwks(), ports, &wasm).unwrap();
-        // G's audit file, as the benchmark puts it in its work directory: Envoy opens an access log file even
-        // when it only validates, so its directory must exist.
-        let rendered = if rendered.contains(G_AUDIT_LOG) {
-            let file = out.join("g-audit.ndjson");
-            demo::replace_once(&rendered, G_AUDIT_LOG, &format!("path: {}", file.display())).unwrap()
-        } else {
-            rendered
+        // G's audit file and G0's log, as the benchmark puts them in a work directory: Envoy opens an access log
+        // file even when it only validates, so its directory must exist.
+        let rendered = match ACCESS_LOGS.iter().find(|(path, _)| rendered.contains(path)) {
+            Some((path, name)) => {
+                demo::replace_once(&rendered, path, &format!("path: {}", out.join(name).display())).unwrap()
+            }
+            None => rendered,
         };
         assert!(!rendered.contains("port_value: 10000 "), "{}: listener port not substituted", file.display());
         assert!(!rendered.contains("port_value: 9901 "), "{}: admin port not substituted", file.display());

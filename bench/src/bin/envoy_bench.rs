@@ -13,20 +13,22 @@
 //! | D | `jwt_authn` cached + agent-iam trusting its check (`d-jwt-authn-agent-iam.yaml`) | one token |
 //! | E | an empty proxy-wasm filter (`e-empty-wasm.yaml`): the floor of any Wasm filter in Envoy | one token |
 //! | F | agent-iam on an MCP endpoint (`f-agent-iam-mcp.yaml`): a ~2 KB 2026-07-28 `tools/call` POST, its body parsed and decided | one token: a warm cache |
+//! | F0 | control for F (`f0-mcp-post-control.yaml`): F's POST, the plugin deciding on the headers alone (no `mcp` section: the body is neither held nor read by it), Envoy's `buffer` filter holding the request until its body ends (as F's held headers do) | one token: a warm cache |
 //! | G | C with agent-iam's audit trail (`g-agent-iam-audit.yaml`): an OCSF event per decision, chained and checkpointed, written by Envoy's file access logger to a real file | one token: a warm cache |
+//! | G0 | control for G (`g0-access-log-control.yaml`): C with Envoy's file access logger writing a fixed line of G's event's size per request, behind an always-true CEL filter, the plugin writing nothing | one token: a warm cache |
 //! | H | C with a request limit per agent (counted in Envoy's shared data, never reached) and every anomaly signal on, recording (`h-agent-iam-limits.yaml`) | one token: a warm cache |
 //!
 //! Method: one Envoy per configuration (each `--concurrency 1`, a `direct_response` route, HTTP/1.1
 //! keep-alive), all started at once and pinned to one core; the load generator and `wrk` on another. Keys are
 //! generated at start, as the demo does; every configuration must answer 200 for the good token and 401/403
-//! for bad ones before anything is timed (and G must have written an OCSF event line to its audit file, which
-//! is emptied before each of its runs, untimed). After a discarded warm-up the configurations are measured in turn
-//! (A B B' C C' C'' D E, then again) for `--rounds` rounds: first the maximum throughput (closed loop, `wrk`,
-//! or the built-in generator if `wrk` is missing), then latency at half of A's median throughput (open loop,
-//! [`agent_iam_bench::loadgen`]: latency from each request's intended send time). Figures are medians over the
-//! rounds. Envoy's CPU time per request (from `/proc`) is recorded beside every figure: it is what the
-//! configuration costs, and unlike throughput it hardly moves when other work shares the machine. Token-cache
-//! counters are read from Envoy's `/stats` at the end.
+//! for bad ones before anything is timed (and G must have written an OCSF event line to its audit file, G0 its
+//! control line to its access log; each file is emptied before each of its runs, untimed). After a discarded
+//! warm-up the configurations are measured in turn (A B B' C C' C'' D E, then again) for `--rounds` rounds:
+//! first the maximum throughput (closed loop, `wrk`, or the built-in generator if `wrk` is missing), then
+//! latency at half of A's median throughput (open loop, [`agent_iam_bench::loadgen`]: latency from each
+//! request's intended send time). Figures are medians over the rounds. Envoy's CPU time per request (from
+//! `/proc`) is recorded beside every figure: it is what the configuration costs, and unlike throughput it hardly
+//! moves when other work shares the machine. Token-cache counters are read from Envoy's `/stats` at the end.
 //!
 //! Writes `target/bench/envoy.json` and `target/bench/envoy.md`; targets are reported, never asserted.
 //! Options: `--rounds N` (3), `--seconds S` (5), `--warmup S` (2), `--connections N` (16, closed loop),
@@ -76,19 +78,48 @@ struct Config {
     fresh_tokens: bool,
     /// Whether agent-iam runs (its token-cache counters are read).
     plugin: bool,
-    /// The load is an MCP `tools/call` POST to /mcp ([`agent_iam_bench::mcp`]), not a GET of [`PATH`].
-    mcp: bool,
-    /// The template's path of the file the plugin's audit events are written to (Envoy's file access logger),
-    /// replaced by a file in the configuration's work directory.
-    audit_log: Option<&'static str>,
+    /// The load is an MCP `tools/call` POST to /mcp ([`agent_iam_bench::mcp`]), not a GET of [`PATH`], and what
+    /// the plugin decides it on (which checks it must pass).
+    mcp: Option<Mcp>,
+    /// The file Envoy's file access logger writes a line per request to.
+    access_log: Option<AccessLog>,
     /// The load is one DPoP-bound token with a new DPoP proof every request (`Authorization: DPoP`, `DPoP`).
     dpop: bool,
 }
 
-/// G's audit file in its template (`envoy/bench/g-agent-iam-audit.yaml`).
-const AUDIT_LOG_TEMPLATE: &str = "target/bench/envoy/G/audit.ndjson";
+/// What the plugin decides an MCP configuration's `tools/call` on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mcp {
+    /// Its body, read and parsed (F): checked with allowed and refused calls ([`verify_mcp`]).
+    Body,
+    /// The headers alone (F0: no `mcp` section, a plain rule for `POST /mcp`): checked with the timed call, no
+    /// token, a token for another audience and another agent.
+    Headers,
+}
 
-const CONFIGS: [Config; 12] = [
+/// An access log file in a configuration's work directory.
+struct AccessLog {
+    /// Its path in the template, replaced by a file of the same name in the configuration's work directory.
+    template: &'static str,
+    /// What its lines are (what is checked before timing).
+    lines: LogLines,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LogLines {
+    /// The plugin's OCSF audit events (G).
+    Audit,
+    /// Envoy's own fixed line of the size of G's event (G0), its `metadata.log_name` this.
+    Control(&'static str),
+}
+
+/// G's audit file in its template (`envoy/bench/g-agent-iam-audit.yaml`).
+const AUDIT_LOG: AccessLog = AccessLog { template: "target/bench/envoy/G/audit.ndjson", lines: LogLines::Audit };
+/// G0's access log in its template (`envoy/bench/g0-access-log-control.yaml`).
+const CONTROL_LOG: AccessLog =
+    AccessLog { template: "target/bench/envoy/G0/access.ndjson", lines: LogLines::Control("g0-control-line") };
+
+const CONFIGS: [Config; 14] = [
     Config {
         key: "A",
         label: "A",
@@ -97,8 +128,8 @@ const CONFIGS: [Config; 12] = [
         auth: false,
         fresh_tokens: false,
         plugin: false,
-        mcp: false,
-        audit_log: None,
+        mcp: None,
+        access_log: None,
         dpop: false,
     },
     Config {
@@ -109,8 +140,8 @@ const CONFIGS: [Config; 12] = [
         auth: true,
         fresh_tokens: false,
         plugin: false,
-        mcp: false,
-        audit_log: None,
+        mcp: None,
+        access_log: None,
         dpop: false,
     },
     Config {
@@ -121,8 +152,8 @@ const CONFIGS: [Config; 12] = [
         auth: true,
         fresh_tokens: false,
         plugin: false,
-        mcp: false,
-        audit_log: None,
+        mcp: None,
+        access_log: None,
         dpop: false,
     },
     Config {
@@ -133,8 +164,8 @@ const CONFIGS: [Config; 12] = [
         auth: true,
         fresh_tokens: false,
         plugin: true,
-        mcp: false,
-        audit_log: None,
+        mcp: None,
+        access_log: None,
         dpop: false,
     },
     Config {
@@ -145,8 +176,8 @@ const CONFIGS: [Config; 12] = [
         auth: true,
         fresh_tokens: true,
         plugin: true,
-        mcp: false,
-        audit_log: None,
+        mcp: None,
+        access_log: None,
         dpop: false,
     },
     Config {
@@ -157,8 +188,8 @@ const CONFIGS: [Config; 12] = [
         auth: true,
         fresh_tokens: true,
         plugin: true,
-        mcp: false,
-        audit_log: None,
+        mcp: None,
+        access_log: None,
         dpop: false,
     },
     Config {
@@ -169,8 +200,8 @@ const CONFIGS: [Config; 12] = [
         auth: true,
         fresh_tokens: false,
         plugin: true,
-        mcp: false,
-        audit_log: None,
+        mcp: None,
+        access_log: None,
         dpop: true,
     },
     Config {
@@ -181,8 +212,8 @@ const CONFIGS: [Config; 12] = [
         auth: true,
         fresh_tokens: false,
         plugin: true,
-        mcp: false,
-        audit_log: None,
+        mcp: None,
+        access_log: None,
         dpop: false,
     },
     Config {
@@ -193,8 +224,8 @@ const CONFIGS: [Config; 12] = [
         auth: false,
         fresh_tokens: false,
         plugin: false,
-        mcp: false,
-        audit_log: None,
+        mcp: None,
+        access_log: None,
         dpop: false,
     },
     Config {
@@ -205,8 +236,22 @@ const CONFIGS: [Config; 12] = [
         auth: true,
         fresh_tokens: false,
         plugin: true,
-        mcp: true,
-        audit_log: None,
+        mcp: Some(Mcp::Body),
+        access_log: None,
+        dpop: false,
+    },
+    Config {
+        key: "F0",
+        label: "F0",
+        file: "f0-mcp-post-control.yaml",
+        what: "control for F: F's POST (same body, headers, token), the plugin deciding on the headers alone (no \
+               mcp section: the body neither held nor read by it), Envoy's buffer filter holding the request \
+               until its body ends, warm token cache",
+        auth: true,
+        fresh_tokens: false,
+        plugin: true,
+        mcp: Some(Mcp::Headers),
+        access_log: None,
         dpop: false,
     },
     Config {
@@ -218,8 +263,21 @@ const CONFIGS: [Config; 12] = [
         auth: true,
         fresh_tokens: false,
         plugin: true,
-        mcp: false,
-        audit_log: Some(AUDIT_LOG_TEMPLATE),
+        mcp: None,
+        access_log: Some(AUDIT_LOG),
+        dpop: false,
+    },
+    Config {
+        key: "G0",
+        label: "G0",
+        file: "g0-access-log-control.yaml",
+        what: "control for G: C, and Envoy's file access logger writing a line of G's event's size (a fixed text, \
+               not the plugin's) per request, behind an always-true CEL filter",
+        auth: true,
+        fresh_tokens: false,
+        plugin: true,
+        mcp: None,
+        access_log: Some(CONTROL_LOG),
         dpop: false,
     },
     Config {
@@ -231,8 +289,8 @@ const CONFIGS: [Config; 12] = [
         auth: true,
         fresh_tokens: false,
         plugin: true,
-        mcp: false,
-        audit_log: None,
+        mcp: None,
+        access_log: None,
         dpop: false,
     },
 ];
@@ -287,8 +345,8 @@ struct Cli {
     /// Do not run Envoy and the load generator under SCHED_FIFO, even where allowed.
     #[arg(long = "no-realtime")]
     no_realtime: bool,
-    /// Only these configurations (comma-separated keys: A,B,B1,C,C1,C2,C3,D,E,F,G,H); A is always run, as the
-    /// reference.
+    /// Only these configurations (comma-separated keys: A,B,B1,C,C1,C2,C3,D,E,F,F0,G,G0,H); A is always run, as
+    /// the reference.
     #[arg(long, value_name = "KEYS", value_delimiter = ',')]
     only: Vec<String>,
     /// Distinct tokens sent to C for the memory figures (RSS and the Wasm VM's memory after 4,096 and after
@@ -381,7 +439,7 @@ impl<'a> Minter<'a> {
     where
         'a: 't,
     {
-        Ok(if config.mcp {
+        Ok(if config.mcp.is_some() {
             Load::Mcp(mcp)
         } else if config.dpop {
             Load::Dpop(self.bound, self.proofs(tokens_for(rps, seconds), PATH)?)
@@ -521,7 +579,7 @@ struct Gateway {
     open: Vec<Run>,
     /// Runs that went wrong (non-2xx answers, reused tokens): the figure is still reported, with this.
     warnings: Vec<String>,
-    /// The file Envoy writes the plugin's audit events to (configuration G).
+    /// The file Envoy's access logger writes to: the plugin's audit events (G), Envoy's control line (G0).
     audit_file: Option<PathBuf>,
 }
 
@@ -751,21 +809,27 @@ struct McpTokens {
     research: String,
 }
 
-/// An MCP configuration must decide on the body before it is timed: 200 from the `direct_response` for the
-/// timed call; 403 for another account, too large an amount, a denied tool or another agent; 400 for a
-/// `Mcp-Name` that disagrees with the body; 401 for no token or a token for another audience.
-fn verify_mcp(port: u16, config: &Config, tokens: &McpTokens, api_token: &str) -> Result<()> {
+/// An MCP configuration must decide right before it is timed: 200 from the `direct_response` for the timed
+/// call; 403 for another agent; 401 for no token or a token for another audience. One deciding on the body
+/// (F) must also refuse, on the body, another account, too large an amount and a denied tool (403) and a
+/// `Mcp-Name` that disagrees with the body (400).
+fn verify_mcp(port: u16, config: &Config, on: Mcp, tokens: &McpTokens, api_token: &str) -> Result<()> {
     let call = |tool: &str, account: &str, amount: u64| mcp::call_body(7, tool, account, amount);
-    let checks: Vec<(&str, Option<&str>, String, &str, u16)> = vec![
+    let mut checks: Vec<(&str, Option<&str>, String, &str, u16)> = vec![
         ("the timed call", Some(&tokens.trader), mcp::allowed_call(), mcp::TOOL, 200),
-        ("another account", Some(&tokens.trader), call(mcp::TOOL, "acct-8", 10), mcp::TOOL, 403),
-        ("an amount over max_amount", Some(&tokens.trader), call(mcp::TOOL, "acct-7", 5001), mcp::TOOL, 403),
-        ("a denied tool", Some(&tokens.trader), call("delete_account", "acct-7", 1), "delete_account", 403),
         ("another agent (research)", Some(&tokens.research), mcp::allowed_call(), mcp::TOOL, 403),
-        ("Mcp-Name not the body's tool", Some(&tokens.trader), mcp::allowed_call(), "get_quote", 400),
         ("no token", None, mcp::allowed_call(), mcp::TOOL, 401),
         ("a token for another audience", Some(api_token), mcp::allowed_call(), mcp::TOOL, 401),
     ];
+    if on == Mcp::Body {
+        let trader = Some(tokens.trader.as_str());
+        checks.extend([
+            ("another account", trader, call(mcp::TOOL, "acct-8", 10), mcp::TOOL, 403),
+            ("an amount over max_amount", trader, call(mcp::TOOL, "acct-7", 5001), mcp::TOOL, 403),
+            ("a denied tool", trader, call("delete_account", "acct-7", 1), "delete_account", 403),
+            ("Mcp-Name not the body's tool", trader, mcp::allowed_call(), "get_quote", 400),
+        ]);
+    }
     for (what, token, body, name, want) in checks {
         let mut owned = mcp::headers("tools/call", Some(name));
         if let Some(t) = token {
@@ -884,10 +948,11 @@ fn flush_access_logs(admin: u16) -> Result<()> {
     Ok(())
 }
 
-/// A configuration with an audit file must have written the events of the checks' requests before it is timed:
-/// its last complete line is an OCSF API Activity event (`class_uid` 6003).
+/// A configuration with an access log must have written the lines of the checks' requests before it is timed:
+/// its last complete line is an OCSF API Activity event (`class_uid` 6003): the plugin's (G), or Envoy's control
+/// line, with its `metadata.log_name` and a request id (G0).
 fn verify_audit(gw: &Gateway) -> Result<()> {
-    let Some(path) = &gw.audit_file else { return Ok(()) };
+    let (Some(path), Some(log)) = (&gw.audit_file, &gw.config.access_log) else { return Ok(()) };
     let deadline = Instant::now() + Duration::from_secs(10);
     let last = loop {
         flush_access_logs(gw.envoy.admin_port())?;
@@ -909,6 +974,15 @@ fn verify_audit(gw: &Gateway) -> Result<()> {
         path.display(),
         event["class_uid"]
     );
+    if let LogLines::Control(name) = log.lines {
+        ensure!(
+            event["metadata"]["log_name"] == name
+                && event["metadata"]["correlation_uid"].as_str().is_some_and(|id| id.len() == 36),
+            "{}: the last line of {} is not the control line ({name}, with a request id): {last}",
+            gw.config.label,
+            path.display(),
+        );
+    }
     Ok(())
 }
 
@@ -1065,16 +1139,19 @@ fn run(opts: Options) -> Result<()> {
                 .with_context(|| format!("reading {}", template_path.display()))?;
             let ports = Ports { listener: testbed::free_port()?, admin: testbed::free_port()?, ..Ports::DEFAULT };
             let yaml = demo::render_bench_config(&template, &jwks, ports, &wasm)?;
-            // The audit file: a real file in the configuration's work directory (Envoy::start creates it),
-            // emptied of any earlier run's events.
-            let audit_file = config.audit_log.map(|_| work.join(config.key).join("audit.ndjson"));
-            let yaml = match (config.audit_log, &audit_file) {
-                (Some(template_path), Some(file)) => {
+            // The access log: a real file of the template's name in the configuration's work directory
+            // (Envoy::start creates the directory), emptied of any earlier run's lines.
+            let audit_file = config.access_log.as_ref().map(|log| {
+                let name = Path::new(log.template).file_name().unwrap_or("access.log".as_ref());
+                work.join(config.key).join(name)
+            });
+            let yaml = match (&config.access_log, &audit_file) {
+                (Some(log), Some(file)) => {
                     if file.exists() {
                         std::fs::remove_file(file).with_context(|| format!("removing {}", file.display()))?;
                     }
-                    demo::replace_once(&yaml, &format!("path: {template_path}"), &format!("path: {}", file.display()))
-                        .with_context(|| format!("{}: the audit file's path", config.file))?
+                    demo::replace_once(&yaml, &format!("path: {}", log.template), &format!("path: {}", file.display()))
+                        .with_context(|| format!("{}: the access log's path", config.file))?
                 }
                 _ => yaml,
             };
@@ -1131,8 +1208,8 @@ fn run(opts: Options) -> Result<()> {
         }
     };
     gateways.retain(|g| {
-        match if g.config.mcp {
-            verify_mcp(g.port, g.config, &mcp_tokens, &tokens.trader)
+        match if let Some(mcp) = g.config.mcp {
+            verify_mcp(g.port, g.config, mcp, &mcp_tokens, &tokens.trader)
         } else if g.config.dpop {
             verify_dpop(g.port, g.config, &dpop_checks)
         } else {
@@ -1316,7 +1393,9 @@ fn results(opts: &Options, gateways: &[Gateway], failed: &Map<String, Value>, r:
          event per request, chained and checkpointed, to a file by Envoy's file access logger), H C with a limit \
          per agent in Envoy's shared data (never reached) and every anomaly signal on (record), C3 agent-iam with \
          DPoP required: one bound token (warm cache) and a new ES256 DPoP proof per request (host crypto, the \
-         replay cache in Envoy's shared data). See docs/performance.md."
+         replay cache in Envoy's shared data). Controls: F0 F's POST with the plugin deciding on the headers \
+         alone (no mcp section), G0 C with Envoy's file access logger writing a fixed line of G's event's size \
+         per request (not the plugin's). See docs/performance.md."
             .into(),
     );
     let mut configs = Map::new();
@@ -1417,6 +1496,13 @@ fn results(opts: &Options, gateways: &[Gateway], failed: &Map<String, Value>, r:
     ratios.insert("rps_C/rps_E".into(), ratio("rps_C", "rps_E").into());
     ratios.insert("rps_F/rps_C".into(), ratio("rps_F", "rps_C").into());
     ratios.insert("rps_G/rps_C".into(), ratio("rps_G", "rps_C").into());
+    // The controls: F's POST with the plugin at the headers only (the ceiling the POST leaves, and the plugin's
+    // MCP work beyond it); Envoy logging a line of G's event's size itself (its floor, and the plugin's audit
+    // trail beyond it).
+    ratios.insert("rps_F0/rps_C".into(), ratio("rps_F0", "rps_C").into());
+    ratios.insert("rps_F/rps_F0".into(), ratio("rps_F", "rps_F0").into());
+    ratios.insert("rps_G0/rps_C".into(), ratio("rps_G0", "rps_C").into());
+    ratios.insert("rps_G/rps_G0".into(), ratio("rps_G", "rps_G0").into());
     ratios.insert("rps_H/rps_C".into(), ratio("rps_H", "rps_C").into());
     ratios.insert("rps_C3/rps_C1".into(), ratio("rps_C3", "rps_C1").into());
     ratios.insert("rps_C3/rps_C".into(), ratio("rps_C3", "rps_C").into());
@@ -1528,6 +1614,18 @@ fn markdown(r: &Value) -> String {
             ratio(&t["ratio"]),
             t["needs"],
             ratio(&t["paired_ratio"]),
+        ));
+    }
+    let controls: Vec<String> = ["rps_F0/rps_C", "rps_F/rps_F0", "rps_G0/rps_C", "rps_G/rps_G0"]
+        .into_iter()
+        .filter(|k| r["ratios"][*k].is_number())
+        .map(|k| format!("`{k}` {}", ratio(&r["ratios"][k])))
+        .collect();
+    if !controls.is_empty() {
+        md.push_str(&format!(
+            "\nControls (F0: F's POST, the plugin at the headers only; G0: Envoy logging a line of G's event's size \
+             itself): {}.\n",
+            controls.join(", ")
         ));
     }
     let cpu = |k: &str| r["configs"][k]["cpu_us_per_request_closed"].as_f64();
