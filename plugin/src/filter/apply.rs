@@ -76,7 +76,7 @@ pub(super) fn apply(
                     context_id,
                     mcp::Phase::AwaitingBody(Box::new(mcp::Pending {
                         wait,
-                        engine: shared.try_borrow().ok().and_then(|s| s.engine.as_ref().map(Rc::downgrade)),
+                        engine: Rc::downgrade(engine),
                         headers: decided.raw_headers.to_vec(),
                         properties: decided.properties.clone(),
                         headers_held: hold_headers,

@@ -81,7 +81,7 @@ pub(super) struct Pending {
     pub wait: AwaitBody,
     /// The engine that decided at the headers: the decision on the body takes the token it verified only from
     /// that same engine (a new configuration decides afresh).
-    pub engine: Option<Weak<Engine>>,
+    pub engine: Weak<Engine>,
     pub headers: Vec<u8>,
     pub properties: Properties,
     /// Whether the headers wait for this decision (`mcp.hold_headers`): they can still be edited.
@@ -165,12 +165,15 @@ pub(super) fn on_request_body(
     let (waiting, pushed) = match STREAMS.with(|s| match s.borrow().get(&context_id) {
         Some(Phase::AwaitingBody(p)) => Some((Some(p.wait.max_bytes), None)),
         Some(Phase::SecurityEvent { max_bytes }) => Some((None, Some(*max_bytes))),
-        // Kept back by the holding (Request::on_request_body) before it comes here; never let go unseen.
         Some(Phase::HeldForKeys) => None,
         _ => Some((None, None)),
     }) {
         Some(found) => found,
-        None => return DATA_BUFFER,
+        None => {
+            // Held for a key set: kept back with the headers, never let go unseen.
+            super::body_while_held(shared, context_id, size, end);
+            return DATA_BUFFER;
+        }
     };
     if let Some(max_bytes) = pushed {
         return security_event_body(shared, crypto, context_id, size, end, max_bytes);
@@ -225,7 +228,7 @@ pub(super) fn decide_body(
     };
     let conn = pending.properties.connection();
     let (hits, misses) = engine.cache_stats();
-    let same_engine = pending.engine.as_ref().and_then(Weak::upgrade).is_some_and(|e| Rc::ptr_eq(&e, &engine));
+    let same_engine = pending.engine.upgrade().is_some_and(|e| Rc::ptr_eq(&e, &engine));
     let verdict = if same_engine {
         engine.decide_body(&pending.wait, &headers, conn, body, now, crypto)
     } else {
@@ -265,11 +268,12 @@ pub(super) fn decide_body(
             }
             DATA_CONTINUE
         }
-        Verdict::Allow { dry_run: Some(would), .. } => {
+        Verdict::Allow { dry_run: Some(would), set, .. } => {
             // Headers that went on cannot be marked; the log and filter state say it.
-            if pending.headers_held {
-                let mark = format!("{} {}", would.status, would.reason);
-                let _ = host::set_header(MapType::HttpRequestHeaders, crate::engine::DRY_RUN_HEADER, &mark);
+            if pending.headers_held
+                && let Some((name, mark)) = set.iter().find(|(n, _)| *n == crate::engine::DRY_RUN_HEADER)
+            {
+                let _ = host::set_header(MapType::HttpRequestHeaders, name, mark);
             }
             log(
                 LogLevel::Info,

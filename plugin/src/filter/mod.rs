@@ -337,9 +337,6 @@ impl Request {
     }
 
     fn on_request_body(&self, size: usize, end_of_stream: bool) -> u32 {
-        if let Some(answer) = body_while_held(&self.shared, self.context_id, size, end_of_stream) {
-            return answer;
-        }
         mcp::on_request_body(&self.shared, self.crypto.as_ref(), self.context_id, size, end_of_stream)
     }
 
@@ -361,22 +358,18 @@ impl Request {
 }
 
 /// A body chunk of a request held for a key set (only a host that hands a plugin the body while the headers
-/// wait sends one): kept back with the headers, and once complete copied for the decision that follows, since
-/// the host will not hand it to the plugin again. `None` when the request is not held.
-fn body_while_held(shared: &Rc<RefCell<Shared>>, context_id: u32, size: usize, end: bool) -> Option<u32> {
+/// wait sends one): noted with its waiter, and once complete copied for the decision that follows, since the
+/// host will not hand it to the plugin again. The caller keeps the chunk back with the headers.
+fn body_while_held(shared: &Rc<RefCell<Shared>>, context_id: u32, size: usize, end: bool) {
     use outcome::HeldBody;
-    let mut s = shared.try_borrow_mut().ok()?;
-    if s.waiting.is_empty() {
-        return None;
-    }
+    let Ok(mut s) = shared.try_borrow_mut() else { return };
     let cap = s.engine.as_ref().map_or(0, |e| e.settings().mcp.iter().map(|m| m.max_body_bytes).max().unwrap_or(0));
-    let waiter = s.waiting.iter_mut().find(|w| w.context_id == context_id)?;
+    let Some(waiter) = s.waiting.iter_mut().find(|w| w.context_id == context_id) else { return };
     waiter.body = match () {
         _ if size > cap => HeldBody::TooLarge,
         _ if !end => HeldBody::Partial,
         _ => host::buffer(BufferType::HttpRequestBody, size).map_or(HeldBody::Unreadable, HeldBody::Complete),
     };
-    Some(mcp::DATA_BUFFER)
 }
 
 /// What happened to a request, as `proxy_on_request_headers` answers it.
@@ -499,7 +492,7 @@ impl Properties {
 
 /// A request as it was decided: what applying, auditing and explaining its verdict read again.
 struct Decided<'a> {
-    engine: &'a Engine,
+    engine: &'a Rc<Engine>,
     /// The headers as Envoy serialised them, kept when the decision waits for the body.
     raw_headers: &'a [u8],
     headers: &'a Headers<'a>,
