@@ -50,11 +50,14 @@ impl Ports {
     /// The ports written in `envoy/demo.yaml` (and the other configs in `envoy/`).
     pub const DEFAULT: Ports = Ports { listener: 10000, upstream: 10001, admin: 9901, jwks: 10002 };
 
-    /// Free ports chosen by the OS.
+    /// Free ports for Envoy and the JWKS endpoint ([`testbed::free_port`]), and `upstream: 0`: the echo
+    /// upstream binds a port the OS chooses and keeps it ([`EchoUpstream::start`]`(0)`), and its port goes in
+    /// before the configuration is rendered. A port chosen here for a server that binds it later could be taken
+    /// in between.
     pub fn free() -> Result<Ports> {
         Ok(Ports {
             listener: testbed::free_port()?,
-            upstream: testbed::free_port()?,
+            upstream: 0,
             admin: testbed::free_port()?,
             jwks: testbed::free_port()?,
         })
@@ -280,8 +283,9 @@ impl Gateway {
         if !wasm.exists() {
             bail!("{} not found (run `make wasm`)", wasm.display());
         }
-        let config = edit(render_config(&template, &keys.jwks(), ports, &wasm)?);
         let upstream = EchoUpstream::start(ports.upstream)?;
+        let ports = Ports { upstream: upstream.port(), ..ports };
+        let config = edit(render_config(&template, &keys.jwks(), ports, &wasm)?);
         let envoy = Envoy::start(&testbed::envoy_binary(), &config, ports.admin, work_dir)?;
         Ok(Gateway { envoy, upstream, ports })
     }
@@ -315,8 +319,9 @@ impl RemoteKeysGateway {
         if !wasm.exists() {
             bail!("{} not found (run `make wasm`)", wasm.display());
         }
-        let config = edit(render_ports(&template, ports, &wasm)?);
         let upstream = EchoUpstream::start(ports.upstream)?;
+        let ports = Ports { upstream: upstream.port(), ..ports };
+        let config = edit(render_ports(&template, ports, &wasm)?);
         let envoy = Envoy::start(&testbed::envoy_binary(), &config, ports.admin, work_dir)?;
         Ok(RemoteKeysGateway { envoy, jwks, upstream, ports })
     }

@@ -264,10 +264,10 @@ impl AuditGateway {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
             _ => {}
         }
-        let ports = Ports::free()?;
+        let upstream = EchoUpstream::start(0)?;
+        let ports = Ports { upstream: upstream.port(), ..Ports::free()? };
         let config = plugin_config(&keys.jwks(), policy, &key);
         let yaml = render_config(&template, &config, ports, &wasm, &audit_file)?;
-        let upstream = EchoUpstream::start(ports.upstream)?;
         let envoy = Envoy::start(&testbed::envoy_binary(), &yaml, ports.admin, &work_dir)?;
         Ok(AuditGateway { envoy, upstream, ports })
     }

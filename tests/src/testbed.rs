@@ -17,21 +17,19 @@ use std::time::{Duration, Instant};
 
 /// A port on 127.0.0.1 that was free a moment ago, for a process started later (Envoy) to bind.
 ///
-/// Ports come from below the OS's ephemeral range (`ip_local_port_range`), where the OS never hands out
+/// Ports come from outside the OS's ephemeral range (`ip_local_port_range`), where the OS never hands out
 /// ports itself: a port from `bind(0)` would be in that range, and while Envoy starts (seconds under load)
-/// an outgoing connection of a parallel test could get it first. Within this process ports are handed
-/// out in turn from a random starting point, so parallel tests never get the same one; a port some
-/// other process holds is skipped.
+/// an outgoing connection of a parallel test could get it first. The larger room of the two, below the range
+/// (from 10000) or above it, is used; machines differ (Linux's default leaves 20k ports below, some
+/// distributions and containers start the range at 1024 and leave room only above it). Within this process
+/// ports are handed out in turn from a random starting point, so parallel tests never get the same one; a
+/// port some other process holds is skipped. A server this process binds itself takes its port with
+/// [`bind_free_port`], which leaves no moment between the choice and the bind.
 pub fn free_port() -> Result<u16> {
     static NEXT: std::sync::OnceLock<AtomicUsize> = std::sync::OnceLock::new();
-    const LOW: usize = 20_000;
-    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<usize>().ok()))
-        .unwrap_or(32_768)
-        .clamp(LOW, 65_536);
-    if high - LOW < 1000 {
-        // No room below the ephemeral range: let the OS choose.
+    let (low, high) = room_outside_ephemeral_range();
+    if high - low < 200 {
+        // No room outside the ephemeral range: let the OS choose.
         let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
         return Ok(listener.local_addr()?.port());
     }
@@ -40,13 +38,43 @@ pub fn free_port() -> Result<u16> {
         AtomicUsize::new((nanos.subsec_nanos() as usize).wrapping_add(std::process::id() as usize * 7919))
     });
     for _ in 0..1000 {
-        let port = LOW + next.fetch_add(1, Ordering::SeqCst) % (high - LOW);
+        let port = low + next.fetch_add(1, Ordering::SeqCst) % (high - low);
         let port = u16::try_from(port).context("port out of range")?;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return Ok(port);
         }
     }
-    bail!("no free port on 127.0.0.1 between {LOW} and {high}")
+    bail!("no free port on 127.0.0.1 between {low} and {high}")
+}
+
+/// The larger of the two intervals of ports (`low..high`) outside the OS's ephemeral range.
+fn room_outside_ephemeral_range() -> (usize, usize) {
+    const LOWEST: usize = 10_000;
+    const PAST_HIGHEST: usize = 65_536;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut bounds = range.split_whitespace().map(|p| p.parse::<usize>().ok());
+    let (first, last) = match (bounds.next().flatten(), bounds.next().flatten()) {
+        (Some(first), Some(last)) if first <= last => (first, last),
+        _ => (32_768, 60_999),
+    };
+    let below = (LOWEST, first.clamp(LOWEST, PAST_HIGHEST));
+    let above = ((last + 1).clamp(LOWEST, PAST_HIGHEST), PAST_HIGHEST);
+    if below.1 - below.0 >= above.1 - above.0 { below } else { above }
+}
+
+/// A listener on a [`free_port`], bound here and kept: another process (or a parallel test's outgoing
+/// connection, where the OS chooses) cannot take the port between the choice and the bind. For servers this
+/// process runs itself; ports for Envoy to bind come from [`free_port`].
+pub fn bind_free_port() -> Result<TcpListener> {
+    let mut refused = Vec::new();
+    for _ in 0..20 {
+        let port = free_port()?;
+        match TcpListener::bind(("127.0.0.1", port)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => refused.push(format!("{port}: {e}")),
+        }
+    }
+    bail!("no port on 127.0.0.1 could be bound: {}", refused.join(", "))
 }
 
 /// The Envoy binary: `$ENVOY_BIN`, else `.venv/bin/envoy` in the workspace (installed by `make envoy`).
@@ -236,8 +264,10 @@ impl JwksServer {
     /// Starts on `port` (0 for a [`free_port`], which it can bind again after going down), answering 200
     /// with `keys` (a JWKS document) and no `Cache-Control`.
     pub fn start(port: u16, keys: &serde_json::Value) -> Result<JwksServer> {
-        let port = if port == 0 { free_port()? } else { port };
-        let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding 127.0.0.1:{port}"))?;
+        let listener = match port {
+            0 => bind_free_port()?,
+            port => TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding 127.0.0.1:{port}"))?,
+        };
         let port = listener.local_addr()?.port();
         let state = Arc::new(JwksState {
             answer: Mutex::new(JwksAnswer { status: 200, body: keys.to_string().into_bytes(), max_age: None }),

@@ -611,7 +611,8 @@ impl Reloading {
         let _ = std::fs::remove_dir_all(&lds);
         std::fs::create_dir_all(&lds).unwrap();
         let jwks = JwksServer::start(0, &keys.jwks()).unwrap();
-        let ports = Ports { jwks: jwks.port(), ..Ports::free().unwrap() };
+        let upstream = testbed::EchoUpstream::start(0).unwrap();
+        let ports = Ports { jwks: jwks.port(), upstream: upstream.port(), ..Ports::free().unwrap() };
         let bootstrap = std::fs::read_to_string(root.join("envoy/reload.yaml")).unwrap();
         let bootstrap = demo::render_ports(&bootstrap, ports, &wasm).unwrap();
         let bootstrap = demo::replace_once(
@@ -629,7 +630,6 @@ impl Reloading {
         let listener = std::fs::read_to_string(root.join("envoy/reload/listeners.yaml")).unwrap();
         let listener = demo::render_ports(&listener, ports, &wasm).unwrap();
         std::fs::write(lds.join("listeners.yaml"), &listener).unwrap();
-        let upstream = testbed::EchoUpstream::start(ports.upstream).unwrap();
         let envoy = Envoy::start(&testbed::envoy_binary(), &bootstrap, ports.admin, &dir).unwrap();
         Reloading { envoy, jwks, _upstream: upstream, ports, lds, listener }
     }

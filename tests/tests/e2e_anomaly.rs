@@ -161,12 +161,12 @@ impl Bed {
         let wasm = agent_iam_host::plugin_wasm_path();
         assert!(wasm.exists(), "{} not found (run `make wasm`)", wasm.display());
         let jwks = JwksServer::start(0, &keys.jwks()).unwrap();
-        let ports = Ports { jwks: jwks.port(), ..Ports::free().unwrap() };
+        let upstream = EchoUpstream::start(0).unwrap();
+        let ports = Ports { jwks: jwks.port(), upstream: upstream.port(), ..Ports::free().unwrap() };
         let rendered = demo::render_ports(text, ports, &wasm).unwrap();
         for port in [Ports::DEFAULT.listener, Ports::DEFAULT.upstream, Ports::DEFAULT.admin, Ports::DEFAULT.jwks] {
             assert!(!rendered.contains(&format!("port_value: {port} ")), "port {port} not substituted");
         }
-        let upstream = EchoUpstream::start(ports.upstream).unwrap();
         let envoy = Envoy::start_with_workers(&testbed::envoy_binary(), &rendered, ports.admin, dir, 2).unwrap();
         Bed { envoy, _jwks: jwks, _upstream: upstream, ports }
     }

@@ -158,10 +158,10 @@ fn every_decision_is_one_ocsf_event_in_the_file_and_over_otlp() {
     let keys = DemoKeys::generate().unwrap();
     let tokens = DemoTokens::mint(&keys, demo::now(), 600);
     let receiver = OtlpReceiver::start_in(&dir).unwrap();
-    let ports = Ports::free().unwrap();
+    let upstream = EchoUpstream::start(0).unwrap();
+    let ports = Ports { upstream: upstream.port(), ..Ports::free().unwrap() };
     let config =
         otlp::render_audit_config(&template(), &keys.jwks(), ports, &wasm, &audit_file, receiver.port()).unwrap();
-    let _upstream = EchoUpstream::start(ports.upstream).unwrap();
     let envoy = Envoy::start(&testbed::envoy_binary(), &config, ports.admin, &dir).unwrap();
 
     // (method, path, token, the status the policy of envoy/demo.yaml gives it)

@@ -67,10 +67,11 @@ struct Layout {
 }
 
 impl Layout {
-    fn free() -> Result<Layout> {
+    /// Free ports for Envoy, around the echo upstream's (bound already, so nothing can take it meanwhile).
+    fn free(upstream: &EchoUpstream) -> Result<Layout> {
         Ok(Layout {
             admin: testbed::free_port()?,
-            upstream: testbed::free_port()?,
+            upstream: upstream.port(),
             gateway: testbed::free_port()?,
             nonce: testbed::free_port()?,
         })
@@ -236,9 +237,9 @@ fn start(dir: &Path) -> Result<Gateway> {
         bail!("{} not found (run `make wasm`)", wasm.display());
     }
     let keys = DemoKeys::generate()?;
-    let layout = Layout::free()?;
+    let upstream = EchoUpstream::start(0)?;
+    let layout = Layout::free(&upstream)?;
     let config = render(&template(), &keys, layout, &wasm)?;
-    let upstream = EchoUpstream::start(layout.upstream)?;
     let envoy = Envoy::start_with_workers(
         &testbed::envoy_binary(),
         &serde_json::to_string_pretty(&config)?,

@@ -73,7 +73,8 @@ impl Sidecar {
         let (svid_key, sts_key, idp_key) = (random_key(), random_key(), random_key());
         let wasm = agent_iam_host::plugin_wasm_path();
         assert!(wasm.exists(), "{} not found (run `make wasm`)", wasm.display());
-        let ports = Ports::free().unwrap();
+        let app = EchoUpstream::start(0).unwrap();
+        let ports = Ports { upstream: app.port(), ..Ports::free().unwrap() };
         let template =
             std::fs::read_to_string(agent_iam_host::workspace_root().join("envoy/sidecar-mtls.yaml")).unwrap();
         let mut config = demo::render_ports(&template, ports, &wasm).unwrap();
@@ -85,7 +86,6 @@ impl Sidecar {
         }
         assert_eq!(config.matches("filename: target/pki/").count(), 3, "the three certificate files");
         let config = config.replace("filename: target/pki/", &format!("filename: {}/", pki_dir.display()));
-        let app = EchoUpstream::start(ports.upstream).unwrap();
         let envoy = Envoy::start(&testbed::envoy_binary(), &config, ports.admin, &dir).unwrap();
         Sidecar { envoy, _app: app, ports, pki, svid_key, sts_key, idp_key }
     }

@@ -126,7 +126,8 @@ impl Bed {
         let transmitter = Transmitter::start(dir, &authorization).unwrap();
         let wasm = agent_iam_host::plugin_wasm_path();
         assert!(wasm.exists(), "{} not found (run `make wasm`)", wasm.display());
-        let ports = Ports::free().unwrap();
+        let upstream = EchoUpstream::start(0).unwrap();
+        let ports = Ports { upstream: upstream.port(), ..Ports::free().unwrap() };
         let config = ssf::render_revocation_config(
             &template(),
             &keys.jwks(),
@@ -137,7 +138,6 @@ impl Bed {
             &authorization,
         )
         .unwrap();
-        let upstream = EchoUpstream::start(ports.upstream).unwrap();
         let envoy = Envoy::start_with_workers(&testbed::envoy_binary(), &config, ports.admin, dir, 2).unwrap();
         Bed { envoy, transmitter, _upstream: upstream, ports }
     }
