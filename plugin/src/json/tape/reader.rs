@@ -60,7 +60,7 @@ struct Scanned {
 /// The state besides the position and the innermost frame: what the rarer steps (opening and closing a
 /// container, recording a name) need.
 struct Reader<'b> {
-    text: &'b str,
+    text: &'b [u8],
     tokens: Vec<Token>,
     /// Member names of the objects being read, outermost first: one stack for the whole document.
     names: Vec<Name>,
@@ -71,10 +71,9 @@ struct Reader<'b> {
 }
 
 /// Reads `text` as one JSON value into its tokens; containers may nest `max_depth` deep.
-pub(super) fn read(text: &str, max_depth: usize) -> Result<Vec<Token>, JsonError> {
-    let bytes = text.as_bytes();
+pub(super) fn read(bytes: &[u8], max_depth: usize) -> Result<Vec<Token>, JsonError> {
     let mut r = Reader {
-        text,
+        text: bytes,
         // Sized for typical documents (a token per 6 bytes or so, a few dozen names and levels open):
         // growing these was a tenth of a call's reading.
         tokens: Vec::with_capacity(bytes.len() / 6 + 4),
@@ -95,7 +94,7 @@ pub(super) fn read(text: &str, max_depth: usize) -> Result<Vec<Token>, JsonError
                 push(&mut r.tokens, Kind::String, start, pos, s.escaped);
             }
             b'0'..=b'9' | b'-' => {
-                pos = number(text, bytes, pos)?;
+                pos = number(bytes, pos)?;
                 push(&mut r.tokens, Kind::Number, start, pos, false);
             }
             open @ (b'{' | b'[') => {
@@ -204,7 +203,7 @@ impl Reader<'_> {
     /// serde_json reads, so a repeat is reported before an error in its value.
     #[inline(always)]
     fn member_name(&mut self, cur: &mut Frame, pos: usize) -> Result<usize, JsonError> {
-        let bytes = self.text.as_bytes();
+        let bytes = self.text;
         if bytes.get(pos) != Some(&b'"') {
             return Err(JsonError::Syntax);
         }
@@ -269,28 +268,28 @@ fn name_hash(head: u64, len: u32) -> u32 {
 
 /// Whether two member names are the same: by their bytes when neither has an escape (most names), decoded
 /// otherwise.
-fn same_name(text: &str, a: Name, b: Name) -> bool {
+fn same_name(text: &[u8], a: Name, b: Name) -> bool {
     if !a.escaped && !b.escaped {
-        return text.as_bytes().get(a.start as usize..a.end as usize)
-            == text.as_bytes().get(b.start as usize..b.end as usize);
+        return text.get(a.start as usize..a.end as usize) == text.get(b.start as usize..b.end as usize);
     }
     decode_name(text, a) == decode_name(text, b)
 }
 
 /// A member name decoded.
-fn decode_name(text: &str, name: Name) -> std::borrow::Cow<'_, str> {
-    // The span is inside the quotes, which are ASCII: always on character boundaries.
+fn decode_name(text: &[u8], name: Name) -> std::borrow::Cow<'_, str> {
+    // The reader has checked the name's bytes; the rare slow path checks them again rather than trusting that.
     let inner = text.get(name.start as usize..name.end as usize).unwrap_or_default();
     if !name.escaped {
-        return std::borrow::Cow::Borrowed(inner);
+        return std::borrow::Cow::Borrowed(std::str::from_utf8(inner).unwrap_or_default());
     }
     let quoted = text.get(name.start as usize - 1..name.end as usize + 1).unwrap_or_default();
-    serde_json::from_str::<String>(quoted).map(std::borrow::Cow::Owned).unwrap_or_default()
+    serde_json::from_slice::<String>(quoted).map(std::borrow::Cow::Owned).unwrap_or_default()
 }
 
-/// The bytes of `x` (a little-endian load) that end a run of ordinary string bytes: `"`, `\` and controls
-/// below 0x20, flagged by their high bit. The classic zero-byte test on the word XORed with each stop byte,
-/// and a borrow test for bytes below 0x20; only the lowest flag is exact (a borrow may flag a byte above a
+/// The bytes of `x` (a little-endian load) that end a run of ordinary (ASCII) string bytes: `"`, `\\`,
+/// controls below 0x20 and bytes from 0x80 (the start of a UTF-8 sequence, checked on its own), flagged by
+/// their high bit. The classic zero-byte test on the word XORed with each stop byte, a borrow test for bytes
+/// below 0x20 and the high bits themselves; only the lowest flag is exact (a borrow may flag a byte above a
 /// real stop), which is the one used.
 #[inline(always)]
 fn stops(x: u64) -> u64 {
@@ -298,13 +297,14 @@ fn stops(x: u64) -> u64 {
     let backslash = x ^ (ONES * u64::from(b'\\'));
     ((quote.wrapping_sub(ONES) & !quote)
         | (backslash.wrapping_sub(ONES) & !backslash)
-        | (x.wrapping_sub(ONES * 0x20) & !x))
+        | x.wrapping_sub(ONES * 0x20)
+        | x)
         & HIGHS
 }
 
 /// A string whose contents start at `pos` (after its `"`). Control characters are refused, escapes checked (a
-/// `\u` high surrogate must be followed by a `\u` low one, and a low one never stands alone). Bytes from 0x80
-/// are not looked at: the text is valid UTF-8 already.
+/// `\u` high surrogate must be followed by a `\u` low one, and a low one never stands alone), and bytes from
+/// 0x80 checked as UTF-8 sequences: the only place a document may have them.
 #[inline(always)]
 fn string(bytes: &[u8], pos: usize) -> Result<Scanned, JsonError> {
     let first = pos;
@@ -345,6 +345,8 @@ fn string(bytes: &[u8], pos: usize) -> Result<Scanned, JsonError> {
 }
 
 /// The rest of a string from `pos`: the position after its closing quote, and whether it has escapes.
+/// Inlined: a third of a call's strings are longer than a word, and the call cost a fifth of their reading.
+#[inline(always)]
 fn string_rest(bytes: &[u8], mut pos: usize) -> Result<(usize, bool), JsonError> {
     let mut escaped = false;
     loop {
@@ -359,13 +361,14 @@ fn string_rest(bytes: &[u8], mut pos: usize) -> Result<(usize, bool), JsonError>
         }
         // Fewer than eight bytes left, or a stop byte at or after `pos`.
         while let Some(&b) = bytes.get(pos) {
-            if b == b'"' || b == b'\\' || b < 0x20 {
+            if b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b) {
                 break;
             }
             pos += 1;
         }
         match bytes.get(pos).copied().ok_or(JsonError::Syntax)? {
             b'"' => return Ok((pos + 1, escaped)),
+            0x80.. => pos += utf8_sequence(bytes, pos).ok_or(JsonError::Syntax)?,
             b'\\' => {
                 escaped = true;
                 pos += 1;
@@ -396,6 +399,25 @@ fn string_rest(bytes: &[u8], mut pos: usize) -> Result<(usize, bool), JsonError>
     }
 }
 
+/// The length of the well-formed UTF-8 sequence at `pos` (whose first byte is from 0x80), per the Unicode
+/// Standard's table 3-7: no overlong form, no surrogate, nothing above U+10FFFF; `None` when it is not one.
+#[inline(never)]
+fn utf8_sequence(bytes: &[u8], pos: usize) -> Option<usize> {
+    let at = |i: usize| bytes.get(pos + i).copied().unwrap_or(0);
+    let tail = |i: usize| at(i) & 0xC0 == 0x80;
+    let (len, second) = match at(0) {
+        0xC2..=0xDF => (2, 0x80..=0xBF),
+        0xE0 => (3, 0xA0..=0xBF),
+        0xE1..=0xEC | 0xEE..=0xEF => (3, 0x80..=0xBF),
+        0xED => (3, 0x80..=0x9F),
+        0xF0 => (4, 0x90..=0xBF),
+        0xF1..=0xF3 => (4, 0x80..=0xBF),
+        0xF4 => (4, 0x80..=0x8F),
+        _ => return None,
+    };
+    (second.contains(&at(1)) && (2..len).all(tail)).then_some(len)
+}
+
 /// `u` and four hex digits at `pos` (of the `u`): their value.
 fn hex4(bytes: &[u8], pos: usize) -> Result<u32, JsonError> {
     let Some([b'u', digits @ ..]) = bytes.get(pos..pos + 5) else { return Err(JsonError::Syntax) };
@@ -418,7 +440,7 @@ fn digits(bytes: &[u8], mut at: usize) -> usize {
 /// A number at `pos` (RFC 8259 grammar): the position after it. One that does not fit an `f64` is refused, as
 /// serde_json refuses it.
 #[inline(always)]
-fn number(text: &str, bytes: &[u8], pos: usize) -> Result<usize, JsonError> {
+fn number(bytes: &[u8], pos: usize) -> Result<usize, JsonError> {
     let start = pos;
     let mut pos = if bytes.get(pos) == Some(&b'-') { pos + 1 } else { pos };
     pos = match bytes.get(pos) {
@@ -450,7 +472,11 @@ fn number(text: &str, bytes: &[u8], pos: usize) -> Result<usize, JsonError> {
             convert = true;
         }
     }
-    if convert && !text.get(start..pos).unwrap_or_default().parse::<f64>().is_ok_and(f64::is_finite) {
+    let finite = || {
+        let digits = bytes.get(start..pos).and_then(|d| std::str::from_utf8(d).ok()).unwrap_or_default();
+        digits.parse::<f64>().is_ok_and(f64::is_finite)
+    };
+    if convert && !finite() {
         return Err(JsonError::Syntax);
     }
     Ok(pos)

@@ -247,6 +247,59 @@ fn agrees_on_every_truncation_and_every_byte_removed() {
     }
 }
 
+/// Whether the string `"{ascii}{inner}"` is one the reader accepts, against what `str::from_utf8` accepts (and
+/// JSON: no quote, backslash or control character).
+fn string_agrees_with_str(ascii: &[u8], inner: &[u8]) {
+    let mut doc = vec![b'"'];
+    doc.extend_from_slice(ascii);
+    doc.extend_from_slice(inner);
+    doc.push(b'"');
+    let expected = std::str::from_utf8(inner).is_ok() && inner.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\');
+    assert_eq!(Tape::parse(&doc, 8).is_ok(), expected, "{doc:02x?}");
+}
+
+/// The reader's UTF-8 check is what lets the tape hand out its text as `str`: every sequence of one and two
+/// bytes from 0x80, three-byte ones with every second byte and the third around each boundary, four-byte ones
+/// with every second byte and the others around each boundary, each at the start of a string's first word, in
+/// it, across its end and in the words after it.
+#[test]
+fn strings_hold_exactly_the_utf8_that_str_accepts() {
+    const EDGES: [u8; 12] = [0x00, 0x22, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xFF];
+    for lead in 0x80..=0xFFu8 {
+        string_agrees_with_str(b"", &[lead]);
+        for second in 0..=0xFFu8 {
+            string_agrees_with_str(b"", &[lead, second]);
+            for third in EDGES {
+                string_agrees_with_str(b"", &[lead, second, third]);
+                if lead >= 0xF0 {
+                    for fourth in EDGES {
+                        string_agrees_with_str(b"", &[lead, second, third, fourth]);
+                    }
+                }
+            }
+        }
+    }
+    let samples: [&[u8]; 10] = [
+        "é".as_bytes(),
+        "€".as_bytes(),
+        "😀".as_bytes(),
+        b"\xC3",
+        b"\xE2\x82",
+        b"\xF0\x9F\x98",
+        b"\xED\xA0\x80",
+        b"\xC0\xAF",
+        b"\xF4\x90\x80\x80",
+        b"\xE2\x82\xACx\xFF",
+    ];
+    for ascii in 0..20 {
+        let ascii = &b"abcdefghijklmnopqrst"[..ascii];
+        for sample in samples {
+            string_agrees_with_str(ascii, sample);
+            string_agrees_with_str(ascii, &[sample, b"tail of some length"].concat());
+        }
+    }
+}
+
 proptest! {
     #[test]
     fn repeated_names_are_found_in_nested_objects_and_large_ones(
