@@ -597,8 +597,20 @@ fn truth(b: Option<bool>) -> Truth {
     b.map_or(Truth::Unknown, Truth::from_bool)
 }
 
+/// The words of a space-separated claim (`scope`, roles), or of a header value when `json` is false (commas
+/// separate too). The separators are ASCII, so the bytes are split rather than the characters: decoding each
+/// character was most of a scope check.
 fn words(s: &str, json: bool) -> impl Iterator<Item = &str> {
-    s.split(move |c: char| c.is_ascii_whitespace() || (!json && c == ',')).filter(|w| !w.is_empty())
+    let bytes = s.as_bytes();
+    let separator = move |b: &u8| b.is_ascii_whitespace() || (!json && *b == b',');
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        at += bytes.get(at..)?.iter().take_while(|b| separator(b)).count();
+        let len = bytes.get(at..)?.iter().take_while(|b| !separator(b)).count();
+        let word = s.get(at..at + len).filter(|w| !w.is_empty())?;
+        at += len;
+        Some(word)
+    })
 }
 
 fn resolve<'a, 'o>(operand: &'o Operand, ctx: &Ctx<'a>) -> Option<Attr<'o>>
@@ -747,10 +759,13 @@ fn roles_hold(value: &Value, any_of: &[Box<str>]) -> Truth {
 
 /// The token's scopes: `scope` (RFC 8693 / RFC 9068, space-separated) or `scp` (an array).
 fn has_scope(claims: &Map<String, Value>, scope: &str) -> Option<bool> {
-    match (claims.get("scope"), claims.get("scp")) {
-        (Some(Value::String(s)), _) => Some(words(s, true).any(|w| w == scope)),
-        (_, Some(Value::Array(items))) => Some(items.iter().any(|i| i.as_str() == Some(scope))),
-        (_, Some(Value::String(s))) => Some(words(s, true).any(|w| w == scope)),
+    // `scp` is only looked up when `scope` is not a string.
+    if let Some(Value::String(s)) = claims.get("scope") {
+        return Some(words(s, true).any(|w| w == scope));
+    }
+    match claims.get("scp") {
+        Some(Value::Array(items)) => Some(items.iter().any(|i| i.as_str() == Some(scope))),
+        Some(Value::String(s)) => Some(words(s, true).any(|w| w == scope)),
         _ => None,
     }
 }
@@ -882,6 +897,16 @@ pub(crate) fn contradictory(test: &[Op]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_split_on_ascii_whitespace_and_in_headers_on_commas() {
+        let w = |s, json| words(s, json).collect::<Vec<_>>();
+        assert_eq!(w("  mcp:tools \t\n orders:write\r", true), ["mcp:tools", "orders:write"]);
+        assert_eq!(w("a,b , c", false), ["a", "b", "c"]);
+        assert_eq!(w("a,b", true), ["a,b"]);
+        assert_eq!(w("\u{e9}t\u{e9} \u{a0}x", true), ["\u{e9}t\u{e9}", "\u{a0}x"], "only ASCII whitespace separates");
+        assert!(w("", true).is_empty() && w(" \x0c ", true).is_empty() && w(",,", false).is_empty());
+    }
 
     #[test]
     fn versions_compare_numerically() {
