@@ -1,6 +1,6 @@
 //! The identity headers: the ones the plugin sets on an allowed request, and the client-sent ones it removes.
 
-use super::prepare::Prepared;
+use super::prepare::{Detached, Prepared};
 use super::{Attempt, AwaitBody, Engine, TokenSource, Verdict, Verified};
 use crate::percent;
 use crate::request::mcp::list::ListKind;
@@ -212,7 +212,7 @@ impl Engine {
             dpop_nonce: mcp.fresh_nonce.clone(),
             await_body: mcp.await_body.map(|max_bytes| AwaitBody {
                 max_bytes,
-                verified: Verified(p.verified.clone()),
+                prepared: Rc::new(Detached::of(p)),
                 scheme: mcp.scheme,
             }),
             verified: Some(Verified(p.verified.clone())),

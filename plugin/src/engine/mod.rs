@@ -21,7 +21,7 @@ pub use identity::{
     ISSUER_HEADER, RULE_HEADER, SUBJECT_HEADER, header_safe, is_identity_header,
 };
 pub use mcp::{Body, DEFAULT_BODY_CAP, FORBIDDEN_CODE, MAX_BODY_CAP, McpDenial, McpEndpoint, WELL_KNOWN, metadata};
-use prepare::{Prepared, Pseudo, request_id};
+use prepare::{Detached, Prepared, Pseudo, request_id};
 pub use response::Denial;
 pub use routes::RouteSelector;
 pub use settings::{CryptoPreference, Mode, Settings, TokenSource};
@@ -96,13 +96,23 @@ pub enum Verdict {
 /// A POST to an MCP endpoint allowed at its headers, its body still to be read: how much of it to read, and
 /// what the decision on it takes from the decision at the headers (the token verified then, and how it was
 /// presented), so that [`Engine::decide_body`] does not verify it again.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AwaitBody {
     /// The endpoint's cap on the body, bytes.
     pub max_bytes: usize,
-    verified: Verified,
+    /// The request canonicalised around its verified token.
+    prepared: Rc<Detached>,
     scheme: Scheme,
 }
+
+/// Two are equal when they wait on the same decision.
+impl PartialEq for AwaitBody {
+    fn eq(&self, other: &AwaitBody) -> bool {
+        self.max_bytes == other.max_bytes && Rc::ptr_eq(&self.prepared, &other.prepared) && self.scheme == other.scheme
+    }
+}
+
+impl Eq for AwaitBody {}
 
 /// A ready decision engine: verifier, policy, response settings and the verified-token cache, built by
 /// [`crate::config::parse`]. One per configuration per VM; a new configuration gets a new engine, so the
@@ -342,11 +352,11 @@ impl Engine {
         crypto: &dyn CryptoBackend,
     ) -> Verdict {
         let afresh = || self.decide_with_body(headers, conn, body, now, crypto);
-        let admitted = &wait.verified.0;
-        if now >= admitted.token.valid_until {
+        let p = wait.prepared.prepared();
+        // The token was verified at the headers; revocations may have changed since.
+        if now >= p.verified.token.valid_until || self.check_revocation(&p.verified, now).is_err() {
             return afresh();
         }
-        let Ok(p) = self.prepare_verified(headers, admitted.clone(), now) else { return afresh() };
         let Some(endpoint) = self.mcp_endpoint(&p.path, &conn) else { return afresh() };
         let mut mcp = Attempt { again: true, scheme: wait.scheme, endpoint: Some(endpoint), ..Attempt::default() };
         let view = p.view(headers, conn, now, None);
