@@ -79,6 +79,26 @@ impl<'a> Tape<'a> {
     pub fn root(&self) -> Node<'_, 'a> {
         Node { tape: self, at: 0 }
     }
+
+    /// The contents of the string token `t`, escapes decoded; `None` for other kinds.
+    fn string_of(&self, t: Token) -> Option<Cow<'a, str>> {
+        if t.kind != Kind::String {
+            return None;
+        }
+        // Inside the quotes (the span's first and last bytes).
+        let inner = self.text.get(t.start as usize + 1..(t.end as usize).checked_sub(1)?)?;
+        if !t.escaped {
+            return Some(Cow::Borrowed(inner));
+        }
+        let raw = self.text.get(t.start as usize..t.end as usize)?;
+        serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+    }
+}
+
+impl Drop for Tape<'_> {
+    fn drop(&mut self) {
+        reader::recycle(std::mem::take(&mut self.tokens));
+    }
 }
 
 impl<'t, 'a> Node<'t, 'a> {
@@ -112,16 +132,7 @@ impl<'t, 'a> Node<'t, 'a> {
 
     /// A string's contents, escapes decoded; `None` for other kinds.
     pub fn as_str(&self) -> Option<Cow<'a, str>> {
-        let t = self.token();
-        if t.kind != Kind::String {
-            return None;
-        }
-        let raw = self.raw();
-        let inner = raw.get(1..raw.len().checked_sub(1)?)?;
-        if !t.escaped {
-            return Some(Cow::Borrowed(inner));
-        }
-        serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+        self.tape.string_of(self.token())
     }
 
     /// The value, built (for the few values a caller needs). Strings and integers, what arguments policy
@@ -205,10 +216,11 @@ impl<'t, 'a> Iterator for Members<'t, 'a> {
         if self.at >= self.end {
             return None;
         }
-        let name = Node { tape: self.tape, at: self.at };
+        let tokens = &self.tape.tokens;
+        let name = *tokens.get(self.at)?;
         let value = Node { tape: self.tape, at: self.at + 1 };
-        self.at = value.token().next as usize;
-        Some((name.as_str()?, value))
+        self.at = tokens.get(value.at)?.next as usize;
+        Some((self.tape.string_of(name)?, value))
     }
 }
 

@@ -6,6 +6,7 @@
 use super::{Kind, Token};
 use crate::json::JsonError;
 use rustc_hash::FxHashSet;
+use std::cell::Cell;
 
 /// Member names of objects up to this size are compared pairwise; larger objects keep a set.
 const PAIRWISE_NAMES: usize = 16;
@@ -70,17 +71,63 @@ struct Reader<'b> {
     sets: Vec<FxHashSet<String>>,
 }
 
+/// The buffers of the last read, kept for the next (a VM reads one body at a time): allocating them was a
+/// twentieth of the decision on a `tools/call`.
+#[derive(Default)]
+struct Spare {
+    tokens: Vec<Token>,
+    names: Vec<Name>,
+    stack: Vec<Frame>,
+}
+
+/// A buffer that grew past this many elements (a large list response) is let go rather than kept.
+const KEPT_CAPACITY: usize = 4096;
+
+thread_local! {
+    static SPARE: Cell<Spare> = Cell::new(Spare::default());
+}
+
+/// Keeps `tokens` (of a tape that is done with them) for the next read.
+pub(super) fn recycle(tokens: Vec<Token>) {
+    SPARE.with(|spare| {
+        let mut kept = spare.take();
+        kept.tokens = emptied(tokens);
+        spare.set(kept);
+    });
+}
+
+/// `buffer` emptied to be kept, or a new one in place of one that grew too large to keep.
+fn emptied<T>(mut buffer: Vec<T>) -> Vec<T> {
+    if buffer.capacity() > KEPT_CAPACITY {
+        return Vec::new();
+    }
+    buffer.clear();
+    buffer
+}
+
 /// Reads `text` as one JSON value into its tokens; containers may nest `max_depth` deep.
 pub(super) fn read(bytes: &[u8], max_depth: usize) -> Result<Vec<Token>, JsonError> {
-    let mut r = Reader {
-        text: bytes,
-        // Sized for typical documents (a token per 6 bytes or so, a few dozen names and levels open):
-        // growing these was a tenth of a call's reading.
-        tokens: Vec::with_capacity(bytes.len() / 6 + 4),
-        names: Vec::with_capacity(32),
-        stack: Vec::with_capacity(16),
-        sets: Vec::new(),
+    let spare = SPARE.with(Cell::take);
+    let mut r = Reader { text: bytes, tokens: spare.tokens, names: spare.names, stack: spare.stack, sets: Vec::new() };
+    // Sized for typical documents (a token per 6 bytes or so, a few dozen names and levels open): growing
+    // these was a tenth of a call's reading.
+    r.tokens.reserve(bytes.len() / 6 + 4);
+    r.names.reserve(32);
+    r.stack.reserve(16);
+    let read = read_into(&mut r, max_depth);
+    let Reader { tokens, names, stack, .. } = r;
+    let (tokens, kept) = match read {
+        // The tokens are the tape's until it is dropped.
+        Ok(()) => (Ok(tokens), Vec::new()),
+        Err(e) => (Err(e), emptied(tokens)),
     };
+    SPARE.with(|spare| spare.set(Spare { tokens: kept, names: emptied(names), stack: emptied(stack) }));
+    tokens
+}
+
+/// The reading itself, into `r`.
+fn read_into(r: &mut Reader<'_>, max_depth: usize) -> Result<(), JsonError> {
+    let bytes = r.text;
     let mut cur = TOP;
     let mut pos = skip_ws(bytes, 0);
     // Each turn reads one value at `pos` (after whitespace), then the separators and closing brackets after
@@ -140,7 +187,7 @@ pub(super) fn read(bytes: &[u8], max_depth: usize) -> Result<Vec<Token>, JsonErr
                     pos += 1;
                     r.close(&mut cur, pos);
                 }
-                (None, Level::Top) => return Ok(r.tokens),
+                (None, Level::Top) => return Ok(()),
                 _ => return Err(JsonError::Syntax),
             }
         }
