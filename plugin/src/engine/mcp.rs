@@ -10,6 +10,7 @@ use crate::request::mcp::{Arguments, Kind, McpError, McpRefusal, McpRequest, Rev
 use crate::request::{Connection, Headers, Request};
 use crate::token::{CryptoBackend, VerifiedToken};
 use serde_json::{Value, json};
+use std::rc::Rc;
 
 /// Largest body cap an endpoint may set: Envoy's default per-connection buffer limit, which refuses larger
 /// bodies itself.
@@ -72,8 +73,9 @@ pub(super) enum Message {
     None,
     /// A POST whose body is still to be read, at most this many bytes.
     AwaitBody(usize),
-    /// The message (boxed: it is large beside the other variants).
-    Call(Box<McpRequest>),
+    /// The message, shared as the verdict and the logs will hold it (and boxed: it is large beside the other
+    /// variants).
+    Call(Rc<McpRequest>),
 }
 
 /// What the filter has read of a request's body.
@@ -167,7 +169,7 @@ impl Engine {
             _ if endpoint.stateless_only() => return Err(Failure::Mcp(McpError::MethodNotAllowed.into())),
             "GET" | "DELETE" => {
                 return crate::request::mcp::session(request.headers, &endpoint.revisions)
-                    .map(|call| Message::Call(Box::new(call)))
+                    .map(|call| Message::Call(Rc::new(call)))
                     .map_err(|e| Failure::Mcp(e.into()));
             }
             _ => return Ok(Message::None),
@@ -186,7 +188,7 @@ impl Engine {
             &endpoint.revisions,
             Arguments::Only(&self.policy.needs().arguments),
         )
-        .map(|call| Message::Call(Box::new(call)))
+        .map(|call| Message::Call(Rc::new(call)))
         .map_err(Failure::Mcp)
     }
 

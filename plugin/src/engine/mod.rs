@@ -362,7 +362,7 @@ impl Engine {
         let view = p.view(headers, conn, now, None);
         let result = match self.mcp_message(endpoint, &p.method, &view, body) {
             Ok(mcp::Message::Call(call)) => {
-                mcp.call = Some(Rc::new(*call));
+                mcp.call = Some(call);
                 self.conclude(&p, headers, conn, now, &mut mcp)
             }
             Ok(mcp::Message::None | mcp::Message::AwaitBody(_)) => return afresh(),
@@ -558,7 +558,7 @@ impl Engine {
             match self.mcp_message(endpoint, &p.method, &view, body)? {
                 mcp::Message::None => {}
                 mcp::Message::AwaitBody(max) => mcp.await_body = Some(max),
-                mcp::Message::Call(call) => mcp.call = Some(Rc::new(*call)),
+                mcp::Message::Call(call) => mcp.call = Some(call),
             }
         }
         Ok(p)
