@@ -7,17 +7,62 @@ use crate::request::{Headers, trim_ows};
 use serde_json::Value;
 use std::borrow::Cow;
 
-/// A header that may appear at most once, as text without surrounding whitespace. Sent twice, or not text,
-/// it cannot be said to agree with anything.
-pub(super) fn single<'h>(headers: &'h Headers<'h>, name: &str) -> Result<Option<&'h str>, McpError> {
-    let mut values = headers.iter().filter(|(n, _)| *n == name);
-    match (values.next(), values.next()) {
-        (None, _) => Ok(None),
-        (Some((_, v)), None) => match std::str::from_utf8(v) {
-            Ok(text) => Ok(Some(trim_ows(text))),
-            Err(_) => Err(McpError::HeaderMismatch),
-        },
-        (Some(_), Some(_)) => Err(McpError::HeaderMismatch),
+/// The MCP headers of a request, found in one pass over its headers.
+#[derive(Clone, Copy)]
+pub(super) struct McpHeaders<'h> {
+    /// `MCP-Protocol-Version`.
+    pub(super) version: Single<'h>,
+    method: Single<'h>,
+    name: Single<'h>,
+    /// Whether there is an `Mcp-Param-*` header (rare: they are looked for again only then).
+    pub(super) params: bool,
+}
+
+impl<'h> McpHeaders<'h> {
+    pub(super) fn of(headers: &Headers<'h>) -> McpHeaders<'h> {
+        let mut found =
+            McpHeaders { version: Single::Absent, method: Single::Absent, name: Single::Absent, params: false };
+        for &(name, value) in headers {
+            // One comparison rules out every other header.
+            let Some(rest) = name.strip_prefix("mcp-") else { continue };
+            let slot = match rest {
+                "protocol-version" => &mut found.version,
+                "method" => &mut found.method,
+                "name" => &mut found.name,
+                _ => {
+                    found.params |= rest.starts_with("param-");
+                    continue;
+                }
+            };
+            *slot = match slot {
+                Single::Absent => Single::Once(value),
+                _ => Single::Repeated,
+            };
+        }
+        found
+    }
+}
+
+/// A header that may appear at most once.
+#[derive(Clone, Copy)]
+pub(super) enum Single<'h> {
+    Absent,
+    Once(&'h [u8]),
+    Repeated,
+}
+
+impl<'h> Single<'h> {
+    /// Its value as text without surrounding whitespace. Sent twice, or not text, it cannot be said to agree
+    /// with anything.
+    pub(super) fn text(self) -> Result<Option<&'h str>, McpError> {
+        match self {
+            Single::Absent => Ok(None),
+            Single::Once(v) => match std::str::from_utf8(v) {
+                Ok(text) => Ok(Some(trim_ows(text))),
+                Err(_) => Err(McpError::HeaderMismatch),
+            },
+            Single::Repeated => Err(McpError::HeaderMismatch),
+        }
     }
 }
 
@@ -66,15 +111,18 @@ fn header_form(value: &Value) -> Option<Cow<'_, str>> {
 /// otherwise; an `Mcp-Param-<Name>` that names an argument (compared without case, as header names are) must
 /// equal it. One that names none comes from a schema annotation the gateway does not have, and is left to the
 /// server, which checks it against that schema.
-pub(super) fn agree(request: &McpRequest, headers: &Headers<'_>) -> Result<(), McpError> {
-    let method = single(headers, "mcp-method")?.ok_or(McpError::HeaderMismatch)?;
+pub(super) fn agree(request: &McpRequest, headers: &Headers<'_>, found: &McpHeaders<'_>) -> Result<(), McpError> {
+    let method = found.method.text()?.ok_or(McpError::HeaderMismatch)?;
     if method != request.method {
         return Err(McpError::HeaderMismatch);
     }
-    match (single(headers, "mcp-name")?, request.target()) {
+    match (found.name.text()?, request.target()) {
         (None, None) => {}
         (Some(sent), Some(target)) if decoded(sent).as_deref() == Some(target) => {}
         _ => return Err(McpError::HeaderMismatch),
+    }
+    if !found.params {
+        return Ok(());
     }
     for &(name, value) in headers {
         let Some(param) = name.strip_prefix(super::PARAM_HEADER_PREFIX) else { continue };

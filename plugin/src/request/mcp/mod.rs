@@ -14,6 +14,7 @@ mod tests;
 
 use super::Headers;
 use crate::json::tape::{Kind as JsonKind, Node, Tape};
+use header::McpHeaders;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -197,7 +198,12 @@ impl fmt::Display for McpError {
 /// The protocol revision of a request, from `MCP-Protocol-Version`, among those `accepted`. An absent header
 /// is the session generation before `initialize` agreed on one, accepted when a session revision is.
 pub fn revision(headers: &Headers<'_>, accepted: &[Revision]) -> Result<Option<Revision>, McpError> {
-    match header::single(headers, "mcp-protocol-version")? {
+    revision_in(&McpHeaders::of(headers), accepted)
+}
+
+/// [`revision`] of headers already found.
+fn revision_in(found: &McpHeaders<'_>, accepted: &[Revision]) -> Result<Option<Revision>, McpError> {
+    match found.version.text()? {
         Some(text) => match Revision::parse(text) {
             Some(r) if accepted.contains(&r) => Ok(Some(r)),
             _ => Err(McpError::UnsupportedVersion),
@@ -253,7 +259,8 @@ pub fn parse(
     accepted: &[Revision],
     arguments: Arguments<'_>,
 ) -> Result<McpRequest, McpRefusal> {
-    let revision = revision(headers, accepted)?;
+    let found = McpHeaders::of(headers);
+    let revision = revision_in(&found, accepted)?;
     // A batch is refused as such, before the strict reader turns it into "not an object".
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return Err(McpError::Batch.into());
@@ -281,7 +288,7 @@ pub fn parse(
     };
     let refused = |error| McpRefusal { error, id: id.clone() };
     // The arguments a `Mcp-Param-*` header names (matched without case, as header names are), found once.
-    let mirrored: Vec<&str> = if revision.is_some_and(Revision::mirrors_headers) {
+    let mirrored: Vec<&str> = if found.params && revision.is_some_and(Revision::mirrors_headers) {
         headers.iter().filter_map(|(h, _)| h.strip_prefix(PARAM_HEADER_PREFIX)).collect()
     } else {
         Vec::new()
@@ -294,7 +301,7 @@ pub fn parse(
     };
     let request = message_of(top, id.clone(), revision, &wanted).map_err(refused)?;
     if revision.is_some_and(Revision::mirrors_headers) {
-        header::agree(&request, headers).map_err(refused)?;
+        header::agree(&request, headers, &found).map_err(refused)?;
     }
     Ok(request)
 }

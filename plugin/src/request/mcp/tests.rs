@@ -149,6 +149,14 @@ fn the_stateless_revision_checks_mirrored_headers_against_the_body() {
         modern(CALL, &[("mcp-method", "tools/call"), ("mcp-name", "get_weather"), ("mcp-name", "get_weather")]),
         Err(McpError::HeaderMismatch)
     );
+    assert_eq!(
+        modern(CALL, &[("mcp-method", "tools/call"), ("mcp-method", "tools/call"), ("mcp-name", "get_weather")]),
+        Err(McpError::HeaderMismatch)
+    );
+    // Names that only begin like the mirrored ones are other headers.
+    let lookalikes =
+        [("mcp-method", "tools/call"), ("mcp-name", "get_weather"), ("mcp-names", "x"), ("mcp-methods", "y")];
+    assert!(modern(CALL, &lookalikes).is_ok());
     let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
     assert!(modern(list, &[("mcp-method", "tools/list")]).is_ok());
     assert_eq!(modern(list, &[("mcp-method", "tools/list"), ("mcp-name", "x")]), Err(McpError::HeaderMismatch));
