@@ -15,6 +15,8 @@
 //! - [`modules`]: reference proxy-wasm modules (the benchmarks' baseline, an empty filter).
 //! - [`ocsf`]: an OCSF 1.8.0 validator for the audit events, over the vendored schema sources.
 //!
+//! - [`HOST`]: the plugin's `.wasm`, compiled once per test binary for the host tests.
+//!
 //! The wasmtime host itself is the `agent-iam-host` crate.
 pub mod demo;
 pub mod h2;
@@ -28,3 +30,13 @@ pub mod python;
 pub mod ssf;
 pub mod testbed;
 pub mod vectors;
+
+use agent_iam_host::Host;
+use std::sync::LazyLock;
+
+/// The plugin's release `.wasm` in the wasmtime host, compiled once per test binary: the host tests
+/// (`tests/tests/`) make their VMs from it.
+pub static HOST: LazyLock<Host> = LazyLock::new(|| {
+    Host::from_file(agent_iam_host::plugin_wasm_path())
+        .unwrap_or_else(|e| panic!("{e:#}\nbuild the plugin first: make wasm"))
+});

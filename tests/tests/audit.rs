@@ -4,14 +4,12 @@
 
 use agent_iam::mint::SigningKey;
 use agent_iam::token::Algorithm;
-use agent_iam_host::{Host, Vm};
+use agent_iam_host::Vm;
+use agent_iam_tests::HOST;
 use serde_json::{Value, json};
 use std::sync::LazyLock;
 use std::time::{Duration, UNIX_EPOCH};
 
-static HOST: LazyLock<Host> = LazyLock::new(|| {
-    Host::from_file(agent_iam_host::plugin_wasm_path()).unwrap_or_else(|e| panic!("{e:#}: build the plugin first"))
-});
 static KEY: LazyLock<SigningKey> = LazyLock::new(|| SigningKey::from_seed(Algorithm::ES256, [3; 32]).unwrap());
 
 const NOW: u64 = 1_900_000_000;

@@ -16,18 +16,13 @@ use agent_iam::b64;
 use agent_iam::mint::{ProofClaims, SigningKey, ath, proof_payload};
 use agent_iam::token::Algorithm;
 use agent_iam_host::{Host, LogLevel, Outcome, RequestBuilder, Vm};
+use agent_iam_tests::HOST;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 // ---------------------------------------------------------------------------------------------
 // Fixture
 // ---------------------------------------------------------------------------------------------
-
-static HOST: LazyLock<Host> = LazyLock::new(|| {
-    Host::from_file(agent_iam_host::plugin_wasm_path()).unwrap_or_else(|e| {
-        panic!("{e:#}\nbuild the plugin first: cargo build -p agent-iam --target wasm32-wasip1 --release")
-    })
-});
 
 /// The VM clock at start: token and proof times are relative to it.
 const NOW: u64 = 1_900_000_000;

@@ -11,19 +11,12 @@ use agent_iam::b64;
 use agent_iam::mint::SigningKey;
 use agent_iam::token::Algorithm;
 use agent_iam_host::{Host, LogLevel, Outcome, RequestBuilder, Vm};
+use agent_iam_tests::HOST;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
 // Fixture: one compiled plugin, one trust configuration, keys and tokens.
 // ---------------------------------------------------------------------------------------------
-
-/// The plugin, compiled once per test binary.
-static HOST: LazyLock<Host> = LazyLock::new(|| {
-    let path = agent_iam_host::plugin_wasm_path();
-    Host::from_file(&path).unwrap_or_else(|e| {
-        panic!("{e:#}\nbuild the plugin first: cargo build -p agent-iam --target wasm32-wasip1 --release")
-    })
-});
 
 /// The VM clock, fixed: every token time below is relative to it.
 const NOW: u64 = 1_900_000_000;

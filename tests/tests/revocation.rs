@@ -11,12 +11,8 @@ use agent_iam::mint::SigningKey;
 use agent_iam::token::Algorithm;
 use agent_iam_host::{Callout, Host, Outcome, Vm};
 
+use agent_iam_tests::HOST;
 use serde_json::{Value, json};
-
-static HOST: LazyLock<Host> = LazyLock::new(|| {
-    Host::from_file(agent_iam_host::plugin_wasm_path())
-        .unwrap_or_else(|e| panic!("{e:#}\nbuild the plugin first: make wasm"))
-});
 
 const NOW: u64 = 1_900_000_000;
 const ISSUER: &str = "https://idp.example";
