@@ -333,7 +333,7 @@ fn decode_name(text: &[u8], name: Name) -> std::borrow::Cow<'_, str> {
     serde_json::from_slice::<String>(quoted).map(std::borrow::Cow::Owned).unwrap_or_default()
 }
 
-/// The bytes of `x` (a little-endian load) that end a run of ordinary (ASCII) string bytes: `"`, `\\`,
+/// The bytes of `x` (a little-endian load) that end a run of ordinary (ASCII) string bytes: `"`, `\`,
 /// controls below 0x20 and bytes from 0x80 (the start of a UTF-8 sequence, checked on its own), flagged by
 /// their high bit. The classic zero-byte test on the word XORed with each stop byte, a borrow test for bytes
 /// below 0x20 and the high bits themselves; only the lowest flag is exact (a borrow may flag a byte above a
