@@ -4,7 +4,9 @@
 use super::{Admitted, Engine, Failure, Scheme, TokenSource};
 use crate::percent::{self, Plus};
 use crate::request::mcp::McpRequest;
-use crate::request::{self, Connection, Headers, MethodOverride, Request, RequestError, single_text, single_value};
+use crate::request::{
+    self, Connection, Headers, MethodOverride, Request, RequestError, Seen, single_text, single_value,
+};
 use crate::token::claims::bound_key;
 use crate::token::dpop::DpopMode;
 use crate::token::{CryptoBackend, TokenError};
@@ -325,36 +327,21 @@ pub(super) struct Pseudo<'h> {
 
 impl<'h> Pseudo<'h> {
     pub(super) fn of(headers: &'h Headers<'h>) -> Pseudo<'h> {
-        let (mut method, mut path, mut authority) = (Seen::None, Seen::None, Seen::None);
+        let (mut method, mut path, mut authority) = (Seen::Absent, Seen::Absent, Seen::Absent);
         for &(name, value) in headers {
-            let slot = match name {
-                ":method" => &mut method,
-                ":path" => &mut path,
-                ":authority" => &mut authority,
-                _ => continue,
-            };
-            *slot = match slot {
-                Seen::None => Seen::Once(value),
-                _ => Seen::Repeated,
-            };
+            match name {
+                ":method" => method.add(value),
+                ":path" => path.add(value),
+                ":authority" => authority.add(value),
+                _ => {}
+            }
         }
-        Pseudo { method: method.text(), path: path.text(), authority: authority.text() }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Seen<'h> {
-    None,
-    Once(&'h [u8]),
-    Repeated,
-}
-
-impl<'h> Seen<'h> {
-    fn text(self) -> Option<&'h str> {
-        match self {
+        // Absent, repeated or not text: none.
+        let text = |seen| match seen {
             Seen::Once(v) => std::str::from_utf8(v).ok(),
-            Seen::None | Seen::Repeated => None,
-        }
+            Seen::Absent | Seen::Repeated => None,
+        };
+        Pseudo { method: text(method), path: text(path), authority: text(authority) }
     }
 }
 

@@ -139,6 +139,28 @@ pub struct Connection<'a> {
     pub route_tag: Option<&'a str>,
 }
 
+/// A header that may appear at most once, as one pass over the headers finds it (when several are looked for:
+/// [`single_value`] looks for one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen<'h> {
+    /// Not there.
+    Absent,
+    /// There once, with this value.
+    Once(&'h [u8]),
+    /// There more than once: no one value.
+    Repeated,
+}
+
+impl<'h> Seen<'h> {
+    /// The header found (again) with `value`.
+    pub fn add(&mut self, value: &'h [u8]) {
+        *self = match self {
+            Seen::Absent => Seen::Once(value),
+            _ => Seen::Repeated,
+        };
+    }
+}
+
 /// The value of a header that must appear exactly once (`None` when absent or repeated).
 pub fn single_value<'h>(headers: &'h Headers<'h>, name: &str) -> Option<&'h [u8]> {
     let mut values = headers.iter().filter(|(n, _)| *n == name);

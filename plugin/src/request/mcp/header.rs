@@ -3,7 +3,7 @@
 //! otherwise decide on one tool while the server runs another.
 
 use super::{McpError, McpRequest};
-use crate::request::{Headers, trim_ows};
+use crate::request::{Headers, Seen, trim_ows};
 use serde_json::Value;
 use std::borrow::Cow;
 
@@ -11,58 +11,40 @@ use std::borrow::Cow;
 #[derive(Clone, Copy)]
 pub(super) struct McpHeaders<'h> {
     /// `MCP-Protocol-Version`.
-    pub(super) version: Single<'h>,
-    method: Single<'h>,
-    name: Single<'h>,
+    pub(super) version: Seen<'h>,
+    method: Seen<'h>,
+    name: Seen<'h>,
     /// Whether there is an `Mcp-Param-*` header (rare: they are looked for again only then).
     pub(super) params: bool,
 }
 
 impl<'h> McpHeaders<'h> {
     pub(super) fn of(headers: &Headers<'h>) -> McpHeaders<'h> {
-        let mut found =
-            McpHeaders { version: Single::Absent, method: Single::Absent, name: Single::Absent, params: false };
+        let mut found = McpHeaders { version: Seen::Absent, method: Seen::Absent, name: Seen::Absent, params: false };
         for &(name, value) in headers {
             // One comparison rules out every other header.
             let Some(rest) = name.strip_prefix("mcp-") else { continue };
-            let slot = match rest {
-                "protocol-version" => &mut found.version,
-                "method" => &mut found.method,
-                "name" => &mut found.name,
-                _ => {
-                    found.params |= rest.starts_with("param-");
-                    continue;
-                }
-            };
-            *slot = match slot {
-                Single::Absent => Single::Once(value),
-                _ => Single::Repeated,
-            };
+            match rest {
+                "protocol-version" => found.version.add(value),
+                "method" => found.method.add(value),
+                "name" => found.name.add(value),
+                _ => found.params |= rest.starts_with("param-"),
+            }
         }
         found
     }
 }
 
-/// A header that may appear at most once.
-#[derive(Clone, Copy)]
-pub(super) enum Single<'h> {
-    Absent,
-    Once(&'h [u8]),
-    Repeated,
-}
-
-impl<'h> Single<'h> {
-    /// Its value as text without surrounding whitespace. Sent twice, or not text, it cannot be said to agree
-    /// with anything.
-    pub(super) fn text(self) -> Result<Option<&'h str>, McpError> {
-        match self {
-            Single::Absent => Ok(None),
-            Single::Once(v) => match std::str::from_utf8(v) {
-                Ok(text) => Ok(Some(trim_ows(text))),
-                Err(_) => Err(McpError::HeaderMismatch),
-            },
-            Single::Repeated => Err(McpError::HeaderMismatch),
-        }
+/// A mirrored header's value as text without surrounding whitespace. Sent twice, or not text, it cannot be said
+/// to agree with anything.
+pub(super) fn text(seen: Seen<'_>) -> Result<Option<&str>, McpError> {
+    match seen {
+        Seen::Absent => Ok(None),
+        Seen::Once(v) => match std::str::from_utf8(v) {
+            Ok(text) => Ok(Some(trim_ows(text))),
+            Err(_) => Err(McpError::HeaderMismatch),
+        },
+        Seen::Repeated => Err(McpError::HeaderMismatch),
     }
 }
 
@@ -112,11 +94,11 @@ fn header_form(value: &Value) -> Option<Cow<'_, str>> {
 /// equal it. One that names none comes from a schema annotation the gateway does not have, and is left to the
 /// server, which checks it against that schema.
 pub(super) fn agree(request: &McpRequest, headers: &Headers<'_>, found: &McpHeaders<'_>) -> Result<(), McpError> {
-    let method = found.method.text()?.ok_or(McpError::HeaderMismatch)?;
+    let method = text(found.method)?.ok_or(McpError::HeaderMismatch)?;
     if method != request.method {
         return Err(McpError::HeaderMismatch);
     }
-    match (found.name.text()?, request.target()) {
+    match (text(found.name)?, request.target()) {
         (None, None) => {}
         (Some(sent), Some(target)) if decoded(sent).as_deref() == Some(target) => {}
         _ => return Err(McpError::HeaderMismatch),

@@ -203,7 +203,7 @@ pub fn revision(headers: &Headers<'_>, accepted: &[Revision]) -> Result<Option<R
 
 /// [`revision`] of headers already found.
 fn revision_in(found: &McpHeaders<'_>, accepted: &[Revision]) -> Result<Option<Revision>, McpError> {
-    match found.version.text()? {
+    match header::text(found.version)? {
         Some(text) => match Revision::parse(text) {
             Some(r) if accepted.contains(&r) => Ok(Some(r)),
             _ => Err(McpError::UnsupportedVersion),
