@@ -94,8 +94,8 @@ pub enum Verdict {
 }
 
 /// A POST to an MCP endpoint allowed at its headers, its body still to be read: how much of it to read, and
-/// what the decision on it takes from the decision at the headers (the token verified then, and how it was
-/// presented), so that [`Engine::decide_body`] does not verify it again.
+/// what the decision on it takes from the decision at the headers (the request as canonicalised then, its token
+/// as verified then, and how that was presented), so that [`Engine::decide_body`] does neither again.
 #[derive(Debug, Clone)]
 pub struct AwaitBody {
     /// The endpoint's cap on the body, bytes.
@@ -338,8 +338,8 @@ impl Engine {
     }
 
     /// Decides a POST to an MCP endpoint on its body, after [`Engine::decide_with`] answered `await_body` for
-    /// the same headers: the token verified then is taken as it is (checked against revocations again, which
-    /// may have changed), the body read and policy asked. The same verdict as [`Engine::decide_with_body`] (the
+    /// the same headers: the request as canonicalised then and its token as verified then are taken as they are
+    /// (the token checked against revocations again, which may have changed), the body read and policy asked. The same verdict as [`Engine::decide_with_body`] (the
     /// tests compare them) without looking the token up again; a token that expired meanwhile, or anything
     /// unexpected, is decided afresh.
     pub fn decide_body(
