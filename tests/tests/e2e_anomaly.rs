@@ -301,10 +301,17 @@ fn room_in_this_minute(needed: Duration) {
     }
 }
 
+/// Sleeps until the wall clock reads `ms`, following the wall clock rather than sleeping once for the difference:
+/// the plugin times a quarantine on the wall clock (the only clock proxy-wasm gives it), so when the machine's
+/// clock is stepped during the wait (a CI VM's clock set while the test ran once moved it 21 s ahead), the test
+/// must wake by the same clock or it asks about a quarantine that has, by that clock, already ended.
 fn sleep_until_wall(ms: u64) {
-    let now = wall_ms();
-    if ms > now {
-        std::thread::sleep(Duration::from_millis(ms - now));
+    loop {
+        let now = wall_ms();
+        if now >= ms {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis((ms - now).min(200)));
     }
 }
 
