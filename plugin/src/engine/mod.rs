@@ -339,9 +339,9 @@ impl Engine {
 
     /// Decides a POST to an MCP endpoint on its body, after [`Engine::decide_with`] answered `await_body` for
     /// the same headers: the request as canonicalised then and its token as verified then are taken as they are
-    /// (the token checked against revocations again, which may have changed), the body read and policy asked. The same verdict as [`Engine::decide_with_body`] (the
-    /// tests compare them) without looking the token up again; a token that expired meanwhile, or anything
-    /// unexpected, is decided afresh.
+    /// (the token checked against revocations again, which may have changed), the body read and policy asked.
+    /// The same verdict as [`Engine::decide_with_body`] (the tests compare them) without looking the token up
+    /// again; a token that expired meanwhile, or anything unexpected, is decided afresh.
     pub fn decide_body(
         &self,
         wait: &AwaitBody,

@@ -70,7 +70,8 @@ impl<'a> Tape<'a> {
         // SAFETY: the reader accepted `bytes`, so they are UTF-8: it refuses a byte from 0x80 anywhere but
         // inside a string, and inside one checks each such byte's sequence as `str::from_utf8` does (no
         // overlong form, no surrogate, nothing above U+10FFFF; tests compare the two on every one- and two-byte
-        // sequence, three- and four-byte ones around each boundary, and arbitrary bytes). Checking the whole text again first was a tenth of reading it.
+        // sequence, three- and four-byte ones around each boundary, and arbitrary bytes). Checking the whole
+        // text again first was a tenth of reading it.
         let text = unsafe { std::str::from_utf8_unchecked(bytes) };
         Ok(Tape { text, tokens })
     }
